@@ -1,0 +1,223 @@
+//! `fnhost deploy NAME FILE.wasm`: upload with live progress while the host compiles.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use http::{Method, header};
+use http_body_util::BodyExt;
+
+use super::{LimitArgs, parse_key_value, read_file};
+use crate::cli::ClientArgs;
+use crate::cli::client::{AdminClient, ApiFailure};
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The function's name: a lowercase DNS label (a-z, 0-9, '-').
+    pub name: String,
+    /// The component to upload (a wasi:http/proxy component, e.g. built for wasm32-wasip2).
+    pub file: PathBuf,
+    /// Environment variables for the function; when given, they replace its whole
+    /// environment (repeat for several).
+    #[arg(long, value_parser = parse_key_value, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Publish the upload as a new version right away.
+    #[arg(long)]
+    pub publish: bool,
+    /// With --publish: the version's description.
+    #[arg(long, default_value = "", requires = "publish")]
+    pub description: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.client)?;
+    let wasm = read_file(&args.file)?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in &args.env {
+        query.append_pair("env", &format!("{key}={value}"));
+    }
+    if let Some(memory) = args.limits.memory {
+        query.append_pair("memory_mb", &memory.to_string());
+    }
+    if let Some(timeout) = args.limits.timeout {
+        query.append_pair("timeout_ms", &timeout.to_string());
+    }
+    let query = query.finish();
+    let path = format!(
+        "/v1/functions/{}/code{}{query}",
+        args.name,
+        if query.is_empty() { "" } else { "?" }
+    );
+    let progress = Progress::new(!args.client.json);
+    progress.show(&format!(
+        "uploading {} ({})",
+        args.file.display(),
+        human_size(wasm.len())
+    ));
+    let response = client
+        .send(
+            Method::PUT,
+            &path,
+            wasm.into(),
+            &[
+                (header::CONTENT_TYPE, "application/wasm"),
+                (header::ACCEPT, "application/x-ndjson"),
+            ],
+        )
+        .await;
+    let response = match response {
+        Ok(response) => response,
+        Err(e) => {
+            progress.finish();
+            return Err(e);
+        }
+    };
+    let mut body = response.into_body();
+    let mut buffer = Vec::new();
+    let mut result = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("the upload response was cut off")?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        buffer.extend_from_slice(data);
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let event: serde_json::Value = serde_json::from_slice(&line)
+                .context("the admin API sent an unreadable progress line")?;
+            match event["event"].as_str() {
+                Some("done") => result = Some(event["result"].clone()),
+                Some("error") => {
+                    progress.finish();
+                    let error = &event["error"];
+                    return Err(ApiFailure {
+                        status: error["status"].as_u64().unwrap_or(500) as u16,
+                        code: error["code"].as_str().unwrap_or_default().to_string(),
+                        message: error["message"]
+                            .as_str()
+                            .unwrap_or("deploy failed")
+                            .to_string(),
+                    }
+                    .into());
+                }
+                Some("working") => progress.heartbeat(&describe(&event)),
+                _ => progress.show(&describe(&event)),
+            }
+        }
+    }
+    progress.finish();
+    let mut result = result.context("the upload stream ended before the deploy finished")?;
+    if args.publish {
+        let published = client
+            .call(
+                Method::POST,
+                &format!("/v1/functions/{}/versions", args.name),
+                Some(serde_json::json!({ "description": args.description })),
+            )
+            .await?;
+        result["published"] = published;
+    }
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    let function = &result["function"];
+    println!(
+        "deployed {} $LATEST: {} ({}), exports {}",
+        args.name,
+        function["latest"]["digest"].as_str().unwrap_or("?"),
+        human_size(function["latest"]["size"].as_u64().unwrap_or(0) as usize),
+        result["handler_export"].as_str().unwrap_or("?"),
+    );
+    if let Some(published) = result.get("published") {
+        let verb = if published["created"].as_bool() == Some(true) {
+            "published"
+        } else {
+            "unchanged since"
+        };
+        println!("{verb} version {}", published["version"]["version"]);
+    }
+    Ok(())
+}
+
+fn describe(event: &serde_json::Value) -> String {
+    let elapsed = event["elapsed_ms"].as_u64().map(|ms| ms as f64 / 1000.0);
+    match (event["event"].as_str(), event["detail"]["stage"].as_str()) {
+        (Some("validated"), _) => format!(
+            "validated: component exporting {}",
+            event["handler_export"].as_str().unwrap_or("?")
+        ),
+        (Some("stage"), Some("waiting_for_compiler")) => {
+            "waiting for another upload's compilation to finish".into()
+        }
+        (Some("stage"), Some("compiling")) | (Some("working"), _) => {
+            format!("compiling... {:.1}s", elapsed.unwrap_or(0.0))
+        }
+        (Some("stage"), Some("compiled")) => format!(
+            "compiled in {:.1}s",
+            event["detail"]["compile_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+        ),
+        (Some("stage"), Some("cache_hit")) => "already compiled (cache hit)".into(),
+        (Some("stage"), Some("linked")) => "linked against WASI 0.2 + wasi:http".into(),
+        _ => event.to_string(),
+    }
+}
+
+/// Progress on stderr: one rewritten line on a terminal; in logs, one line per step and a
+/// heartbeat every few seconds.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    last_line: std::cell::Cell<std::time::Instant>,
+}
+
+impl Progress {
+    const LOG_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            last_line: std::cell::Cell::new(std::time::Instant::now()),
+        }
+    }
+
+    fn heartbeat(&self, text: &str) {
+        if self.terminal || self.last_line.get().elapsed() >= Self::LOG_HEARTBEAT {
+            self.show(text);
+        }
+    }
+
+    fn show(&self, text: &str) {
+        if !self.enabled {
+            return;
+        }
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(stderr, "\r\x1b[2K{text}");
+        } else {
+            let _ = writeln!(stderr, "{text}");
+        }
+        self.last_line.set(std::time::Instant::now());
+        let _ = stderr.flush();
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.terminal {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}

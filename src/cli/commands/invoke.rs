@@ -1,0 +1,92 @@
+//! `fnhost invoke NAME[@VERSION]`: one call through the data plane, for a quick check.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Args;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+
+use super::{parse_key_value, read_file};
+use crate::cli::DEFAULT_DATA_URL;
+use crate::cli::client::{failure, http_client};
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// NAME, NAME@N (a version) or NAME@latest.
+    pub target: String,
+    /// Path and query after the function name, e.g. /items?id=3.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Request body; with it the method defaults to POST.
+    #[arg(long, short = 'd', conflicts_with = "data_file")]
+    pub data: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "FILE")]
+    pub data_file: Option<PathBuf>,
+    /// HTTP method (default: GET, or POST with a body).
+    #[arg(long, short = 'X')]
+    pub method: Option<Method>,
+    /// Request header NAME=VALUE (repeat for several).
+    #[arg(long, short = 'H', value_parser = parse_key_value, value_name = "NAME=VALUE")]
+    pub header: Vec<(String, String)>,
+    /// Print the status line and response headers before the body.
+    #[arg(long, short = 'i')]
+    pub include: bool,
+    /// Data plane base URL.
+    #[arg(long, env = "FNHOST_URL", default_value = DEFAULT_DATA_URL, value_name = "URL")]
+    pub url: String,
+}
+
+pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
+    let body: Option<Bytes> = match (&args.data, &args.data_file) {
+        (Some(data), _) => Some(data.clone().into()),
+        (None, Some(path)) => Some(read_file(path)?.into()),
+        (None, None) => None,
+    };
+    let method = args.method.clone().unwrap_or(if body.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    });
+    let path = if args.path.starts_with('/') {
+        args.path.clone()
+    } else {
+        format!("/{}", args.path)
+    };
+    let url = format!("{}/{}{path}", args.url.trim_end_matches('/'), args.target);
+    let mut request = Request::builder().method(method).uri(&url);
+    for (name, value) in &args.header {
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(body.unwrap_or_default()))?;
+    let response = http_client()
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach the data plane at {url}; is `fnhost serve` running? (set --url or FNHOST_URL)"))?;
+    if !response.status().is_success() && !args.include {
+        return Err(failure(response).await.into());
+    }
+    let mut stdout = std::io::stdout().lock();
+    if args.include {
+        writeln!(stdout, "{:?} {}", response.version(), response.status())?;
+        for (name, value) in response.headers() {
+            writeln!(
+                stdout,
+                "{name}: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            )?;
+        }
+        writeln!(stdout)?;
+    }
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            stdout.write_all(data)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Commands that read or change registry state: functions, versions, publish, config, delete,
+//! status. Each prints a table, or the API's JSON with `--json`.
+
+use http::Method;
+use serde_json::Value;
+
+use super::{ConfigArgs, DeleteArgs, NameArgs, PublishArgs};
+use crate::cli::ClientArgs;
+use crate::cli::client::AdminClient;
+use crate::cli::table;
+
+pub async fn functions(args: ClientArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(&args)?
+        .call(Method::GET, "/v1/functions", None)
+        .await?;
+    if print_json(&args, &answer)? {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list(&answer["functions"])
+        .iter()
+        .map(|f| {
+            vec![
+                text(&f["name"]),
+                f["newest_version"]
+                    .as_u64()
+                    .map_or("-".into(), |v| v.to_string()),
+                text(&f["version_count"]),
+                short_digest(&f["latest"]["digest"]),
+                format!("{}Mi", f["latest"]["config"]["memory_mb"]),
+                format!("{}ms", f["latest"]["config"]["timeout_ms"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "NAME",
+                "NEWEST",
+                "VERSIONS",
+                "LATEST DIGEST",
+                "MEMORY",
+                "TIMEOUT"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub async fn versions(args: NameArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(&args.client)?
+        .call(
+            Method::GET,
+            &format!("/v1/functions/{}/versions", args.name),
+            None,
+        )
+        .await?;
+    if print_json(&args.client, &answer)? {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list(&answer["versions"])
+        .iter()
+        .map(|v| {
+            vec![
+                text(&v["version"]),
+                short_digest(&v["digest"]),
+                format!("{}Mi", v["config"]["memory_mb"]),
+                format!("{}ms", v["config"]["timeout_ms"]),
+                v["config"]["env"]
+                    .as_object()
+                    .map_or(0, |env| env.len())
+                    .to_string(),
+                text(&v["description"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "VERSION",
+                "DIGEST",
+                "MEMORY",
+                "TIMEOUT",
+                "ENV",
+                "DESCRIPTION"
+            ],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(&args.client)?
+        .call(
+            Method::POST,
+            &format!("/v1/functions/{}/versions", args.name),
+            Some(serde_json::json!({ "description": args.description })),
+        )
+        .await?;
+    if print_json(&args.client, &answer)? {
+        return Ok(());
+    }
+    let version = &answer["version"];
+    if answer["created"].as_bool() == Some(true) {
+        println!(
+            "published {} version {} ({})",
+            args.name,
+            version["version"],
+            text(&version["digest"])
+        );
+    } else {
+        println!(
+            "{} $LATEST is identical to version {}; nothing new to publish",
+            args.name, version["version"]
+        );
+    }
+    Ok(())
+}
+
+pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.client)?;
+    let mut patch = serde_json::Map::new();
+    if !args.env.is_empty() {
+        patch.insert("env".into(), args.env.iter().cloned().collect());
+    }
+    if args.clear_env {
+        patch.insert("env".into(), Value::Object(Default::default()));
+    }
+    if let Some(memory) = args.limits.memory {
+        patch.insert("memory_mb".into(), memory.into());
+    }
+    if let Some(timeout) = args.limits.timeout {
+        patch.insert("timeout_ms".into(), timeout.into());
+    }
+    let answer = if patch.is_empty() {
+        client
+            .call(Method::GET, &format!("/v1/functions/{}", args.name), None)
+            .await?
+    } else {
+        client
+            .call(
+                Method::PATCH,
+                &format!("/v1/functions/{}/config", args.name),
+                Some(Value::Object(patch)),
+            )
+            .await?
+    };
+    if print_json(&args.client, &answer)? {
+        return Ok(());
+    }
+    let latest = &answer["latest"];
+    println!("function {} ($LATEST)", text(&answer["name"]));
+    println!("  digest:  {}", text(&latest["digest"]));
+    println!("  memory:  {}Mi", latest["config"]["memory_mb"]);
+    println!("  timeout: {}ms", latest["config"]["timeout_ms"]);
+    let env = latest["config"]["env"].as_object();
+    match env {
+        Some(env) if !env.is_empty() => {
+            println!("  env:");
+            for (key, value) in env {
+                println!("    {key}={}", text(value));
+            }
+        }
+        _ => println!("  env:     (none)"),
+    }
+    Ok(())
+}
+
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let path = match args.version {
+        Some(n) => format!("/v1/functions/{}/versions/{n}", args.name),
+        None => format!("/v1/functions/{}", args.name),
+    };
+    let answer = AdminClient::new(&args.client)?
+        .call(Method::DELETE, &path, None)
+        .await?;
+    if print_json(&args.client, &answer)? {
+        return Ok(());
+    }
+    match args.version {
+        Some(n) => println!("deleted {} version {n}", args.name),
+        None => println!("deleted function {} and all its versions", args.name),
+    }
+    Ok(())
+}
+
+pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(&args)?
+        .call(Method::GET, "/v1/status", None)
+        .await?;
+    // The status is a flat document either way; humans get it pretty-printed too.
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+fn print_json(args: &ClientArgs, answer: &Value) -> anyhow::Result<bool> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    }
+    Ok(args.json)
+}
+
+fn list(value: &Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `sha256:` plus 12 hex digits: enough to tell versions apart in a table.
+fn short_digest(value: &Value) -> String {
+    let full = text(value);
+    full.chars().take("sha256:".len() + 12).collect()
+}

@@ -1,0 +1,150 @@
+//! The `fnhost` command line. `serve` runs the host; every other command is a thin client of
+//! the admin API, so scripts can use either the CLI (with `--json`) or HTTP directly.
+
+mod client;
+mod commands;
+mod serve;
+mod table;
+mod units;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::ApiFailure;
+pub use serve::ServeArgs;
+
+/// Default address of the admin API the client commands talk to.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
+/// Default address of the data plane `invoke` calls.
+pub const DEFAULT_DATA_URL: &str = "http://127.0.0.1:8080";
+/// Default data directory, relative to the current directory.
+pub const DEFAULT_DATA_DIR: &str = ".fnhost";
+
+/// fnhost: a serverless host for WebAssembly functions.
+///
+/// Upload a `wasi:http/proxy` component with `deploy`; it becomes the function's $LATEST.
+/// `publish` freezes $LATEST as an immutable numbered version. Call functions at
+/// http://HOST/NAME/... (newest version, else $LATEST) or http://HOST/NAME@VERSION/... where
+/// VERSION is a number or `latest`.
+///
+/// Exit codes: 0 success, 1 not found, 2 any other error.
+#[derive(Debug, Parser)]
+#[command(name = "fnhost", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host: the data plane and the admin API.
+    Serve(ServeArgs),
+    /// Upload a component as a function's $LATEST (creating the function if needed).
+    Deploy(commands::DeployArgs),
+    /// Freeze $LATEST (code and config) as the next immutable version.
+    Publish(commands::PublishArgs),
+    /// List a function's published versions.
+    Versions(commands::NameArgs),
+    /// List all functions.
+    Functions(ClientArgs),
+    /// Show a function, or change its $LATEST config when flags are given.
+    Config(commands::ConfigArgs),
+    /// Delete a function with all its versions, or one version with --version.
+    Delete(commands::DeleteArgs),
+    /// Call a function through the data plane and print its response body.
+    Invoke(commands::InvokeArgs),
+    /// Show the host's status: engine, pool and compiled-cache counters.
+    Status(ClientArgs),
+}
+
+/// How client commands reach and authenticate to the admin API.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Admin API base URL.
+    #[arg(long = "admin", env = "FNHOST_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
+    pub admin_url: String,
+    /// Admin token. Default: read from <DATA_DIR>/admin.token.
+    #[arg(
+        long,
+        env = "FNHOST_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// The host's data directory, where the admin token is read from.
+    #[arg(long, env = "FNHOST_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Print JSON (the admin API's answer) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses flags already validated by clap into work, building the tokio runtime once.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        other => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(commands::run(other))
+        }
+    }
+}
+
+/// 1 when the API said "not found", 2 for every other failure.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<ApiFailure>() {
+        Some(failure) if failure.status == 404 => 1,
+        _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "fnhost",
+            "deploy",
+            "hello",
+            "hello.wasm",
+            "--env",
+            "GREETING=Hi",
+            "--memory",
+            "64Mi",
+            "--timeout",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Deploy(args) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(args.env, vec![("GREETING".to_string(), "Hi".to_string())]);
+        assert_eq!(args.limits.memory, Some(64));
+        assert_eq!(args.limits.timeout, Some(2000));
+    }
+
+    #[test]
+    fn bad_units_are_refused_by_the_parser() {
+        assert!(
+            Cli::try_parse_from(["fnhost", "deploy", "f", "f.wasm", "--memory", "lots"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["fnhost", "deploy", "f", "f.wasm", "--env", "NOEQ"]).is_err());
+        assert!(Cli::try_parse_from(["fnhost", "serve", "--max-upload", "1Zi"]).is_err());
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["fnhost", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.admin_listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(args.max_upload, 64 << 20);
+    }
+}

@@ -1,0 +1,163 @@
+//! `fnhost serve`: open the data directory, build the engine, bind both planes, serve until
+//! SIGTERM or Ctrl-C, then drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+
+use super::units::{parse_bytes, parse_duration, parse_mebibytes};
+use crate::engine::{Engine, EngineConfig};
+use crate::registry::Registry;
+use crate::routing::Router;
+use crate::server::{self, Host};
+
+/// The data plane's default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The admin API's default address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the data plane, which invokes functions at /NAME[@VERSION]/...
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Address of the admin API (/v1/..., bearer token). Keep it off public networks.
+    #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, value_name = "ADDR")]
+    pub admin_listen: SocketAddr,
+    /// Directory for metadata (SQLite), module blobs, compiled code and the admin token.
+    #[arg(long, env = "FNHOST_DATA_DIR", default_value = super::DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Largest accepted upload; bigger ones get 413.
+    #[arg(long, default_value = "64Mi", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_upload: u64,
+    /// How long in-flight requests may run after SIGTERM before connections are closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+    /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
+    /// reserves about 4 GiB of virtual address space, not memory.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub pool_instances: u32,
+    /// The largest memory limit a function may configure (the pool's memory slot size).
+    #[arg(long, default_value = "4Gi", value_parser = parse_mebibytes, value_name = "SIZE")]
+    pub max_memory: u32,
+    /// Log format on stderr. The level comes from RUST_LOG (default: info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fnhost-worker")
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let router = Arc::new(Router::default());
+    let data_dir = args.data_dir.clone();
+    let registry = {
+        let router = router.clone();
+        tokio::task::spawn_blocking(move || Registry::open(&data_dir, router))
+            .await?
+            .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?
+    };
+    let engine = Engine::new(
+        EngineConfig {
+            pool_instances: args.pool_instances,
+            max_memory_mb: args.max_memory,
+        },
+        args.data_dir.join("compiled"),
+    )?;
+    let token = server::load_or_create_admin_token(&args.data_dir)?;
+    let data = bind(args.listen, "--listen").await?;
+    let admin = bind(args.admin_listen, "--admin-listen").await?;
+    let host = Arc::new(Host::new(registry, router, engine, token, args.max_upload));
+    println!(
+        "fnhost {} serving {} function(s) from {}",
+        env!("CARGO_PKG_VERSION"),
+        host.router.snapshot().len(),
+        args.data_dir.display()
+    );
+    println!("  data plane:  http://{}", data.local_addr()?);
+    println!(
+        "  admin plane: http://{}  (token in {})",
+        admin.local_addr()?,
+        args.data_dir.join("admin.token").display()
+    );
+    server::run(host, data, admin, shutdown_signal(), args.shutdown_grace).await
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; choose another address with {flag}"))
+}
+
+/// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache
+/// routes the other changes; refuse the second one clearly instead.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another fnhost is already serving {}; stop it or pass a different --data-dir",
+            dir.display()
+        )
+    })?;
+    Ok(file)
+}
+
+/// Resolves on SIGTERM or Ctrl-C: the one place the host listens for signals.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

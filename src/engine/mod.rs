@@ -1,0 +1,394 @@
+//! The WebAssembly engine: one `wasmtime::Engine` for the process, the linker that gives
+//! functions their WASI 0.2 + wasi:http imports, the compiled-code cache, and per-digest
+//! pre-instantiated components.
+//!
+//! Compilation happens at upload (off the async runtime, one at a time), is cached on disk,
+//! and is loaded lazily after a restart. A request never compiles or links when the cache is
+//! warm: it only instantiates a `ProxyPre` in a fresh `Store`.
+
+mod compiled_cache;
+mod host;
+mod invoke;
+mod validate;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+pub use host::HostState;
+pub use invoke::{GuestBody, InvokeError};
+pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
+
+use crate::registry::Digest;
+use compiled_cache::CompiledCache;
+
+/// How often the epoch advances. A running guest yields to other tasks at each tick and is
+/// stopped at the first tick past its deadline, so this is also the timeout's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine settings chosen at start-up.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Instance slots in the pooling allocator; 0 allocates on demand instead.
+    pub pool_instances: u32,
+    /// The largest linear memory any instance may have, in MiB (the pool's slot size).
+    pub max_memory_mb: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            pool_instances: 1000,
+            max_memory_mb: 4096,
+        }
+    }
+}
+
+/// A component ready to instantiate: compiled, loaded and type-checked against the linker.
+pub struct LoadedComponent {
+    pub digest: Digest,
+    pre: ProxyPre<HostState>,
+}
+
+/// Why an upload cannot become a function. All but `Storage` are the uploader's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidComponent),
+    #[error("the component failed to compile: {0}")]
+    Compile(String),
+    #[error(
+        "the component cannot be linked: {0}. fnhost provides WASI 0.2 (cli, clocks, random, io, \
+         filesystem without directories, sockets denied) and wasi:http 0.2"
+    )]
+    Link(String),
+    #[error("storing compiled code failed: {0:#}")]
+    Storage(anyhow::Error),
+}
+
+/// Deploy stages, reported to the uploader as progress.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    WaitingForCompiler,
+    Compiling,
+    Compiled { compile_ms: u64 },
+    CacheHit,
+    Linked,
+}
+
+/// Counters an operator (and the restart test) reads to see the compile cache at work.
+#[derive(Default)]
+struct EngineStats {
+    compiles: AtomicU64,
+    compile_ms: AtomicU64,
+    cache_loads: AtomicU64,
+    cache_load_failures: AtomicU64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EngineStatus {
+    pub pooling_allocator: bool,
+    pub pool_instances: u32,
+    pub compiles: u64,
+    pub compile_ms_total: u64,
+    pub compiled_cache_loads: u64,
+    pub compiled_cache_load_failures: u64,
+    pub loaded_components: usize,
+}
+
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: CompiledCache,
+    loaded: DashMap<Digest, Arc<OnceCell<Arc<LoadedComponent>>>>,
+    /// One compilation at a time: compiling already uses every core (parallel compilation),
+    /// so more would only slow each upload and the requests being served.
+    compile_gate: tokio::sync::Semaphore,
+    stats: EngineStats,
+    config: EngineConfig,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
+        let (engine, pooling) = build_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        // Full WASI 0.2, not just the proxy world: components from Rust std, componentize-js
+        // and componentize-py import wasi:cli, wasi:filesystem and wasi:sockets too. The
+        // capabilities behind them are withheld in `HostState`.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let cache =
+            CompiledCache::open(cache_dir, &engine).context("opening the compiled-code cache")?;
+        Ok(Self {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            cache,
+            loaded: DashMap::new(),
+            compile_gate: tokio::sync::Semaphore::new(1),
+            stats: EngineStats::default(),
+            config,
+            pooling,
+        })
+    }
+
+    /// Compiles (or finds in the cache), caches and links an uploaded component, so that the
+    /// upload is acknowledged only once the function can serve. `stage` reports progress.
+    pub async fn prepare(
+        &self,
+        digest: Digest,
+        wasm: Bytes,
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Result<Arc<LoadedComponent>, PrepareError> {
+        if let Some(ready) = self.loaded_now(&digest) {
+            stage(Stage::CacheHit);
+            return Ok(ready);
+        }
+        let component = match self.load_cached(digest).await {
+            Some(component) => {
+                stage(Stage::CacheHit);
+                component
+            }
+            None => self.compile(digest, wasm, stage).await?,
+        };
+        let loaded = self.link(digest, &component)?;
+        stage(Stage::Linked);
+        let cell = self.loaded.entry(digest).or_default().clone();
+        // A request may have loaded it meanwhile; either copy is equivalent.
+        let _ = cell.set(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The component for `digest`, loading it from the compiled cache (or, failing that,
+    /// compiling `wasm_path`) the first time. Concurrent first requests share one load.
+    pub async fn load(
+        &self,
+        digest: Digest,
+        wasm_path: PathBuf,
+    ) -> Result<Arc<LoadedComponent>, PrepareError> {
+        if let Some(ready) = self.loaded_now(&digest) {
+            return Ok(ready);
+        }
+        let cell = self.loaded.entry(digest).or_default().clone();
+        cell.get_or_try_init(|| async {
+            let component = match self.load_cached(digest).await {
+                Some(component) => component,
+                None => {
+                    tracing::info!(%digest, "compiled code missing from the cache; recompiling");
+                    let wasm = tokio::fs::read(&wasm_path).await.map_err(|e| {
+                        PrepareError::Storage(anyhow::anyhow!(
+                            "reading module {}: {e}",
+                            wasm_path.display()
+                        ))
+                    })?;
+                    self.compile(digest, wasm.into(), &|_| {}).await?
+                }
+            };
+            self.link(digest, &component)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Drops a component from memory and from the compiled cache (its module was deleted).
+    pub fn forget(&self, digest: &Digest) {
+        self.loaded.remove(digest);
+        if let Err(e) = self.cache.remove(digest) {
+            tracing::warn!(%digest, error = %e, "could not remove compiled artifact");
+        }
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        EngineStatus {
+            pooling_allocator: self.pooling,
+            pool_instances: if self.pooling {
+                self.config.pool_instances
+            } else {
+                0
+            },
+            compiles: self.stats.compiles.load(Ordering::Relaxed),
+            compile_ms_total: self.stats.compile_ms.load(Ordering::Relaxed),
+            compiled_cache_loads: self.stats.cache_loads.load(Ordering::Relaxed),
+            compiled_cache_load_failures: self.stats.cache_load_failures.load(Ordering::Relaxed),
+            loaded_components: self
+                .loaded
+                .iter()
+                .filter(|e| e.value().initialized())
+                .count(),
+        }
+    }
+
+    fn loaded_now(&self, digest: &Digest) -> Option<Arc<LoadedComponent>> {
+        self.loaded.get(digest)?.get().cloned()
+    }
+
+    /// Loads a compiled artifact; a missing, stale or corrupt file is a miss, never an error.
+    async fn load_cached(&self, digest: Digest) -> Option<Component> {
+        let path = self.cache.path(&digest);
+        if !path.exists() {
+            return None;
+        }
+        let engine = self.engine.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            // SAFETY: the file was written by `compile` below through an atomic rename into
+            // fnhost's own data directory and is never modified in place; its name carries the
+            // engine's compatibility hash, and wasmtime checks the header again on load.
+            unsafe { Component::deserialize_file(&engine, &path) }
+        })
+        .await
+        .expect("deserialize task panicked");
+        match loaded {
+            Ok(component) => {
+                self.stats.cache_loads.fetch_add(1, Ordering::Relaxed);
+                Some(component)
+            }
+            Err(e) => {
+                self.stats
+                    .cache_load_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%digest, error = %e, "compiled artifact unusable; recompiling");
+                self.cache.evict(&digest);
+                None
+            }
+        }
+    }
+
+    async fn compile(
+        &self,
+        digest: Digest,
+        wasm: Bytes,
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Result<Component, PrepareError> {
+        if self.compile_gate.available_permits() == 0 {
+            stage(Stage::WaitingForCompiler);
+        }
+        let _permit = self
+            .compile_gate
+            .acquire()
+            .await
+            .expect("gate never closes");
+        stage(Stage::Compiling);
+        let started = Instant::now();
+        let engine = self.engine.clone();
+        let path = self.cache.path(&digest);
+        let compiled = tokio::task::spawn_blocking(move || {
+            let component = Component::new(&engine, &wasm)
+                .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
+            let serialized = component
+                .serialize()
+                .map_err(|e| PrepareError::Storage(e.into()))?;
+            crate::durable_file::write(&path, &serialized, 0o644)
+                .map_err(|e| PrepareError::Storage(e.into()))?;
+            // Load back from the file: the mmapped artifact is what every later start uses,
+            // and it lets the kernel share and page out code.
+            unsafe { Component::deserialize_file(&engine, &path) }
+                .map_err(|e| PrepareError::Storage(e.into()))
+        })
+        .await
+        .expect("compile task panicked")?;
+        let ms = started.elapsed().as_millis() as u64;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        self.stats.compile_ms.fetch_add(ms, Ordering::Relaxed);
+        tracing::info!(%digest, compile_ms = ms, "compiled component");
+        stage(Stage::Compiled { compile_ms: ms });
+        Ok(compiled)
+    }
+
+    fn link(
+        &self,
+        digest: Digest,
+        component: &Component,
+    ) -> Result<Arc<LoadedComponent>, PrepareError> {
+        let instance_pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+        Ok(Arc::new(LoadedComponent { digest, pre }))
+    }
+}
+
+/// Builds the process's one engine: epoch interruption for timeouts, and the pooling
+/// allocator with copy-on-write memory images when the machine can reserve its address space.
+fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool)> {
+    let mut wasm = wasmtime::Config::new();
+    wasm.epoch_interruption(true);
+    wasm.memory_init_cow(true);
+    if config.pool_instances > 0 {
+        let mut pooled = wasm.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
+        match wasmtime::Engine::new(&pooled) {
+            Ok(engine) => return Ok((engine, true)),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "pooling allocator unavailable (address space limits?); allocating instances on demand"
+            ),
+        }
+    }
+    Ok((wasmtime::Engine::new(&wasm)?, false))
+}
+
+/// Pool sizing. Each memory slot reserves 4 GiB of address space plus guard pages (not
+/// memory): 1,000 slots reserve about 4 TiB of the 128 TiB a 64-bit process has.
+fn pooling_config(config: &EngineConfig) -> PoolingAllocationConfig {
+    let n = config.pool_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        // A Rust or JS component instantiates several core modules (main + adapter shims).
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memory_size((config.max_memory_mb as usize) << 20)
+        .max_unused_warm_slots(n.min(100));
+    pool
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` on a plain thread (not a tokio task, so a
+/// busy runtime cannot delay timeouts). Stops and joins on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fnhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+    }
+}

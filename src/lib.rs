@@ -1,0 +1,22 @@
+//! fnhost: a serverless host for WebAssembly `wasi:http/proxy` components.
+//!
+//! Every upload becomes a function's `$LATEST`; publishing freezes it as an immutable
+//! numbered version; the data plane runs each request in a fresh instance of the version
+//! its route picks. See ARCHITECTURE.md for the path of one request.
+//!
+//! # Layout
+//! - [`registry`]: functions, versions and config; SQLite metadata and content-addressed
+//!   module blobs; the source of truth.
+//! - [`routing`]: the immutable routing snapshot the data plane reads without locks.
+//! - [`engine`]: the one wasmtime engine, the compiled-code cache, validation of uploads,
+//!   and running one request in one fresh instance.
+//! - [`server`]: the data plane and the admin API over HTTP/1.1 and h2c, graceful shutdown.
+//! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
+//! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
+
+pub mod cli;
+mod durable_file;
+pub mod engine;
+pub mod registry;
+pub mod routing;
+pub mod server;

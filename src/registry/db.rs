@@ -1,0 +1,520 @@
+//! The metadata database: SQLite in WAL mode with `synchronous=FULL`, so an acknowledged write
+//! survives a crash (kill -9) and power loss. Only this file knows SQL.
+//!
+//! Schema changes are numbered migrations tracked in `PRAGMA user_version`; a database from a
+//! newer fnhost is refused rather than misread.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::RegistryError;
+use super::blobs::Digest;
+use super::model::{CodeInfo, FunctionConfig, FunctionInfo, VersionInfo};
+
+/// Each entry upgrades the schema by one step. Append only: never edit a shipped migration.
+const MIGRATIONS: &[&str] = &[
+    // 1: functions with their mutable $LATEST, immutable versions, module blobs.
+    r#"
+    CREATE TABLE modules (
+        digest      TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE functions (
+        name              TEXT PRIMARY KEY,
+        latest_digest     TEXT NOT NULL REFERENCES modules(digest),
+        latest_config     TEXT NOT NULL,
+        latest_updated_at INTEGER NOT NULL,
+        next_version      INTEGER NOT NULL DEFAULT 1,
+        created_at        INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        number      INTEGER NOT NULL,
+        digest      TEXT NOT NULL REFERENCES modules(digest),
+        config      TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (function, number)
+    );
+    -- A published version never changes: enforce it where no code path can forget it.
+    CREATE TRIGGER versions_are_immutable BEFORE UPDATE ON versions
+    BEGIN
+        SELECT RAISE(ABORT, 'published versions are immutable');
+    END;
+    "#,
+];
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+/// One function with all its versions, as loaded at start-up.
+pub struct FunctionRows {
+    pub info: FunctionInfo,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// What `publish` did.
+pub struct Published {
+    pub version: VersionInfo,
+    /// False when `$LATEST` equalled the newest version, which is returned instead.
+    pub created: bool,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    pub fn load_all(&self) -> Result<Vec<FunctionRows>, RegistryError> {
+        self.with_tx(|tx| {
+            let names: Vec<String> = tx
+                .prepare("SELECT name FROM functions ORDER BY name")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            names
+                .iter()
+                .map(|name| {
+                    Ok(FunctionRows {
+                        info: function_info(tx, name)?,
+                        versions: versions(tx, name)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    pub fn function(&self, name: &str) -> Result<FunctionRows, RegistryError> {
+        self.with_tx(|tx| {
+            Ok(FunctionRows {
+                info: function_info(tx, name)?,
+                versions: versions(tx, name)?,
+            })
+        })
+    }
+
+    /// Points `$LATEST` at new code (creating the function on first upload) and applies the
+    /// config. The module blob must already be on disk.
+    pub fn set_latest(
+        &self,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+        config_for: impl FnOnce(Option<&FunctionConfig>) -> Result<FunctionConfig, RegistryError>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO modules (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                params![digest.to_hex(), size as i64, now_ms],
+            )?;
+            let current = latest_config(tx, name)?;
+            let config = config_for(current.as_ref())?;
+            let config_json = serde_json::to_string(&config).expect("config serializes");
+            tx.execute(
+                "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT(name) DO UPDATE SET latest_digest = ?2, latest_config = ?3,
+                                                 latest_updated_at = ?4",
+                params![name, digest.to_hex(), config_json, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Replaces `$LATEST`'s config, keeping its code.
+    pub fn set_latest_config(
+        &self,
+        name: &str,
+        config_for: impl FnOnce(&FunctionConfig) -> Result<FunctionConfig, RegistryError>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| {
+            let current = latest_config(tx, name)?
+                .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+            let config = config_for(&current)?;
+            tx.execute(
+                "UPDATE functions SET latest_config = ?2, latest_updated_at = ?3 WHERE name = ?1",
+                params![
+                    name,
+                    serde_json::to_string(&config).expect("config serializes"),
+                    now_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Freezes `$LATEST` as the next version number, unless it equals the newest version.
+    pub fn publish(
+        &self,
+        name: &str,
+        description: &str,
+        now_ms: i64,
+    ) -> Result<Published, RegistryError> {
+        self.with_tx(|tx| {
+            let (digest, config, next): (String, String, u32) = tx
+                .query_row(
+                    "SELECT latest_digest, latest_config, next_version FROM functions WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?
+                .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+            let config: FunctionConfig = parse_config(&config)?;
+            if let Some(newest) = versions(tx, name)?.pop()
+                && newest.digest.to_hex() == digest
+                && newest.config == config
+            {
+                return Ok(Published {
+                    version: newest,
+                    created: false,
+                });
+            }
+            tx.execute(
+                "INSERT INTO versions (function, number, digest, config, description, created_at)
+                 SELECT name, next_version, latest_digest, latest_config, ?2, ?3
+                 FROM functions WHERE name = ?1",
+                params![name, description, now_ms],
+            )?;
+            tx.execute(
+                "UPDATE functions SET next_version = next_version + 1 WHERE name = ?1",
+                [name],
+            )?;
+            let version = version(tx, name, next)?
+                .ok_or_else(|| RegistryError::UnknownVersion(name.to_string(), next))?;
+            Ok(Published {
+                version,
+                created: true,
+            })
+        })
+    }
+
+    /// Deletes a function and all its versions; returns module digests nothing uses any more.
+    pub fn delete_function(&self, name: &str) -> Result<Vec<Digest>, RegistryError> {
+        self.with_tx(|tx| {
+            let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+            if deleted == 0 {
+                return Err(RegistryError::UnknownFunction(name.to_string()));
+            }
+            drop_unreferenced_modules(tx)
+        })
+    }
+
+    /// Deletes one published version; returns module digests nothing uses any more.
+    pub fn delete_version(&self, name: &str, number: u32) -> Result<Vec<Digest>, RegistryError> {
+        self.with_tx(|tx| {
+            latest_config(tx, name)?
+                .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+            let deleted = tx.execute(
+                "DELETE FROM versions WHERE function = ?1 AND number = ?2",
+                params![name, number],
+            )?;
+            if deleted == 0 {
+                return Err(RegistryError::UnknownVersion(name.to_string(), number));
+            }
+            drop_unreferenced_modules(tx)
+        })
+    }
+
+    /// Every module digest the metadata knows (blobs outside this set are orphans).
+    pub fn known_modules(&self) -> Result<HashSet<Digest>, RegistryError> {
+        self.with_tx(|tx| {
+            let rows: Vec<String> = tx
+                .prepare("SELECT digest FROM modules")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            rows.iter().map(|d| parse_digest(d)).collect()
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(RegistryError::Corrupt(format!(
+            "the database schema is version {current}, newer than this fnhost understands ({}); \
+             upgrade fnhost",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn latest_config(
+    tx: &Transaction<'_>,
+    name: &str,
+) -> Result<Option<FunctionConfig>, RegistryError> {
+    let text: Option<String> = tx
+        .query_row(
+            "SELECT latest_config FROM functions WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    text.as_deref().map(parse_config).transpose()
+}
+
+fn function_info(tx: &Transaction<'_>, name: &str) -> Result<FunctionInfo, RegistryError> {
+    let row = tx
+        .query_row(
+            "SELECT f.latest_digest, m.size, f.latest_config, f.latest_updated_at, f.created_at,
+                    (SELECT MAX(number) FROM versions v WHERE v.function = f.name),
+                    (SELECT COUNT(*) FROM versions v WHERE v.function = f.name)
+             FROM functions f JOIN modules m ON m.digest = f.latest_digest
+             WHERE f.name = ?1",
+            [name],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<u32>>(5)?,
+                    r.get::<_, u32>(6)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+    let (digest, size, config, updated, created, newest, count) = row;
+    Ok(FunctionInfo {
+        name: name.to_string(),
+        latest: CodeInfo {
+            digest: parse_digest(&digest)?,
+            size: size as u64,
+            config: parse_config(&config)?,
+            updated_at_ms: updated,
+        },
+        newest_version: newest,
+        version_count: count,
+        created_at_ms: created,
+    })
+}
+
+const VERSION_COLUMNS: &str = "v.number, v.digest, m.size, v.config, v.description, v.created_at";
+
+fn version_from_row(name: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RawVersion> {
+    Ok(RawVersion {
+        function: name.to_string(),
+        number: r.get(0)?,
+        digest: r.get(1)?,
+        size: r.get(2)?,
+        config: r.get(3)?,
+        description: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
+/// A version row before its JSON and hex columns are checked.
+struct RawVersion {
+    function: String,
+    number: u32,
+    digest: String,
+    size: i64,
+    config: String,
+    description: String,
+    created_at: i64,
+}
+
+impl RawVersion {
+    fn parse(self) -> Result<VersionInfo, RegistryError> {
+        Ok(VersionInfo {
+            function: self.function,
+            version: self.number,
+            digest: parse_digest(&self.digest)?,
+            size: self.size as u64,
+            config: parse_config(&self.config)?,
+            description: self.description,
+            created_at_ms: self.created_at,
+        })
+    }
+}
+
+fn versions(tx: &Transaction<'_>, name: &str) -> Result<Vec<VersionInfo>, RegistryError> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM versions v JOIN modules m ON m.digest = v.digest
+         WHERE v.function = ?1 ORDER BY v.number"
+    );
+    let raw: Vec<RawVersion> = tx
+        .prepare(&sql)?
+        .query_map([name], |r| version_from_row(name, r))?
+        .collect::<Result<_, _>>()?;
+    raw.into_iter().map(RawVersion::parse).collect()
+}
+
+fn version(
+    tx: &Transaction<'_>,
+    name: &str,
+    number: u32,
+) -> Result<Option<VersionInfo>, RegistryError> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM versions v JOIN modules m ON m.digest = v.digest
+         WHERE v.function = ?1 AND v.number = ?2"
+    );
+    tx.query_row(&sql, params![name, number], |r| version_from_row(name, r))
+        .optional()?
+        .map(RawVersion::parse)
+        .transpose()
+}
+
+fn drop_unreferenced_modules(tx: &Transaction<'_>) -> Result<Vec<Digest>, RegistryError> {
+    let orphans: Vec<String> = tx
+        .prepare(
+            "SELECT digest FROM modules WHERE digest NOT IN
+               (SELECT latest_digest FROM functions UNION SELECT digest FROM versions)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for digest in &orphans {
+        tx.execute("DELETE FROM modules WHERE digest = ?1", [digest])?;
+    }
+    orphans.iter().map(|d| parse_digest(d)).collect()
+}
+
+fn parse_config(text: &str) -> Result<FunctionConfig, RegistryError> {
+    serde_json::from_str(text)
+        .map_err(|e| RegistryError::Corrupt(format!("stored config {text:?} does not parse: {e}")))
+}
+
+fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
+    Digest::from_hex(text)
+        .ok_or_else(|| RegistryError::Corrupt(format!("stored digest {text:?} is not sha256 hex")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("meta.db")).unwrap();
+        (dir, db)
+    }
+
+    fn deploy(db: &Db, name: &str, code: &[u8], greeting: &str) {
+        let mut config = FunctionConfig::default();
+        config.env.insert("GREETING".into(), greeting.into());
+        db.set_latest(
+            name,
+            &Digest::of(code),
+            code.len() as u64,
+            |_| Ok(config),
+            1,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn publish_numbers_versions_and_dedupes_identical_latest() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"a", "hi");
+        let v1 = db.publish("f", "first", 2).unwrap();
+        assert!(v1.created);
+        assert_eq!(v1.version.version, 1);
+        let again = db.publish("f", "again", 3).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.version.version, 1);
+        // Same code, different config: a new version.
+        deploy(&db, "f", b"a", "hello");
+        assert_eq!(db.publish("f", "", 4).unwrap().version.version, 2);
+    }
+
+    #[test]
+    fn version_numbers_are_never_reused() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"a", "1");
+        db.publish("f", "", 1).unwrap();
+        deploy(&db, "f", b"b", "2");
+        db.publish("f", "", 1).unwrap();
+        db.delete_version("f", 2).unwrap();
+        deploy(&db, "f", b"c", "3");
+        assert_eq!(db.publish("f", "", 1).unwrap().version.version, 3);
+    }
+
+    #[test]
+    fn versions_are_immutable_in_the_database() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"a", "1");
+        db.publish("f", "", 1).unwrap();
+        let conn = db.conn.lock().unwrap();
+        let err = conn
+            .execute("UPDATE versions SET description = 'x'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("immutable"));
+    }
+
+    #[test]
+    fn deleting_returns_only_unreferenced_modules() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"shared", "1");
+        deploy(&db, "g", b"shared", "1");
+        db.publish("f", "", 1).unwrap();
+        deploy(&db, "f", b"other", "2");
+        assert!(db.delete_version("f", 1).unwrap().is_empty());
+        let gone = db.delete_function("f").unwrap();
+        assert_eq!(gone, vec![Digest::of(b"other")]);
+        assert_eq!(
+            db.delete_function("g").unwrap(),
+            vec![Digest::of(b"shared")]
+        );
+        assert!(matches!(
+            db.delete_function("g"),
+            Err(RegistryError::UnknownFunction(_))
+        ));
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let db = Db::open(&path).unwrap();
+            deploy(&db, "f", b"a", "hi");
+            db.publish("f", "d", 5).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let all = db.load_all().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].versions[0].description, "d");
+        assert_eq!(all[0].info.latest.config.env["GREETING"], "hi");
+        db.conn
+            .lock()
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(db);
+        let err = Db::open(&path).err().unwrap();
+        assert!(err.to_string().contains("upgrade fnhost"), "{err}");
+    }
+}

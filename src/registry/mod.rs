@@ -1,0 +1,251 @@
+//! The registry: functions, their `$LATEST` code and config, and immutable published versions.
+//!
+//! It owns durable state (SQLite metadata in [`db`], module bytes in [`blobs`]) and keeps the
+//! data plane's [`Router`] in step with it: every write commits to disk first, then swaps in
+//! new routes, all under one async lock so writes apply in the order they committed.
+
+mod blobs;
+mod db;
+mod model;
+mod names;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use blobs::{Digest, ModuleStore};
+pub use db::Published;
+pub use model::{
+    CodeInfo, ConfigPatch, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
+    InvalidConfig, VersionInfo, VersionLabel,
+};
+pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
+
+use crate::routing::{Deployment, FunctionRoutes, Router};
+use db::{Db, FunctionRows};
+
+/// Registry failures; the admin API maps the first three to 404/404/400 and the rest to 500.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("function {0:?} not found")]
+    UnknownFunction(String),
+    #[error("function {0:?} has no version {1}")]
+    UnknownVersion(String, u32),
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
+    #[error("metadata database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("module storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata is corrupt: {0}; restore the data directory from a backup")]
+    Corrupt(String),
+}
+
+/// A function and its versions, as the admin API returns them.
+pub struct FunctionDetails {
+    pub info: FunctionInfo,
+    pub versions: Vec<VersionInfo>,
+}
+
+pub struct Registry {
+    db: Arc<Db>,
+    modules: Arc<ModuleStore>,
+    router: Arc<Router>,
+    /// Serialises writes so the routing snapshot follows commit order.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Opens (or creates) the registry in `data_dir`, removes what a crash may have left
+    /// behind, and loads every function's routes into `router`.
+    pub fn open(data_dir: &Path, router: Arc<Router>) -> Result<Self, RegistryError> {
+        let db = Db::open(&data_dir.join("metadata.sqlite3"))?;
+        let modules = ModuleStore::open(data_dir.join("modules"))?;
+        let known = db.known_modules()?;
+        for digest in modules.list()? {
+            if !known.contains(&digest) {
+                tracing::info!(%digest, "removing orphaned module left by an interrupted upload");
+                modules.remove(&digest)?;
+            }
+        }
+        let all = db.load_all()?;
+        for rows in &all {
+            router.replace_function(&rows.info.name, Some(routes_of(rows)));
+        }
+        tracing::info!(functions = all.len(), "registry loaded");
+        Ok(Self {
+            db: Arc::new(db),
+            modules: Arc::new(modules),
+            router,
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn modules(&self) -> &ModuleStore {
+        &self.modules
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionInfo>, RegistryError> {
+        let all = self.blocking(|db| db.load_all()).await?;
+        Ok(all.into_iter().map(|rows| rows.info).collect())
+    }
+
+    pub async fn function(&self, name: &str) -> Result<FunctionDetails, RegistryError> {
+        let name = name.to_string();
+        let rows = self.blocking(move |db| db.function(&name)).await?;
+        Ok(FunctionDetails {
+            info: rows.info,
+            versions: rows.versions,
+        })
+    }
+
+    /// Makes `wasm` the function's `$LATEST` (creating the function on first upload) with
+    /// `patch` applied to its config. The bytes are durable before the metadata names them.
+    pub async fn set_latest(
+        &self,
+        name: &FunctionName,
+        digest: Digest,
+        wasm: Bytes,
+        patch: ConfigPatch,
+    ) -> Result<FunctionInfo, RegistryError> {
+        let _write = self.writes.lock().await;
+        let modules = self.modules.clone();
+        let size = wasm.len() as u64;
+        tokio::task::spawn_blocking(move || modules.put(&digest, &wasm))
+            .await
+            .expect("module write task panicked")?;
+        let fname = name.to_string();
+        self.blocking(move |db| {
+            db.set_latest(
+                &fname,
+                &digest,
+                size,
+                |current| Ok(patch.apply(current.unwrap_or(&FunctionConfig::default()))?),
+                now_ms(),
+            )
+        })
+        .await?;
+        Ok(self.refresh_routes(name.as_str()).await?.info)
+    }
+
+    /// Changes `$LATEST`'s config; published versions keep theirs.
+    pub async fn update_config(
+        &self,
+        name: &str,
+        patch: ConfigPatch,
+    ) -> Result<FunctionInfo, RegistryError> {
+        let _write = self.writes.lock().await;
+        let fname = name.to_string();
+        self.blocking(move |db| {
+            db.set_latest_config(&fname, |current| Ok(patch.apply(current)?), now_ms())
+        })
+        .await?;
+        Ok(self.refresh_routes(name).await?.info)
+    }
+
+    /// Freezes `$LATEST` as a new version (or returns the newest one if identical).
+    pub async fn publish(
+        &self,
+        name: &str,
+        description: String,
+    ) -> Result<Published, RegistryError> {
+        let _write = self.writes.lock().await;
+        let fname = name.to_string();
+        let published = self
+            .blocking(move |db| db.publish(&fname, &description, now_ms()))
+            .await?;
+        self.refresh_routes(name).await?;
+        Ok(published)
+    }
+
+    /// Deletes a function and its versions; returns the digests of modules nothing uses now,
+    /// so the caller can drop their compiled code too.
+    pub async fn delete_function(&self, name: &str) -> Result<Vec<Digest>, RegistryError> {
+        let _write = self.writes.lock().await;
+        let fname = name.to_string();
+        let unused = self.blocking(move |db| db.delete_function(&fname)).await?;
+        self.router.replace_function(name, None);
+        self.remove_modules(unused).await
+    }
+
+    /// Deletes one version; returns the digests of modules nothing uses now.
+    pub async fn delete_version(
+        &self,
+        name: &str,
+        number: u32,
+    ) -> Result<Vec<Digest>, RegistryError> {
+        let _write = self.writes.lock().await;
+        let fname = name.to_string();
+        let unused = self
+            .blocking(move |db| db.delete_version(&fname, number))
+            .await?;
+        self.refresh_routes(name).await?;
+        self.remove_modules(unused).await
+    }
+
+    /// Re-reads one function from the database and swaps its routes in. Reading back what
+    /// was committed, rather than patching memory, keeps the routes equal to durable state.
+    async fn refresh_routes(&self, name: &str) -> Result<FunctionRows, RegistryError> {
+        let fname = name.to_string();
+        let rows = self.blocking(move |db| db.function(&fname)).await?;
+        self.router.replace_function(name, Some(routes_of(&rows)));
+        Ok(rows)
+    }
+
+    /// Deletes blobs after the commit that unreferenced them; a crash in between leaves
+    /// orphans, which `open` removes.
+    async fn remove_modules(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, RegistryError> {
+        let modules = self.modules.clone();
+        tokio::task::spawn_blocking(move || {
+            digests.iter().try_for_each(|d| modules.remove(d))?;
+            Ok(digests)
+        })
+        .await
+        .expect("module removal task panicked")
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Db) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || op(&db))
+            .await
+            .expect("database task panicked")
+    }
+}
+
+fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
+    let name: Arc<str> = Arc::from(rows.info.name.as_str());
+    let latest = &rows.info.latest;
+    FunctionRoutes {
+        latest: Arc::new(Deployment::new(
+            name.clone(),
+            VersionLabel::Latest,
+            latest.digest,
+            latest.config.clone(),
+        )),
+        versions: rows
+            .versions
+            .iter()
+            .map(|v| {
+                let deployment = Deployment::new(
+                    name.clone(),
+                    VersionLabel::Number(v.version),
+                    v.digest,
+                    v.config.clone(),
+                );
+                (v.version, Arc::new(deployment))
+            })
+            .collect(),
+    }
+}
+
+/// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,233 @@
+//! The registry's records: functions, their `$LATEST` code and config, and published versions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::blobs::Digest;
+
+/// Default linear-memory limit per instance, as SCF and Lambda default to 128 MB.
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// Default wall-clock limit per request.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Upper bounds keep a typo (`--timeout 3000s`) from becoming a stuck instance.
+pub const MAX_MEMORY_MB: u32 = 4096;
+pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Total size of a function's environment (names + values), like Lambda's 4 KB but roomier.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+
+/// Configuration that travels with code into every published version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    /// Environment variables the function sees; the host's own environment is never passed.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Maximum linear memory per instance, in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    /// Wall-clock limit per request, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_memory() -> u32 {
+    DEFAULT_MEMORY_MB
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        Self {
+            env: BTreeMap::new(),
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// A partial config change: fields left `None` keep their current value; `env`, when given,
+/// replaces the whole environment so a variable can be removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid config: {0}")]
+pub struct InvalidConfig(pub String);
+
+impl ConfigPatch {
+    pub fn is_empty(&self) -> bool {
+        self.env.is_none() && self.memory_mb.is_none() && self.timeout_ms.is_none()
+    }
+
+    /// Applies the patch to `base` and checks the result, so no invalid config is ever stored.
+    pub fn apply(&self, base: &FunctionConfig) -> Result<FunctionConfig, InvalidConfig> {
+        let mut config = base.clone();
+        if let Some(env) = &self.env {
+            config.env = env.clone();
+        }
+        if let Some(memory) = self.memory_mb {
+            config.memory_mb = memory;
+        }
+        if let Some(timeout) = self.timeout_ms {
+            config.timeout_ms = timeout;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl FunctionConfig {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |msg: String| Err(InvalidConfig(msg));
+        if self.memory_mb == 0 || self.memory_mb > MAX_MEMORY_MB {
+            return bad(format!(
+                "memory limit {} MiB is out of range; use 1 to {MAX_MEMORY_MB} MiB",
+                self.memory_mb
+            ));
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+            return bad(format!(
+                "timeout {} ms is out of range; use 1 ms to {} s",
+                self.timeout_ms,
+                MAX_TIMEOUT_MS / 1000
+            ));
+        }
+        let mut total = 0;
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return bad(format!(
+                    "environment variable name {key:?} must be non-empty without '=' or NUL"
+                ));
+            }
+            if value.contains('\0') {
+                return bad(format!("environment variable {key} contains a NUL byte"));
+            }
+            total += key.len() + value.len();
+        }
+        if total > MAX_ENV_BYTES {
+            return bad(format!(
+                "environment is {total} bytes; the limit is {MAX_ENV_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which code of a function a request runs: the mutable `$LATEST` or a frozen version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VersionLabel {
+    Latest,
+    Number(u32),
+}
+
+impl fmt::Display for VersionLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latest => f.write_str("latest"),
+            Self::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for VersionLabel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Latest => s.serialize_str("$LATEST"),
+            Self::Number(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+/// A function as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    /// `$LATEST`: the code and config the next `publish` freezes.
+    pub latest: CodeInfo,
+    /// The newest published version, if any.
+    pub newest_version: Option<u32>,
+    pub version_count: u32,
+    pub created_at_ms: i64,
+}
+
+/// Code plus config, as held by `$LATEST` or a version.
+#[derive(Clone, Debug, Serialize)]
+pub struct CodeInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub config: FunctionConfig,
+    pub updated_at_ms: i64,
+}
+
+/// A published, immutable version.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionInfo {
+    pub function: String,
+    pub version: u32,
+    pub digest: Digest,
+    pub size: u64,
+    pub config: FunctionConfig,
+    pub description: String,
+    pub created_at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_keeps_unset_fields_and_replaces_env() {
+        let mut base = FunctionConfig::default();
+        base.env.insert("A".into(), "1".into());
+        let patch = ConfigPatch {
+            timeout_ms: Some(500),
+            ..Default::default()
+        };
+        let out = patch.apply(&base).unwrap();
+        assert_eq!(out.timeout_ms, 500);
+        assert_eq!(out.env, base.env);
+        let patch = ConfigPatch {
+            env: Some(BTreeMap::new()),
+            ..Default::default()
+        };
+        assert!(patch.apply(&base).unwrap().env.is_empty());
+    }
+
+    #[test]
+    fn refuses_out_of_range_values_with_the_range() {
+        let base = FunctionConfig::default();
+        let zero = ConfigPatch {
+            memory_mb: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.apply(&base).unwrap_err().0.contains("1 to 4096"));
+        let bad_env = ConfigPatch {
+            env: Some([("A=B".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(bad_env.apply(&base).is_err());
+        let huge = ConfigPatch {
+            env: Some([("A".to_string(), "x".repeat(MAX_ENV_BYTES))].into()),
+            ..Default::default()
+        };
+        assert!(huge.apply(&base).unwrap_err().0.contains("limit"));
+    }
+
+    #[test]
+    fn old_configs_without_new_fields_still_load() {
+        let config: FunctionConfig = serde_json::from_str(r#"{"env":{"A":"b"}}"#).unwrap();
+        assert_eq!(config.memory_mb, DEFAULT_MEMORY_MB);
+        assert_eq!(config.timeout_ms, DEFAULT_TIMEOUT_MS);
+    }
+}

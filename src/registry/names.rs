@@ -1,0 +1,131 @@
+//! Function names and version qualifiers: what a user may type, checked in one place.
+
+use std::fmt;
+
+/// The rule, quoted verbatim in every refusal so users know what to type instead.
+pub const NAME_RULE: &str = "function names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'";
+
+/// Names the data plane keeps for itself (`/healthz`).
+const RESERVED: &[&str] = &["healthz"];
+
+/// A validated function name: a lowercase DNS label, so it is safe in URLs, file names and
+/// metric labels without escaping.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct FunctionName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid function name {name:?}: {reason}")]
+pub struct InvalidName {
+    pub name: String,
+    pub reason: String,
+}
+
+impl FunctionName {
+    pub fn parse(name: &str) -> Result<Self, InvalidName> {
+        let fail = |reason: &str| InvalidName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        let label_ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label_ok {
+            return Err(fail(NAME_RULE));
+        }
+        if RESERVED.contains(&name) {
+            return Err(fail("this name is reserved by the host; choose another"));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What follows `@` in `NAME@QUALIFIER`: a published version number or `$LATEST`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Qualifier {
+    Latest,
+    Version(u32),
+}
+
+impl Qualifier {
+    /// Parses `latest`, `$LATEST` or a version number >= 1.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.eq_ignore_ascii_case("latest") || text.eq_ignore_ascii_case("$latest") {
+            return Some(Self::Latest);
+        }
+        if text.starts_with('0') || text.starts_with('+') {
+            return None;
+        }
+        text.parse().ok().map(Self::Version)
+    }
+}
+
+impl fmt::Display for Qualifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Latest => f.write_str("latest"),
+            Self::Version(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_dns_labels() {
+        for ok in ["a", "hello", "img-resize-2", &"x".repeat(63), "0day"] {
+            assert!(FunctionName::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else_with_the_rule() {
+        for bad in [
+            "",
+            "Hello",
+            "a_b",
+            "a.b",
+            "-a",
+            "a-",
+            "a/b",
+            "é",
+            &"x".repeat(64),
+            "a b",
+            "..",
+        ] {
+            let err = FunctionName::parse(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("lowercase DNS labels"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(FunctionName::parse("healthz").is_err());
+    }
+
+    #[test]
+    fn qualifiers() {
+        assert_eq!(Qualifier::parse("latest"), Some(Qualifier::Latest));
+        assert_eq!(Qualifier::parse("$LATEST"), Some(Qualifier::Latest));
+        assert_eq!(Qualifier::parse("7"), Some(Qualifier::Version(7)));
+        assert_eq!(Qualifier::parse("0"), None);
+        assert_eq!(Qualifier::parse("07"), None);
+        assert_eq!(Qualifier::parse("-1"), None);
+        assert_eq!(Qualifier::parse("prod"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! Admin operations on functions and versions: list, show, configure, publish, delete.
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo};
+use crate::server::Host;
+use crate::server::body::{Body, json};
+use crate::server::error::ApiError;
+
+/// JSON request bodies on the admin plane are small; anything bigger is a mistake.
+const MAX_JSON_BODY: usize = 1 << 20;
+
+#[derive(Serialize)]
+struct FunctionList {
+    functions: Vec<FunctionInfo>,
+}
+
+pub async fn list(host: &Host) -> Result<Response<Body>, ApiError> {
+    let functions = host.registry.list().await?;
+    Ok(json(StatusCode::OK, &FunctionList { functions }))
+}
+
+#[derive(Serialize)]
+struct FunctionWithVersions {
+    #[serde(flatten)]
+    info: FunctionInfo,
+    versions: Vec<VersionInfo>,
+}
+
+pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+    let details = host.registry.function(name).await?;
+    Ok(json(
+        StatusCode::OK,
+        &FunctionWithVersions {
+            info: details.info,
+            versions: details.versions,
+        },
+    ))
+}
+
+pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+    let unused = host.registry.delete_function(name).await?;
+    unused.iter().for_each(|digest| host.engine.forget(digest));
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "deleted": { "function": name } }),
+    ))
+}
+
+pub async fn update_config(
+    host: &Host,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let patch: ConfigPatch = read_json(request).await?;
+    let info = host.registry.update_config(name, patch).await?;
+    Ok(json(StatusCode::OK, &info))
+}
+
+#[derive(Serialize)]
+struct VersionList {
+    function: String,
+    versions: Vec<VersionInfo>,
+}
+
+pub async fn versions(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+    let details = host.registry.function(name).await?;
+    Ok(json(
+        StatusCode::OK,
+        &VersionList {
+            function: details.info.name,
+            versions: details.versions,
+        },
+    ))
+}
+
+pub async fn version(host: &Host, name: &str, number: &str) -> Result<Response<Body>, ApiError> {
+    let number = parse_version(name, number)?;
+    let details = host.registry.function(name).await?;
+    let version = details
+        .versions
+        .into_iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| {
+            ApiError::from(crate::registry::RegistryError::UnknownVersion(
+                name.to_string(),
+                number,
+            ))
+        })?;
+    Ok(json(StatusCode::OK, &version))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Serialize)]
+struct PublishResponse {
+    /// False when `$LATEST` was identical to the newest version, which is returned.
+    created: bool,
+    version: VersionInfo,
+}
+
+pub async fn publish(
+    host: &Host,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body: PublishRequest = read_json(request).await?;
+    let published = host.registry.publish(name, body.description).await?;
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json(
+        status,
+        &PublishResponse {
+            created: published.created,
+            version: published.version,
+        },
+    ))
+}
+
+pub async fn delete_version(
+    host: &Host,
+    name: &str,
+    number: &str,
+) -> Result<Response<Body>, ApiError> {
+    let number = parse_version(name, number)?;
+    let unused = host.registry.delete_version(name, number).await?;
+    unused.iter().for_each(|digest| host.engine.forget(digest));
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "deleted": { "function": name, "version": number } }),
+    ))
+}
+
+fn parse_version(name: &str, text: &str) -> Result<u32, ApiError> {
+    match crate::registry::Qualifier::parse(text) {
+        Some(crate::registry::Qualifier::Version(n)) => Ok(n),
+        _ => Err(ApiError::not_found(format!(
+            "function {name:?} has no version {text:?}; versions are numbers from 1"
+        ))),
+    }
+}
+
+/// Reads a small JSON body; an empty body means the type's default.
+async fn read_json<T: DeserializeOwned + Default>(
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let bytes = Limited::new(request.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid JSON for this call: {e}"
+        ))
+    })
+}
+
+/// Validates a name taken from the path (uploads create functions, so names are checked there).
+pub fn function_name(name: &str) -> Result<FunctionName, ApiError> {
+    Ok(FunctionName::parse(name)?)
+}

@@ -1,0 +1,200 @@
+//! The admin plane: a JSON API under `/v1/`, every call authenticated with
+//! `Authorization: Bearer <token>`. A missing or wrong token gets 401 before anything is read
+//! or changed.
+
+mod functions;
+mod upload;
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use super::Host;
+use super::body::{Body, json, text};
+use super::error::ApiError;
+
+/// One admin operation, parsed from method and path before any handler runs.
+#[derive(Debug, PartialEq, Eq)]
+enum AdminRoute<'a> {
+    Status,
+    ListFunctions,
+    GetFunction(&'a str),
+    DeleteFunction(&'a str),
+    UploadCode(&'a str),
+    UpdateConfig(&'a str),
+    ListVersions(&'a str),
+    Publish(&'a str),
+    GetVersion(&'a str, &'a str),
+    DeleteVersion(&'a str, &'a str),
+}
+
+impl<'a> AdminRoute<'a> {
+    /// `Err` carries the status for an unknown path (404) or a wrong method (405).
+    fn parse(method: &Method, path: &'a str) -> Result<Self, ApiError> {
+        let segments: Vec<&str> = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .split('/')
+            .collect();
+        let route = match segments.as_slice() {
+            ["v1", "status"] => match *method {
+                Method::GET => Some(Self::Status),
+                _ => None,
+            },
+            ["v1", "functions"] => match *method {
+                Method::GET => Some(Self::ListFunctions),
+                _ => None,
+            },
+            ["v1", "functions", name] => match *method {
+                Method::GET => Some(Self::GetFunction(name)),
+                Method::DELETE => Some(Self::DeleteFunction(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "code"] => match *method {
+                Method::PUT => Some(Self::UploadCode(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "config"] => match *method {
+                Method::PATCH => Some(Self::UpdateConfig(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "versions"] => match *method {
+                Method::GET => Some(Self::ListVersions(name)),
+                Method::POST => Some(Self::Publish(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "versions", number] => match *method {
+                Method::GET => Some(Self::GetVersion(name, number)),
+                Method::DELETE => Some(Self::DeleteVersion(name, number)),
+                _ => None,
+            },
+            _ => {
+                return Err(ApiError::not_found(format!(
+                    "no admin route {path}; see `fnhost --help` for the API"
+                )));
+            }
+        };
+        route.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            )
+        })
+    }
+}
+
+pub async fn handle(host: &Arc<Host>, request: Request<Incoming>) -> Response<Body> {
+    if request.uri().path() == "/healthz" {
+        return text(StatusCode::OK, "ok\n");
+    }
+    if !authorized(host, &request) {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong admin token: send `Authorization: Bearer <token>` with the token \
+             from <data-dir>/admin.token",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let path = request.uri().path().to_string();
+    let route = match AdminRoute::parse(request.method(), &path) {
+        Ok(route) => route,
+        Err(e) => return e.into_response(),
+    };
+    dispatch(host, route, request)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn dispatch(
+    host: &Arc<Host>,
+    route: AdminRoute<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        AdminRoute::Status => Ok(status(host)),
+        AdminRoute::ListFunctions => functions::list(host).await,
+        AdminRoute::GetFunction(name) => functions::get(host, name).await,
+        AdminRoute::DeleteFunction(name) => functions::delete(host, name).await,
+        AdminRoute::UploadCode(name) => upload::upload(host, name, request).await,
+        AdminRoute::UpdateConfig(name) => functions::update_config(host, name, request).await,
+        AdminRoute::ListVersions(name) => functions::versions(host, name).await,
+        AdminRoute::Publish(name) => functions::publish(host, name, request).await,
+        AdminRoute::GetVersion(name, number) => functions::version(host, name, number).await,
+        AdminRoute::DeleteVersion(name, number) => {
+            functions::delete_version(host, name, number).await
+        }
+    }
+}
+
+/// Compares the bearer token in constant time, so response timing reveals nothing about it.
+fn authorized(host: &Host, request: &Request<Incoming>) -> bool {
+    let Some(given) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let expected = host.admin_token.as_bytes();
+    let given = given.trim().as_bytes();
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    uptime_secs: u64,
+    functions: usize,
+    engine: crate::engine::EngineStatus,
+}
+
+fn status(host: &Host) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &Status {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: host.started.elapsed().as_secs(),
+            functions: host.router.snapshot().len(),
+            engine: host.engine.status(),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_method_and_path() {
+        assert_eq!(
+            AdminRoute::parse(&Method::PUT, "/v1/functions/hello/code").unwrap(),
+            AdminRoute::UploadCode("hello")
+        );
+        assert_eq!(
+            AdminRoute::parse(&Method::DELETE, "/v1/functions/hello/versions/2").unwrap(),
+            AdminRoute::DeleteVersion("hello", "2")
+        );
+        assert_eq!(
+            AdminRoute::parse(&Method::GET, "/v1/functions/").unwrap(),
+            AdminRoute::ListFunctions
+        );
+        let wrong_method = AdminRoute::parse(&Method::POST, "/v1/functions/hello").unwrap_err();
+        assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+        let unknown = AdminRoute::parse(&Method::GET, "/v1/nope").unwrap_err();
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,251 @@
+//! `PUT /v1/functions/NAME/code`: a new `$LATEST`.
+//!
+//! The body is the component; the query may carry config (`env=KEY=VALUE`, repeatable and
+//! replacing the environment; `memory_mb`; `timeout_ms`). Cheap checks (name, size, component
+//! structure, exported world) answer 4xx at once. Compilation can take many seconds for a
+//! 20 MB JavaScript or Python component, so a client that sends
+//! `Accept: application/x-ndjson` gets a 200 stream of progress events ending in `done` or
+//! `error`; other clients get one JSON answer when the work is finished. Either way the
+//! upload is acknowledged only after the code is compiled, linked and durably stored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::functions::function_name;
+use crate::engine::{ComponentSummary, Stage, check_component};
+use crate::registry::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName};
+use crate::server::Host;
+use crate::server::body::{Body, BoxError, json};
+use crate::server::error::ApiError;
+
+pub const PROGRESS_CONTENT_TYPE: &str = "application/x-ndjson";
+/// How often a progress stream reports that compilation is still running.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// What a finished upload returns (and the final `done` event carries).
+#[derive(Serialize)]
+struct Uploaded {
+    function: FunctionInfo,
+    handler_export: String,
+}
+
+pub async fn upload(
+    host: &Arc<Host>,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let name = function_name(name)?;
+    let patch = config_from_query(request.uri().query())?;
+    // Check the config now, so a bad flag is refused before a large body is read.
+    patch.apply(&FunctionConfig::default())?;
+    let wants_progress = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(PROGRESS_CONTENT_TYPE));
+    let wasm = read_limited(host.max_upload_bytes, request).await?;
+    let (digest, summary, wasm) = tokio::task::spawn_blocking(move || {
+        let summary = check_component(&wasm);
+        (Digest::of(&wasm), summary, wasm)
+    })
+    .await
+    .expect("validation task panicked");
+    let summary = summary.map_err(crate::engine::PrepareError::from)?;
+    let job = UploadJob {
+        name,
+        digest,
+        wasm,
+        patch,
+        summary,
+    };
+    if !wants_progress {
+        let uploaded = job.run(host, &|_| {}).await?;
+        return Ok(json(StatusCode::OK, &uploaded));
+    }
+    Ok(job.stream(host.clone()))
+}
+
+struct UploadJob {
+    name: FunctionName,
+    digest: Digest,
+    wasm: Bytes,
+    patch: ConfigPatch,
+    summary: ComponentSummary,
+}
+
+impl UploadJob {
+    async fn run(
+        self,
+        host: &Host,
+        stage: &(dyn Fn(Stage) + Send + Sync),
+    ) -> Result<Uploaded, ApiError> {
+        host.engine
+            .prepare(self.digest, self.wasm.clone(), stage)
+            .await?;
+        let function = host
+            .registry
+            .set_latest(&self.name, self.digest, self.wasm, self.patch)
+            .await?;
+        tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");
+        Ok(Uploaded {
+            function,
+            handler_export: self.summary.handler_export,
+        })
+    }
+
+    /// Runs the job in its own task, streaming progress lines; the task finishes the deploy
+    /// even if the client goes away, so a disconnect never leaves a half-applied upload.
+    fn stream(self, host: Arc<Host>) -> Response<Body> {
+        let (lines, receiver) = mpsc::channel::<Bytes>(64);
+        let received = serde_json::json!({
+            "event": "validated",
+            "digest": self.digest,
+            "size": self.wasm.len(),
+            "handler_export": self.summary.handler_export,
+            "imports": self.summary.imports.len(),
+        });
+        let _ = lines.try_send(line(&received));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let stage_lines = lines.clone();
+            let on_stage = move |stage: Stage| {
+                let _ = stage_lines.try_send(line(&serde_json::json!({
+                    "event": "stage",
+                    "elapsed_ms": started.elapsed().as_millis() as u64,
+                    "detail": stage,
+                })));
+            };
+            let work = self.run(&host, &on_stage);
+            tokio::pin!(work);
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            heartbeat.tick().await;
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    _ = heartbeat.tick() => {
+                        let _ = lines.try_send(line(&serde_json::json!({
+                            "event": "working",
+                            "elapsed_ms": started.elapsed().as_millis() as u64,
+                        })));
+                    }
+                }
+            };
+            let last = match outcome {
+                Ok(uploaded) => serde_json::json!({ "event": "done", "result": uploaded }),
+                Err(error) => serde_json::json!({ "event": "error", "error": error.to_json() }),
+            };
+            let _ = lines.send(line(&last)).await;
+        });
+        let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+            let next = receiver.recv().await?;
+            Some((Ok::<_, BoxError>(Frame::data(next)), receiver))
+        });
+        let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROGRESS_CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+fn line(value: &serde_json::Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(value).expect("events serialize");
+    bytes.push(b'\n');
+    bytes.into()
+}
+
+/// Reads the upload, refusing it with 413 as soon as it is known to exceed the limit.
+async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the upload exceeds the host's limit of {limit} bytes; strip debug info \
+                 (`wasm-tools strip`) or raise `fnhost serve --max-upload`"
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limit as usize)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the upload was interrupted: {e}"
+        ))),
+    }
+}
+
+/// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`.
+fn config_from_query(query: Option<&str>) -> Result<ConfigPatch, ApiError> {
+    let mut patch = ConfigPatch::default();
+    let mut env = BTreeMap::new();
+    let mut saw_env = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "env" => {
+                saw_env = true;
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    ApiError::bad_request(format!("env {value:?} must be KEY=VALUE"))
+                })?;
+                env.insert(k.to_string(), v.to_string());
+            }
+            "memory_mb" => patch.memory_mb = Some(number(&key, &value)?),
+            "timeout_ms" => patch.timeout_ms = Some(number(&key, &value)?),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown upload parameter {other:?}; use env, memory_mb or timeout_ms"
+                )));
+            }
+        }
+    }
+    if saw_env {
+        patch.env = Some(env);
+    }
+    Ok(patch)
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{key} must be a whole number, got {value:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_config_parses_env_and_limits() {
+        let patch =
+            config_from_query(Some("env=GREETING%3DHi%20there&env=B%3D&memory_mb=64")).unwrap();
+        let env = patch.env.unwrap();
+        assert_eq!(env["GREETING"], "Hi there");
+        assert_eq!(env["B"], "");
+        assert_eq!(patch.memory_mb, Some(64));
+        assert_eq!(patch.timeout_ms, None);
+        assert!(config_from_query(Some("env=NOEQUALS")).is_err());
+        assert!(config_from_query(Some("memory_mb=lots")).is_err());
+        assert!(config_from_query(Some("colour=blue")).is_err());
+        assert!(config_from_query(None).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,181 @@
+//! API errors and their HTTP statuses: the one place where failures become status codes.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use super::body::{Body, json};
+use crate::engine::{InvokeError, PrepareError};
+use crate::registry::{InvalidConfig, InvalidName, RegistryError};
+use crate::routing::RouteError;
+
+/// An error answer: status, a stable machine-readable code, and a message for humans that
+/// says what was wrong and, where known, what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Set for server-side failures so a client report can be matched to the host log.
+    pub error_id: Option<String>,
+    pub retry_after_secs: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_id: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            error_id: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure on our side: logged with a fresh id that the client also sees.
+    pub fn internal(message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+        error.error_id = Some(new_error_id());
+        error
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                error_id: self.error_id.as_deref(),
+            },
+        };
+        let mut response = json(self.status, &body);
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+
+    /// The JSON `error` object alone, for errors reported inside a progress stream.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "message": self.message,
+        })
+    }
+}
+
+/// 16 hex digits, unique enough to find one failure in the log.
+pub fn new_error_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownFunction(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_function", e.to_string())
+            }
+            RegistryError::UnknownVersion(..) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_version", e.to_string())
+            }
+            RegistryError::InvalidConfig(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
+            }
+            other => {
+                let error = Self::internal("the registry failed to store or read metadata");
+                tracing::error!(error_id = ?error.error_id, error = %other, "registry failure");
+                error
+            }
+        }
+    }
+}
+
+impl From<InvalidName> for ApiError {
+    fn from(e: InvalidName) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_name", e.to_string())
+    }
+}
+
+impl From<InvalidConfig> for ApiError {
+    fn from(e: InvalidConfig) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        let code = match e {
+            RouteError::UnknownFunction(_) => "unknown_function",
+            RouteError::UnknownVersion { .. } | RouteError::BadQualifier { .. } => {
+                "unknown_version"
+            }
+        };
+        Self::new(StatusCode::NOT_FOUND, code, e.to_string())
+    }
+}
+
+impl From<PrepareError> for ApiError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::Invalid(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_component", e.to_string())
+            }
+            PrepareError::Compile(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "compile_failed", e.to_string())
+            }
+            PrepareError::Link(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "link_failed", e.to_string())
+            }
+            PrepareError::Storage(_) => {
+                let error = Self::internal("the host could not store compiled code");
+                tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
+                error
+            }
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        let (status, code) = match e {
+            InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            InvokeError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            InvokeError::MemoryLimit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
+            InvokeError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
+            InvokeError::Guest(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_error"),
+            InvokeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        let mut error = Self::new(status, code, e.to_string());
+        if status.is_server_error() {
+            error.error_id = Some(new_error_id());
+        }
+        if matches!(e, InvokeError::Capacity) {
+            error.retry_after_secs = Some(1);
+        }
+        error
+    }
+}
