@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::Host;
-use super::body::{Body, BoxError, text};
+use super::body::{Body, BoxError, discard, text};
 use super::error::ApiError;
 use crate::routing::Deployment;
 
@@ -21,21 +21,25 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
-    let Some(target) = Target::parse(request.uri().path()) else {
-        return ApiError::not_found(
+    let resolved = match Target::parse(request.uri().path()) {
+        None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
-        )
-        .into_response();
+        )),
+        Some(target) => host
+            .router
+            .snapshot()
+            .resolve(target.function, target.qualifier)
+            .map(|deployment| (deployment.clone(), target.rest_start))
+            .map_err(ApiError::from),
     };
-    let deployment = match host
-        .router
-        .snapshot()
-        .resolve(target.function, target.qualifier)
-    {
-        Ok(deployment) => deployment.clone(),
-        Err(e) => return ApiError::from(e).into_response(),
+    let (deployment, rest_start) = match resolved {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            discard(request.into_body()).await;
+            return error.into_response();
+        }
     };
-    let mut response = match invoke(host, &deployment, target.rest_start, request).await {
+    let mut response = match invoke(host, &deployment, rest_start, request).await {
         Ok(response) => response,
         Err(error) => {
             if error.status.is_server_error() {

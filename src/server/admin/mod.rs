@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use super::Host;
-use super::body::{Body, json, text};
+use super::body::{Body, discard, json, text};
 use super::error::ApiError;
 
 /// One admin operation, parsed from method and path before any handler runs.
@@ -101,12 +101,16 @@ pub async fn handle(host: &Arc<Host>, request: Request<Incoming>) -> Response<Bo
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        discard(request.into_body()).await;
         return response;
     }
     let path = request.uri().path().to_string();
     let route = match AdminRoute::parse(request.method(), &path) {
         Ok(route) => route,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            discard(request.into_body()).await;
+            return e.into_response();
+        }
     };
     dispatch(host, route, request)
         .await

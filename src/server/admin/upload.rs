@@ -23,7 +23,7 @@ use super::functions::function_name;
 use crate::engine::{ComponentSummary, Stage, check_component};
 use crate::registry::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName};
 use crate::server::Host;
-use crate::server::body::{Body, BoxError, json};
+use crate::server::body::{Body, BoxError, discard, json};
 use crate::server::error::ApiError;
 
 pub const PROGRESS_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -42,10 +42,19 @@ pub async fn upload(
     name: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let name = function_name(name)?;
-    let patch = config_from_query(request.uri().query())?;
-    // Check the config now, so a bad flag is refused before a large body is read.
-    patch.apply(&FunctionConfig::default())?;
+    // Check name and config first, so a mistake is refused before a large body is read.
+    let checked = function_name(name).and_then(|name| {
+        let patch = config_from_query(request.uri().query())?;
+        patch.apply(&FunctionConfig::default())?;
+        Ok((name, patch))
+    });
+    let (name, patch) = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            discard(request.into_body()).await;
+            return Err(error);
+        }
+    };
     let wants_progress = request
         .headers()
         .get(header::ACCEPT)

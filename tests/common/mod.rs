@@ -1,0 +1,254 @@
+//! Shared test harness: builds the sample functions from `functions/` for wasm32-wasip2, runs
+//! the real `fnhost` binary on ephemeral ports with its own data directory, and talks to it
+//! over HTTP with reqwest.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+/// Path of a function from `functions/`, built for wasm32-wasip2 (once per test process).
+pub fn wasm_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions");
+        let target = root.join("target");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("running cargo to build functions/");
+        assert!(
+            status.success(),
+            "building functions/ failed; is the target installed? `rustup target add wasm32-wasip2`"
+        );
+        target.join("wasm32-wasip2").join("release")
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "no function {name} in functions/");
+    path
+}
+
+pub fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(wasm_path(name)).unwrap()
+}
+
+/// A running `fnhost serve` child process.
+pub struct TestHost {
+    child: Child,
+    pub data_dir: PathBuf,
+    pub data_url: String,
+    pub admin_url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    log_path: PathBuf,
+}
+
+impl TestHost {
+    pub async fn start(data_dir: &Path) -> TestHost {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> TestHost {
+        let data_dir = data_dir.to_path_buf();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra))
+            .await
+            .unwrap()
+    }
+
+    fn spawn(data_dir: PathBuf, extra: Vec<String>) -> TestHost {
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--pool-instances", "64"])
+            .args(&extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("starting fnhost");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut data_url, mut admin_url) = (None, None);
+        let started = Instant::now();
+        while data_url.is_none() || admin_url.is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "fnhost did not start"
+            );
+            let Some(Ok(line)) = lines.next() else {
+                panic!(
+                    "fnhost exited before listening:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            };
+            let url = |l: &str| l.split_whitespace().nth(2).map(str::to_string);
+            if line.trim_start().starts_with("data plane:") {
+                data_url = url(&line);
+            } else if line.trim_start().starts_with("admin plane:") {
+                admin_url = url(&line);
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        TestHost {
+            child,
+            data_dir,
+            data_url: data_url.unwrap(),
+            admin_url: admin_url.unwrap(),
+            token,
+            http: reqwest::Client::new(),
+            log_path,
+        }
+    }
+
+    /// An authenticated admin request.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.admin_url))
+            .bearer_auth(&self.token)
+    }
+
+    /// Uploads `wasm` as `name`'s $LATEST with `query` config; returns the raw response.
+    pub async fn upload(&self, name: &str, wasm: Vec<u8>, query: &str) -> Response {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        self.admin(Method::PUT, &format!("/v1/functions/{name}/code{q}"))
+            .body(wasm)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads and asserts success.
+    pub async fn deploy(&self, name: &str, function: &str, query: &str) -> Value {
+        let response = self.upload(name, wasm(function), query).await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "deploy {name}: {body}");
+        body
+    }
+
+    /// Publishes and returns (status, body).
+    pub async fn publish(&self, name: &str) -> (u16, Value) {
+        let response = self
+            .admin(Method::POST, &format!("/v1/functions/{name}/versions"))
+            .json(&serde_json::json!({ "description": "test" }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.admin(Method::GET, path).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// GET on the data plane.
+    pub async fn call(&self, path: &str) -> Response {
+        self.http
+            .get(format!("{}{path}", self.data_url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET on the data plane, returning status, `fnhost-version` and body text.
+    pub async fn call_text(&self, path: &str) -> (u16, String, String) {
+        let response = self.call(path).await;
+        let status = response.status().as_u16();
+        let version = response
+            .headers()
+            .get("fnhost-version")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, version, response.text().await.unwrap())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush or clean up, like a crash or an OOM kill.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(mut self) -> bool {
+        self.send_sigterm();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "fnhost ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
