@@ -220,6 +220,11 @@ impl TestHost {
     /// SIGTERM, then waits for the process to exit; returns whether it exited cleanly.
     pub fn terminate(mut self) -> bool {
         self.send_sigterm();
+        self.terminate_wait()
+    }
+
+    /// Waits for an exit after SIGTERM was sent; returns whether it exited cleanly.
+    pub fn terminate_wait(&mut self) -> bool {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -40,9 +40,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Echo {
         let output = outgoing.write().expect("stream is taken once");
         loop {
             match input.blocking_read(64 * 1024) {
-                Ok(chunk) => output
-                    .blocking_write_and_flush(&chunk)
-                    .expect("client went away"),
+                // blocking-write-and-flush takes at most 4096 bytes per call.
+                Ok(chunk) => {
+                    for part in chunk.chunks(4096) {
+                        output
+                            .blocking_write_and_flush(part)
+                            .expect("client went away");
+                    }
+                }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
                     panic!("reading request body: {}", e.to_debug_string())
