@@ -30,7 +30,7 @@ pub const DEFAULT_DATA_DIR: &str = ".fnhost";
 ///
 /// Exit codes: 0 success, 1 not found, 2 any other error.
 #[derive(Debug, Parser)]
-#[command(name = "fnhost", version, propagate_version = true)]
+#[command(name = "fnhost", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -104,6 +104,12 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flag_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn deploy_flags_parse() {

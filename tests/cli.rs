@@ -1,0 +1,188 @@
+//! The `fnhost` command line against a running host: human output, `--json`, exit codes and
+//! error messages.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{TestHost, wasm_path};
+use serde_json::Value;
+
+fn fnhost(host: &TestHost, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .args(args)
+        .env("FNHOST_ADMIN_URL", &host.admin_url)
+        .env("FNHOST_URL", &host.data_url)
+        .env("FNHOST_DATA_DIR", &host.data_dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "fnhost failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// deploy (with progress), publish, versions, functions --json, invoke, config, delete.
+#[tokio::test]
+async fn deploy_publish_invoke_and_list_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let hello = wasm_path("hello");
+    let hello = hello.to_str().unwrap();
+
+    let output = fnhost(
+        &host,
+        &[
+            "deploy",
+            "hello",
+            hello,
+            "--env",
+            "GREETING=Hej",
+            "--timeout",
+            "2s",
+        ],
+    );
+    let out = stdout(&output);
+    assert!(out.contains("deployed hello $LATEST: sha256:"), "{out}");
+    let progress = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        progress.contains("validated") && progress.contains("linked"),
+        "{progress}"
+    );
+
+    let out = stdout(&fnhost(
+        &host,
+        &["publish", "hello", "--description", "first"],
+    ));
+    assert!(out.contains("published hello version 1"), "{out}");
+    let out = stdout(&fnhost(&host, &["publish", "hello"]));
+    assert!(out.contains("identical to version 1"), "{out}");
+
+    let out = stdout(&fnhost(&host, &["versions", "hello"]));
+    let row = out.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("1 ") && row.contains("2000ms") && row.contains("first"),
+        "{out}"
+    );
+
+    let listed: Value =
+        serde_json::from_str(&stdout(&fnhost(&host, &["functions", "--json"]))).unwrap();
+    assert_eq!(listed["functions"][0]["name"], "hello");
+    assert_eq!(listed["functions"][0]["newest_version"], 1);
+
+    assert_eq!(
+        stdout(&fnhost(&host, &["invoke", "hello"])),
+        "Hej, world!\n"
+    );
+    let out = stdout(&fnhost(&host, &["invoke", "hello@1", "-i"]));
+    assert!(out.contains("fnhost-version: 1"), "{out}");
+
+    let out = stdout(&fnhost(
+        &host,
+        &["config", "hello", "--env", "GREETING=Hallo"],
+    ));
+    assert!(out.contains("GREETING=Hallo"), "{out}");
+    assert_eq!(
+        stdout(&fnhost(&host, &["invoke", "hello@latest"])),
+        "Hallo, world!\n"
+    );
+
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "deploy",
+            "echo",
+            wasm_path("echo").to_str().unwrap(),
+            "--publish",
+            "--json",
+        ],
+    ));
+    let deployed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deployed["published"]["version"]["version"], 1);
+    let out = stdout(&fnhost(
+        &host,
+        &["invoke", "echo", "--data", "ping", "--path", "/p?q=1"],
+    ));
+    assert_eq!(out, "ping");
+
+    stdout(&fnhost(&host, &["delete", "echo"]));
+    let listed: Value =
+        serde_json::from_str(&stdout(&fnhost(&host, &["functions", "--json"]))).unwrap();
+    assert_eq!(listed["functions"].as_array().unwrap().len(), 1);
+}
+
+/// Not found exits 1; other failures exit 2; both say what went wrong on stderr.
+#[tokio::test]
+async fn errors_have_exit_codes_and_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+
+    let output = fnhost(&host, &["versions", "nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim(), "error: function \"nope\" not found");
+
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"definitely not wasm").unwrap();
+    let output = fnhost(&host, &["deploy", "bad", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: not a WebAssembly binary"),
+        "{stderr}"
+    );
+
+    let output = fnhost(&host, &["deploy", "x", "/no/such/file.wasm"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/file.wasm"));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .args(["functions", "--admin", "http://127.0.0.1:9", "--token", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is `fnhost serve` running?"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .args(["functions", "--admin", &host.admin_url, "--token", "wrong"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("admin token"));
+}
+
+/// `--help` explains every command.
+#[test]
+fn help_lists_and_explains_every_command() {
+    let output = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in [
+        "serve",
+        "deploy",
+        "publish",
+        "versions",
+        "functions",
+        "config",
+        "delete",
+        "invoke",
+        "status",
+    ] {
+        assert!(help.contains(command), "--help lacks {command}");
+    }
+    assert!(help.contains("Exit codes"));
+    let output = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("--data-dir") && help.contains("--max-upload"));
+}
