@@ -18,6 +18,9 @@ pub struct ApiError {
     /// Set for server-side failures so a client report can be matched to the host log.
     pub error_id: Option<String>,
     pub retry_after_secs: Option<u32>,
+    /// The request body was left unread: tell HTTP/1 clients not to reuse the connection,
+    /// which the server closes after this answer.
+    pub close_connection: bool,
 }
 
 #[derive(Serialize)]
@@ -41,6 +44,7 @@ impl ApiError {
             message: message.into(),
             error_id: None,
             retry_after_secs: None,
+            close_connection: false,
         }
     }
 
@@ -68,6 +72,11 @@ impl ApiError {
             },
         };
         let mut response = json(self.status, &body);
+        if self.close_connection {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()

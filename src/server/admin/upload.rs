@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -175,14 +175,16 @@ fn line(value: &serde_json::Value) -> Bytes {
 /// Reads the upload, refusing it with 413 as soon as it is known to exceed the limit.
 async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(
+        let mut error = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
                 "the upload exceeds the host's limit of {limit} bytes; strip debug info \
                  (`wasm-tools strip`) or raise `fnhost serve --max-upload`"
             ),
-        )
+        );
+        error.close_connection = true;
+        error
     };
     let declared = request
         .headers()
@@ -192,16 +194,22 @@ async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, A
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    match Limited::new(request.into_body(), limit as usize)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "the upload was interrupted: {e}"
-        ))),
+    let mut body = request.into_body();
+    let mut wasm = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        if (wasm.len() + data.len()) as u64 > limit {
+            // Read a little further so the client, still sending, gets to see the answer.
+            discard(body).await;
+            return Err(too_large());
+        }
+        wasm.extend_from_slice(data);
     }
+    Ok(wasm.freeze())
 }
 
 /// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`.
