@@ -197,8 +197,8 @@ async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, A
     let mut body = request.into_body();
     let mut wasm = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("the upload was interrupted: {e}")))?;
         let Some(data) = frame.data_ref() else {
             continue;
         };
