@@ -24,6 +24,17 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     let (_, echo_before) = host.get_json("/v1/functions/echo").await;
     let token_before = host.token.clone();
     assert!(host.terminate(), "fnhost should exit cleanly on SIGTERM");
+    // Compiled code of a module nothing references (as a crash mid-delete leaves) is swept.
+    let compiled = data.join("compiled");
+    let real = std::fs::read_dir(&compiled)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let real = real.to_string_lossy();
+    let orphan = format!("{}{}", "ab".repeat(32), &real[64..]);
+    std::fs::copy(compiled.join(real.as_ref()), compiled.join(&orphan)).unwrap();
 
     let host = TestHost::start(&data).await;
     assert_eq!(host.token, token_before);
@@ -38,6 +49,10 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     assert_eq!(host.call_text("/hello@latest").await.2, "two, world!\n");
     assert_eq!(host.call("/echo/x").await.headers()["echo-path"], "/x");
 
+    assert!(
+        !compiled.join(&orphan).exists(),
+        "orphaned compiled code was kept"
+    );
     let (_, status) = host.get_json("/v1/status").await;
     let engine = &status["engine"];
     assert_eq!(engine["compiles"], 0, "{status}");

@@ -84,6 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         args.data_dir.join("compiled"),
     )?;
+    engine.retain_compiled(&registry.known_modules().await?);
     let token = server::load_or_create_admin_token(&args.data_dir)?;
     let data = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;

@@ -50,6 +50,20 @@ impl CompiledCache {
         }
     }
 
+    /// Digests with an artifact for this engine.
+    pub fn digests(&self) -> io::Result<Vec<Digest>> {
+        let suffix = format!("-{}.cwasm", self.engine_key);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(digest) = name.strip_suffix(&suffix).and_then(Digest::from_hex) {
+                out.push(digest);
+            }
+        }
+        Ok(out)
+    }
+
     /// Artifacts from another wasmtime build can never load again: reclaim their space.
     fn remove_incompatible(&self) -> io::Result<()> {
         let suffix = format!("-{}.cwasm", self.engine_key);

@@ -174,10 +174,11 @@ impl Engine {
 
     /// The component for `digest`, loading it from the compiled cache (or, failing that,
     /// compiling `wasm_path`) the first time. Concurrent first requests share one load.
+    /// `wasm_path` is only called on a cache miss, keeping the warm path allocation-free.
     pub async fn load(
         &self,
         digest: Digest,
-        wasm_path: PathBuf,
+        wasm_path: impl FnOnce() -> PathBuf,
     ) -> Result<Arc<LoadedComponent>, PrepareError> {
         if let Some(ready) = self.loaded_now(&digest) {
             return Ok(ready);
@@ -188,6 +189,7 @@ impl Engine {
                 Some(component) => component,
                 None => {
                     tracing::info!(%digest, "compiled code missing from the cache; recompiling");
+                    let wasm_path = wasm_path();
                     let wasm = tokio::fs::read(&wasm_path).await.map_err(|e| {
                         PrepareError::Storage(anyhow::anyhow!(
                             "reading module {}: {e}",
@@ -208,6 +210,20 @@ impl Engine {
         self.loaded.remove(digest);
         if let Err(e) = self.cache.remove(digest) {
             tracing::warn!(%digest, error = %e, "could not remove compiled artifact");
+        }
+    }
+
+    /// Removes compiled artifacts of modules outside `keep` (left by a crash between a
+    /// delete's commit and its file removal).
+    pub fn retain_compiled(&self, keep: &std::collections::HashSet<Digest>) {
+        match self.cache.digests() {
+            Ok(cached) => {
+                for digest in cached.iter().filter(|d| !keep.contains(d)) {
+                    tracing::info!(%digest, "removing compiled code of a deleted module");
+                    self.forget(digest);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list the compiled-code cache"),
         }
     }
 

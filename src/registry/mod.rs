@@ -86,6 +86,11 @@ impl Registry {
         &self.modules
     }
 
+    /// Every module digest the metadata references.
+    pub async fn known_modules(&self) -> Result<std::collections::HashSet<Digest>, RegistryError> {
+        self.blocking(|db| db.known_modules()).await
+    }
+
     pub async fn list(&self) -> Result<Vec<FunctionInfo>, RegistryError> {
         let all = self.blocking(|db| db.load_all()).await?;
         Ok(all.into_iter().map(|rows| rows.info).collect())

@@ -68,10 +68,9 @@ async fn invoke(
 ) -> Result<Response<Body>, ApiError> {
     let component = host
         .engine
-        .load(
-            deployment.digest,
-            host.registry.modules().path(&deployment.digest),
-        )
+        .load(deployment.digest, || {
+            host.registry.modules().path(&deployment.digest)
+        })
         .await
         .map_err(|e| {
             let error = ApiError::internal("the function's code could not be loaded");
