@@ -83,8 +83,9 @@ async fn serves_h2c_and_http1_keep_alive() {
     assert_eq!(health.status(), 200);
 }
 
-/// A function that panics gets 500 with an error id that is also in the host log, leaks no
-/// host internals, and the host keeps serving other functions, also while panics continue.
+/// A function that panics gets 500 with an error id that is also in the host log (with the
+/// guest's own panic message), leaks no host internals, and the host keeps serving other
+/// functions, also while panics continue.
 #[tokio::test]
 async fn a_panicking_function_gets_500_and_the_host_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,4 +126,6 @@ async fn a_panicking_function_gets_500_and_the_host_keeps_serving() {
         .find(|l| l.contains(&error_id))
         .expect("error id in the log");
     assert!(line.contains("panic") && line.contains("latest"), "{line}");
+    // ...and what the guest printed before failing: its panic message.
+    assert!(line.contains("panic function called with /now"), "{line}");
 }

@@ -3,13 +3,15 @@
 //!
 //! Capabilities are granted here and nowhere else: no preopened directories, no inherited
 //! environment (only the function's configured env), no sockets (wasmtime-wasi denies TCP and
-//! UDP unless asked), clocks and random available, outbound HTTP refused.
+//! UDP unless asked), clocks and random available, outbound HTTP refused, stdout and stderr
+//! captured (bounded) for the host's log.
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::guest_output::GuestOutput;
 use crate::registry::FunctionConfig;
 
 pub struct HostState {
@@ -21,9 +23,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(config: &FunctionConfig) -> Self {
+    /// State for one request; the guest's stdout and stderr go to `output`.
+    pub fn new(config: &FunctionConfig, output: &GuestOutput) -> Self {
         let mut wasi = WasiCtx::builder();
-        wasi.envs(&config.env.iter().collect::<Vec<_>>());
+        wasi.envs(&config.env.iter().collect::<Vec<_>>())
+            .stdout(output.clone())
+            .stderr(output.clone());
         let memory_bytes = (config.memory_mb as usize) << 20;
         Self {
             wasi: wasi.build(),

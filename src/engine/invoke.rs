@@ -11,6 +11,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::guest_output::GuestOutput;
 use super::{Engine, HostState, LoadedComponent};
 use crate::registry::FunctionConfig;
 
@@ -35,6 +36,13 @@ pub enum InvokeError {
     BadRequest(String),
 }
 
+/// A failed invocation with what the guest printed before it failed, for the host's log.
+#[derive(Debug)]
+pub struct InvokeFailure {
+    pub error: InvokeError,
+    pub guest_output: Option<String>,
+}
+
 impl Engine {
     /// Runs `request` through a new instance of `component`, bounded by `config`'s limits.
     pub async fn invoke<B>(
@@ -42,6 +50,26 @@ impl Engine {
         component: &Arc<LoadedComponent>,
         config: &FunctionConfig,
         request: hyper::Request<B>,
+    ) -> Result<hyper::Response<GuestBody>, InvokeFailure>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let output = GuestOutput::default();
+        self.run(component, config, request, &output)
+            .await
+            .map_err(|error| InvokeFailure {
+                error,
+                guest_output: output.text(),
+            })
+    }
+
+    async fn run<B>(
+        &self,
+        component: &Arc<LoadedComponent>,
+        config: &FunctionConfig,
+        request: hyper::Request<B>,
+        output: &GuestOutput,
     ) -> Result<hyper::Response<GuestBody>, InvokeError>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -49,7 +77,8 @@ impl Engine {
     {
         let timeout = Duration::from_millis(config.timeout_ms);
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(config, deadline);
+        let mut store = self.new_store(config, deadline, output);
+        let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
         let responded_in_guest = responded.clone();
@@ -85,7 +114,11 @@ impl Engine {
             if let Err(e) = &result
                 && responded.load(Ordering::Acquire)
             {
-                tracing::warn!(error = %e, "function failed after sending its response head");
+                tracing::warn!(
+                    error = %e,
+                    guest_output = late_output.text().unwrap_or_default(),
+                    "function failed after sending its response head"
+                );
             }
             result
         });
@@ -107,8 +140,13 @@ impl Engine {
     }
 
     /// A fresh store with the function's limits. The only place limits and deadlines are set.
-    fn new_store(&self, config: &FunctionConfig, deadline: Instant) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(config));
+    fn new_store(
+        &self,
+        config: &FunctionConfig,
+        deadline: Instant,
+        output: &GuestOutput,
+    ) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, HostState::new(config, output));
         store.limiter(|state| &mut state.limits);
         // Check at every epoch tick: past the deadline the guest traps; before it, it yields
         // so one busy function cannot monopolise a runtime thread.

@@ -7,6 +7,7 @@
 //! warm: it only instantiates a `ProxyPre` in a fresh `Store`.
 
 mod compiled_cache;
+mod guest_output;
 mod host;
 mod invoke;
 mod validate;
@@ -26,7 +27,7 @@ use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use host::HostState;
-pub use invoke::{GuestBody, InvokeError};
+pub use invoke::{GuestBody, InvokeError, InvokeFailure};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
 use crate::registry::Digest;

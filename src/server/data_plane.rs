@@ -41,13 +41,14 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     };
     let mut response = match invoke(host, &deployment, rest_start, request).await {
         Ok(response) => response,
-        Err(error) => {
+        Err((error, guest_output)) => {
             if error.status.is_server_error() {
                 tracing::warn!(
                     function = %deployment.function,
                     version = %deployment.label,
                     error_id = error.error_id.as_deref().unwrap_or(""),
                     status = error.status.as_u16(),
+                    guest_output = guest_output.as_deref().unwrap_or(""),
                     "{}", error.message
                 );
             }
@@ -60,12 +61,13 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     response
 }
 
+/// Loads and runs the function. A failure comes with what the guest printed, for the log.
 async fn invoke(
     host: &Host,
     deployment: &Arc<Deployment>,
     rest_start: usize,
     mut request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, (ApiError, Option<String>)> {
     let component = host
         .engine
         .load(deployment.digest, || {
@@ -75,13 +77,14 @@ async fn invoke(
         .map_err(|e| {
             let error = ApiError::internal("the function's code could not be loaded");
             tracing::error!(error_id = ?error.error_id, function = %deployment.function, error = %e, "load failed");
-            error
+            (error, None)
         })?;
-    *request.uri_mut() = function_uri(request.uri(), rest_start)?;
+    *request.uri_mut() = function_uri(request.uri(), rest_start).map_err(|e| (e, None))?;
     let response = host
         .engine
         .invoke(&component, &deployment.config, request)
-        .await?;
+        .await
+        .map_err(|failure| (ApiError::from(failure.error), failure.guest_output))?;
     Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
 }
 
