@@ -33,9 +33,7 @@ impl GuestOutput {
         if captured.bytes.is_empty() && captured.dropped == 0 {
             return None;
         }
-        let mut text = String::from_utf8_lossy(&captured.bytes)
-            .trim_end()
-            .to_string();
+        let mut text = String::from_utf8_lossy(&captured.bytes).trim().to_string();
         if captured.dropped > 0 {
             text.push_str(&format!(" [... {} more bytes dropped]", captured.dropped));
         }
