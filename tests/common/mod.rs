@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
+/// `fnhost serve` on ephemeral loopback ports with `data_dir`; callers add flags.
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fnhost"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir);
+    command
+}
+
 /// A running `fnhost serve` child process.
 pub struct TestHost {
     child: Child,
@@ -47,16 +58,7 @@ impl TestHost {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(&data_dir)
+        let mut child = serve_command(&data_dir)
             .args(["--pool-instances", "64"])
             .args(&extra)
             .env("RUST_LOG", "info")
