@@ -242,7 +242,7 @@ async fn unknown_names_get_404_with_json() {
         ("/nope", "unknown_function"),
         ("/nope@1/x", "unknown_function"),
         ("/hello@9", "unknown_version"),
-        ("/hello@prod", "unknown_version"),
+        ("/hello@prod", "unknown_alias"),
         ("/", "not_found"),
     ] {
         let response = host.call(path).await;

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::RegistryError;
+use super::aliases::{AliasRecord, AliasSpec, DefaultPolicy};
 use super::blobs::Digest;
 use super::model::{CodeInfo, FunctionConfig, FunctionInfo, VersionInfo};
 
@@ -46,6 +47,17 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'published versions are immutable');
     END;
     "#,
+    // 2: aliases, and the $DEFAULT policy (share of traffic to $LATEST).
+    r#"
+    ALTER TABLE functions ADD COLUMN default_policy TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE aliases (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    "#,
 ];
 
 pub struct Db {
@@ -56,6 +68,8 @@ pub struct Db {
 pub struct FunctionRows {
     pub info: FunctionInfo,
     pub versions: Vec<VersionInfo>,
+    pub default_policy: DefaultPolicy,
+    pub aliases: Vec<AliasRecord>,
 }
 
 /// What `publish` did.
@@ -95,35 +109,24 @@ impl Db {
                 .prepare("SELECT name FROM functions ORDER BY name")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            names
-                .iter()
-                .map(|name| {
-                    Ok(FunctionRows {
-                        info: function_info(tx, name)?,
-                        versions: versions(tx, name)?,
-                    })
-                })
-                .collect()
+            names.iter().map(|name| function_rows(tx, name)).collect()
         })
     }
 
     pub fn function(&self, name: &str) -> Result<FunctionRows, RegistryError> {
-        self.with_tx(|tx| {
-            Ok(FunctionRows {
-                info: function_info(tx, name)?,
-                versions: versions(tx, name)?,
-            })
-        })
+        self.with_tx(|tx| function_rows(tx, name))
     }
 
     /// Points `$LATEST` at new code (creating the function on first upload) and applies the
     /// config. The module blob must already be on disk.
+    /// With `latest_bp`, also sets `$DEFAULT`'s share to `$LATEST` in the same transaction.
     pub fn set_latest(
         &self,
         name: &str,
         digest: &Digest,
         size: u64,
         config_for: impl FnOnce(Option<&FunctionConfig>) -> Result<FunctionConfig, RegistryError>,
+        latest_bp: Option<u32>,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
         self.with_tx(|tx| {
@@ -141,6 +144,9 @@ impl Db {
                                                  latest_updated_at = ?4",
                 params![name, digest.to_hex(), config_json, now_ms],
             )?;
+            if let Some(bp) = latest_bp {
+                update_default_policy(tx, name, |policy| policy.latest_bp = bp)?;
+            }
             Ok(())
         })
     }
@@ -169,13 +175,20 @@ impl Db {
     }
 
     /// Freezes `$LATEST` as the next version number, unless it equals the newest version.
+    /// With `promote`, also gives the published version all of `$DEFAULT`'s traffic (its
+    /// share to `$LATEST` drops to 0) in the same transaction.
     pub fn publish(
         &self,
         name: &str,
         description: &str,
+        promote: bool,
         now_ms: i64,
     ) -> Result<Published, RegistryError> {
         self.with_tx(|tx| {
+            if promote {
+                // Validates the function exists too; the publish below needs the same row.
+                update_default_policy(tx, name, |policy| policy.latest_bp = 0)?;
+            }
             let (digest, config, next): (String, String, u32) = tx
                 .query_row(
                     "SELECT latest_digest, latest_config, next_version FROM functions WHERE name = ?1",
@@ -229,6 +242,19 @@ impl Db {
         self.with_tx(|tx| {
             latest_config(tx, name)?
                 .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+            let label = super::VersionLabel::Number(number);
+            let users: Vec<String> = aliases(tx, name)?
+                .into_iter()
+                .filter(|alias| alias.spec.targets().any(|t| t == label))
+                .map(|alias| alias.name)
+                .collect();
+            if !users.is_empty() {
+                return Err(RegistryError::VersionInUse {
+                    function: name.to_string(),
+                    version: number,
+                    aliases: users,
+                });
+            }
             let deleted = tx.execute(
                 "DELETE FROM versions WHERE function = ?1 AND number = ?2",
                 params![name, number],
@@ -238,6 +264,65 @@ impl Db {
             }
             drop_unreferenced_modules(tx)
         })
+    }
+
+    /// Creates or replaces an alias; every version it names must exist.
+    pub fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        spec: &AliasSpec,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| {
+            latest_config(tx, function)?
+                .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+            for target in spec.targets() {
+                if let super::VersionLabel::Number(n) = target
+                    && version(tx, function, n)?.is_none()
+                {
+                    return Err(RegistryError::UnknownVersion(function.to_string(), n));
+                }
+            }
+            tx.execute(
+                "INSERT INTO aliases (function, name, spec, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(function, name) DO UPDATE SET spec = ?3, updated_at = ?4",
+                params![
+                    function,
+                    alias,
+                    serde_json::to_string(spec).expect("alias serializes"),
+                    now_ms
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_alias(&self, function: &str, alias: &str) -> Result<(), RegistryError> {
+        self.with_tx(|tx| {
+            let deleted = tx.execute(
+                "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
+                params![function, alias],
+            )?;
+            if deleted == 0 {
+                latest_config(tx, function)?
+                    .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+                return Err(RegistryError::UnknownAlias(
+                    function.to_string(),
+                    alias.to_string(),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes `$DEFAULT`'s policy (share to `$LATEST`, sticky header).
+    pub fn set_default_policy(
+        &self,
+        function: &str,
+        change: impl FnOnce(&mut DefaultPolicy),
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| update_default_policy(tx, function, change))
     }
 
     /// Every module digest the metadata knows (blobs outside this set are orphans).
@@ -402,6 +487,66 @@ fn drop_unreferenced_modules(tx: &Transaction<'_>) -> Result<Vec<Digest>, Regist
     orphans.iter().map(|d| parse_digest(d)).collect()
 }
 
+fn function_rows(tx: &Transaction<'_>, name: &str) -> Result<FunctionRows, RegistryError> {
+    Ok(FunctionRows {
+        info: function_info(tx, name)?,
+        versions: versions(tx, name)?,
+        default_policy: default_policy(tx, name)?,
+        aliases: aliases(tx, name)?,
+    })
+}
+
+fn default_policy(tx: &Transaction<'_>, name: &str) -> Result<DefaultPolicy, RegistryError> {
+    let text: String = tx
+        .query_row(
+            "SELECT default_policy FROM functions WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+    parse_json(&text, "$DEFAULT policy")
+}
+
+fn update_default_policy(
+    tx: &Transaction<'_>,
+    name: &str,
+    change: impl FnOnce(&mut DefaultPolicy),
+) -> Result<(), RegistryError> {
+    let mut policy = default_policy(tx, name)?;
+    change(&mut policy);
+    policy.validate()?;
+    tx.execute(
+        "UPDATE functions SET default_policy = ?2 WHERE name = ?1",
+        params![
+            name,
+            serde_json::to_string(&policy).expect("policy serializes")
+        ],
+    )?;
+    Ok(())
+}
+
+fn aliases(tx: &Transaction<'_>, name: &str) -> Result<Vec<AliasRecord>, RegistryError> {
+    let rows: Vec<(String, String, i64)> = tx
+        .prepare("SELECT name, spec, updated_at FROM aliases WHERE function = ?1 ORDER BY name")?
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(alias, spec, updated_at_ms)| {
+            Ok(AliasRecord {
+                name: alias,
+                spec: parse_json(&spec, "alias")?,
+                updated_at_ms,
+            })
+        })
+        .collect()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, RegistryError> {
+    serde_json::from_str(text)
+        .map_err(|e| RegistryError::Corrupt(format!("stored {what} {text:?} does not parse: {e}")))
+}
+
 fn parse_config(text: &str) -> Result<FunctionConfig, RegistryError> {
     serde_json::from_str(text)
         .map_err(|e| RegistryError::Corrupt(format!("stored config {text:?} does not parse: {e}")))
@@ -430,6 +575,7 @@ mod tests {
             &Digest::of(code),
             code.len() as u64,
             |_| Ok(config),
+            None,
             1,
         )
         .unwrap();
@@ -439,34 +585,34 @@ mod tests {
     fn publish_numbers_versions_and_dedupes_identical_latest() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "hi");
-        let v1 = db.publish("f", "first", 2).unwrap();
+        let v1 = db.publish("f", "first", false, 2).unwrap();
         assert!(v1.created);
         assert_eq!(v1.version.version, 1);
-        let again = db.publish("f", "again", 3).unwrap();
+        let again = db.publish("f", "again", false, 3).unwrap();
         assert!(!again.created);
         assert_eq!(again.version.version, 1);
         // Same code, different config: a new version.
         deploy(&db, "f", b"a", "hello");
-        assert_eq!(db.publish("f", "", 4).unwrap().version.version, 2);
+        assert_eq!(db.publish("f", "", false, 4).unwrap().version.version, 2);
     }
 
     #[test]
     fn version_numbers_are_never_reused() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.publish("f", "", 1).unwrap();
+        db.publish("f", "", false, 1).unwrap();
         deploy(&db, "f", b"b", "2");
-        db.publish("f", "", 1).unwrap();
+        db.publish("f", "", false, 1).unwrap();
         db.delete_version("f", 2).unwrap();
         deploy(&db, "f", b"c", "3");
-        assert_eq!(db.publish("f", "", 1).unwrap().version.version, 3);
+        assert_eq!(db.publish("f", "", false, 1).unwrap().version.version, 3);
     }
 
     #[test]
     fn versions_are_immutable_in_the_database() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.publish("f", "", 1).unwrap();
+        db.publish("f", "", false, 1).unwrap();
         let conn = db.conn.lock().unwrap();
         let err = conn
             .execute("UPDATE versions SET description = 'x'", [])
@@ -479,7 +625,7 @@ mod tests {
         let (_dir, db) = db();
         deploy(&db, "f", b"shared", "1");
         deploy(&db, "g", b"shared", "1");
-        db.publish("f", "", 1).unwrap();
+        db.publish("f", "", false, 1).unwrap();
         deploy(&db, "f", b"other", "2");
         assert!(db.delete_version("f", 1).unwrap().is_empty());
         let gone = db.delete_function("f").unwrap();
@@ -494,6 +640,68 @@ mod tests {
         ));
     }
 
+    fn alias(routes: &[(u32, u32)]) -> AliasSpec {
+        AliasSpec {
+            routes: routes
+                .iter()
+                .map(|&(n, weight_bp)| crate::registry::WeightedRoute {
+                    version: crate::registry::VersionLabel::Number(n),
+                    weight_bp,
+                })
+                .collect(),
+            sticky_header: None,
+            rules: vec![],
+        }
+    }
+
+    #[test]
+    fn aliases_name_existing_versions_and_pin_them() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"a", "1");
+        db.publish("f", "", false, 1).unwrap();
+        deploy(&db, "f", b"b", "2");
+        db.publish("f", "", false, 1).unwrap();
+        assert!(matches!(
+            db.set_alias("f", "prod", &alias(&[(1, 5000), (3, 5000)]), 1),
+            Err(RegistryError::UnknownVersion(_, 3))
+        ));
+        db.set_alias("f", "prod", &alias(&[(1, 5000), (2, 5000)]), 1)
+            .unwrap();
+        match db.delete_version("f", 1) {
+            Err(RegistryError::VersionInUse { aliases, .. }) => assert_eq!(aliases, ["prod"]),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        db.set_alias("f", "prod", &alias(&[(2, 10_000)]), 2)
+            .unwrap();
+        db.delete_version("f", 1).unwrap();
+        let rows = db.function("f").unwrap();
+        assert_eq!(rows.aliases[0].spec.routes.len(), 1);
+        db.delete_alias("f", "prod").unwrap();
+        assert!(matches!(
+            db.delete_alias("f", "prod"),
+            Err(RegistryError::UnknownAlias(..))
+        ));
+    }
+
+    #[test]
+    fn promote_publishes_and_resets_the_latest_share_atomically() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"a", "1");
+        db.set_default_policy("f", |p| p.latest_bp = 2500).unwrap();
+        assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 2500);
+        let promoted = db.publish("f", "", true, 1).unwrap();
+        assert_eq!(promoted.version.version, 1);
+        assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 0);
+        assert!(
+            db.set_default_policy("f", |p| p.latest_bp = 10_001)
+                .is_err()
+        );
+        assert!(matches!(
+            db.set_default_policy("nope", |p| p.latest_bp = 1),
+            Err(RegistryError::UnknownFunction(_))
+        ));
+    }
+
     #[test]
     fn reopening_keeps_everything_and_refuses_newer_schemas() {
         let dir = tempfile::tempdir().unwrap();
@@ -501,7 +709,7 @@ mod tests {
         {
             let db = Db::open(&path).unwrap();
             deploy(&db, "f", b"a", "hi");
-            db.publish("f", "d", 5).unwrap();
+            db.publish("f", "d", false, 5).unwrap();
         }
         let db = Db::open(&path).unwrap();
         let all = db.load_all().unwrap();

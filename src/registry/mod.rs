@@ -4,6 +4,7 @@
 //! data plane's [`Router`] in step with it: every write commits to disk first, then swaps in
 //! new routes, all under one async lock so writes apply in the order they committed.
 
+mod aliases;
 mod blobs;
 mod db;
 mod model;
@@ -14,6 +15,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use aliases::{
+    AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, HeaderMatch, InvalidAlias, RouteRule,
+    WeightedRoute, check_alias_name,
+};
 pub use blobs::{Digest, ModuleStore};
 pub use db::Published;
 pub use model::{
@@ -32,8 +37,21 @@ pub enum RegistryError {
     UnknownFunction(String),
     #[error("function {0:?} has no version {1}")]
     UnknownVersion(String, u32),
+    #[error("function {0:?} has no alias {1:?}")]
+    UnknownAlias(String, String),
+    #[error(
+        "function {function:?} version {version} is used by alias {}; point the alias elsewhere first",
+        aliases.join(", ")
+    )]
+    VersionInUse {
+        function: String,
+        version: u32,
+        aliases: Vec<String>,
+    },
     #[error(transparent)]
     InvalidConfig(#[from] InvalidConfig),
+    #[error(transparent)]
+    InvalidAlias(#[from] InvalidAlias),
     #[error("metadata database: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("module storage: {0}")]
@@ -42,10 +60,12 @@ pub enum RegistryError {
     Corrupt(String),
 }
 
-/// A function and its versions, as the admin API returns them.
+/// A function with its versions and aliases, as the admin API returns them.
 pub struct FunctionDetails {
     pub info: FunctionInfo,
     pub versions: Vec<VersionInfo>,
+    pub default_policy: DefaultPolicy,
+    pub aliases: Vec<AliasRecord>,
 }
 
 pub struct Registry {
@@ -102,17 +122,22 @@ impl Registry {
         Ok(FunctionDetails {
             info: rows.info,
             versions: rows.versions,
+            default_policy: rows.default_policy,
+            aliases: rows.aliases,
         })
     }
 
     /// Makes `wasm` the function's `$LATEST` (creating the function on first upload) with
     /// `patch` applied to its config. The bytes are durable before the metadata names them.
+    /// With `latest_bp`, `$DEFAULT`'s share to `$LATEST` is set in the same commit
+    /// (`deploy --traffic`).
     pub async fn set_latest(
         &self,
         name: &FunctionName,
         digest: Digest,
         wasm: Bytes,
         patch: ConfigPatch,
+        latest_bp: Option<u32>,
     ) -> Result<FunctionInfo, RegistryError> {
         let _write = self.writes.lock().await;
         let modules = self.modules.clone();
@@ -127,6 +152,7 @@ impl Registry {
                 &digest,
                 size,
                 |current| Ok(patch.apply(current.unwrap_or(&FunctionConfig::default()))?),
+                latest_bp,
                 now_ms(),
             )
         })
@@ -149,19 +175,89 @@ impl Registry {
         Ok(self.refresh_routes(name).await?.info)
     }
 
-    /// Freezes `$LATEST` as a new version (or returns the newest one if identical).
+    /// Freezes `$LATEST` as a new version (or returns the newest one if identical). With
+    /// `promote`, `$DEFAULT` then sends all its traffic to that version.
     pub async fn publish(
         &self,
         name: &str,
         description: String,
+        promote: bool,
     ) -> Result<Published, RegistryError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let published = self
-            .blocking(move |db| db.publish(&fname, &description, now_ms()))
+            .blocking(move |db| db.publish(&fname, &description, promote, now_ms()))
             .await?;
         self.refresh_routes(name).await?;
         Ok(published)
+    }
+
+    /// Creates or replaces a custom alias. The change is durable before it is visible.
+    pub async fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        mut spec: AliasSpec,
+    ) -> Result<FunctionDetails, RegistryError> {
+        check_alias_name(alias)?;
+        spec.validate()?;
+        self.write(function, {
+            let (function, alias) = (function.to_string(), alias.to_string());
+            move |db| db.set_alias(&function, &alias, &spec, now_ms())
+        })
+        .await
+    }
+
+    pub async fn delete_alias(
+        &self,
+        function: &str,
+        alias: &str,
+    ) -> Result<FunctionDetails, RegistryError> {
+        self.write(function, {
+            let (function, alias) = (function.to_string(), alias.to_string());
+            move |db| db.delete_alias(&function, &alias)
+        })
+        .await
+    }
+
+    /// Changes `$DEFAULT`: the share of traffic to `$LATEST` and/or its sticky header.
+    pub async fn set_default_policy(
+        &self,
+        function: &str,
+        latest_bp: Option<u32>,
+        sticky_header: Option<Option<String>>,
+    ) -> Result<FunctionDetails, RegistryError> {
+        self.write(function, {
+            let function = function.to_string();
+            move |db| {
+                db.set_default_policy(&function, |policy| {
+                    if let Some(bp) = latest_bp {
+                        policy.latest_bp = bp;
+                    }
+                    if let Some(header) = sticky_header {
+                        policy.sticky_header = header;
+                    }
+                })
+            }
+        })
+        .await
+    }
+
+    /// Runs one write under the write lock, then refreshes the function's routes.
+    async fn write(
+        &self,
+        function: &str,
+        op: impl FnOnce(&Db) -> Result<(), RegistryError> + Send + 'static,
+    ) -> Result<FunctionDetails, RegistryError> {
+        let _write = self.writes.lock().await;
+        self.blocking(op).await?;
+        let rows = self.refresh_routes(function).await?;
+        Ok(FunctionDetails {
+            info: rows.info,
+            versions: rows.versions,
+            default_policy: rows.default_policy,
+            aliases: rows.aliases,
+        })
     }
 
     /// Deletes a function and its versions; returns the digests of modules nothing uses now,
@@ -224,27 +320,31 @@ impl Registry {
 fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
     let name: Arc<str> = Arc::from(rows.info.name.as_str());
     let latest = &rows.info.latest;
-    FunctionRoutes {
-        latest: Arc::new(Deployment::new(
-            name.clone(),
-            VersionLabel::Latest,
-            latest.digest,
-            latest.config.clone(),
-        )),
-        versions: rows
-            .versions
-            .iter()
-            .map(|v| {
-                let deployment = Deployment::new(
-                    name.clone(),
-                    VersionLabel::Number(v.version),
-                    v.digest,
-                    v.config.clone(),
-                );
-                (v.version, Arc::new(deployment))
-            })
-            .collect(),
-    }
+    let latest = Arc::new(Deployment::new(
+        name.clone(),
+        VersionLabel::Latest,
+        latest.digest,
+        latest.config.clone(),
+    ));
+    let versions = rows
+        .versions
+        .iter()
+        .map(|v| {
+            let deployment = Deployment::new(
+                name.clone(),
+                VersionLabel::Number(v.version),
+                v.digest,
+                v.config.clone(),
+            );
+            (v.version, Arc::new(deployment))
+        })
+        .collect();
+    FunctionRoutes::new(
+        latest,
+        versions,
+        &rows.default_policy,
+        rows.aliases.iter().map(|a| (a.name.as_str(), &a.spec)),
+    )
 }
 
 /// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.

@@ -149,6 +149,29 @@ impl Serialize for VersionLabel {
     }
 }
 
+/// Accepts a version number (`3` or `"3"`) or `latest` / `$LATEST`.
+impl<'de> Deserialize<'de> for VersionLabel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u32),
+            Text(String),
+        }
+        let parsed = match Raw::deserialize(d)? {
+            Raw::Number(n) if n > 0 => Some(Self::Number(n)),
+            Raw::Number(_) => None,
+            Raw::Text(text) => match super::Qualifier::parse(&text) {
+                Some(super::Qualifier::Latest) => Some(Self::Latest),
+                Some(super::Qualifier::Version(n)) => Some(Self::Number(n)),
+                None => None,
+            },
+        };
+        parsed
+            .ok_or_else(|| serde::de::Error::custom("a version is a number from 1, or \"latest\""))
+    }
+}
+
 /// A function as the admin API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct FunctionInfo {

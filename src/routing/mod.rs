@@ -5,12 +5,22 @@
 //! writes build a new snapshot and swap it in whole, so a request sees either the old routes
 //! or the new ones, never a mix.
 
+mod alias;
+pub mod split;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
 
-use crate::registry::{Digest, FunctionConfig, Qualifier, VersionLabel};
+pub use alias::AliasRoutes;
+
+use crate::registry::{
+    AliasSpec, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier, VersionLabel,
+    WeightedRoute,
+};
+use alias::CompiledRule;
 
 /// What a request runs: one function's code and config at one version.
 #[derive(Debug)]
@@ -42,21 +52,86 @@ impl Deployment {
     }
 }
 
-/// The routes of one function.
+/// The routes of one function: its deployments and its aliases, `$DEFAULT` included.
 #[derive(Debug)]
 pub struct FunctionRoutes {
     pub latest: Arc<Deployment>,
     pub versions: BTreeMap<u32, Arc<Deployment>>,
+    pub default: Arc<AliasRoutes>,
+    pub aliases: HashMap<String, Arc<AliasRoutes>>,
 }
 
 impl FunctionRoutes {
-    /// The target of a plain `/NAME/...` request: the newest published version, else `$LATEST`.
-    pub fn default_target(&self) -> &Arc<Deployment> {
-        self.versions
-            .last_key_value()
-            .map(|(_, d)| d)
-            .unwrap_or(&self.latest)
+    /// Compiles stored alias specs against the function's deployments. Specs only name
+    /// versions that exist (the registry checks), so a missing one is skipped defensively.
+    pub fn new<'a>(
+        latest: Arc<Deployment>,
+        versions: BTreeMap<u32, Arc<Deployment>>,
+        default_policy: &DefaultPolicy,
+        aliases: impl IntoIterator<Item = (&'a str, &'a AliasSpec)>,
+    ) -> Self {
+        let lookup = |label: VersionLabel| match label {
+            VersionLabel::Latest => Some(latest.clone()),
+            VersionLabel::Number(n) => versions.get(&n).cloned(),
+        };
+        let compile = |name: &str,
+                       routes: &[WeightedRoute],
+                       sticky: Option<&str>,
+                       rules: &[crate::registry::RouteRule]| {
+            Arc::new(AliasRoutes {
+                name: Arc::from(name),
+                header_value: HeaderValue::from_str(name).expect("alias names are ASCII"),
+                rules: rules
+                    .iter()
+                    .filter_map(|rule| {
+                        Some(CompiledRule {
+                            header: HeaderName::from_bytes(rule.header.as_bytes()).ok()?,
+                            matcher: rule.matcher.clone(),
+                            target: lookup(rule.version)?,
+                        })
+                    })
+                    .collect(),
+                targets: routes
+                    .iter()
+                    .filter(|route| route.weight_bp > 0)
+                    .filter_map(|route| Some((lookup(route.version)?, route.weight_bp)))
+                    .collect(),
+                sticky_header: sticky.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            })
+        };
+        let newest = versions.keys().next_back().copied();
+        let default = compile(
+            DEFAULT_ALIAS,
+            &default_policy.routes(newest),
+            default_policy.sticky_header.as_deref(),
+            &[],
+        );
+        let aliases = aliases
+            .into_iter()
+            .map(|(name, spec)| {
+                let routes = compile(
+                    name,
+                    &spec.routes,
+                    spec.sticky_header.as_deref(),
+                    &spec.rules,
+                );
+                (name.to_string(), routes)
+            })
+            .collect();
+        Self {
+            latest,
+            versions,
+            default,
+            aliases,
+        }
     }
+}
+
+/// What a `NAME[@QUALIFIER]` names: one deployment, or an alias that chooses per request.
+#[derive(Debug)]
+pub enum Resolved<'a> {
+    Deployment(&'a Arc<Deployment>),
+    Alias(&'a Arc<AliasRoutes>),
 }
 
 /// Why a request has no target; the data plane answers each with 404 and this text.
@@ -66,10 +141,8 @@ pub enum RouteError {
     UnknownFunction(String),
     #[error("function {function:?} has no version {qualifier}")]
     UnknownVersion { function: String, qualifier: String },
-    #[error(
-        "function {function:?}: {qualifier:?} is not a version; use a version number or 'latest'"
-    )]
-    BadQualifier { function: String, qualifier: String },
+    #[error("function {function:?} has no version or alias {qualifier:?}")]
+    UnknownAlias { function: String, qualifier: String },
 }
 
 /// One immutable snapshot of every function's routes.
@@ -79,33 +152,39 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
+    /// Resolves `function[@qualifier]`: no qualifier is `$DEFAULT`; a number or `latest`
+    /// names a deployment; anything else names an alias.
     pub fn resolve(
         &self,
         function: &str,
         qualifier: Option<&str>,
-    ) -> Result<&Arc<Deployment>, RouteError> {
+    ) -> Result<Resolved<'_>, RouteError> {
         let routes = self
             .functions
             .get(function)
             .ok_or_else(|| RouteError::UnknownFunction(function.to_string()))?;
         let Some(text) = qualifier else {
-            return Ok(routes.default_target());
+            return Ok(Resolved::Alias(&routes.default));
         };
         match Qualifier::parse(text) {
-            Some(Qualifier::Latest) => Ok(&routes.latest),
-            Some(Qualifier::Version(n)) => {
-                routes
-                    .versions
-                    .get(&n)
-                    .ok_or_else(|| RouteError::UnknownVersion {
-                        function: function.to_string(),
-                        qualifier: text.to_string(),
-                    })
-            }
-            None => Err(RouteError::BadQualifier {
-                function: function.to_string(),
-                qualifier: text.to_string(),
-            }),
+            Some(Qualifier::Latest) => Ok(Resolved::Deployment(&routes.latest)),
+            Some(Qualifier::Version(n)) => routes
+                .versions
+                .get(&n)
+                .map(Resolved::Deployment)
+                .ok_or_else(|| RouteError::UnknownVersion {
+                    function: function.to_string(),
+                    qualifier: text.to_string(),
+                }),
+            None if text == DEFAULT_ALIAS => Ok(Resolved::Alias(&routes.default)),
+            None => routes
+                .aliases
+                .get(text)
+                .map(Resolved::Alias)
+                .ok_or_else(|| RouteError::UnknownAlias {
+                    function: function.to_string(),
+                    qualifier: text.to_string(),
+                }),
         }
     }
 
@@ -147,65 +226,95 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use http::HeaderMap;
 
-    fn deployment(label: VersionLabel, byte: u8) -> Arc<Deployment> {
+    use super::*;
+    use crate::registry::{HeaderMatch, RouteRule};
+
+    fn deployment(label: VersionLabel) -> Arc<Deployment> {
         Arc::new(Deployment::new(
             Arc::from("f"),
             label,
-            Digest::of(&[byte]),
+            Digest::of(label.to_string().as_bytes()),
             FunctionConfig::default(),
         ))
     }
 
-    fn router_with(versions: &[u32]) -> Router {
+    fn routes(versions: &[u32], latest_bp: u32, aliases: &[(&str, AliasSpec)]) -> FunctionRoutes {
+        FunctionRoutes::new(
+            deployment(VersionLabel::Latest),
+            versions
+                .iter()
+                .map(|&n| (n, deployment(VersionLabel::Number(n))))
+                .collect(),
+            &DefaultPolicy {
+                latest_bp,
+                sticky_header: None,
+            },
+            aliases.iter().map(|(name, spec)| (*name, spec)),
+        )
+    }
+
+    fn router_with(routes: FunctionRoutes) -> Router {
         let router = Router::default();
-        router.replace_function(
-            "f",
-            Some(FunctionRoutes {
-                latest: deployment(VersionLabel::Latest, 0),
-                versions: versions
-                    .iter()
-                    .map(|&n| (n, deployment(VersionLabel::Number(n), n as u8)))
-                    .collect(),
-            }),
-        );
+        router.replace_function("f", Some(routes));
         router
+    }
+
+    fn pick(router: &Router, qualifier: Option<&str>, headers: &HeaderMap) -> VersionLabel {
+        match router.snapshot().resolve("f", qualifier).unwrap() {
+            Resolved::Deployment(d) => d.label,
+            Resolved::Alias(a) => a.choose(headers).label,
+        }
     }
 
     #[test]
     fn default_is_newest_version_else_latest() {
-        let table = router_with(&[]).snapshot();
+        let none = HeaderMap::new();
         assert_eq!(
-            table.resolve("f", None).unwrap().label,
+            pick(&router_with(routes(&[], 0, &[])), None, &none),
             VersionLabel::Latest
         );
-        let table = router_with(&[1, 3]).snapshot();
         assert_eq!(
-            table.resolve("f", None).unwrap().label,
+            pick(&router_with(routes(&[1, 3], 0, &[])), None, &none),
             VersionLabel::Number(3)
         );
+        assert_eq!(
+            pick(&router_with(routes(&[1, 3], FULL_BP, &[])), None, &none),
+            VersionLabel::Latest
+        );
+    }
+
+    const FULL_BP: u32 = split::FULL;
+
+    #[test]
+    fn default_sends_its_share_to_latest() {
+        let router = router_with(routes(&[2], 1000, &[]));
+        let none = HeaderMap::new();
+        let to_latest = (0..20_000)
+            .filter(|_| pick(&router, None, &none) == VersionLabel::Latest)
+            .count();
+        assert!((1700..2300).contains(&to_latest), "{to_latest} of 20000");
     }
 
     #[test]
     fn qualifiers_pick_versions_and_unknowns_say_what_is_missing() {
-        let router = router_with(&[1, 2]);
+        let router = router_with(routes(&[1, 2], 0, &[]));
+        let none = HeaderMap::new();
+        assert_eq!(pick(&router, Some("1"), &none), VersionLabel::Number(1));
+        assert_eq!(pick(&router, Some("latest"), &none), VersionLabel::Latest);
+        assert_eq!(
+            pick(&router, Some("$DEFAULT"), &none),
+            VersionLabel::Number(2)
+        );
         let table = router.snapshot();
-        assert_eq!(
-            table.resolve("f", Some("1")).unwrap().label,
-            VersionLabel::Number(1)
-        );
-        assert_eq!(
-            table.resolve("f", Some("latest")).unwrap().label,
-            VersionLabel::Latest
-        );
         assert!(matches!(
             table.resolve("f", Some("9")),
             Err(RouteError::UnknownVersion { .. })
         ));
         assert!(matches!(
-            table.resolve("f", Some("x!")),
-            Err(RouteError::BadQualifier { .. })
+            table.resolve("f", Some("prod")),
+            Err(RouteError::UnknownAlias { .. })
         ));
         assert_eq!(
             table.resolve("g", None).unwrap_err(),
@@ -214,8 +323,44 @@ mod tests {
     }
 
     #[test]
+    fn rules_apply_before_weights_and_sticky_users_stay() {
+        let spec = AliasSpec {
+            routes: vec![
+                WeightedRoute {
+                    version: VersionLabel::Number(1),
+                    weight_bp: 5000,
+                },
+                WeightedRoute {
+                    version: VersionLabel::Number(2),
+                    weight_bp: 5000,
+                },
+            ],
+            sticky_header: Some("user-id".into()),
+            rules: vec![RouteRule {
+                header: "app-version".into(),
+                matcher: HeaderMatch::Prefix("2.".into()),
+                version: VersionLabel::Number(3),
+            }],
+        };
+        let router = router_with(routes(&[1, 2, 3], 0, &[("prod", spec)]));
+        let mut headers = HeaderMap::new();
+        headers.insert("app-version", "2.7.1".parse().unwrap());
+        headers.insert("user-id", "ada".parse().unwrap());
+        for _ in 0..100 {
+            assert_eq!(
+                pick(&router, Some("prod"), &headers),
+                VersionLabel::Number(3)
+            );
+        }
+        headers.remove("app-version");
+        let first = pick(&router, Some("prod"), &headers);
+        assert_ne!(first, VersionLabel::Number(3));
+        assert!((0..100).all(|_| pick(&router, Some("prod"), &headers) == first));
+    }
+
+    #[test]
     fn a_held_snapshot_is_unaffected_by_later_swaps() {
-        let router = router_with(&[1]);
+        let router = router_with(routes(&[1], 0, &[]));
         let before = router.snapshot();
         router.replace_function("f", None);
         assert!(before.resolve("f", None).is_ok());

@@ -1,7 +1,9 @@
 //! The data plane: `/NAME[@QUALIFIER]/REST?QUERY` runs the function, which sees `/REST?QUERY`.
 //!
 //! The request path takes no lock and does no database or disk I/O when the function's code is
-//! loaded: route lookup is a snapshot read, then one fresh instance serves the request.
+//! loaded: route lookup is a snapshot read (an alias then picks a version by rule, sticky
+//! header or weight), then one fresh instance serves the request. Responses carry
+//! `fnhost-version` and, when an alias chose it, `fnhost-alias`.
 
 use std::sync::Arc;
 
@@ -13,9 +15,10 @@ use hyper::body::Incoming;
 use super::Host;
 use super::body::{Body, BoxError, discard, text};
 use super::error::ApiError;
-use crate::routing::Deployment;
+use crate::routing::{Deployment, Resolved};
 
 const VERSION_HEADER: HeaderName = HeaderName::from_static("fnhost-version");
+const ALIAS_HEADER: HeaderName = HeaderName::from_static("fnhost-alias");
 
 pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
@@ -25,14 +28,23 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
         None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
         )),
-        Some(target) => host
+        Some(target) => match host
             .router
             .snapshot()
             .resolve(target.function, target.qualifier)
-            .map(|deployment| (deployment.clone(), target.rest_start))
-            .map_err(ApiError::from),
+        {
+            Ok(Resolved::Deployment(deployment)) => {
+                Ok((deployment.clone(), None, target.rest_start))
+            }
+            Ok(Resolved::Alias(alias)) => Ok((
+                alias.choose(request.headers()).clone(),
+                Some(alias.header_value.clone()),
+                target.rest_start,
+            )),
+            Err(e) => Err(ApiError::from(e)),
+        },
     };
-    let (deployment, rest_start) = match resolved {
+    let (deployment, alias, rest_start) = match resolved {
         Ok(resolved) => resolved,
         Err(error) => {
             discard(request.into_body()).await;
@@ -55,9 +67,11 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
             error.into_response()
         }
     };
-    response
-        .headers_mut()
-        .insert(VERSION_HEADER, deployment.version_header.clone());
+    let headers = response.headers_mut();
+    headers.insert(VERSION_HEADER, deployment.version_header.clone());
+    if let Some(alias) = alias {
+        headers.insert(ALIAS_HEADER, alias);
+    }
     response
 }
 

@@ -111,8 +111,17 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownVersion(..) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_version", e.to_string())
             }
+            RegistryError::UnknownAlias(..) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_alias", e.to_string())
+            }
+            RegistryError::VersionInUse { .. } => {
+                Self::new(StatusCode::CONFLICT, "version_in_use", e.to_string())
+            }
             RegistryError::InvalidConfig(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
+            }
+            RegistryError::InvalidAlias(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_alias", e.to_string())
             }
             other => {
                 let error = Self::internal("the registry failed to store or read metadata");
@@ -139,9 +148,8 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
         let code = match e {
             RouteError::UnknownFunction(_) => "unknown_function",
-            RouteError::UnknownVersion { .. } | RouteError::BadQualifier { .. } => {
-                "unknown_version"
-            }
+            RouteError::UnknownVersion { .. } => "unknown_version",
+            RouteError::UnknownAlias { .. } => "unknown_alias",
         };
         Self::new(StatusCode::NOT_FOUND, code, e.to_string())
     }

@@ -29,15 +29,18 @@ struct FunctionWithVersions {
     #[serde(flatten)]
     info: FunctionInfo,
     versions: Vec<VersionInfo>,
+    aliases: Vec<super::aliases::AliasView>,
 }
 
 pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(name).await?;
+    let aliases = super::aliases::alias_views(&details);
     Ok(json(
         StatusCode::OK,
         &FunctionWithVersions {
             info: details.info,
             versions: details.versions,
+            aliases,
         },
     ))
 }
@@ -114,7 +117,7 @@ pub async fn publish(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: PublishRequest = read_json(request).await?;
-    let published = host.registry.publish(name, body.description).await?;
+    let published = host.registry.publish(name, body.description, false).await?;
     let status = if published.created {
         StatusCode::CREATED
     } else {
@@ -153,7 +156,7 @@ fn parse_version(name: &str, text: &str) -> Result<u32, ApiError> {
 }
 
 /// Reads a small JSON body; an empty body means the type's default.
-async fn read_json<T: DeserializeOwned + Default>(
+pub async fn read_json<T: DeserializeOwned + Default>(
     request: Request<Incoming>,
 ) -> Result<T, ApiError> {
     let bytes = Limited::new(request.into_body(), MAX_JSON_BODY)

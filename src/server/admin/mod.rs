@@ -2,6 +2,7 @@
 //! `Authorization: Bearer <token>`. A missing or wrong token gets 401 before anything is read
 //! or changed.
 
+mod aliases;
 mod functions;
 mod upload;
 
@@ -28,6 +29,12 @@ enum AdminRoute<'a> {
     Publish(&'a str),
     GetVersion(&'a str, &'a str),
     DeleteVersion(&'a str, &'a str),
+    ListAliases(&'a str),
+    GetAlias(&'a str, &'a str),
+    SetAlias(&'a str, &'a str),
+    DeleteAlias(&'a str, &'a str),
+    SetTraffic(&'a str),
+    Promote(&'a str),
 }
 
 impl<'a> AdminRoute<'a> {
@@ -68,6 +75,24 @@ impl<'a> AdminRoute<'a> {
             ["v1", "functions", name, "versions", number] => match *method {
                 Method::GET => Some(Self::GetVersion(name, number)),
                 Method::DELETE => Some(Self::DeleteVersion(name, number)),
+                _ => None,
+            },
+            ["v1", "functions", name, "aliases"] => match *method {
+                Method::GET => Some(Self::ListAliases(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "aliases", alias] => match *method {
+                Method::GET => Some(Self::GetAlias(name, alias)),
+                Method::PUT => Some(Self::SetAlias(name, alias)),
+                Method::DELETE => Some(Self::DeleteAlias(name, alias)),
+                _ => None,
+            },
+            ["v1", "functions", name, "traffic"] => match *method {
+                Method::PUT => Some(Self::SetTraffic(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "promote"] => match *method {
+                Method::POST => Some(Self::Promote(name)),
                 _ => None,
             },
             _ => {
@@ -135,6 +160,12 @@ async fn dispatch(
         AdminRoute::DeleteVersion(name, number) => {
             functions::delete_version(host, name, number).await
         }
+        AdminRoute::ListAliases(name) => aliases::list(host, name).await,
+        AdminRoute::GetAlias(name, alias) => aliases::get(host, name, alias).await,
+        AdminRoute::SetAlias(name, alias) => aliases::set(host, name, alias, request).await,
+        AdminRoute::DeleteAlias(name, alias) => aliases::delete(host, name, alias).await,
+        AdminRoute::SetTraffic(name) => aliases::set_traffic(host, name, request).await,
+        AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
     }
 }
 

@@ -44,11 +44,11 @@ pub async fn upload(
 ) -> Result<Response<Body>, ApiError> {
     // Check name and config first, so a mistake is refused before a large body is read.
     let checked = function_name(name).and_then(|name| {
-        let patch = config_from_query(request.uri().query())?;
+        let (patch, latest_bp) = config_from_query(request.uri().query())?;
         patch.apply(&FunctionConfig::default())?;
-        Ok((name, patch))
+        Ok((name, patch, latest_bp))
     });
-    let (name, patch) = match checked {
+    let (name, patch, latest_bp) = match checked {
         Ok(checked) => checked,
         Err(error) => {
             discard(request.into_body()).await;
@@ -73,6 +73,7 @@ pub async fn upload(
         digest,
         wasm,
         patch,
+        latest_bp,
         summary,
     };
     if !wants_progress {
@@ -87,6 +88,8 @@ struct UploadJob {
     digest: Digest,
     wasm: Bytes,
     patch: ConfigPatch,
+    /// `traffic=P`: `$DEFAULT`'s new share to `$LATEST`, set in the same commit.
+    latest_bp: Option<u32>,
     summary: ComponentSummary,
 }
 
@@ -101,7 +104,13 @@ impl UploadJob {
             .await?;
         let function = host
             .registry
-            .set_latest(&self.name, self.digest, self.wasm, self.patch)
+            .set_latest(
+                &self.name,
+                self.digest,
+                self.wasm,
+                self.patch,
+                self.latest_bp,
+            )
             .await?;
         tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");
         Ok(Uploaded {
@@ -212,9 +221,11 @@ async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, A
     Ok(wasm.freeze())
 }
 
-/// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`.
-fn config_from_query(query: Option<&str>) -> Result<ConfigPatch, ApiError> {
+/// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`, and `traffic=P`
+/// (`$DEFAULT`'s percentage to `$LATEST`).
+fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), ApiError> {
     let mut patch = ConfigPatch::default();
+    let mut latest_bp = None;
     let mut env = BTreeMap::new();
     let mut saw_env = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -228,9 +239,15 @@ fn config_from_query(query: Option<&str>) -> Result<ConfigPatch, ApiError> {
             }
             "memory_mb" => patch.memory_mb = Some(number(&key, &value)?),
             "timeout_ms" => patch.timeout_ms = Some(number(&key, &value)?),
+            "traffic" => {
+                latest_bp = Some(
+                    crate::routing::split::parse_percent(&value)
+                        .map_err(|e| ApiError::bad_request(format!("traffic: {e}")))?,
+                )
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown upload parameter {other:?}; use env, memory_mb or timeout_ms"
+                    "unknown upload parameter {other:?}; use env, memory_mb, timeout_ms or traffic"
                 )));
             }
         }
@@ -238,7 +255,7 @@ fn config_from_query(query: Option<&str>) -> Result<ConfigPatch, ApiError> {
     if saw_env {
         patch.env = Some(env);
     }
-    Ok(patch)
+    Ok((patch, latest_bp))
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
@@ -253,8 +270,11 @@ mod tests {
 
     #[test]
     fn query_config_parses_env_and_limits() {
-        let patch =
-            config_from_query(Some("env=GREETING%3DHi%20there&env=B%3D&memory_mb=64")).unwrap();
+        let (patch, latest_bp) = config_from_query(Some(
+            "env=GREETING%3DHi%20there&env=B%3D&memory_mb=64&traffic=12.5",
+        ))
+        .unwrap();
+        assert_eq!(latest_bp, Some(1250));
         let env = patch.env.unwrap();
         assert_eq!(env["GREETING"], "Hi there");
         assert_eq!(env["B"], "");
@@ -263,6 +283,7 @@ mod tests {
         assert!(config_from_query(Some("env=NOEQUALS")).is_err());
         assert!(config_from_query(Some("memory_mb=lots")).is_err());
         assert!(config_from_query(Some("colour=blue")).is_err());
-        assert!(config_from_query(None).unwrap().is_empty());
+        assert!(config_from_query(Some("traffic=101")).is_err());
+        assert!(config_from_query(None).unwrap().0.is_empty());
     }
 }

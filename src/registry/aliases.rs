@@ -1,0 +1,249 @@
+//! Alias records: how an alias splits traffic between versions, and the `$DEFAULT` policy.
+//!
+//! Weights are basis points (see `routing::split`) and must add up to exactly 100 %. These
+//! types are what the database stores (as JSON) and what the routing snapshot is built from.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::VersionLabel;
+use crate::routing::split::{FULL, format_percent};
+
+/// The name of the built-in alias every function has.
+pub const DEFAULT_ALIAS: &str = "$DEFAULT";
+
+/// One weighted route of an alias.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightedRoute {
+    pub version: VersionLabel,
+    pub weight_bp: u32,
+}
+
+/// How a rule compares a header's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl HeaderMatch {
+    pub fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            Self::Exact(expected) => value == expected.as_bytes(),
+            Self::Prefix(prefix) => value.starts_with(prefix.as_bytes()),
+        }
+    }
+}
+
+/// A rule: requests whose `header` matches go to `version`, before any weights apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRule {
+    pub header: String,
+    #[serde(flatten)]
+    pub matcher: HeaderMatch,
+    pub version: VersionLabel,
+}
+
+/// A custom alias: rules first, then weights; sticky by a header's value when configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasSpec {
+    pub routes: Vec<WeightedRoute>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RouteRule>,
+}
+
+/// `$DEFAULT`: the newest published version, except for `latest_bp` of traffic that goes to
+/// `$LATEST`. As in SCF, this is how a release is canaried, grown and rolled back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultPolicy {
+    #[serde(default)]
+    pub latest_bp: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky_header: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid alias: {0}")]
+pub struct InvalidAlias(pub String);
+
+/// Alias names share the function-name rule, minus what a qualifier already means.
+pub fn check_alias_name(name: &str) -> Result<(), InvalidAlias> {
+    if super::FunctionName::parse(name).is_err() {
+        return Err(InvalidAlias(format!(
+            "alias name {name:?}: {}",
+            super::NAME_RULE.replace("function names", "alias names")
+        )));
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) || name == "latest" || name == "default" {
+        return Err(InvalidAlias(format!(
+            "alias name {name:?} would be read as a version; choose another"
+        )));
+    }
+    Ok(())
+}
+
+/// Header names are compared lowercase, as HTTP does.
+pub fn check_header_name(name: &str) -> Result<String, InvalidAlias> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(|h| h.as_str().to_string())
+        .map_err(|_| InvalidAlias(format!("{name:?} is not a valid HTTP header name")))
+}
+
+impl AliasSpec {
+    /// Checks weights, duplicates and header names (version existence is the database's job).
+    pub fn validate(&mut self) -> Result<(), InvalidAlias> {
+        if self.routes.is_empty() {
+            return Err(InvalidAlias("an alias needs at least one route".into()));
+        }
+        let total: u32 = self.routes.iter().map(|r| r.weight_bp).sum();
+        if total != FULL {
+            return Err(InvalidAlias(format!(
+                "route weights sum to {}%, they must add up to exactly 100%",
+                format_percent(total)
+            )));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if self.routes[..i].iter().any(|r| r.version == route.version) {
+                return Err(InvalidAlias(format!(
+                    "version {} appears twice; give it one weight",
+                    route.version
+                )));
+            }
+        }
+        if let Some(header) = &self.sticky_header {
+            self.sticky_header = Some(check_header_name(header)?);
+        }
+        for rule in &mut self.rules {
+            rule.header = check_header_name(&rule.header)?;
+        }
+        Ok(())
+    }
+
+    /// Every version the alias can send traffic to.
+    pub fn targets(&self) -> impl Iterator<Item = VersionLabel> + '_ {
+        self.routes
+            .iter()
+            .map(|r| r.version)
+            .chain(self.rules.iter().map(|r| r.version))
+    }
+}
+
+impl DefaultPolicy {
+    pub fn validate(&mut self) -> Result<(), InvalidAlias> {
+        if self.latest_bp > FULL {
+            return Err(InvalidAlias(format!(
+                "$LATEST's share {}% is more than 100%",
+                format_percent(self.latest_bp)
+            )));
+        }
+        if let Some(header) = &self.sticky_header {
+            self.sticky_header = Some(check_header_name(header)?);
+        }
+        Ok(())
+    }
+
+    /// The weighted routes `$DEFAULT` resolves to, given the newest published version.
+    pub fn routes(&self, newest: Option<u32>) -> Vec<WeightedRoute> {
+        match newest {
+            None => vec![WeightedRoute {
+                version: VersionLabel::Latest,
+                weight_bp: FULL,
+            }],
+            Some(n) => vec![
+                WeightedRoute {
+                    version: VersionLabel::Number(n),
+                    weight_bp: FULL - self.latest_bp,
+                },
+                WeightedRoute {
+                    version: VersionLabel::Latest,
+                    weight_bp: self.latest_bp,
+                },
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(routes: &[(VersionLabel, u32)]) -> AliasSpec {
+        AliasSpec {
+            routes: routes
+                .iter()
+                .map(|&(version, weight_bp)| WeightedRoute { version, weight_bp })
+                .collect(),
+            sticky_header: Some("User-ID".into()),
+            rules: vec![],
+        }
+    }
+
+    #[test]
+    fn weights_must_sum_to_exactly_100_and_the_error_says_the_sum() {
+        let mut ok = spec(&[
+            (VersionLabel::Number(3), 9000),
+            (VersionLabel::Number(4), 1000),
+        ]);
+        ok.validate().unwrap();
+        assert_eq!(ok.sticky_header.as_deref(), Some("user-id"));
+        let mut short = spec(&[(VersionLabel::Number(3), 9000), (VersionLabel::Latest, 999)]);
+        assert_eq!(
+            short.validate().unwrap_err().0,
+            "route weights sum to 99.99%, they must add up to exactly 100%"
+        );
+        let mut twice = spec(&[
+            (VersionLabel::Number(3), 5000),
+            (VersionLabel::Number(3), 5000),
+        ]);
+        assert!(twice.validate().is_err());
+        assert!(spec(&[]).validate().is_err());
+    }
+
+    #[test]
+    fn alias_names_exclude_qualifiers() {
+        assert!(check_alias_name("prod").is_ok());
+        for bad in ["3", "latest", "default", "Prod", "a_b", "$DEFAULT"] {
+            assert!(check_alias_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_policy_splits_between_newest_and_latest() {
+        let policy = DefaultPolicy {
+            latest_bp: 1000,
+            sticky_header: None,
+        };
+        assert_eq!(policy.routes(None).len(), 1);
+        let routes = policy.routes(Some(4));
+        assert_eq!(routes[0].version, VersionLabel::Number(4));
+        assert_eq!(routes[0].weight_bp, 9000);
+        assert_eq!(routes[1].weight_bp, 1000);
+        assert!(
+            DefaultPolicy {
+                latest_bp: 10_001,
+                sticky_header: None
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn rules_match_exactly_or_by_prefix() {
+        assert!(HeaderMatch::Prefix("2.".into()).matches(b"2.3.1"));
+        assert!(!HeaderMatch::Prefix("2.".into()).matches(b"12.0"));
+        assert!(HeaderMatch::Exact("beta".into()).matches(b"beta"));
+        assert!(!HeaderMatch::Exact("beta".into()).matches(b"beta2"));
+    }
+}
+
+/// A stored alias.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AliasRecord {
+    pub name: String,
+    #[serde(flatten)]
+    pub spec: AliasSpec,
+    pub updated_at_ms: i64,
+}
