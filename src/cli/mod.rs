@@ -26,7 +26,11 @@ pub const DEFAULT_DATA_DIR: &str = ".fnhost";
 /// Upload a `wasi:http/proxy` component with `deploy`; it becomes the function's $LATEST.
 /// `publish` freezes $LATEST as an immutable numbered version. Call functions at
 /// http://HOST/NAME/... (newest version, else $LATEST) or http://HOST/NAME@VERSION/... where
-/// VERSION is a number or `latest`.
+/// VERSION is a number or `latest`, or at http://HOST/NAME@ALIAS/... through a custom alias.
+///
+/// Gray release: `deploy --traffic 5` sends 5% of the function's traffic to the new $LATEST;
+/// `traffic NAME 25` grows it; `rollback NAME` sends none; `promote NAME` publishes it and
+/// sends it everything.
 ///
 /// Exit codes: 0 success, 1 not found, 2 any other error.
 #[derive(Debug, Parser)]
@@ -56,6 +60,16 @@ pub enum Command {
     Invoke(commands::InvokeArgs),
     /// Show the host's status: engine, pool and compiled-cache counters.
     Status(ClientArgs),
+    /// Set the share of the function's traffic ($DEFAULT) that goes to $LATEST; the rest
+    /// goes to the newest published version. Grow it while the release looks healthy.
+    Traffic(commands::TrafficArgs),
+    /// Send no $DEFAULT traffic to $LATEST any more (the same as `traffic NAME 0`).
+    Rollback(commands::NameArgs),
+    /// Publish $LATEST as a new version and send all $DEFAULT traffic to it, in one step.
+    Promote(commands::PromoteArgs),
+    /// Manage custom aliases that split traffic between versions by weight or rule.
+    #[command(subcommand)]
+    Alias(commands::AliasCommand),
 }
 
 /// How client commands reach and authenticate to the admin API.

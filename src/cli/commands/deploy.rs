@@ -24,6 +24,10 @@ pub struct DeployArgs {
     pub env: Vec<(String, String)>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Send this percentage of the function's traffic ($DEFAULT) to the new $LATEST, set in
+    /// the same step as the upload (a canary); the rest stays on the newest version.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_traffic, conflicts_with = "publish")]
+    pub traffic: Option<u32>,
     /// Publish the upload as a new version right away.
     #[arg(long)]
     pub publish: bool,
@@ -46,6 +50,9 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     }
     if let Some(timeout) = args.limits.timeout {
         query.append_pair("timeout_ms", &timeout.to_string());
+    }
+    if let Some(bp) = args.traffic {
+        query.append_pair("traffic", &crate::routing::split::format_percent(bp));
     }
     let query = query.finish();
     let path = format!(
@@ -134,6 +141,13 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         human_size(function["latest"]["size"].as_u64().unwrap_or(0) as usize),
         result["handler_export"].as_str().unwrap_or("?"),
     );
+    if let Some(bp) = args.traffic {
+        println!(
+            "$DEFAULT sends {}% of {}'s traffic to $LATEST",
+            crate::routing::split::format_percent(bp),
+            args.name
+        );
+    }
     if let Some(published) = result.get("published") {
         let verb = if published["created"].as_bool() == Some(true) {
             "published"
@@ -143,6 +157,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         println!("{verb} version {}", published["version"]["version"]);
     }
     Ok(())
+}
+
+fn parse_traffic(text: &str) -> Result<u32, String> {
+    crate::routing::split::parse_percent(text.trim_end_matches('%'))
 }
 
 fn describe(event: &serde_json::Value) -> String {

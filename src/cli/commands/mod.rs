@@ -3,6 +3,7 @@
 mod deploy;
 mod invoke;
 mod manage;
+mod traffic;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use clap::Args;
 
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
+pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
 
 use super::units::{parse_key_value, parse_mebibytes, parse_millis};
 use super::{ClientArgs, Command};
@@ -84,6 +86,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Delete(args) => manage::delete(args).await,
         Command::Invoke(args) => invoke::run(args).await,
         Command::Status(args) => manage::status(args).await,
+        Command::Traffic(args) => traffic::traffic(args).await,
+        Command::Rollback(args) => traffic::rollback(args).await,
+        Command::Promote(args) => traffic::promote(args).await,
+        Command::Alias(command) => traffic::alias(command).await,
     }
 }
 

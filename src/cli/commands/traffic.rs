@@ -1,0 +1,322 @@
+//! Traffic commands: `$DEFAULT`'s share to `$LATEST` (`traffic`, `rollback`, `promote`) and
+//! custom aliases (`alias set|list|delete`).
+
+use clap::{Args, Subcommand};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::cli::ClientArgs;
+use crate::cli::client::AdminClient;
+use crate::cli::table;
+use crate::registry::VersionLabel;
+use crate::routing::split::parse_percent;
+
+#[derive(Debug, Args)]
+pub struct TrafficArgs {
+    /// The function whose $DEFAULT alias to change.
+    pub name: String,
+    /// Share of $DEFAULT's traffic for $LATEST, in percent (up to two decimals, e.g. 0.5);
+    /// the rest goes to the newest published version.
+    #[arg(value_parser = parse_percent_arg, value_name = "PERCENT")]
+    pub percent: u32,
+    /// Route by a stable hash of this request header (e.g. user-id), so a user keeps their
+    /// version while the share stays, and only moves towards $LATEST as it grows.
+    #[arg(long, value_name = "HEADER", conflicts_with = "no_sticky")]
+    pub sticky_header: Option<String>,
+    /// Stop routing $DEFAULT by a sticky header.
+    #[arg(long)]
+    pub no_sticky: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The function whose $LATEST to publish and send all $DEFAULT traffic to.
+    pub name: String,
+    /// A note stored with the new version.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Create or replace an alias: routes VERSION=PERCENT (VERSION is a number or latest)
+    /// summing to exactly 100, e.g. `fnhost alias set shop prod 3=90 4=10`.
+    Set(AliasSetArgs),
+    /// List a function's aliases, $DEFAULT first.
+    List(super::NameArgs),
+    /// Delete an alias.
+    Delete(AliasNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AliasSetArgs {
+    /// The function.
+    pub name: String,
+    /// The alias name (a lowercase DNS label; not a number, `latest` or `default`).
+    pub alias: String,
+    /// Weighted routes, VERSION=PERCENT.
+    #[arg(required = true, value_parser = parse_route, value_name = "VERSION=PERCENT")]
+    pub routes: Vec<(VersionLabel, u32)>,
+    /// Route by a stable hash of this request header so each user keeps their version.
+    #[arg(long, value_name = "HEADER")]
+    pub sticky_header: Option<String>,
+    /// Send matching requests to a version before weights apply: HEADER=VALUE@VERSION
+    /// (exact) or HEADER^=PREFIX@VERSION (prefix), e.g. 'app-version^=2.@4'. Repeatable;
+    /// the first match wins.
+    #[arg(long = "rule", value_parser = parse_rule, value_name = "RULE")]
+    pub rules: Vec<Value>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasNameArgs {
+    /// The function.
+    pub name: String,
+    /// The alias to delete.
+    pub alias: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
+    let mut body = json!({ "latest_percent": percent_json(args.percent) });
+    if let Some(header) = &args.sticky_header {
+        body["sticky_header"] = json!(header);
+    }
+    if args.no_sticky {
+        body["sticky_header"] = Value::Null;
+    }
+    set_traffic(&args.name, body, &args.client).await
+}
+
+pub async fn rollback(args: super::NameArgs) -> anyhow::Result<()> {
+    set_traffic(&args.name, json!({ "latest_percent": 0 }), &args.client).await
+}
+
+async fn set_traffic(name: &str, body: Value, client: &ClientArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(client)?
+        .call(
+            Method::PUT,
+            &format!("/v1/functions/{name}/traffic"),
+            Some(body),
+        )
+        .await?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{name} $DEFAULT: {}", describe_routes(&answer["routes"]));
+    }
+    Ok(())
+}
+
+pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
+    let answer = AdminClient::new(&args.client)?
+        .call(
+            Method::POST,
+            &format!("/v1/functions/{}/promote", args.name),
+            Some(json!({ "description": args.description })),
+        )
+        .await?;
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let verb = if answer["created"] == true {
+        "published"
+    } else {
+        "already published as"
+    };
+    println!(
+        "{} {verb} version {}; $DEFAULT: {}",
+        args.name,
+        answer["version"]["version"],
+        describe_routes(&answer["default"]["routes"])
+    );
+    Ok(())
+}
+
+pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
+    match command {
+        AliasCommand::Set(args) => {
+            let routes: Vec<Value> = args
+                .routes
+                .iter()
+                .map(|(version, bp)| json!({ "version": version, "percent": percent_json(*bp) }))
+                .collect();
+            let body = json!({
+                "routes": routes,
+                "sticky_header": args.sticky_header,
+                "rules": args.rules,
+            });
+            let answer = AdminClient::new(&args.client)?
+                .call(
+                    Method::PUT,
+                    &format!("/v1/functions/{}/aliases/{}", args.name, args.alias),
+                    Some(body),
+                )
+                .await?;
+            if args.client.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!(
+                    "{}@{}: {}",
+                    args.name,
+                    args.alias,
+                    describe_routes(&answer["routes"])
+                );
+            }
+        }
+        AliasCommand::List(args) => {
+            let answer = AdminClient::new(&args.client)?
+                .call(
+                    Method::GET,
+                    &format!("/v1/functions/{}/aliases", args.name),
+                    None,
+                )
+                .await?;
+            if args.client.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = answer["aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|alias| {
+                    vec![
+                        alias["name"].as_str().unwrap_or("?").to_string(),
+                        describe_routes(&alias["routes"]),
+                        alias["sticky_header"].as_str().unwrap_or("-").to_string(),
+                        describe_rules(&alias["rules"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["ALIAS", "ROUTES", "STICKY", "RULES"], &rows)
+            );
+        }
+        AliasCommand::Delete(args) => {
+            AdminClient::new(&args.client)?
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/functions/{}/aliases/{}", args.name, args.alias),
+                    None,
+                )
+                .await?;
+            if !args.client.json {
+                println!("deleted alias {}@{}", args.name, args.alias);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `3: 90%, $LATEST: 10%`.
+fn describe_routes(routes: &Value) -> String {
+    routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let version = match &r["version"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{version}: {}%", r["percent"])
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_rules(rules: &Value) -> String {
+    let rules: Vec<String> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            let (op, value) = match (&rule["exact"], &rule["prefix"]) {
+                (Value::String(v), _) => ("=", v.clone()),
+                (_, Value::String(v)) => ("^=", v.clone()),
+                _ => ("?", String::new()),
+            };
+            format!(
+                "{}{op}{value} -> {}",
+                rule["header"].as_str().unwrap_or("?"),
+                rule["version"]
+            )
+        })
+        .collect();
+    if rules.is_empty() {
+        "-".into()
+    } else {
+        rules.join("; ")
+    }
+}
+
+/// A percentage in basis points as a JSON number with at most two decimals.
+fn percent_json(bp: u32) -> Value {
+    json!(bp as f64 / 100.0)
+}
+
+fn parse_percent_arg(text: &str) -> Result<u32, String> {
+    parse_percent(text.trim_end_matches('%'))
+}
+
+fn parse_version(text: &str) -> Result<VersionLabel, String> {
+    match crate::registry::Qualifier::parse(text) {
+        Some(crate::registry::Qualifier::Latest) => Ok(VersionLabel::Latest),
+        Some(crate::registry::Qualifier::Version(n)) => Ok(VersionLabel::Number(n)),
+        None => Err(format!(
+            "{text:?} is not a version: use a number from 1, or latest"
+        )),
+    }
+}
+
+/// `3=90` or `latest=12.5`.
+fn parse_route(text: &str) -> Result<(VersionLabel, u32), String> {
+    let (version, percent) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} must be VERSION=PERCENT, e.g. 3=90"))?;
+    Ok((parse_version(version)?, parse_percent_arg(percent)?))
+}
+
+/// `HEADER=VALUE@VERSION` or `HEADER^=PREFIX@VERSION`, as the API's rule object.
+fn parse_rule(text: &str) -> Result<Value, String> {
+    let usage = || format!("{text:?} must be HEADER=VALUE@VERSION or HEADER^=PREFIX@VERSION");
+    let (condition, version) = text.rsplit_once('@').ok_or_else(usage)?;
+    let version = parse_version(version)?;
+    if let Some((header, prefix)) = condition.split_once("^=") {
+        return Ok(json!({ "header": header, "prefix": prefix, "version": version }));
+    }
+    let (header, value) = condition.split_once('=').ok_or_else(usage)?;
+    Ok(json!({ "header": header, "exact": value, "version": version }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_rules_parse() {
+        assert_eq!(parse_route("3=90"), Ok((VersionLabel::Number(3), 9000)));
+        assert_eq!(parse_route("latest=0.01%"), Ok((VersionLabel::Latest, 1)));
+        assert!(parse_route("3").is_err());
+        assert!(parse_route("prod=10").is_err());
+        assert_eq!(
+            parse_rule("app-version^=2.@4").unwrap(),
+            json!({ "header": "app-version", "prefix": "2.", "version": 4 })
+        );
+        assert_eq!(
+            parse_rule("x-tenant=a@b@latest").unwrap(),
+            json!({ "header": "x-tenant", "exact": "a@b", "version": "$LATEST" })
+        );
+        assert!(parse_rule("nothing").is_err());
+        assert_eq!(percent_json(1250), json!(12.5));
+    }
+}
