@@ -116,6 +116,86 @@ async fn deploy_publish_invoke_and_list_from_the_cli() {
     assert_eq!(listed["functions"].as_array().unwrap().len(), 1);
 }
 
+/// The gray-release commands: deploy --traffic, traffic, rollback, promote, alias set/list.
+#[tokio::test]
+async fn gray_release_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let hello = wasm_path("hello");
+    let hello = hello.to_str().unwrap();
+    stdout(&fnhost(
+        &host,
+        &["deploy", "shop", hello, "--env", "GREETING=v1", "--publish"],
+    ));
+
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "deploy",
+            "shop",
+            hello,
+            "--env",
+            "GREETING=v2",
+            "--traffic",
+            "5",
+        ],
+    ));
+    assert!(
+        out.contains("$DEFAULT sends 5% of shop's traffic to $LATEST"),
+        "{out}"
+    );
+    let out = stdout(&fnhost(
+        &host,
+        &["traffic", "shop", "25.5", "--sticky-header", "user-id"],
+    ));
+    assert_eq!(out.trim(), "shop $DEFAULT: 1: 74.5%, $LATEST: 25.5%");
+    let out = stdout(&fnhost(&host, &["rollback", "shop"]));
+    assert!(out.contains("$LATEST: 0%"), "{out}");
+    let out = stdout(&fnhost(&host, &["promote", "shop", "--description", "v2"]));
+    assert!(
+        out.starts_with("shop published version 2; $DEFAULT: 2: 100%"),
+        "{out}"
+    );
+    assert_eq!(stdout(&fnhost(&host, &["invoke", "shop"])), "v2, world!\n");
+
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "alias",
+            "set",
+            "shop",
+            "prod",
+            "1=90",
+            "2=10",
+            "--sticky-header",
+            "user-id",
+            "--rule",
+            "app-version^=2.@2",
+        ],
+    ));
+    assert_eq!(out.trim(), "shop@prod: 1: 90%, 2: 10%");
+    let out = stdout(&fnhost(&host, &["alias", "list", "shop"]));
+    let prod = out.lines().find(|l| l.starts_with("prod")).unwrap();
+    assert!(
+        prod.contains("user-id") && prod.contains("app-version^=2. -> 2"),
+        "{out}"
+    );
+    let out = stdout(&fnhost(
+        &host,
+        &["invoke", "shop@prod", "-H", "app-version=2.0"],
+    ));
+    assert_eq!(out, "v2, world!\n");
+
+    let output = fnhost(&host, &["alias", "set", "shop", "prod", "1=90", "2=9"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sum to 99%"));
+    let output = fnhost(&host, &["delete", "shop", "--version", "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("used by alias prod"));
+    stdout(&fnhost(&host, &["alias", "delete", "shop", "prod"]));
+    stdout(&fnhost(&host, &["delete", "shop", "--version", "1"]));
+}
+
 /// Not found exits 1; other failures exit 2; both say what went wrong on stderr.
 #[tokio::test]
 async fn errors_have_exit_codes_and_clear_messages() {

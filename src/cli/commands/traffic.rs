@@ -228,7 +228,8 @@ fn describe_routes(routes: &Value) -> String {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            format!("{version}: {}%", r["percent"])
+            let bp = (r["percent"].as_f64().unwrap_or(0.0) * 100.0).round() as u32;
+            format!("{version}: {}%", crate::routing::split::format_percent(bp))
         })
         .collect::<Vec<_>>()
         .join(", ")
