@@ -217,6 +217,16 @@ async fn errors_have_exit_codes_and_clear_messages() {
         "{stderr}"
     );
 
+    let big = dir.path().join("big.wasm");
+    std::fs::write(&big, vec![0u8; 65 << 20]).unwrap();
+    let output = fnhost(&host, &["deploy", "big", big.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("larger than the host's upload limit of 64.0 MiB"),
+        "{stderr}"
+    );
+
     let output = fnhost(&host, &["deploy", "x", "/no/such/file.wasm"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/file.wasm"));

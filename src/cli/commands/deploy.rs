@@ -41,6 +41,20 @@ pub struct DeployArgs {
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.client)?;
     let wasm = read_file(&args.file)?;
+    // The host would refuse a too-large upload mid-transfer, which a client sees as a reset
+    // connection; ask for the limit first and say it plainly.
+    if let Ok(status) = client.call(Method::GET, "/v1/status", None).await
+        && let Some(limit) = status["limits"]["max_upload_bytes"].as_u64()
+        && wasm.len() as u64 > limit
+    {
+        anyhow::bail!(
+            "{} is {}, larger than the host's upload limit of {}; strip it \
+             (`wasm-tools strip`) or raise `fnhost serve --max-upload`",
+            args.file.display(),
+            human_size(wasm.len()),
+            human_size(limit as usize)
+        );
+    }
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (key, value) in &args.env {
         query.append_pair("env", &format!("{key}={value}"));

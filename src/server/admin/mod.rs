@@ -194,7 +194,14 @@ struct Status {
     version: &'static str,
     uptime_secs: u64,
     functions: usize,
+    limits: Limits,
     engine: crate::engine::EngineStatus,
+}
+
+/// Limits clients should check before sending (the CLI does, before a large upload).
+#[derive(Serialize)]
+struct Limits {
+    max_upload_bytes: u64,
 }
 
 fn status(host: &Host) -> Response<Body> {
@@ -204,6 +211,9 @@ fn status(host: &Host) -> Response<Body> {
             version: env!("CARGO_PKG_VERSION"),
             uptime_secs: host.started.elapsed().as_secs(),
             functions: host.router.snapshot().len(),
+            limits: Limits {
+                max_upload_bytes: host.max_upload_bytes,
+            },
             engine: host.engine.status(),
         },
     )
