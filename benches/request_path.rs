@@ -1,7 +1,8 @@
 //! Criterion benches of the host's own work on the request path, in process (no sockets):
 //!
 //! - `validate_upload`: the structural check every upload gets before compiling;
-//! - `route_lookup`: resolving `NAME@QUALIFIER` in the routing snapshot;
+//! - `route_*`: resolving `NAME@QUALIFIER` in the routing snapshot: a version, `$DEFAULT`'s
+//!   weighted split, and a sticky alias (hash of a user-id header);
 //! - `invoke_hello`: one request through a loaded `hello` component: fresh `Store`,
 //!   instantiate (pooling allocator), `handle`, collect the body. This is fnhost's cold start
 //!   once code is compiled: no instance exists before the request.
@@ -18,8 +19,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 
 use fnhost::engine::{Engine, EngineConfig, check_component};
-use fnhost::registry::{Digest, FunctionConfig, VersionLabel};
-use fnhost::routing::{Deployment, FunctionRoutes, Router};
+use fnhost::registry::{
+    AliasSpec, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
+};
+use fnhost::routing::{Deployment, FunctionRoutes, Resolved, Router};
 
 fn benches(c: &mut Criterion) {
     let hello = wasm::wasm("hello");
@@ -37,20 +40,52 @@ fn benches(c: &mut Criterion) {
             FunctionConfig::default(),
         ))
     };
+    let canary = AliasSpec {
+        routes: vec![
+            WeightedRoute {
+                version: VersionLabel::Number(3),
+                weight_bp: 9000,
+            },
+            WeightedRoute {
+                version: VersionLabel::Number(5),
+                weight_bp: 1000,
+            },
+        ],
+        sticky_header: Some("user-id".into()),
+        rules: vec![],
+    };
     router.replace_function(
         "hello",
-        Some(FunctionRoutes {
-            latest: deployment(VersionLabel::Latest),
-            versions: (1..=5)
+        Some(FunctionRoutes::new(
+            deployment(VersionLabel::Latest),
+            (1..=5)
                 .map(|n| (n, deployment(VersionLabel::Number(n))))
                 .collect(),
-        }),
+            &DefaultPolicy {
+                latest_bp: 1000,
+                sticky_header: None,
+            },
+            [("prod", &canary)],
+        )),
     );
-    c.bench_function("route_lookup", |b| {
-        b.iter(|| {
-            let table = router.snapshot();
-            table.resolve("hello", Some("3")).unwrap().digest
-        })
+    let choose = |qualifier, headers: &http::HeaderMap| {
+        let table = router.snapshot();
+        match table.resolve("hello", qualifier).unwrap() {
+            Resolved::Deployment(d) => d.digest,
+            Resolved::Alias(alias) => alias.choose(headers).digest,
+        }
+    };
+    let no_headers = http::HeaderMap::new();
+    let mut user = http::HeaderMap::new();
+    user.insert("user-id", "user-12345".parse().unwrap());
+    c.bench_function("route_version", |b| {
+        b.iter(|| choose(Some("3"), &no_headers))
+    });
+    c.bench_function("route_default_weighted", |b| {
+        b.iter(|| choose(None, &no_headers))
+    });
+    c.bench_function("route_alias_sticky", |b| {
+        b.iter(|| choose(Some("prod"), &user))
     });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
