@@ -12,11 +12,15 @@
 //!   and running one request in one fresh instance.
 //! - [`server`]: the data plane and the admin API over HTTP/1.1 and h2c, graceful shutdown.
 //! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
+//! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
+//! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 
+pub mod admission;
 pub mod cli;
 mod durable_file;
 pub mod engine;
+pub mod function_logs;
 pub mod registry;
 pub mod routing;
 pub mod server;

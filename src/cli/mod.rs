@@ -70,6 +70,8 @@ pub enum Command {
     /// Manage custom aliases that split traffic between versions by weight or rule.
     #[command(subcommand)]
     Alias(commands::AliasCommand),
+    /// Show what a function printed (stdout and stderr), per invocation.
+    Logs(commands::LogsArgs),
 }
 
 /// How client commands reach and authenticate to the admin API.

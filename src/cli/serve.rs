@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before connections are closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+    /// How long a request may wait for a free slot when its function is at its concurrency
+    /// limit before it gets 503 with Retry-After.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub queue_timeout: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 4 GiB of virtual address space, not memory.
     #[arg(long, default_value_t = 1000, value_name = "N")]
@@ -88,7 +92,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = server::load_or_create_admin_token(&args.data_dir)?;
     let data = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;
-    let host = Arc::new(Host::new(registry, router, engine, token, args.max_upload));
+    let host = Arc::new(Host::new(
+        registry,
+        router,
+        engine,
+        token,
+        args.max_upload,
+        args.queue_timeout,
+    ));
     println!(
         "fnhost {} serving {} function(s) from {}",
         env!("CARGO_PKG_VERSION"),

@@ -3,8 +3,8 @@
 //!
 //! Capabilities are granted here and nowhere else: no preopened directories, no inherited
 //! environment (only the function's configured env), no sockets (wasmtime-wasi denies TCP and
-//! UDP unless asked), clocks and random available, outbound HTTP refused, stdout and stderr
-//! captured (bounded) for the host's log.
+//! UDP unless asked), clocks and random available, outbound HTTP only to the function's
+//! allowlisted origins, stdout and stderr captured (bounded) for the function's log.
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -20,6 +20,9 @@ pub struct HostState {
     table: ResourceTable,
     pub(super) limits: StoreLimits,
     hooks: OutboundPolicy,
+    /// Set by the epoch callback when the request used up its CPU budget, so the resulting
+    /// interrupt is reported as that rather than as a timeout.
+    pub(super) cpu_budget_exhausted: bool,
 }
 
 impl HostState {
@@ -38,7 +41,10 @@ impl HostState {
                 .memory_size(memory_bytes)
                 .trap_on_grow_failure(true)
                 .build(),
-            hooks: OutboundPolicy,
+            hooks: OutboundPolicy {
+                allowed: config.allow_outbound.clone(),
+            },
+            cpu_budget_exhausted: false,
         }
     }
 }
@@ -62,28 +68,92 @@ impl WasiHttpView for HostState {
     }
 }
 
-/// Outbound HTTP from functions is refused until per-function allowlists exist; a refused call
-/// returns `HTTP-request-denied` to the guest rather than trapping it.
-struct OutboundPolicy;
+/// Outbound HTTP is refused unless the request's origin (`scheme://host:port`) is on the
+/// function's allowlist, like Spin's `allowed_outbound_hosts`. A refused call returns
+/// `HTTP-request-denied` to the guest rather than trapping it, and is logged.
+struct OutboundPolicy {
+    /// Normalized origins (see `registry::normalize_origin`).
+    allowed: Vec<String>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let origin = format!("{scheme}://{}:{port}", host.to_ascii_lowercase());
+        self.allowed.iter().any(|allowed| *allowed == origin)
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                ),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        tracing::warn!(uri = %request.uri(), "outbound HTTP request denied: functions may not make outbound calls");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    ) -> SendFuture {
+        if !self.allows(request.uri()) {
+            tracing::warn!(
+                uri = %request.uri(),
+                "outbound HTTP request denied: the origin is not in the function's allow_outbound list"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        tracing::debug!(uri = %request.uri(), "outbound HTTP request allowed");
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_policy_matches_normalized_origins() {
+        let policy = OutboundPolicy {
+            allowed: vec![
+                "https://api.example.com:443".into(),
+                "http://127.0.0.1:8123".into(),
+            ],
+        };
+        for ok in [
+            "https://api.example.com/v1/x",
+            "https://API.example.com:443/",
+            "http://127.0.0.1:8123/ping",
+        ] {
+            assert!(policy.allows(&ok.parse().unwrap()), "{ok}");
+        }
+        for denied in [
+            "http://api.example.com/",
+            "https://api.example.com:8443/",
+            "https://evil.com/",
+            "http://127.0.0.1:8124/",
+        ] {
+            assert!(!policy.allows(&denied.parse().unwrap()), "{denied}");
+        }
     }
 }

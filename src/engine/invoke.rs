@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest_output::GuestOutput;
-use super::{Engine, HostState, LoadedComponent};
+use super::{EPOCH_TICK, Engine, HostState, LoadedComponent};
 use crate::registry::FunctionConfig;
 
 /// The response body as the guest streams it.
@@ -28,6 +29,8 @@ pub enum InvokeError {
     Capacity,
     #[error("the function exceeded its memory limit of {0} MiB")]
     MemoryLimit(u32),
+    #[error("the function used more than its CPU budget of {0} ms")]
+    CpuBudget(u64),
     #[error("the function trapped: {0}")]
     Trap(String),
     #[error("the function failed: {0}")]
@@ -43,20 +46,45 @@ pub struct InvokeFailure {
     pub guest_output: Option<String>,
 }
 
+/// Called once the instance is gone (finished, failed, or stopped at its deadline) with what
+/// the guest printed; it may also hold resources (a concurrency slot) until then.
+pub type OnFinish = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// Runs `on_finish` when dropped, so it also runs when the guest's task is aborted.
+struct FinishGuard {
+    output: GuestOutput,
+    on_finish: Option<OnFinish>,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        if let Some(on_finish) = self.on_finish.take() {
+            on_finish(self.output.text());
+        }
+    }
+}
+
 impl Engine {
     /// Runs `request` through a new instance of `component`, bounded by `config`'s limits.
+    /// `on_finish` runs when the instance is gone, which for a streamed response is after
+    /// the last body byte.
     pub async fn invoke<B>(
         &self,
         component: &Arc<LoadedComponent>,
         config: &FunctionConfig,
         request: hyper::Request<B>,
+        on_finish: OnFinish,
     ) -> Result<hyper::Response<GuestBody>, InvokeFailure>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let output = GuestOutput::default();
-        self.run(component, config, request, &output)
+        let guard = FinishGuard {
+            output: output.clone(),
+            on_finish: Some(on_finish),
+        };
+        self.run(component, config, request, &output, guard)
             .await
             .map_err(|error| InvokeFailure {
                 error,
@@ -70,6 +98,7 @@ impl Engine {
         config: &FunctionConfig,
         request: hyper::Request<B>,
         output: &GuestOutput,
+        guard: FinishGuard,
     ) -> Result<hyper::Response<GuestBody>, InvokeError>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -96,34 +125,44 @@ impl Engine {
             (req, out)
         };
         let pre = component.pre.clone();
-        let memory_mb = config.memory_mb;
+        let limits = FailureContext {
+            timeout,
+            memory_mb: config.memory_mb,
+            cpu_budget_ms: config.cpu_budget_ms,
+        };
         // The guest runs in its own task so it can keep writing the body after the head is
         // sent; the deadline bounds the whole of it, body included.
-        let task = tokio::spawn(async move {
-            let run = async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-            };
-            let result = match tokio::time::timeout_at(deadline.into(), run).await {
-                Ok(result) => result.map_err(|e| classify(e, timeout, memory_mb)),
-                Err(_) => Err(InvokeError::Timeout(timeout.as_millis() as u64)),
-            };
-            if let Err(e) = &result
-                && responded.load(Ordering::Acquire)
-            {
-                tracing::warn!(
-                    error = %e,
-                    guest_output = late_output.text().unwrap_or_default(),
-                    "function failed after sending its response head"
-                );
+        let task = tokio::spawn(
+            async move {
+                let _guard = guard;
+                let run = async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                };
+                let result = match tokio::time::timeout_at(deadline.into(), run).await {
+                    Ok(result) => {
+                        result.map_err(|e| classify(e, &limits, store.data().cpu_budget_exhausted))
+                    }
+                    Err(_) => Err(InvokeError::Timeout(timeout.as_millis() as u64)),
+                };
+                if let Err(e) = &result
+                    && responded.load(Ordering::Acquire)
+                {
+                    tracing::warn!(
+                        error = %e,
+                        guest_output = late_output.text().unwrap_or_default(),
+                        "function failed after sending its response head"
+                    );
+                }
+                result
             }
-            result
-        });
+            .in_current_span(),
+        );
         match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Ok(response))) => limit_response_body(response, config.max_response_body_bytes),
             Ok(Ok(Err(code))) => Err(InvokeError::Guest(describe_error_code(&code))),
             Ok(Err(_no_response)) => match task.await {
                 Ok(Ok(())) => Err(InvokeError::Guest(
@@ -150,9 +189,20 @@ impl Engine {
         store.limiter(|state| &mut state.limits);
         // Check at every epoch tick: past the deadline the guest traps; before it, it yields
         // so one busy function cannot monopolise a runtime thread.
+        // The callback runs only while wasm executes, once per tick, so counting its calls
+        // measures CPU time in ticks: the CPU budget costs nothing extra.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        let budget_ticks = match config.cpu_budget_ms {
+            0 => u64::MAX,
+            ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),
+        };
+        let mut ticks = 0u64;
+        store.epoch_deadline_callback(move |mut store| {
+            ticks += 1;
+            if ticks > budget_ticks {
+                store.data_mut().cpu_budget_exhausted = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -162,7 +212,14 @@ impl Engine {
     }
 }
 
-fn classify(error: wasmtime::Error, timeout: Duration, memory_mb: u32) -> InvokeError {
+/// The limits a failure is judged against.
+struct FailureContext {
+    timeout: Duration,
+    memory_mb: u32,
+    cpu_budget_ms: u64,
+}
+
+fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool) -> InvokeError {
     let error: anyhow::Error = error.into();
     if error
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
@@ -173,22 +230,101 @@ fn classify(error: wasmtime::Error, timeout: Duration, memory_mb: u32) -> Invoke
     if let Some(trap) = error.downcast_ref::<Trap>() {
         tracing::debug!(error = ?error, "guest trap");
         return match trap {
-            Trap::Interrupt => InvokeError::Timeout(timeout.as_millis() as u64),
+            Trap::Interrupt if cpu_exhausted => InvokeError::CpuBudget(limits.cpu_budget_ms),
+            Trap::Interrupt => InvokeError::Timeout(limits.timeout.as_millis() as u64),
             Trap::StackOverflow => InvokeError::Trap("stack overflow".into()),
             Trap::UnreachableCodeReached => {
                 InvokeError::Trap("unreachable executed (a Rust panic or abort)".into())
             }
-            Trap::MemoryOutOfBounds => InvokeError::Trap("out-of-bounds memory access".into()),
-            Trap::AllocationTooLarge => InvokeError::MemoryLimit(memory_mb),
+            Trap::MemoryOutOfBounds => InvokeError::Trap(
+                "out-of-bounds memory access (in languages that keep their stack in linear \
+                 memory, often a stack overflow)"
+                    .into(),
+            ),
+            Trap::AllocationTooLarge => InvokeError::MemoryLimit(limits.memory_mb),
             other => InvokeError::Trap(other.to_string()),
         };
     }
     let text = format!("{error:#}");
     if text.contains("forcing trap when growing memory") {
-        return InvokeError::MemoryLimit(memory_mb);
+        return InvokeError::MemoryLimit(limits.memory_mb);
     }
     tracing::debug!(error = %text, "guest failure");
     InvokeError::Trap("the function failed while handling the request".into())
+}
+
+/// Enforces the function's response-body limit: a declared length over it fails at once;
+/// a streamed body is cut off (the client sees an aborted response) when it crosses it.
+fn limit_response_body(
+    response: hyper::Response<GuestBody>,
+    limit: u64,
+) -> Result<hyper::Response<GuestBody>, InvokeError> {
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(InvokeError::Guest(format!(
+            "its response body of {} bytes exceeds the limit of {limit} bytes",
+            declared.unwrap_or_default()
+        )));
+    }
+    Ok(response.map(|inner| {
+        use http_body_util::BodyExt;
+        CappedBody {
+            inner,
+            remaining: limit,
+            limit,
+        }
+        .boxed_unsync()
+    }))
+}
+
+/// A guest body that fails once more than `limit` bytes have passed.
+struct CappedBody {
+    inner: GuestBody,
+    remaining: u64,
+    limit: u64,
+}
+
+impl http_body::Body for CappedBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > this.remaining {
+                    tracing::warn!(
+                        limit = this.limit,
+                        "response body exceeded the function's limit; cutting it off"
+                    );
+                    this.remaining = 0;
+                    return Poll::Ready(Some(Err(
+                        wasmtime_wasi_http::Error::HttpResponseBodySize(Some(this.limit)),
+                    )));
+                }
+                this.remaining -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn describe_error_code(code: &ErrorCode) -> String {

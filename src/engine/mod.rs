@@ -26,8 +26,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+pub use guest_output::GUEST_OUTPUT_LIMIT;
 pub use host::HostState;
-pub use invoke::{GuestBody, InvokeError, InvokeFailure};
+pub use invoke::{GuestBody, InvokeError, InvokeFailure, OnFinish};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
 use crate::registry::Digest;
@@ -35,7 +36,7 @@ use compiled_cache::CompiledCache;
 
 /// How often the epoch advances. A running guest yields to other tasks at each tick and is
 /// stopped at the first tick past its deadline, so this is also the timeout's resolution.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Engine settings chosen at start-up.
 #[derive(Clone, Debug)]

@@ -22,8 +22,9 @@ pub use aliases::{
 pub use blobs::{Digest, ModuleStore};
 pub use db::Published;
 pub use model::{
-    CodeInfo, ConfigPatch, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
-    InvalidConfig, VersionInfo, VersionLabel,
+    CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
+    InvalidConfig, VersionInfo, VersionLabel, normalize_origin,
 };
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 

@@ -16,6 +16,13 @@ pub const MAX_MEMORY_MB: u32 = 4096;
 pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 /// Total size of a function's environment (names + values), like Lambda's 4 KB but roomier.
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Default concurrent requests per function; more wait briefly in a bounded queue, then 503.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+pub const MAX_MAX_CONCURRENCY: u32 = 10_000;
+/// Default request and response body limits (Lambda allows 6 MB; we allow more).
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 << 20;
+pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 64 << 20;
+pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 
 /// Configuration that travels with code into every published version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +36,23 @@ pub struct FunctionConfig {
     /// Wall-clock limit per request, in milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// CPU time a request may spend running wasm, in milliseconds (measured in 1 ms epoch
+    /// ticks); 0 means no budget beyond the timeout.
+    #[serde(default)]
+    pub cpu_budget_ms: u64,
+    /// Origins (`scheme://host[:port]`) the function may call with outbound HTTP; empty
+    /// denies all outbound requests.
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
+    /// Requests served at once; more wait in a bounded queue, then get 503.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Largest request body the function accepts; bigger ones get 413.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body_bytes: u64,
+    /// Largest response body the function may send; past it the response is cut off.
+    #[serde(default = "default_max_response_body")]
+    pub max_response_body_bytes: u64,
 }
 
 fn default_memory() -> u32 {
@@ -39,12 +63,29 @@ fn default_timeout() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+
+fn default_max_request_body() -> u64 {
+    DEFAULT_MAX_REQUEST_BODY
+}
+
+fn default_max_response_body() -> u64 {
+    DEFAULT_MAX_RESPONSE_BODY
+}
+
 impl Default for FunctionConfig {
     fn default() -> Self {
         Self {
             env: BTreeMap::new(),
             memory_mb: DEFAULT_MEMORY_MB,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            cpu_budget_ms: 0,
+            allow_outbound: Vec::new(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY,
+            max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY,
         }
     }
 }
@@ -59,6 +100,17 @@ pub struct ConfigPatch {
     pub memory_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_budget_ms: Option<u64>,
+    /// When given, replaces the whole allowlist (an empty list denies all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_outbound: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,7 +119,7 @@ pub struct InvalidConfig(pub String);
 
 impl ConfigPatch {
     pub fn is_empty(&self) -> bool {
-        self.env.is_none() && self.memory_mb.is_none() && self.timeout_ms.is_none()
+        *self == Self::default()
     }
 
     /// Applies the patch to `base` and checks the result, so no invalid config is ever stored.
@@ -81,6 +133,24 @@ impl ConfigPatch {
         }
         if let Some(timeout) = self.timeout_ms {
             config.timeout_ms = timeout;
+        }
+        if let Some(budget) = self.cpu_budget_ms {
+            config.cpu_budget_ms = budget;
+        }
+        if let Some(origins) = &self.allow_outbound {
+            config.allow_outbound = origins
+                .iter()
+                .map(|o| normalize_origin(o))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(n) = self.max_concurrency {
+            config.max_concurrency = n;
+        }
+        if let Some(n) = self.max_request_body_bytes {
+            config.max_request_body_bytes = n;
+        }
+        if let Some(n) = self.max_response_body_bytes {
+            config.max_response_body_bytes = n;
         }
         config.validate()?;
         Ok(config)
@@ -103,6 +173,29 @@ impl FunctionConfig {
                 MAX_TIMEOUT_MS / 1000
             ));
         }
+        if self.max_concurrency == 0 || self.max_concurrency > MAX_MAX_CONCURRENCY {
+            return bad(format!(
+                "max concurrency {} is out of range; use 1 to {MAX_MAX_CONCURRENCY}",
+                self.max_concurrency
+            ));
+        }
+        for (what, value) in [
+            ("max request body", self.max_request_body_bytes),
+            ("max response body", self.max_response_body_bytes),
+        ] {
+            if value == 0 || value > MAX_BODY_LIMIT {
+                return bad(format!(
+                    "{what} {value} bytes is out of range; use 1 byte to 1 GiB"
+                ));
+            }
+        }
+        if self.cpu_budget_ms > MAX_TIMEOUT_MS {
+            return bad(format!(
+                "CPU budget {} ms is out of range; use 0 (none) to {} s",
+                self.cpu_budget_ms,
+                MAX_TIMEOUT_MS / 1000
+            ));
+        }
         let mut total = 0;
         for (key, value) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
@@ -122,6 +215,30 @@ impl FunctionConfig {
         }
         Ok(())
     }
+}
+
+/// Normalizes an outbound origin to `scheme://host:port` (lowercase, default port filled in),
+/// the form the outbound policy compares against.
+pub fn normalize_origin(text: &str) -> Result<String, InvalidConfig> {
+    let bad = || {
+        InvalidConfig(format!(
+            "outbound origin {text:?} must be scheme://host[:port] with scheme http or https, \
+             e.g. https://api.example.com"
+        ))
+    };
+    let uri: http::Uri = text.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme_str().ok_or_else(bad)?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(bad());
+    }
+    let port = uri.port_u16().unwrap_or(default_port);
+    Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 
 /// Which code of a function a request runs: the mutable `$LATEST` or a frozen version.
@@ -245,6 +362,21 @@ mod tests {
             ..Default::default()
         };
         assert!(huge.apply(&base).unwrap_err().0.contains("limit"));
+    }
+
+    #[test]
+    fn outbound_origins_normalize_and_bad_ones_are_refused() {
+        assert_eq!(
+            normalize_origin("https://API.example.com").unwrap(),
+            "https://api.example.com:443"
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:8123/").unwrap(),
+            "http://127.0.0.1:8123"
+        );
+        for bad in ["api.example.com", "ftp://x", "https://x/path", "https://"] {
+            assert!(normalize_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,25 +5,33 @@
 //! header or weight), then one fresh instance serves the request. Responses carry
 //! `fnhost-version` and, when an alias chose it, `fnhost-alias`.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use http::uri::PathAndQuery;
-use http::{HeaderName, Request, Response, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::Host;
 use super::body::{Body, BoxError, discard, text};
-use super::error::ApiError;
+use super::error::{ApiError, new_error_id};
+use crate::admission::Rejected;
 use crate::routing::{Deployment, Resolved};
+use tracing::Instrument as _;
 
 const VERSION_HEADER: HeaderName = HeaderName::from_static("fnhost-version");
 const ALIAS_HEADER: HeaderName = HeaderName::from_static("fnhost-alias");
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("fnhost-request-id");
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
+    let request_id = request_id(&request);
     let resolved = match Target::parse(request.uri().path()) {
         None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
@@ -48,21 +56,31 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
         Ok(resolved) => resolved,
         Err(error) => {
             discard(request.into_body()).await;
-            return error.into_response();
+            return with_request_id(error.into_response(), &request_id);
         }
     };
-    let mut response = match invoke(host, &deployment, rest_start, request).await {
+    let span = tracing::info_span!(
+        "invoke",
+        function = %deployment.function,
+        version = %deployment.label,
+        request_id = request_id.to_str().unwrap_or(""),
+    );
+    let mut response = match invoke(host, &deployment, rest_start, request, &request_id)
+        .instrument(span.clone())
+        .await
+    {
         Ok(response) => response,
         Err((error, guest_output)) => {
             if error.status.is_server_error() {
-                tracing::warn!(
-                    function = %deployment.function,
-                    version = %deployment.label,
-                    error_id = error.error_id.as_deref().unwrap_or(""),
-                    status = error.status.as_u16(),
-                    guest_output = guest_output.as_deref().unwrap_or(""),
-                    "{}", error.message
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        error_id = error.error_id.as_deref().unwrap_or(""),
+                        status = error.status.as_u16(),
+                        guest_output = guest_output.as_deref().unwrap_or(""),
+                        "{}",
+                        error.message
+                    )
+                });
             }
             error.into_response()
         }
@@ -72,16 +90,52 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     if let Some(alias) = alias {
         headers.insert(ALIAS_HEADER, alias);
     }
+    with_request_id(response, &request_id)
+}
+
+/// The client's `x-request-id` when it is a sane token, else a fresh id.
+fn request_id(request: &Request<Incoming>) -> HeaderValue {
+    request
+        .headers()
+        .get(CLIENT_REQUEST_ID)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&new_error_id()).expect("hex is a header value"))
+}
+
+fn with_request_id(mut response: Response<Body>, request_id: &HeaderValue) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, request_id.clone());
     response
 }
 
-/// Loads and runs the function. A failure comes with what the guest printed, for the log.
+/// Admits, loads and runs the function. A failure comes with what the guest printed.
 async fn invoke(
     host: &Host,
     deployment: &Arc<Deployment>,
     rest_start: usize,
     mut request: Request<Incoming>,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, (ApiError, Option<String>)> {
+    let config = &deployment.config;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_request_body_bytes) {
+        discard(request.into_body()).await;
+        return Err((body_too_large(config.max_request_body_bytes), None));
+    }
+    let permit = host
+        .admission
+        .admit(&deployment.function, config.max_concurrency)
+        .await
+        .map_err(|rejected| (overloaded(&rejected), None))?;
     let component = host
         .engine
         .load(deployment.digest, || {
@@ -90,16 +144,108 @@ async fn invoke(
         .await
         .map_err(|e| {
             let error = ApiError::internal("the function's code could not be loaded");
-            tracing::error!(error_id = ?error.error_id, function = %deployment.function, error = %e, "load failed");
+            tracing::error!(error_id = ?error.error_id, error = %e, "load failed");
             (error, None)
         })?;
     *request.uri_mut() = function_uri(request.uri(), rest_start).map_err(|e| (e, None))?;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| CappedRequestBody {
+        inner: body,
+        remaining: config.max_request_body_bytes,
+        exceeded: exceeded.clone(),
+    });
+    let on_finish = {
+        let logs = host.logs.clone();
+        let function = deployment.function.clone();
+        let version = deployment.label;
+        let request_id = request_id.to_str().unwrap_or("").to_string();
+        Box::new(move |output: Option<String>| {
+            drop(permit);
+            if let Some(text) = output {
+                tracing::info!(target: "fnhost::function_output", function = %function, version = %version, request_id = %request_id, "{text}");
+                logs.append(&function, &version.to_string(), &request_id, text);
+            }
+        })
+    };
     let response = host
         .engine
-        .invoke(&component, &deployment.config, request)
+        .invoke(&component, config, request, on_finish)
         .await
-        .map_err(|failure| (ApiError::from(failure.error), failure.guest_output))?;
+        .map_err(|failure| {
+            if exceeded.load(Ordering::Acquire) {
+                (
+                    body_too_large(config.max_request_body_bytes),
+                    failure.guest_output,
+                )
+            } else {
+                (ApiError::from(failure.error), failure.guest_output)
+            }
+        })?;
     Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+}
+
+fn body_too_large(limit: u64) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the request body exceeds this function's limit of {limit} bytes"),
+    );
+    error.close_connection = true;
+    error
+}
+
+fn overloaded(rejected: &Rejected) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!("the function is at its concurrency limit: {rejected}"),
+    );
+    error.retry_after_secs = Some(1);
+    error
+}
+
+/// The request body as the function reads it: past the function's limit it fails, and
+/// `exceeded` tells the data plane to answer 413 rather than blame the function.
+struct CappedRequestBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl http_body::Body for CappedRequestBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > this.remaining {
+                    this.exceeded.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                        None,
+                    ))));
+                }
+                this.remaining -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The URI the function sees: the path after its name, the query, and the authority.

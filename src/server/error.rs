@@ -182,6 +182,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             InvokeError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             InvokeError::MemoryLimit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
+            InvokeError::CpuBudget(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cpu_budget"),
             InvokeError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
             InvokeError::Guest(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_error"),
             InvokeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -25,7 +25,9 @@ use tokio::net::TcpListener;
 
 pub use body::Body;
 
+use crate::admission::Admission;
 use crate::engine::Engine;
+use crate::function_logs::FunctionLogs;
 use crate::registry::Registry;
 use crate::routing::Router;
 
@@ -37,6 +39,8 @@ pub struct Host {
     pub registry: Registry,
     pub router: Arc<Router>,
     pub engine: Engine,
+    pub admission: Admission,
+    pub logs: Arc<FunctionLogs>,
     admin_token: String,
     pub max_upload_bytes: u64,
     pub started: Instant,
@@ -49,11 +53,14 @@ impl Host {
         engine: Engine,
         admin_token: String,
         max_upload_bytes: u64,
+        queue_timeout: Duration,
     ) -> Self {
         Self {
             registry,
             router,
             engine,
+            admission: Admission::new(queue_timeout),
+            logs: Arc::new(FunctionLogs::default()),
             admin_token,
             max_upload_bytes,
             started: Instant::now(),

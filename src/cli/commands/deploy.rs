@@ -56,14 +56,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         );
     }
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in &args.env {
-        query.append_pair("env", &format!("{key}={value}"));
-    }
-    if let Some(memory) = args.limits.memory {
-        query.append_pair("memory_mb", &memory.to_string());
-    }
-    if let Some(timeout) = args.limits.timeout {
-        query.append_pair("timeout_ms", &timeout.to_string());
+    let env = (!args.env.is_empty()).then(|| args.env.iter().cloned().collect());
+    let patch = args.limits.patch(env);
+    if !patch.is_empty() {
+        query.append_pair("config", &serde_json::to_string(&patch)?);
     }
     if let Some(bp) = args.traffic {
         query.append_pair("traffic", &crate::routing::split::format_percent(bp));

@@ -122,19 +122,12 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 
 pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.client)?;
-    let mut patch = serde_json::Map::new();
-    if !args.env.is_empty() {
-        patch.insert("env".into(), args.env.iter().cloned().collect());
-    }
-    if args.clear_env {
-        patch.insert("env".into(), Value::Object(Default::default()));
-    }
-    if let Some(memory) = args.limits.memory {
-        patch.insert("memory_mb".into(), memory.into());
-    }
-    if let Some(timeout) = args.limits.timeout {
-        patch.insert("timeout_ms".into(), timeout.into());
-    }
+    let env = if args.clear_env {
+        Some(Default::default())
+    } else {
+        (!args.env.is_empty()).then(|| args.env.iter().cloned().collect())
+    };
+    let patch = args.limits.patch(env);
     let answer = if patch.is_empty() {
         client
             .call(Method::GET, &format!("/v1/functions/{}", args.name), None)
@@ -144,7 +137,7 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
             .call(
                 Method::PATCH,
                 &format!("/v1/functions/{}/config", args.name),
-                Some(Value::Object(patch)),
+                Some(serde_json::to_value(&patch)?),
             )
             .await?
     };
@@ -155,7 +148,28 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
     println!("function {} ($LATEST)", text(&answer["name"]));
     println!("  digest:  {}", text(&latest["digest"]));
     println!("  memory:  {}Mi", latest["config"]["memory_mb"]);
-    println!("  timeout: {}ms", latest["config"]["timeout_ms"]);
+    let config = &latest["config"];
+    println!("  timeout: {}ms", config["timeout_ms"]);
+    match config["cpu_budget_ms"].as_u64() {
+        Some(ms) if ms > 0 => println!("  cpu budget: {ms}ms"),
+        _ => println!("  cpu budget: none"),
+    }
+    println!("  max concurrency: {}", config["max_concurrency"]);
+    println!(
+        "  max bodies: request {} bytes, response {} bytes",
+        config["max_request_body_bytes"], config["max_response_body_bytes"]
+    );
+    let outbound: Vec<String> = config["allow_outbound"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if outbound.is_empty() {
+        println!("  outbound HTTP: denied");
+    } else {
+        println!("  outbound HTTP: {}", outbound.join(", "));
+    }
     let env = latest["config"]["env"].as_object();
     match env {
         Some(env) if !env.is_empty() => {

@@ -2,6 +2,7 @@
 
 mod deploy;
 mod invoke;
+mod logs;
 mod manage;
 mod traffic;
 
@@ -11,10 +12,12 @@ use clap::Args;
 
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
+pub use logs::LogsArgs;
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
 
-use super::units::{parse_key_value, parse_mebibytes, parse_millis};
+use super::units::{parse_bytes, parse_key_value, parse_mebibytes, parse_millis};
 use super::{ClientArgs, Command};
+use crate::registry::ConfigPatch;
 
 /// Commands that take just a function name.
 #[derive(Debug, Args)]
@@ -36,15 +39,58 @@ pub struct PublishArgs {
     pub client: ClientArgs,
 }
 
-/// Per-function limits, shared by `deploy` and `config`.
+/// Per-function limits and capabilities, shared by `deploy` and `config`. Unset flags keep
+/// the function's current value (or the default, for a new function).
 #[derive(Debug, Args, Default)]
 pub struct LimitArgs {
-    /// Maximum linear memory per instance, e.g. 128Mi or 1Gi (default for new functions: 128Mi).
+    /// Maximum linear memory per instance, e.g. 128Mi or 1Gi (default: 128Mi). Exceeding it
+    /// fails the request with 500, never the host.
     #[arg(long, value_parser = parse_mebibytes, value_name = "SIZE")]
     pub memory: Option<u32>,
-    /// Wall-clock limit per request, e.g. 3s or 500ms (default for new functions: 10s).
+    /// Wall-clock limit per request, e.g. 3s or 500ms (default: 10s); the client gets 504.
     #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
     pub timeout: Option<u64>,
+    /// CPU time a request may spend running wasm, e.g. 200ms (default: none; 0ms removes it).
+    #[arg(long, value_parser = parse_millis, value_name = "DURATION")]
+    pub cpu_budget: Option<u64>,
+    /// Allow outbound HTTP to this origin, e.g. https://api.example.com (repeat for several;
+    /// replaces the list). Without it, outbound requests are denied.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_outbound: Vec<String>,
+    /// Deny all outbound HTTP again.
+    #[arg(long, conflicts_with = "allow_outbound")]
+    pub deny_outbound: bool,
+    /// Requests served at once (default: 100); more wait briefly, then get 503.
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<u32>,
+    /// Largest request body, e.g. 16Mi (default); bigger ones get 413.
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_request_body: Option<u64>,
+    /// Largest response body, e.g. 64Mi (default); past it the response is cut off.
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_response_body: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The config change these flags (and `env`, when given) ask for.
+    pub fn patch(&self, env: Option<std::collections::BTreeMap<String, String>>) -> ConfigPatch {
+        ConfigPatch {
+            env,
+            memory_mb: self.memory,
+            timeout_ms: self.timeout,
+            cpu_budget_ms: self.cpu_budget,
+            allow_outbound: if self.deny_outbound {
+                Some(Vec::new())
+            } else if self.allow_outbound.is_empty() {
+                None
+            } else {
+                Some(self.allow_outbound.clone())
+            },
+            max_concurrency: self.max_concurrency,
+            max_request_body_bytes: self.max_request_body,
+            max_response_body_bytes: self.max_response_body,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +136,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Rollback(args) => traffic::rollback(args).await,
         Command::Promote(args) => traffic::promote(args).await,
         Command::Alias(command) => traffic::alias(command).await,
+        Command::Logs(args) => logs::run(args).await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod aliases;
 mod functions;
+mod logs;
 mod upload;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ enum AdminRoute<'a> {
     DeleteAlias(&'a str, &'a str),
     SetTraffic(&'a str),
     Promote(&'a str),
+    Logs(&'a str),
 }
 
 impl<'a> AdminRoute<'a> {
@@ -89,6 +91,10 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "functions", name, "traffic"] => match *method {
                 Method::PUT => Some(Self::SetTraffic(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "logs"] => match *method {
+                Method::GET => Some(Self::Logs(name)),
                 _ => None,
             },
             ["v1", "functions", name, "promote"] => match *method {
@@ -166,6 +172,7 @@ async fn dispatch(
         AdminRoute::DeleteAlias(name, alias) => aliases::delete(host, name, alias).await,
         AdminRoute::SetTraffic(name) => aliases::set_traffic(host, name, request).await,
         AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
+        AdminRoute::Logs(name) => logs::read(host, name, &request).await,
     }
 }
 

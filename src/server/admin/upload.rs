@@ -239,6 +239,12 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), 
             }
             "memory_mb" => patch.memory_mb = Some(number(&key, &value)?),
             "timeout_ms" => patch.timeout_ms = Some(number(&key, &value)?),
+            "config" => {
+                let given: ConfigPatch = serde_json::from_str(&value).map_err(|e| {
+                    ApiError::bad_request(format!("config is not a valid config change: {e}"))
+                })?;
+                merge(&mut patch, given);
+            }
             "traffic" => {
                 latest_bp = Some(
                     crate::routing::split::parse_percent(&value)
@@ -247,7 +253,8 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), 
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown upload parameter {other:?}; use env, memory_mb, timeout_ms or traffic"
+                    "unknown upload parameter {other:?}; use config, env, memory_mb, timeout_ms \
+                     or traffic"
                 )));
             }
         }
@@ -256,6 +263,28 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), 
         patch.env = Some(env);
     }
     Ok((patch, latest_bp))
+}
+
+/// Fields set in `given` override `patch`.
+fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
+    let ConfigPatch {
+        env,
+        memory_mb,
+        timeout_ms,
+        cpu_budget_ms,
+        allow_outbound,
+        max_concurrency,
+        max_request_body_bytes,
+        max_response_body_bytes,
+    } = given;
+    patch.env = env.or(patch.env.take());
+    patch.memory_mb = memory_mb.or(patch.memory_mb);
+    patch.timeout_ms = timeout_ms.or(patch.timeout_ms);
+    patch.cpu_budget_ms = cpu_budget_ms.or(patch.cpu_budget_ms);
+    patch.allow_outbound = allow_outbound.or(patch.allow_outbound.take());
+    patch.max_concurrency = max_concurrency.or(patch.max_concurrency);
+    patch.max_request_body_bytes = max_request_body_bytes.or(patch.max_request_body_bytes);
+    patch.max_response_body_bytes = max_response_body_bytes.or(patch.max_response_body_bytes);
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {

@@ -1,0 +1,83 @@
+//! `fnhost logs NAME`: what a function printed, per invocation, optionally following.
+
+use clap::Args;
+use http::Method;
+
+use crate::cli::ClientArgs;
+use crate::cli::client::AdminClient;
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The function.
+    pub name: String,
+    /// Only this version (a number or latest).
+    #[arg(long, value_name = "N")]
+    pub version: Option<String>,
+    /// Keep waiting for new output (Ctrl-C to stop).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.client)?;
+    let mut after = 0u64;
+    loop {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("after", &after.to_string());
+        if let Some(version) = &args.version {
+            query.append_pair("version", version);
+        }
+        if args.follow {
+            query.append_pair("follow", "1");
+        }
+        let page = client
+            .call(
+                Method::GET,
+                &format!("/v1/functions/{}/logs?{}", args.name, query.finish()),
+                None,
+            )
+            .await?;
+        for entry in page["entries"].as_array().into_iter().flatten() {
+            if args.client.json {
+                println!("{entry}");
+                continue;
+            }
+            let time = entry["time_ms"].as_i64().unwrap_or(0);
+            for line in entry["text"].as_str().unwrap_or("").lines() {
+                println!(
+                    "{} v{} [{}] {line}",
+                    format_time(time),
+                    entry["version"].as_str().unwrap_or("?"),
+                    entry["request_id"].as_str().unwrap_or("?"),
+                );
+            }
+        }
+        after = page["next_after"].as_u64().unwrap_or(after);
+        if !args.follow {
+            return Ok(());
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm` UTC: enough to order and correlate lines.
+fn format_time(ms: i64) -> String {
+    let day_ms = ms.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        day_ms / 60_000 % 60,
+        day_ms / 1000 % 60,
+        day_ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_time_of_day() {
+        assert_eq!(super::format_time(0), "00:00:00.000");
+        assert_eq!(super::format_time(86_400_000 + 3_723_004), "01:02:03.004");
+    }
+}
