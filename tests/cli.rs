@@ -196,6 +196,67 @@ async fn gray_release_from_the_cli() {
     stdout(&fnhost(&host, &["delete", "shop", "--version", "1"]));
 }
 
+/// Limit flags on deploy and config, and `fnhost logs` showing what a function printed.
+#[tokio::test]
+async fn limits_and_logs_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let hostile = wasm_path("hostile");
+    stdout(&fnhost(
+        &host,
+        &[
+            "deploy",
+            "loud",
+            hostile.to_str().unwrap(),
+            "--allow-outbound",
+            "http://127.0.0.1:9",
+            "--cpu-budget",
+            "50ms",
+            "--max-concurrency",
+            "7",
+            "--max-request-body",
+            "1Ki",
+        ],
+    ));
+    let out = stdout(&fnhost(&host, &["config", "loud"]));
+    for expected in [
+        "cpu budget: 50ms",
+        "max concurrency: 7",
+        "request 1024 bytes",
+        "outbound HTTP: http://127.0.0.1:9",
+    ] {
+        assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
+    }
+    let out = stdout(&fnhost(
+        &host,
+        &["config", "loud", "--deny-outbound", "--cpu-budget", "0ms"],
+    ));
+    assert!(
+        out.contains("outbound HTTP: denied") && out.contains("cpu budget: none"),
+        "{out}"
+    );
+
+    let output = fnhost(&host, &["config", "loud", "--allow-outbound", "ftp://x"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("scheme://host[:port]"));
+
+    host.http
+        .get(format!("{}/loud/flood?kib=2", host.data_url))
+        .header("x-request-id", "cli-logs-1")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let out = stdout(&fnhost(&host, &["logs", "loud"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].contains(" vlatest [cli-logs-1] xxxx"), "{out}");
+    assert_eq!(
+        stdout(&fnhost(&host, &["logs", "loud", "--version", "1"])),
+        ""
+    );
+}
+
 /// Not found exits 1; other failures exit 2; both say what went wrong on stderr.
 #[tokio::test]
 async fn errors_have_exit_codes_and_clear_messages() {

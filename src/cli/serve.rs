@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Largest accepted upload; bigger ones get 413.
     #[arg(long, default_value = "64Mi", value_parser = parse_bytes, value_name = "SIZE")]
     pub max_upload: u64,
+    /// Largest request head (request line plus headers) on both planes; bigger ones get 431.
+    #[arg(long, default_value = "64Ki", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_header_size: u64,
     /// How long in-flight requests may run after SIGTERM before connections are closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
@@ -112,7 +115,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin.local_addr()?,
         args.data_dir.join("admin.token").display()
     );
-    server::run(host, data, admin, shutdown_signal(), args.shutdown_grace).await
+    let options = server::ServeOptions {
+        grace: args.shutdown_grace,
+        max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
+    };
+    server::run(host, data, admin, shutdown_signal(), options).await
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

@@ -94,16 +94,34 @@ enum Plane {
     Admin,
 }
 
-/// Serves both planes until `shutdown` resolves, then drains for at most `grace`.
+/// Serves both planes until `shutdown` resolves, then drains for at most the grace period.
+/// How `run` serves connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// How long in-flight requests may run after shutdown starts.
+    pub grace: Duration,
+    /// Largest request head (request line and headers); bigger ones get 431.
+    pub max_header_bytes: usize,
+}
+
 pub async fn run(
     host: Arc<Host>,
     data: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    options: ServeOptions,
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 buffer must hold at least 8 KiB.
+    builder
+        .http1()
+        .max_buf_size(options.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
+    let grace = options.grace;
     tokio::pin!(shutdown);
     loop {
         let (accepted, plane) = tokio::select! {
