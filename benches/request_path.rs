@@ -112,7 +112,10 @@ fn benches(c: &mut Criterion) {
                 .header("host", "localhost")
                 .body(Full::new(Bytes::new()))
                 .unwrap();
-            let response = engine.invoke(&component, &config, request).await.unwrap();
+            let response = engine
+                .invoke(&component, &config, request, Box::new(|_| {}))
+                .await
+                .unwrap();
             response.into_body().collect().await.unwrap().to_bytes()
         })
     });

@@ -86,7 +86,7 @@ impl OutboundPolicy {
             .port_u16()
             .unwrap_or(if scheme == "http" { 80 } else { 443 });
         let origin = format!("{scheme}://{}:{port}", host.to_ascii_lowercase());
-        self.allowed.iter().any(|allowed| *allowed == origin)
+        self.allowed.contains(&origin)
     }
 }
 
