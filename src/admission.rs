@@ -37,6 +37,8 @@ pub struct Admission {
 /// Holds one slot; dropping it frees the slot and wakes one waiter.
 pub struct Permit {
     gate: Arc<Gate>,
+    /// Whether this request had to queue for its slot.
+    pub waited: bool,
 }
 
 impl Drop for Permit {
@@ -66,7 +68,10 @@ impl Admission {
             None => self.gates.entry(function.clone()).or_default().clone(),
         };
         if try_take(&gate, max_concurrency) {
-            return Ok(Permit { gate });
+            return Ok(Permit {
+                gate,
+                waited: false,
+            });
         }
         if gate.waiting.fetch_add(1, Ordering::AcqRel) >= max_concurrency {
             gate.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -86,7 +91,7 @@ impl Admission {
         .await;
         gate.waiting.fetch_sub(1, Ordering::AcqRel);
         match waited {
-            Ok(()) => Ok(Permit { gate }),
+            Ok(()) => Ok(Permit { gate, waited: true }),
             Err(_) => Err(Rejected::Timeout(self.queue_timeout)),
         }
     }

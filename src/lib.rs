@@ -14,6 +14,7 @@
 //! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
+//! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 
 pub mod admission;
@@ -21,6 +22,7 @@ pub mod cli;
 mod durable_file;
 pub mod engine;
 pub mod function_logs;
+pub mod metering;
 pub mod registry;
 pub mod routing;
 pub mod server;

@@ -72,6 +72,9 @@ pub enum Command {
     Alias(commands::AliasCommand),
     /// Show what a function printed (stdout and stderr), per invocation.
     Logs(commands::LogsArgs),
+    /// Show usage: invocations, errors, cold starts, p50/p99, billed ms (per started ms) and
+    /// GB-seconds, by version, alias or minute.
+    Usage(commands::UsageArgs),
 }
 
 /// How client commands reach and authenticate to the admin API.

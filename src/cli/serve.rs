@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// limit before it gets 503 with Retry-After.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub queue_timeout: Duration,
+    /// How often usage records are written to the database; a crash loses at most this much.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub usage_flush_interval: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 4 GiB of virtual address space, not memory.
     #[arg(long, default_value_t = 1000, value_name = "N")]
@@ -119,7 +122,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grace: args.shutdown_grace,
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
     };
-    server::run(host, data, admin, shutdown_signal(), options).await
+    let flusher = tokio::spawn(host.clone().flush_usage_every(args.usage_flush_interval));
+    let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
+    flusher.abort();
+    host.flush_usage().await;
+    served
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

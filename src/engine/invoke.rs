@@ -46,20 +46,33 @@ pub struct InvokeFailure {
     pub guest_output: Option<String>,
 }
 
-/// Called once the instance is gone (finished, failed, or stopped at its deadline) with what
-/// the guest printed; it may also hold resources (a concurrency slot) until then.
-pub type OnFinish = Box<dyn FnOnce(Option<String>) + Send>;
+/// What the host learns when an instance is gone.
+#[derive(Debug)]
+pub struct Finished {
+    /// What the guest printed (bounded).
+    pub output: Option<String>,
+    /// How long instantiation took, if it completed.
+    pub instantiation: Option<Duration>,
+}
+
+/// Called once the instance is gone (finished, failed, or stopped at its deadline); it may
+/// also hold resources (a concurrency slot) until then.
+pub type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 
 /// Runs `on_finish` when dropped, so it also runs when the guest's task is aborted.
 struct FinishGuard {
     output: GuestOutput,
+    instantiation: Option<Duration>,
     on_finish: Option<OnFinish>,
 }
 
 impl Drop for FinishGuard {
     fn drop(&mut self) {
         if let Some(on_finish) = self.on_finish.take() {
-            on_finish(self.output.text());
+            on_finish(Finished {
+                output: self.output.text(),
+                instantiation: self.instantiation,
+            });
         }
     }
 }
@@ -82,6 +95,7 @@ impl Engine {
         let output = GuestOutput::default();
         let guard = FinishGuard {
             output: output.clone(),
+            instantiation: None,
             on_finish: Some(on_finish),
         };
         self.run(component, config, request, &output, guard)
@@ -134,9 +148,11 @@ impl Engine {
         // sent; the deadline bounds the whole of it, body included.
         let task = tokio::spawn(
             async move {
-                let _guard = guard;
+                let mut guard = guard;
                 let run = async {
+                    let started = Instant::now();
                     let proxy = pre.instantiate_async(&mut store).await?;
+                    guard.instantiation = Some(started.elapsed());
                     proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, req, out)

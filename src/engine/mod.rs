@@ -28,7 +28,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use guest_output::GUEST_OUTPUT_LIMIT;
 pub use host::HostState;
-pub use invoke::{GuestBody, InvokeError, InvokeFailure, OnFinish};
+pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
 use crate::registry::Digest;

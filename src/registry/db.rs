@@ -14,6 +14,7 @@ use super::RegistryError;
 use super::aliases::{AliasRecord, AliasSpec, DefaultPolicy};
 use super::blobs::Digest;
 use super::model::{CodeInfo, FunctionConfig, FunctionInfo, VersionInfo};
+use crate::metering::UsageRow;
 
 /// Each entry upgrades the schema by one step. Append only: never edit a shipped migration.
 const MIGRATIONS: &[&str] = &[
@@ -57,6 +58,29 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL,
         PRIMARY KEY (function, name)
     );
+    "#,
+    // 3: usage per function, version, alias and minute (kept when a function is deleted:
+    // it is billing history).
+    r#"
+    CREATE TABLE usage_minutes (
+        function    TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        alias       TEXT NOT NULL,
+        minute      INTEGER NOT NULL,
+        invocations INTEGER NOT NULL,
+        errors      INTEGER NOT NULL,
+        cold_starts INTEGER NOT NULL,
+        status_2xx  INTEGER NOT NULL,
+        status_3xx  INTEGER NOT NULL,
+        status_4xx  INTEGER NOT NULL,
+        status_5xx  INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        billed_ms   INTEGER NOT NULL,
+        mib_ms      INTEGER NOT NULL,
+        histogram   TEXT NOT NULL,
+        PRIMARY KEY (function, version, alias, minute)
+    );
+    CREATE INDEX usage_by_minute ON usage_minutes (minute);
     "#,
 ];
 
@@ -325,6 +349,69 @@ impl Db {
         self.with_tx(|tx| update_default_policy(tx, function, change))
     }
 
+    /// Adds a batch of usage to the stored minutes, merging rows with the same key, in one
+    /// transaction (a crash leaves either all of the batch or none).
+    pub fn add_usage(&self, rows: &[UsageRow]) -> Result<(), RegistryError> {
+        self.with_tx(|tx| {
+            for row in rows {
+                let mut merged = usage_rows(
+                    tx,
+                    "WHERE function = ?1 AND version = ?2 AND alias = ?3 AND minute = ?4",
+                    params![row.function, row.version, row.alias, row.minute],
+                )?
+                .pop()
+                .unwrap_or_else(|| UsageRow {
+                    function: row.function.clone(),
+                    version: row.version.clone(),
+                    alias: row.alias.clone(),
+                    minute: row.minute,
+                    ..UsageRow::default()
+                });
+                merged.add(row);
+                tx.execute(
+                    "INSERT OR REPLACE INTO usage_minutes (function, version, alias, minute,
+                        invocations, errors, cold_starts, status_2xx, status_3xx, status_4xx,
+                        status_5xx, duration_us, billed_ms, mib_ms, histogram)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    params![
+                        merged.function,
+                        merged.version,
+                        merged.alias,
+                        merged.minute,
+                        merged.invocations as i64,
+                        merged.errors as i64,
+                        merged.cold_starts as i64,
+                        merged.status[0] as i64,
+                        merged.status[1] as i64,
+                        merged.status[2] as i64,
+                        merged.status[3] as i64,
+                        merged.duration_us as i64,
+                        merged.billed_ms as i64,
+                        merged.mib_ms as i64,
+                        serde_json::to_string(&merged.histogram).expect("histograms serialize"),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stored usage from `since_minute` on, for one function or all.
+    pub fn usage(
+        &self,
+        function: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<UsageRow>, RegistryError> {
+        self.with_tx(|tx| match function {
+            Some(f) => usage_rows(
+                tx,
+                "WHERE function = ?1 AND minute >= ?2",
+                params![f, since_minute],
+            ),
+            None => usage_rows(tx, "WHERE minute >= ?1", params![since_minute]),
+        })
+    }
+
     /// Every module digest the metadata knows (blobs outside this set are orphans).
     pub fn known_modules(&self) -> Result<HashSet<Digest>, RegistryError> {
         self.with_tx(|tx| {
@@ -538,6 +625,47 @@ fn aliases(tx: &Transaction<'_>, name: &str) -> Result<Vec<AliasRecord>, Registr
                 spec: parse_json(&spec, "alias")?,
                 updated_at_ms,
             })
+        })
+        .collect()
+}
+
+fn usage_rows(
+    tx: &Transaction<'_>,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<UsageRow>, RegistryError> {
+    let sql = format!(
+        "SELECT function, version, alias, minute, invocations, errors, cold_starts, status_2xx,
+                status_3xx, status_4xx, status_5xx, duration_us, billed_ms, mib_ms, histogram
+         FROM usage_minutes {filter} ORDER BY minute, function, version, alias"
+    );
+    let raw: Vec<(UsageRow, String)> = tx
+        .prepare(&sql)?
+        .query_map(params, |r| {
+            let count = |i| r.get::<_, i64>(i).map(|v| v as u64);
+            Ok((
+                UsageRow {
+                    function: r.get(0)?,
+                    version: r.get(1)?,
+                    alias: r.get(2)?,
+                    minute: r.get(3)?,
+                    invocations: count(4)?,
+                    errors: count(5)?,
+                    cold_starts: count(6)?,
+                    status: [count(7)?, count(8)?, count(9)?, count(10)?],
+                    duration_us: count(11)?,
+                    billed_ms: count(12)?,
+                    mib_ms: count(13)?,
+                    histogram: Default::default(),
+                },
+                r.get::<_, String>(14)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    raw.into_iter()
+        .map(|(mut row, histogram)| {
+            row.histogram = parse_json(&histogram, "usage histogram")?;
+            Ok(row)
         })
         .collect()
 }

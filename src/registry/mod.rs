@@ -112,6 +112,27 @@ impl Registry {
         self.blocking(|db| db.known_modules()).await
     }
 
+    /// Persists a batch of usage (one transaction). Needs no write lock: usage rows are
+    /// independent of functions and routes.
+    pub async fn add_usage(
+        &self,
+        rows: Vec<crate::metering::UsageRow>,
+    ) -> Result<(), RegistryError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |db| db.add_usage(&rows)).await
+    }
+
+    pub async fn usage(
+        &self,
+        function: Option<String>,
+        since_minute: i64,
+    ) -> Result<Vec<crate::metering::UsageRow>, RegistryError> {
+        self.blocking(move |db| db.usage(function.as_deref(), since_minute))
+            .await
+    }
+
     pub async fn list(&self) -> Result<Vec<FunctionInfo>, RegistryError> {
         let all = self.blocking(|db| db.load_all()).await?;
         Ok(all.into_iter().map(|rows| rows.info).collect())

@@ -6,9 +6,10 @@
 //! `fnhost-version` and, when an alias chose it, `fnhost-alias`.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
@@ -18,7 +19,10 @@ use hyper::body::Incoming;
 use super::Host;
 use super::body::{Body, BoxError, discard, text};
 use super::error::{ApiError, new_error_id};
-use crate::admission::Rejected;
+use crate::admission::{Permit, Rejected};
+use crate::engine::Finished;
+use crate::metering::{InvocationRecord, Metering};
+use crate::registry::VersionLabel;
 use crate::routing::{Deployment, Resolved};
 use tracing::Instrument as _;
 
@@ -46,7 +50,7 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
             }
             Ok(Resolved::Alias(alias)) => Ok((
                 alias.choose(request.headers()).clone(),
-                Some(alias.header_value.clone()),
+                Some(alias.clone()),
                 target.rest_start,
             )),
             Err(e) => Err(ApiError::from(e)),
@@ -65,9 +69,17 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
         version = %deployment.label,
         request_id = request_id.to_str().unwrap_or(""),
     );
-    let mut response = match invoke(host, &deployment, rest_start, request, &request_id)
-        .instrument(span.clone())
-        .await
+    let alias_name = alias.as_ref().map(|a| a.name.clone());
+    let mut response = match invoke(
+        host,
+        &deployment,
+        alias_name.as_ref(),
+        rest_start,
+        request,
+        &request_id,
+    )
+    .instrument(span.clone())
+    .await
     {
         Ok(response) => response,
         Err((error, guest_output)) => {
@@ -88,7 +100,7 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(VERSION_HEADER, deployment.version_header.clone());
     if let Some(alias) = alias {
-        headers.insert(ALIAS_HEADER, alias);
+        headers.insert(ALIAS_HEADER, alias.header_value.clone());
     }
     with_request_id(response, &request_id)
 }
@@ -113,15 +125,30 @@ fn with_request_id(mut response: Response<Body>, request_id: &HeaderValue) -> Re
     response
 }
 
-/// Admits, loads and runs the function. A failure comes with what the guest printed.
+/// Admits, loads and runs the function, and meters it. A failure comes with what the guest
+/// printed.
 async fn invoke(
     host: &Host,
     deployment: &Arc<Deployment>,
+    alias: Option<&Arc<str>>,
     rest_start: usize,
     mut request: Request<Incoming>,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, (ApiError, Option<String>)> {
     let config = &deployment.config;
+    let refused = |status: StatusCode| {
+        host.metering.record(&InvocationRecord {
+            function: &deployment.function,
+            version: deployment.label,
+            alias: alias.map(|a| &**a),
+            status: status.as_u16(),
+            duration: Duration::ZERO,
+            memory_mb: config.memory_mb,
+            cold_start: false,
+            instantiation: None,
+            billable: false,
+        })
+    };
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -129,13 +156,24 @@ async fn invoke(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > config.max_request_body_bytes) {
         discard(request.into_body()).await;
+        refused(StatusCode::PAYLOAD_TOO_LARGE);
         return Err((body_too_large(config.max_request_body_bytes), None));
     }
-    let permit = host
+    let permit = match host
         .admission
         .admit(&deployment.function, config.max_concurrency)
         .await
-        .map_err(|rejected| (overloaded(&rejected), None))?;
+    {
+        Ok(permit) => permit,
+        Err(rejected) => {
+            refused(StatusCode::SERVICE_UNAVAILABLE);
+            return Err((overloaded(&rejected), None));
+        }
+    };
+    if permit.waited {
+        host.metering.queue_waited(&deployment.function);
+    }
+    let slot = Slot::new(host.metering.clone(), deployment.function.clone(), permit);
     let component = host
         .engine
         .load(deployment.digest, || {
@@ -145,6 +183,7 @@ async fn invoke(
         .map_err(|e| {
             let error = ApiError::internal("the function's code could not be loaded");
             tracing::error!(error_id = ?error.error_id, error = %e, "load failed");
+            refused(error.status);
             (error, None)
         })?;
     *request.uri_mut() = function_uri(request.uri(), rest_start).map_err(|e| (e, None))?;
@@ -154,20 +193,34 @@ async fn invoke(
         remaining: config.max_request_body_bytes,
         exceeded: exceeded.clone(),
     });
+    let record = Arc::new(PendingRecord {
+        metering: host.metering.clone(),
+        function: deployment.function.clone(),
+        version: deployment.label,
+        alias: alias.cloned(),
+        memory_mb: config.memory_mb,
+        admitted: Instant::now(),
+        state: Mutex::new(RecordState::default()),
+    });
     let on_finish = {
         let logs = host.logs.clone();
-        let function = deployment.function.clone();
-        let version = deployment.label;
+        let record = record.clone();
         let request_id = request_id.to_str().unwrap_or("").to_string();
-        Box::new(move |output: Option<String>| {
-            drop(permit);
-            if let Some(text) = output {
-                tracing::info!(target: "fnhost::function_output", function = %function, version = %version, request_id = %request_id, "{text}");
-                logs.append(&function, &version.to_string(), &request_id, text);
+        Box::new(move |finished: Finished| {
+            drop(slot);
+            record.finished(finished.instantiation);
+            if let Some(text) = finished.output {
+                tracing::info!(target: "fnhost::function_output", function = %record.function, version = %record.version, request_id = %request_id, "{text}");
+                logs.append(
+                    &record.function,
+                    &record.version.to_string(),
+                    &request_id,
+                    text,
+                );
             }
         })
     };
-    let response = host
+    let outcome = host
         .engine
         .invoke(&component, config, request, on_finish)
         .await
@@ -180,8 +233,96 @@ async fn invoke(
             } else {
                 (ApiError::from(failure.error), failure.guest_output)
             }
-        })?;
+        });
+    record.status(match &outcome {
+        Ok(response) => response.status().as_u16(),
+        Err((error, _)) => error.status.as_u16(),
+    });
+    let response = outcome?;
     Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+}
+
+/// A concurrency slot, counted in the in-flight gauge while held.
+struct Slot {
+    metering: Arc<Metering>,
+    function: Arc<str>,
+    _permit: Permit,
+}
+
+impl Slot {
+    fn new(metering: Arc<Metering>, function: Arc<str>, permit: Permit) -> Self {
+        metering.in_flight(&function, 1);
+        Self {
+            metering,
+            function,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metering.in_flight(&self.function, -1);
+    }
+}
+
+/// One invocation's usage record, completed by whichever comes last: the response status
+/// (known here) or the instance being gone (known to the engine, after streaming).
+struct PendingRecord {
+    metering: Arc<Metering>,
+    function: Arc<str>,
+    version: VersionLabel,
+    alias: Option<Arc<str>>,
+    memory_mb: u32,
+    admitted: Instant,
+    state: Mutex<RecordState>,
+}
+
+#[derive(Default)]
+struct RecordState {
+    status: Option<u16>,
+    finished: Option<(Duration, Option<Duration>)>,
+    recorded: bool,
+}
+
+impl PendingRecord {
+    fn status(&self, status: u16) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.status = Some(status);
+        self.record_if_complete(&mut state);
+    }
+
+    fn finished(&self, instantiation: Option<Duration>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.finished = Some((self.admitted.elapsed(), instantiation));
+        self.record_if_complete(&mut state);
+    }
+
+    fn record_if_complete(&self, state: &mut RecordState) {
+        let (Some(status), Some((duration, instantiation))) = (state.status, state.finished) else {
+            return;
+        };
+        if std::mem::replace(&mut state.recorded, true) {
+            return;
+        }
+        tracing::debug!(
+            status,
+            duration_us = duration.as_micros() as u64,
+            "invocation"
+        );
+        self.metering.record(&InvocationRecord {
+            function: &self.function,
+            version: self.version,
+            alias: self.alias.as_deref(),
+            status,
+            duration,
+            memory_mb: self.memory_mb,
+            // Every instance is created on the request path until warm pools exist.
+            cold_start: instantiation.is_some(),
+            instantiation,
+            billable: true,
+        });
+    }
 }
 
 fn body_too_large(limit: u64) -> ApiError {

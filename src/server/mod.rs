@@ -28,6 +28,7 @@ pub use body::Body;
 use crate::admission::Admission;
 use crate::engine::Engine;
 use crate::function_logs::FunctionLogs;
+use crate::metering::Metering;
 use crate::registry::Registry;
 use crate::routing::Router;
 
@@ -41,6 +42,7 @@ pub struct Host {
     pub engine: Engine,
     pub admission: Admission,
     pub logs: Arc<FunctionLogs>,
+    pub metering: Arc<Metering>,
     admin_token: String,
     pub max_upload_bytes: u64,
     pub started: Instant,
@@ -61,9 +63,31 @@ impl Host {
             engine,
             admission: Admission::new(queue_timeout),
             logs: Arc::new(FunctionLogs::default()),
+            metering: Arc::new(Metering::default()),
             admin_token,
             max_upload_bytes,
             started: Instant::now(),
+        }
+    }
+}
+
+impl Host {
+    /// Writes usage recorded since the last flush to the database.
+    pub async fn flush_usage(&self) {
+        let rows = self.metering.take_pending();
+        let count = rows.len();
+        if let Err(e) = self.registry.add_usage(rows).await {
+            tracing::error!(error = %e, rows = count, "could not persist usage; these records are lost");
+        }
+    }
+
+    /// Flushes usage every `interval` until the task is dropped.
+    pub async fn flush_usage_every(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.flush_usage().await;
         }
     }
 }

@@ -5,6 +5,7 @@ mod invoke;
 mod logs;
 mod manage;
 mod traffic;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
+pub use usage::UsageArgs;
 
 use super::units::{parse_bytes, parse_key_value, parse_mebibytes, parse_millis};
 use super::{ClientArgs, Command};
@@ -137,6 +139,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Promote(args) => traffic::promote(args).await,
         Command::Alias(command) => traffic::alias(command).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Usage(args) => usage::run(args).await,
     }
 }
 

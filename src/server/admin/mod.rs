@@ -1,11 +1,12 @@
-//! The admin plane: a JSON API under `/v1/`, every call authenticated with
-//! `Authorization: Bearer <token>`. A missing or wrong token gets 401 before anything is read
-//! or changed.
+//! The admin plane: a JSON API under `/v1/` and Prometheus metrics at `/metrics`, every call
+//! authenticated with `Authorization: Bearer <token>` (only `/healthz` is open). A missing or
+//! wrong token gets 401 before anything is read or changed.
 
 mod aliases;
 mod functions;
 mod logs;
 mod upload;
+mod usage;
 
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ enum AdminRoute<'a> {
     SetTraffic(&'a str),
     Promote(&'a str),
     Logs(&'a str),
+    Health(&'a str),
+    Usage,
+    Metrics,
 }
 
 impl<'a> AdminRoute<'a> {
@@ -48,6 +52,14 @@ impl<'a> AdminRoute<'a> {
             .split('/')
             .collect();
         let route = match segments.as_slice() {
+            ["metrics"] => match *method {
+                Method::GET => Some(Self::Metrics),
+                _ => None,
+            },
+            ["v1", "usage"] => match *method {
+                Method::GET => Some(Self::Usage),
+                _ => None,
+            },
             ["v1", "status"] => match *method {
                 Method::GET => Some(Self::Status),
                 _ => None,
@@ -91,6 +103,10 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "functions", name, "traffic"] => match *method {
                 Method::PUT => Some(Self::SetTraffic(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "health"] => match *method {
+                Method::GET => Some(Self::Health(name)),
                 _ => None,
             },
             ["v1", "functions", name, "logs"] => match *method {
@@ -173,6 +189,9 @@ async fn dispatch(
         AdminRoute::SetTraffic(name) => aliases::set_traffic(host, name, request).await,
         AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
         AdminRoute::Logs(name) => logs::read(host, name, &request).await,
+        AdminRoute::Health(name) => usage::health(host, name, &request).await,
+        AdminRoute::Usage => usage::usage(host, &request).await,
+        AdminRoute::Metrics => Ok(usage::metrics(host)),
     }
 }
 

@@ -1,0 +1,212 @@
+//! Prometheus metrics (OpenMetrics text via `prometheus-client`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use super::InvocationRecord;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvocationLabels {
+    function: String,
+    version: String,
+    alias: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    function: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+/// Host-wide values read when scraped (engine counters, memory), not on the request path.
+#[derive(Debug, Default)]
+pub struct HostGauges {
+    pub rss_bytes: u64,
+    pub functions: u64,
+    pub compiles: u64,
+    pub compile_seconds: f64,
+    pub compiled_cache_loads: u64,
+    pub compiled_cache_load_failures: u64,
+    pub loaded_components: u64,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<InvocationLabels, Counter>,
+    duration: Family<VersionLabels, Histogram, fn() -> Histogram>,
+    instantiation: Histogram,
+    cold_starts: Family<VersionLabels, Counter>,
+    in_flight: Family<FunctionLabels, Gauge>,
+    queue_waits: Family<FunctionLabels, Counter>,
+    overloaded: Family<FunctionLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fnhost");
+        let invocations = Family::<InvocationLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Invocations by function, version, alias and status class",
+            invocations.clone(),
+        );
+        let duration = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register_with_unit(
+            "invocation_duration",
+            "Wall time of an invocation, from admission until its instance is gone",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let instantiation = latency_histogram();
+        registry.register_with_unit(
+            "instantiation_duration",
+            "Time to instantiate a component for one request",
+            Unit::Seconds,
+            instantiation.clone(),
+        );
+        let cold_starts = Family::<VersionLabels, Counter>::default();
+        registry.register(
+            "cold_starts",
+            "Instances created on the request path (no warm instance was ready)",
+            cold_starts.clone(),
+        );
+        let in_flight = Family::<FunctionLabels, Gauge>::default();
+        registry.register(
+            "in_flight",
+            "Requests running now, per function",
+            in_flight.clone(),
+        );
+        let queue_waits = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "queue_waits",
+            "Requests that waited for a concurrency slot",
+            queue_waits.clone(),
+        );
+        let overloaded = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "overloaded",
+            "Requests answered 503 because the function was at its concurrency limit",
+            overloaded.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            duration,
+            instantiation,
+            cold_starts,
+            in_flight,
+            queue_waits,
+            overloaded,
+        }
+    }
+
+    pub fn record(&self, record: &InvocationRecord<'_>) {
+        let function = record.function.to_string();
+        let version = record.version.to_string();
+        self.invocations
+            .get_or_create(&InvocationLabels {
+                function: function.clone(),
+                version: version.clone(),
+                alias: record.alias.unwrap_or("").to_string(),
+                status: format!("{}xx", record.status / 100),
+            })
+            .inc();
+        if record.status == 503 && !record.billable {
+            self.overloaded
+                .get_or_create(&FunctionLabels {
+                    function: function.clone(),
+                })
+                .inc();
+        }
+        let labels = VersionLabels { function, version };
+        self.duration
+            .get_or_create(&labels)
+            .observe(record.duration.as_secs_f64());
+        if record.cold_start {
+            self.cold_starts.get_or_create(&labels).inc();
+        }
+        if let Some(instantiation) = record.instantiation {
+            self.instantiation.observe(instantiation.as_secs_f64());
+        }
+    }
+
+    pub fn queue_waited(&self, function: &str) {
+        self.queue_waits
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn in_flight(&self, function: &str, delta: i64) {
+        self.in_flight
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .inc_by(delta);
+    }
+
+    pub fn encode(&self, gauges: &HostGauges) -> String {
+        let mut host = Registry::with_prefix("fnhost");
+        host.register_with_unit(
+            "resident_memory",
+            "Resident memory of the host process",
+            Unit::Bytes,
+            ConstGauge::new(gauges.rss_bytes as i64),
+        );
+        host.register(
+            "functions",
+            "Deployed functions",
+            ConstGauge::new(gauges.functions as i64),
+        );
+        host.register(
+            "compiles",
+            "Components compiled (uploads, and cache misses after a restart)",
+            ConstCounter::new(gauges.compiles),
+        );
+        host.register_with_unit(
+            "compile",
+            "Total time spent compiling components",
+            Unit::Seconds,
+            ConstCounter::new(gauges.compile_seconds),
+        );
+        host.register(
+            "compiled_cache_hits",
+            "Components loaded from the on-disk compiled cache instead of compiled",
+            ConstCounter::new(gauges.compiled_cache_loads),
+        );
+        host.register(
+            "compiled_cache_failures",
+            "Compiled artifacts that failed to load and were recompiled",
+            ConstCounter::new(gauges.compiled_cache_load_failures),
+        );
+        host.register(
+            "loaded_components",
+            "Components loaded in memory",
+            ConstGauge::new(gauges.loaded_components as i64),
+        );
+        let mut text = String::new();
+        encode_registry(&mut text, &self.registry).expect("writing to a String");
+        encode_registry(&mut text, &host).expect("writing to a String");
+        encode_eof(&mut text).expect("writing to a String");
+        text
+    }
+}

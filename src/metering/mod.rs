@@ -1,0 +1,198 @@
+//! Metering and observability: every invocation is recorded once, when its instance is gone
+//! (so time spent streaming a response is billed too), into
+//!
+//! - per-minute usage aggregates ([`billing::UsageRow`]), flushed to the metadata database
+//!   in batches off the request path (a crash loses at most one flush interval);
+//! - rolling per-version health windows (request rate, 5xx rate, latency), the input for
+//!   canary analysis;
+//! - Prometheus metrics, encoded for `GET /metrics`.
+//!
+//! Labels are bounded: function, version, alias and status class only, never request ids
+//! or paths.
+
+pub mod billing;
+mod health;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+pub use billing::{UsageRow, billed_ms, gb_seconds, mib_ms};
+pub use health::VersionHealth;
+pub use metrics::HostGauges;
+
+use crate::registry::VersionLabel;
+use health::HealthWindows;
+use metrics::Metrics;
+
+/// One finished (or refused) invocation.
+#[derive(Debug)]
+pub struct InvocationRecord<'a> {
+    pub function: &'a Arc<str>,
+    pub version: VersionLabel,
+    pub alias: Option<&'a str>,
+    pub status: u16,
+    pub duration: Duration,
+    pub memory_mb: u32,
+    /// An instance was created on the request path for this invocation.
+    pub cold_start: bool,
+    pub instantiation: Option<Duration>,
+    /// Refusals before any instance ran (overload, body too large) are counted but not billed.
+    pub billable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct UsageKey {
+    function: Arc<str>,
+    version: VersionLabel,
+    alias: Option<Arc<str>>,
+    minute: i64,
+}
+
+pub struct Metering {
+    pending: DashMap<UsageKey, UsageRow>,
+    health: HealthWindows,
+    metrics: Metrics,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            pending: DashMap::new(),
+            health: HealthWindows::default(),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+impl Metering {
+    pub fn record(&self, record: &InvocationRecord<'_>) {
+        self.metrics.record(record);
+        self.health.record(record);
+        if !record.billable {
+            return;
+        }
+        let key = UsageKey {
+            function: record.function.clone(),
+            version: record.version,
+            alias: record.alias.map(Arc::from),
+            minute: crate::registry::now_ms().div_euclid(60_000),
+        };
+        let billed = billed_ms(record.duration);
+        let mut row = self.pending.entry(key).or_default();
+        row.invocations += 1;
+        row.errors += u64::from(record.status >= 500);
+        row.cold_starts += u64::from(record.cold_start);
+        let class = (record.status / 100).clamp(2, 5) as usize - 2;
+        row.status[class] += 1;
+        row.duration_us += record.duration.as_micros() as u64;
+        row.billed_ms += billed;
+        row.mib_ms += mib_ms(record.memory_mb, billed);
+        row.histogram.record(record.duration);
+    }
+
+    /// A request that had to wait for a concurrency slot.
+    pub fn queue_waited(&self, function: &str) {
+        self.metrics.queue_waited(function);
+    }
+
+    pub fn in_flight(&self, function: &str, delta: i64) {
+        self.metrics.in_flight(function, delta);
+    }
+
+    /// Takes everything recorded since the last call, keyed and ready to persist.
+    pub fn take_pending(&self) -> Vec<UsageRow> {
+        let keys: Vec<UsageKey> = self.pending.iter().map(|e| e.key().clone()).collect();
+        keys.into_iter()
+            .filter_map(|key| self.pending.remove(&key))
+            .map(|(key, row)| with_key(row, &key))
+            .collect()
+    }
+
+    /// What has been recorded but not flushed yet (so queries are current).
+    pub fn peek_pending(&self) -> Vec<UsageRow> {
+        self.pending
+            .iter()
+            .map(|e| with_key(e.value().clone(), e.key()))
+            .collect()
+    }
+
+    /// Health of each version of `function` over the last `window`.
+    pub fn health(&self, function: &str, window: Duration) -> Vec<VersionHealth> {
+        self.health.snapshot(function, window)
+    }
+
+    /// The Prometheus text exposition, with host-wide gauges read at scrape time.
+    pub fn encode_metrics(&self, gauges: &HostGauges) -> String {
+        self.metrics.encode(gauges)
+    }
+}
+
+fn with_key(mut row: UsageRow, key: &UsageKey) -> UsageRow {
+    row.function = key.function.to_string();
+    row.version = key.version.to_string();
+    row.alias = key.alias.as_deref().unwrap_or("").to_string();
+    row.minute = key.minute;
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(metering: &Metering, function: &Arc<str>, version: u32, status: u16, micros: u64) {
+        metering.record(&InvocationRecord {
+            function,
+            version: VersionLabel::Number(version),
+            alias: Some("prod"),
+            status,
+            duration: Duration::from_micros(micros),
+            memory_mb: 128,
+            cold_start: true,
+            instantiation: Some(Duration::from_micros(20)),
+            billable: true,
+        });
+    }
+
+    #[test]
+    fn aggregates_by_key_and_takes_everything_once() {
+        let metering = Metering::default();
+        let f: Arc<str> = Arc::from("f");
+        record(&metering, &f, 1, 200, 200);
+        record(&metering, &f, 1, 500, 1010);
+        record(&metering, &f, 2, 200, 300);
+        let mut rows = metering.take_pending();
+        rows.sort_by(|a, b| a.version.cmp(&b.version));
+        assert_eq!(rows.len(), 2);
+        let v1 = &rows[0];
+        assert_eq!((v1.invocations, v1.errors, v1.cold_starts), (2, 1, 2));
+        assert_eq!(v1.billed_ms, 1 + 2);
+        assert_eq!(v1.mib_ms, 128 * 3);
+        assert_eq!(v1.status, [1, 0, 0, 1]);
+        assert_eq!(v1.alias, "prod");
+        assert!(metering.take_pending().is_empty());
+    }
+
+    #[test]
+    fn refusals_are_counted_but_not_billed() {
+        let metering = Metering::default();
+        let f: Arc<str> = Arc::from("f");
+        metering.record(&InvocationRecord {
+            function: &f,
+            version: VersionLabel::Latest,
+            alias: None,
+            status: 503,
+            duration: Duration::ZERO,
+            memory_mb: 128,
+            cold_start: false,
+            instantiation: None,
+            billable: false,
+        });
+        assert!(metering.take_pending().is_empty());
+        let health = metering.health("f", Duration::from_secs(60));
+        assert_eq!(health[0].requests, 1);
+        assert_eq!(health[0].errors, 1);
+    }
+}

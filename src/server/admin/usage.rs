@@ -1,0 +1,215 @@
+//! Observability endpoints: `GET /v1/usage` (billing-grade usage), `GET /metrics`
+//! (Prometheus), and `GET /v1/functions/NAME/health` (rolling per-version health).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::metering::{HostGauges, UsageRow, gb_seconds};
+use crate::server::Host;
+use crate::server::body::{Body, full, json};
+use crate::server::error::ApiError;
+
+/// How usage rows are grouped (always within a function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GroupBy {
+    Function,
+    Version,
+    Alias,
+    Minute,
+}
+
+#[derive(Serialize)]
+struct UsageLine {
+    function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alias: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minute: Option<i64>,
+    invocations: u64,
+    errors: u64,
+    cold_starts: u64,
+    status_2xx: u64,
+    status_3xx: u64,
+    status_4xx: u64,
+    status_5xx: u64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    billed_ms: u64,
+    gb_seconds: f64,
+}
+
+#[derive(Serialize)]
+struct UsageReport {
+    since_ms: i64,
+    by: &'static str,
+    rows: Vec<UsageLine>,
+}
+
+/// `?function=NAME&since=SECONDS&by=function|version|alias|minute`: stored minutes plus what
+/// is not flushed yet, so the answer is current.
+pub async fn usage(host: &Host, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (mut function, mut since_secs, mut by) = (None, 3600i64, GroupBy::Version);
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "function" => function = Some(value.to_string()),
+            "since" => {
+                since_secs = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("since={value:?} must be whole seconds"))
+                })?
+            }
+            "by" => {
+                by = match value.as_ref() {
+                    "function" => GroupBy::Function,
+                    "version" => GroupBy::Version,
+                    "alias" => GroupBy::Alias,
+                    "minute" => GroupBy::Minute,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "by={other:?}: group by function, version, alias or minute"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}; use function, since or by"
+                )));
+            }
+        }
+    }
+    let since_ms = crate::registry::now_ms() - since_secs * 1000;
+    let since_minute = since_ms.div_euclid(60_000);
+    let mut rows = host.registry.usage(function.clone(), since_minute).await?;
+    rows.extend(host.metering.peek_pending().into_iter().filter(|r| {
+        r.minute >= since_minute && function.as_deref().is_none_or(|f| r.function == f)
+    }));
+    let mut groups: BTreeMap<(String, String, String, i64), UsageRow> = BTreeMap::new();
+    for row in &rows {
+        let key = (
+            row.function.clone(),
+            if by == GroupBy::Version {
+                row.version.clone()
+            } else {
+                String::new()
+            },
+            if by == GroupBy::Alias {
+                row.alias.clone()
+            } else {
+                String::new()
+            },
+            if by == GroupBy::Minute { row.minute } else { 0 },
+        );
+        groups.entry(key).or_default().add(row);
+    }
+    let lines = groups
+        .into_iter()
+        .map(|((function, version, alias, minute), row)| {
+            let ms = |q| row.histogram.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+            UsageLine {
+                function,
+                version: (by == GroupBy::Version).then_some(version),
+                alias: (by == GroupBy::Alias).then_some(alias),
+                minute: (by == GroupBy::Minute).then_some(minute),
+                invocations: row.invocations,
+                errors: row.errors,
+                cold_starts: row.cold_starts,
+                status_2xx: row.status[0],
+                status_3xx: row.status[1],
+                status_4xx: row.status[2],
+                status_5xx: row.status[3],
+                p50_ms: ms(0.5),
+                p99_ms: ms(0.99),
+                billed_ms: row.billed_ms,
+                gb_seconds: gb_seconds(row.mib_ms),
+            }
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &UsageReport {
+            since_ms,
+            by: match by {
+                GroupBy::Function => "function",
+                GroupBy::Version => "version",
+                GroupBy::Alias => "alias",
+                GroupBy::Minute => "minute",
+            },
+            rows: lines,
+        },
+    ))
+}
+
+/// The Prometheus exposition (OpenMetrics text).
+pub fn metrics(host: &Host) -> Response<Body> {
+    let engine = host.engine.status();
+    let gauges = HostGauges {
+        rss_bytes: resident_bytes(),
+        functions: host.router.snapshot().len() as u64,
+        compiles: engine.compiles,
+        compile_seconds: engine.compile_ms_total as f64 / 1000.0,
+        compiled_cache_loads: engine.compiled_cache_loads,
+        compiled_cache_load_failures: engine.compiled_cache_load_failures,
+        loaded_components: engine.loaded_components as u64,
+    };
+    let mut response = Response::new(full(host.metering.encode_metrics(&gauges)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Resident set size from /proc (0 where unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+#[derive(Serialize)]
+struct Health {
+    function: String,
+    versions: Vec<crate::metering::VersionHealth>,
+}
+
+/// `?window=SECONDS` (default 60, at most 300).
+pub async fn health(
+    host: &Host,
+    function: &str,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    host.registry.function(function).await?;
+    let mut window = 60u64;
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "window" => {
+                window = value
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..=300).contains(w))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("window={value:?}: use 1 to 300 seconds"))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}; use window"
+                )));
+            }
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &Health {
+            function: function.to_string(),
+            versions: host.metering.health(function, Duration::from_secs(window)),
+        },
+    ))
+}
