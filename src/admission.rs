@@ -96,6 +96,13 @@ impl Admission {
         }
     }
 
+    /// Drops a deleted function's gate if nothing holds or awaits it.
+    pub fn forget(&self, function: &str) {
+        self.gates.remove_if(function, |_, gate| {
+            gate.in_flight.load(Ordering::Acquire) == 0 && gate.waiting.load(Ordering::Acquire) == 0
+        });
+    }
+
     /// Requests of `function` running now.
     pub fn in_flight(&self, function: &str) -> u32 {
         self.gates
@@ -143,6 +150,18 @@ mod tests {
             Some(Rejected::Timeout(Duration::from_millis(500)))
         );
         assert!(started.elapsed() >= Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn idle_gates_are_forgotten_busy_ones_kept() {
+        let admission = Admission::new(Duration::from_secs(1));
+        let f: Arc<str> = Arc::from("f");
+        let held = admission.admit(&f, 1).await.unwrap();
+        admission.forget("f");
+        assert_eq!(admission.in_flight("f"), 1, "a busy gate must survive");
+        drop(held);
+        admission.forget("f");
+        assert!(admission.gates.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

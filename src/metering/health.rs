@@ -65,6 +65,11 @@ impl HealthWindows {
         current.latency.record(record.duration);
     }
 
+    /// Drops a deleted function's windows.
+    pub fn remove(&self, function: &str) {
+        self.versions.retain(|(f, _), _| &**f != function);
+    }
+
     pub fn snapshot(&self, function: &str, window: Duration) -> Vec<VersionHealth> {
         let now = crate::registry::now_ms().div_euclid(1000);
         let since = now - window.as_secs() as i64;

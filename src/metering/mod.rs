@@ -124,6 +124,12 @@ impl Metering {
         self.health.snapshot(function, window)
     }
 
+    /// Forgets a deleted function's health windows. Its usage stays (billing history) and
+    /// its Prometheus series stay until restart, as counters should not go backwards.
+    pub fn forget(&self, function: &str) {
+        self.health.remove(function);
+    }
+
     /// The Prometheus text exposition, with host-wide gauges read at scrape time.
     pub fn encode_metrics(&self, gauges: &HostGauges) -> String {
         self.metrics.encode(gauges)

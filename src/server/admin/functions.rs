@@ -49,6 +49,8 @@ pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError>
     let unused = host.registry.delete_function(name).await?;
     unused.iter().for_each(|digest| host.engine.forget(digest));
     host.logs.remove(name);
+    host.metering.forget(name);
+    host.admission.forget(name);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": name } }),
