@@ -180,6 +180,10 @@ async fn metrics_parse_and_match_the_requests_sent() {
     );
     assert_eq!(value("fnhost_compiles_total", &[]), 2.0, "{text}");
     assert!(value("fnhost_resident_memory_bytes", &[]) > 1e6);
+    // In flight per version: every request has finished.
+    assert!(scrape.samples.iter().any(|s| s.metric == "fnhost_in_flight"
+        && s.labels.get("function") == Some("shop")
+        && s.labels.get("version") == Some("1")));
     assert_eq!(value("fnhost_in_flight", &[("function", "shop")]), 0.0);
     // Bounded labels: no request ids or paths anywhere.
     assert!(!text.contains("request_id") && !text.contains("path="));

@@ -52,7 +52,7 @@ pub struct Metrics {
     duration: Family<VersionLabels, Histogram, fn() -> Histogram>,
     instantiation: Histogram,
     cold_starts: Family<VersionLabels, Counter>,
-    in_flight: Family<FunctionLabels, Gauge>,
+    in_flight: Family<VersionLabels, Gauge>,
     queue_waits: Family<FunctionLabels, Counter>,
     overloaded: Family<FunctionLabels, Counter>,
 }
@@ -88,10 +88,10 @@ impl Metrics {
             "Instances created on the request path (no warm instance was ready)",
             cold_starts.clone(),
         );
-        let in_flight = Family::<FunctionLabels, Gauge>::default();
+        let in_flight = Family::<VersionLabels, Gauge>::default();
         registry.register(
             "in_flight",
-            "Requests running now, per function",
+            "Requests running now, per function version",
             in_flight.clone(),
         );
         let queue_waits = Family::<FunctionLabels, Counter>::default();
@@ -156,10 +156,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn in_flight(&self, function: &str, delta: i64) {
+    pub fn in_flight(&self, function: &str, version: crate::registry::VersionLabel, delta: i64) {
         self.in_flight
-            .get_or_create(&FunctionLabels {
+            .get_or_create(&VersionLabels {
                 function: function.to_string(),
+                version: version.to_string(),
             })
             .inc_by(delta);
     }

@@ -98,8 +98,9 @@ impl Metering {
         self.metrics.queue_waited(function);
     }
 
-    pub fn in_flight(&self, function: &str, delta: i64) {
-        self.metrics.in_flight(function, delta);
+    /// Requests of one version running now (admitted and not yet finished).
+    pub fn in_flight(&self, function: &str, version: VersionLabel, delta: i64) {
+        self.metrics.in_flight(function, version, delta);
     }
 
     /// Takes everything recorded since the last call, keyed and ready to persist.

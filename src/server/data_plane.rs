@@ -177,7 +177,12 @@ async fn invoke(
     if permit.waited {
         host.metering.queue_waited(&deployment.function);
     }
-    let slot = Slot::new(host.metering.clone(), deployment.function.clone(), permit);
+    let slot = Slot::new(
+        host.metering.clone(),
+        deployment.function.clone(),
+        deployment.label,
+        permit,
+    );
     let component = host
         .engine
         .load(deployment.digest, || {
@@ -246,19 +251,26 @@ async fn invoke(
     Ok(response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
 }
 
-/// A concurrency slot, counted in the in-flight gauge while held.
+/// A concurrency slot, counted in the version's in-flight gauge while held.
 struct Slot {
     metering: Arc<Metering>,
     function: Arc<str>,
+    version: VersionLabel,
     _permit: Permit,
 }
 
 impl Slot {
-    fn new(metering: Arc<Metering>, function: Arc<str>, permit: Permit) -> Self {
-        metering.in_flight(&function, 1);
+    fn new(
+        metering: Arc<Metering>,
+        function: Arc<str>,
+        version: VersionLabel,
+        permit: Permit,
+    ) -> Self {
+        metering.in_flight(&function, version, 1);
         Self {
             metering,
             function,
+            version,
             _permit: permit,
         }
     }
@@ -266,7 +278,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.metering.in_flight(&self.function, -1);
+        self.metering.in_flight(&self.function, self.version, -1);
     }
 }
 
