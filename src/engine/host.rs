@@ -29,9 +29,10 @@ impl HostState {
     /// State for one request; the guest's stdout and stderr go to `output`.
     pub fn new(config: &FunctionConfig, output: &GuestOutput) -> Self {
         let mut wasi = WasiCtx::builder();
-        wasi.envs(&config.env.iter().collect::<Vec<_>>())
-            .stdout(output.clone())
-            .stderr(output.clone());
+        for (key, value) in &config.env {
+            wasi.env(key, value);
+        }
+        wasi.stdout(output.clone()).stderr(output.clone());
         let memory_bytes = (config.memory_mb as usize) << 20;
         Self {
             wasi: wasi.build(),

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -96,10 +96,6 @@ impl ModuleStore {
             }
         }
         Ok(out)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

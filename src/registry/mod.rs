@@ -77,6 +77,17 @@ pub struct Registry {
     writes: tokio::sync::Mutex<()>,
 }
 
+impl From<FunctionRows> for FunctionDetails {
+    fn from(rows: FunctionRows) -> Self {
+        Self {
+            info: rows.info,
+            versions: rows.versions,
+            default_policy: rows.default_policy,
+            aliases: rows.aliases,
+        }
+    }
+}
+
 impl Registry {
     /// Opens (or creates) the registry in `data_dir`, removes what a crash may have left
     /// behind, and loads every function's routes into `router`.
@@ -141,12 +152,7 @@ impl Registry {
     pub async fn function(&self, name: &str) -> Result<FunctionDetails, RegistryError> {
         let name = name.to_string();
         let rows = self.blocking(move |db| db.function(&name)).await?;
-        Ok(FunctionDetails {
-            info: rows.info,
-            versions: rows.versions,
-            default_policy: rows.default_policy,
-            aliases: rows.aliases,
-        })
+        Ok(rows.into())
     }
 
     /// Makes `wasm` the function's `$LATEST` (creating the function on first upload) with
@@ -274,12 +280,7 @@ impl Registry {
         let _write = self.writes.lock().await;
         self.blocking(op).await?;
         let rows = self.refresh_routes(function).await?;
-        Ok(FunctionDetails {
-            info: rows.info,
-            versions: rows.versions,
-            default_policy: rows.default_policy,
-            aliases: rows.aliases,
-        })
+        Ok(rows.into())
     }
 
     /// Deletes a function and its versions; returns the digests of modules nothing uses now,

@@ -266,6 +266,16 @@ impl Serialize for VersionLabel {
     }
 }
 
+impl VersionLabel {
+    /// Parses a version number (from 1) or `latest` / `$LATEST`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match super::Qualifier::parse(text)? {
+            super::Qualifier::Latest => Some(Self::Latest),
+            super::Qualifier::Version(n) => Some(Self::Number(n)),
+        }
+    }
+}
+
 /// Accepts a version number (`3` or `"3"`) or `latest` / `$LATEST`.
 impl<'de> Deserialize<'de> for VersionLabel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -278,11 +288,7 @@ impl<'de> Deserialize<'de> for VersionLabel {
         let parsed = match Raw::deserialize(d)? {
             Raw::Number(n) if n > 0 => Some(Self::Number(n)),
             Raw::Number(_) => None,
-            Raw::Text(text) => match super::Qualifier::parse(&text) {
-                Some(super::Qualifier::Latest) => Some(Self::Latest),
-                Some(super::Qualifier::Version(n)) => Some(Self::Number(n)),
-                None => None,
-            },
+            Raw::Text(text) => Self::parse(&text),
         };
         parsed
             .ok_or_else(|| serde::de::Error::custom("a version is a number from 1, or \"latest\""))

@@ -72,6 +72,14 @@ impl Host {
 }
 
 impl Host {
+    /// 404 unless `function` exists, answered from the routing snapshot (no database read).
+    fn ensure_function(&self, function: &str) -> Result<(), error::ApiError> {
+        match self.router.snapshot().resolve(function, Some("latest")) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes usage recorded since the last flush to the database.
     pub async fn flush_usage(&self) {
         let rows = self.metering.take_pending();

@@ -26,7 +26,7 @@ pub struct DeployArgs {
     pub limits: LimitArgs,
     /// Send this percentage of the function's traffic ($DEFAULT) to the new $LATEST, set in
     /// the same step as the upload (a canary); the rest stays on the newest version.
-    #[arg(long, value_name = "PERCENT", value_parser = parse_traffic, conflicts_with = "publish")]
+    #[arg(long, value_name = "PERCENT", value_parser = super::traffic::parse_percent_arg, conflicts_with = "publish")]
     pub traffic: Option<u32>,
     /// Publish the upload as a new version right away.
     #[arg(long)]
@@ -167,10 +167,6 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         println!("{verb} version {}", published["version"]["version"]);
     }
     Ok(())
-}
-
-fn parse_traffic(text: &str) -> Result<u32, String> {
-    crate::routing::split::parse_percent(text.trim_end_matches('%'))
 }
 
 fn describe(event: &serde_json::Value) -> String {

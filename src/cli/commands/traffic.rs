@@ -265,18 +265,14 @@ fn percent_json(bp: u32) -> Value {
     json!(bp as f64 / 100.0)
 }
 
-fn parse_percent_arg(text: &str) -> Result<u32, String> {
+/// A percentage argument (`12.5` or `12.5%`) in basis points.
+pub(super) fn parse_percent_arg(text: &str) -> Result<u32, String> {
     parse_percent(text.trim_end_matches('%'))
 }
 
 fn parse_version(text: &str) -> Result<VersionLabel, String> {
-    match crate::registry::Qualifier::parse(text) {
-        Some(crate::registry::Qualifier::Latest) => Ok(VersionLabel::Latest),
-        Some(crate::registry::Qualifier::Version(n)) => Ok(VersionLabel::Number(n)),
-        None => Err(format!(
-            "{text:?} is not a version: use a number from 1, or latest"
-        )),
-    }
+    VersionLabel::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a version: use a number from 1, or latest"))
 }
 
 /// `3=90` or `latest=12.5`.

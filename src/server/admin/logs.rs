@@ -31,8 +31,7 @@ pub async fn read(
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    // 404 for unknown functions, as everywhere else.
-    host.registry.function(function).await?;
+    host.ensure_function(function)?;
     let (mut after, mut version, mut limit, mut follow) = (0u64, None, DEFAULT_LIMIT, false);
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -40,10 +39,11 @@ pub async fn read(
             "limit" => limit = value.parse().map_err(|_| bad("limit", &value))?,
             "follow" => follow = value == "1" || value == "true",
             "version" => {
-                version = Some(match crate::registry::Qualifier::parse(&value) {
-                    Some(q) => q.to_string(),
-                    None => return Err(bad("version", &value)),
-                })
+                version = Some(
+                    crate::registry::VersionLabel::parse(&value)
+                        .ok_or_else(|| bad("version", &value))?
+                        .to_string(),
+                )
             }
             other => {
                 return Err(ApiError::bad_request(format!(

@@ -119,7 +119,7 @@ impl<'a> AdminRoute<'a> {
             },
             _ => {
                 return Err(ApiError::not_found(format!(
-                    "no admin route {path}; see `fnhost --help` for the API"
+                    "no admin route {method} {path}; the routes are listed in README.md, section Admin API"
                 )));
             }
         };

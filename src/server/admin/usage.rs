@@ -185,7 +185,7 @@ pub async fn health(
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    host.registry.function(function).await?;
+    host.ensure_function(function)?;
     let mut window = 60u64;
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
