@@ -3,9 +3,8 @@
 //! - `validate_upload`: the structural check every upload gets before compiling;
 //! - `route_*`: resolving `NAME@QUALIFIER` in the routing snapshot: a version, `$DEFAULT`'s
 //!   weighted split, and a sticky alias (hash of a user-id header);
-//! - `invoke_hello`: one request through a loaded `hello` component: fresh `Store`,
-//!   instantiate (pooling allocator), `handle`, collect the body. This is fnhost's cold start
-//!   once code is compiled: no instance exists before the request.
+//!
+//! The cold-start paths (compile, cache load, instantiate, serve) are in `cold_start.rs`.
 //!
 //! Run with `cargo bench --bench request_path`.
 
@@ -14,11 +13,9 @@ mod wasm;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::{BodyExt, Full};
 
-use fnhost::engine::{Engine, EngineConfig, check_component};
+use fnhost::engine::check_component;
 use fnhost::registry::{
     AliasSpec, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
 };
@@ -86,38 +83,6 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("route_alias_sticky", |b| {
         b.iter(|| choose(Some("prod"), &user))
-    });
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        EngineConfig {
-            pool_instances: 100,
-            ..EngineConfig::default()
-        },
-        cache.path().to_path_buf(),
-    )
-    .unwrap();
-    let component = runtime
-        .block_on(engine.prepare(Digest::of(&hello), hello.clone().into(), &|_| {}))
-        .unwrap();
-    let config = FunctionConfig::default();
-    c.bench_function("invoke_hello", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let request = http::Request::builder()
-                .uri("/")
-                .header("host", "localhost")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = engine
-                .invoke(&component, &config, request, Box::new(|_| {}))
-                .await
-                .unwrap();
-            response.into_body().collect().await.unwrap().to_bytes()
-        })
     });
 }
 

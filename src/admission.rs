@@ -2,6 +2,10 @@
 //! in a bounded queue for a short time, then are turned away (503 + `Retry-After`), so memory
 //! never grows without bound under a burst and one function cannot take every instance slot.
 //!
+//! A host-wide gate sits behind the function gates: requests running at once across all
+//! functions never exceed the instance slots left after warm pools, so a full pooling
+//! allocator means a short wait and then 503, never a failed instantiation.
+//!
 //! Gates live outside the routing snapshot so counts survive config changes; the limit is
 //! read from the request's config each time, so a change applies to the next request.
 
@@ -15,10 +19,28 @@ use tokio::sync::Notify;
 /// Why a request was not admitted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Rejected {
-    #[error("{in_flight} requests are running and the queue is full; retry shortly")]
-    QueueFull { in_flight: u32 },
-    #[error("no slot became free within {0:?}; retry shortly")]
-    Timeout(Duration),
+    #[error("{scope} is running {in_flight} requests and its queue is full; retry shortly")]
+    QueueFull { scope: Scope, in_flight: u32 },
+    #[error("no slot of {scope} became free within {waited:?}; retry shortly")]
+    Timeout { scope: Scope, waited: Duration },
+}
+
+/// Which limit turned a request away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The function's `max_concurrency`.
+    Function,
+    /// The host's instance slots.
+    Host,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Function => "the function",
+            Self::Host => "the host",
+        })
+    }
 }
 
 #[derive(Default)]
@@ -28,36 +50,49 @@ struct Gate {
     freed: Notify,
 }
 
-/// Per-function gates.
+/// Per-function gates, and one host-wide gate in front of the instance pool.
 pub struct Admission {
     gates: DashMap<Arc<str>, Arc<Gate>>,
+    /// Requests running across all functions, at most `host_limit`: the instance slots
+    /// not set aside for warm pools. Past it requests queue instead of failing to
+    /// instantiate.
+    host: Arc<Gate>,
+    host_limit: u32,
     queue_timeout: Duration,
 }
 
-/// Holds one slot; dropping it frees the slot and wakes one waiter.
+/// Holds one slot of a function and one of the host; dropping it frees both and wakes one
+/// waiter of each.
 pub struct Permit {
-    gate: Arc<Gate>,
+    _function: Slot,
+    _host: Slot,
     /// Whether this request had to queue for its slot.
     pub waited: bool,
 }
 
-impl Drop for Permit {
+struct Slot(Arc<Gate>);
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.gate.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.gate.freed.notify_one();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_one();
     }
 }
 
 impl Admission {
-    pub fn new(queue_timeout: Duration) -> Self {
+    /// `host_limit` bounds requests running at once across every function.
+    pub fn new(queue_timeout: Duration, host_limit: u32) -> Self {
         Self {
             gates: DashMap::new(),
+            host: Arc::default(),
+            host_limit,
             queue_timeout,
         }
     }
 
-    /// Takes a slot for `function`, waiting up to the queue timeout behind at most
-    /// `max_concurrency` other waiters.
+    /// Takes a slot for `function` and one of the host, waiting up to the queue timeout in
+    /// all behind at most `max_concurrency` other waiters of the function (and `host_limit`
+    /// of the host).
     pub async fn admit(
         &self,
         function: &Arc<str>,
@@ -67,33 +102,28 @@ impl Admission {
             Some(gate) => gate.clone(),
             None => self.gates.entry(function.clone()).or_default().clone(),
         };
-        if try_take(&gate, max_concurrency) {
-            return Ok(Permit {
-                gate,
-                waited: false,
-            });
-        }
-        if gate.waiting.fetch_add(1, Ordering::AcqRel) >= max_concurrency {
-            gate.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Rejected::QueueFull {
-                in_flight: gate.in_flight.load(Ordering::Acquire),
-            });
-        }
-        let waited = tokio::time::timeout(self.queue_timeout, async {
-            loop {
-                let freed = gate.freed.notified();
-                if try_take(&gate, max_concurrency) {
-                    return;
-                }
-                freed.await;
-            }
+        let deadline = tokio::time::Instant::now() + self.queue_timeout;
+        let (function_slot, waited_function) = enter(
+            gate,
+            max_concurrency,
+            deadline,
+            self.queue_timeout,
+            Scope::Function,
+        )
+        .await?;
+        let (host_slot, waited_host) = enter(
+            self.host.clone(),
+            self.host_limit,
+            deadline,
+            self.queue_timeout,
+            Scope::Host,
+        )
+        .await?;
+        Ok(Permit {
+            _function: function_slot,
+            _host: host_slot,
+            waited: waited_function || waited_host,
         })
-        .await;
-        gate.waiting.fetch_sub(1, Ordering::AcqRel);
-        match waited {
-            Ok(()) => Ok(Permit { gate, waited: true }),
-            Err(_) => Err(Rejected::Timeout(self.queue_timeout)),
-        }
     }
 
     /// Drops a deleted function's gate if nothing holds or awaits it.
@@ -111,6 +141,45 @@ impl Admission {
     }
 }
 
+/// Takes a slot of `gate` at once if one is free, else waits for one until `deadline` behind
+/// at most `max` other waiters. Returns whether it waited.
+async fn enter(
+    gate: Arc<Gate>,
+    max: u32,
+    deadline: tokio::time::Instant,
+    queue_timeout: Duration,
+    scope: Scope,
+) -> Result<(Slot, bool), Rejected> {
+    if try_take(&gate, max) {
+        return Ok((Slot(gate), false));
+    }
+    if gate.waiting.fetch_add(1, Ordering::AcqRel) >= max {
+        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+        return Err(Rejected::QueueFull {
+            scope,
+            in_flight: gate.in_flight.load(Ordering::Acquire),
+        });
+    }
+    let waited = tokio::time::timeout_at(deadline, async {
+        loop {
+            let freed = gate.freed.notified();
+            if try_take(&gate, max) {
+                return;
+            }
+            freed.await;
+        }
+    })
+    .await;
+    gate.waiting.fetch_sub(1, Ordering::AcqRel);
+    match waited {
+        Ok(()) => Ok((Slot(gate), true)),
+        Err(_) => Err(Rejected::Timeout {
+            scope,
+            waited: queue_timeout,
+        }),
+    }
+}
+
 fn try_take(gate: &Gate, max: u32) -> bool {
     gate.in_flight
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -125,7 +194,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn admits_up_to_the_limit_then_queues_then_rejects() {
-        let admission = Admission::new(Duration::from_millis(500));
+        let admission = Admission::new(Duration::from_millis(500), 100);
         let f: Arc<str> = Arc::from("f");
         let a = admission.admit(&f, 2).await.unwrap();
         let _b = admission.admit(&f, 2).await.unwrap();
@@ -147,14 +216,36 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert_eq!(
             admission.admit(&f, 2).await.err(),
-            Some(Rejected::Timeout(Duration::from_millis(500)))
+            Some(Rejected::Timeout {
+                scope: Scope::Function,
+                waited: Duration::from_millis(500)
+            })
         );
         assert!(started.elapsed() >= Duration::from_millis(500));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_host_gate_bounds_all_functions_together() {
+        let admission = Admission::new(Duration::from_millis(200), 2);
+        let (f, g): (Arc<str>, Arc<str>) = (Arc::from("f"), Arc::from("g"));
+        let _a = admission.admit(&f, 10).await.unwrap();
+        let b = admission.admit(&g, 10).await.unwrap();
+        assert_eq!(
+            admission.admit(&g, 10).await.err(),
+            Some(Rejected::Timeout {
+                scope: Scope::Host,
+                waited: Duration::from_millis(200)
+            })
+        );
+        // The refused request gave its function slot back.
+        assert_eq!(admission.in_flight("g"), 1);
+        drop(b);
+        assert!(admission.admit(&g, 10).await.is_ok());
+    }
+
     #[tokio::test]
     async fn idle_gates_are_forgotten_busy_ones_kept() {
-        let admission = Admission::new(Duration::from_secs(1));
+        let admission = Admission::new(Duration::from_secs(1), 100);
         let f: Arc<str> = Arc::from("f");
         let held = admission.admit(&f, 1).await.unwrap();
         admission.forget("f");
@@ -166,7 +257,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_rejects_at_once() {
-        let admission = Arc::new(Admission::new(Duration::from_secs(10)));
+        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100));
         let f: Arc<str> = Arc::from("f");
         let _held = admission.admit(&f, 1).await.unwrap();
         let queued = {
@@ -176,7 +267,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(matches!(
             admission.admit(&f, 1).await,
-            Err(Rejected::QueueFull { in_flight: 1 })
+            Err(Rejected::QueueFull {
+                scope: Scope::Function,
+                in_flight: 1
+            })
         ));
         queued.abort();
     }

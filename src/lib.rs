@@ -9,9 +9,12 @@
 //!   module blobs; the source of truth.
 //! - [`routing`]: the immutable routing snapshot the data plane reads without locks.
 //! - [`engine`]: the one wasmtime engine, the compiled-code cache, validation of uploads,
-//!   and running one request in one fresh instance.
+//!   and running one request in one fresh (pre-warmed or on-demand) instance.
 //! - [`server`]: the data plane and the admin API over HTTP/1.1 and h2c, graceful shutdown.
 //! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
+//! - [`scaling`]: per-version pools of pre-instantiated instances, provisioned concurrency,
+//!   and the autoscaler that sizes them and scales idle versions to zero.
+//! - [`cold_start`]: timing each cold-start path in process (`fnhost bench cold-start`).
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
@@ -19,10 +22,12 @@
 
 pub mod admission;
 pub mod cli;
+pub mod cold_start;
 mod durable_file;
 pub mod engine;
 pub mod function_logs;
 pub mod metering;
 pub mod registry;
 pub mod routing;
+pub mod scaling;
 pub mod server;

@@ -64,8 +64,10 @@ async fn usage_totals_match_the_requests_sent() {
         (boom["errors"].as_u64(), boom["status_5xx"].as_u64()),
         (Some(7), Some(7))
     );
-    // No warm pool yet: every invocation instantiated on the request path.
-    assert_eq!(v1["cold_starts"], 40);
+    // The first request instantiates on the request path; later ones mostly find a
+    // pre-warmed instance (tests/scaling.rs checks the accounting exactly).
+    let cold = v1["cold_starts"].as_u64().unwrap();
+    assert!((1..=40).contains(&cold), "{v1}");
     for r in [v1, latest, boom] {
         let invocations = r["invocations"].as_u64().unwrap();
         let billed = r["billed_ms"].as_u64().unwrap();
@@ -139,20 +141,7 @@ async fn metrics_parse_and_match_the_requests_sent() {
     let text = response.text().await.unwrap();
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let value = |name: &str, labels: &[(&str, &str)]| sample_sum(&scrape, name, labels);
     let invocations = "fnhost_invocations_total";
     assert_eq!(
         value(
@@ -174,10 +163,31 @@ async fn metrics_parse_and_match_the_requests_sent() {
         value(invocations, &[("function", "boom"), ("status", "5xx")]),
         7.0
     );
-    assert_eq!(
-        value("fnhost_cold_starts_total", &[("function", "shop")]),
-        60.0
-    );
+    let cold = value("fnhost_cold_starts_total", &[("function", "shop")]);
+    assert!((1.0..=60.0).contains(&cold), "{cold}");
+    // Cold starts are counted once per instantiation on the request path: cold starts plus
+    // the pre-warmed instances requests consumed equal the 67 invocations. A refill may be
+    // between its steps at one scrape, so read until the books balance.
+    let mut books = String::new();
+    for _ in 0..60 {
+        let text = host.metrics().await;
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let total = |name: &str| sample_sum(&scrape, name, &[]);
+        let (cold, made, discarded, warm) = (
+            total("fnhost_cold_starts_total"),
+            total("fnhost_prewarmed_instances_total"),
+            total("fnhost_warm_discarded_total"),
+            total("fnhost_warm_instances"),
+        );
+        books = format!("cold {cold} + made {made} - discarded {discarded} - warm {warm}");
+        if cold + made - discarded - warm == 67.0 {
+            books.clear();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(books.is_empty(), "{books} != 67 invocations");
     assert_eq!(value("fnhost_compiles_total", &[]), 2.0, "{text}");
     assert!(value("fnhost_resident_memory_bytes", &[]) > 1e6);
     // In flight per version: every request has finished.
@@ -187,4 +197,20 @@ async fn metrics_parse_and_match_the_requests_sent() {
     assert_eq!(value("fnhost_in_flight", &[("function", "shop")]), 0.0);
     // Bounded labels: no request ids or paths anywhere.
     assert!(!text.contains("request_id") && !text.contains("path="));
+}
+
+/// The sum of the samples of `name` whose labels include `labels`.
+fn sample_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }

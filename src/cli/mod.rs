@@ -75,6 +75,9 @@ pub enum Command {
     /// Show usage: invocations, errors, cold starts, p50/p99, billed ms (per started ms) and
     /// GB-seconds, by version, alias or minute.
     Usage(commands::UsageArgs),
+    /// Measure fnhost on your own component, in process: `bench cold-start FILE.wasm`.
+    #[command(subcommand)]
+    Bench(commands::BenchCommand),
 }
 
 /// How client commands reach and authenticate to the admin API.

@@ -14,7 +14,11 @@ use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::engine::{Engine, EngineConfig};
 use crate::registry::Registry;
 use crate::routing::Router;
+use crate::scaling::ScalingOptions;
 use crate::server::{self, Host};
+
+/// How often the autoscaler recomputes warm targets and meters provisioned time.
+const SCALING_TICK: Duration = Duration::from_secs(1);
 
 /// The data plane's default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -55,6 +59,15 @@ pub struct ServeArgs {
     /// The largest memory limit a function may configure (the pool's memory slot size).
     #[arg(long, default_value = "4Gi", value_parser = parse_mebibytes, value_name = "SIZE")]
     pub max_memory: u32,
+    /// A version with no requests for this long releases its warm instances (keeping only
+    /// provisioned ones); after twice this its compiled code leaves memory too.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Duration,
+    /// Most instances kept warm across all functions (default: a quarter of
+    /// --pool-instances, or 250 without pooling). Warm instances hold instance slots, so the
+    /// rest stay free for requests that instantiate on demand.
+    #[arg(long, value_name = "N")]
+    pub max_warm: Option<u32>,
     /// Log format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -98,6 +111,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = server::load_or_create_admin_token(&args.data_dir)?;
     let data = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;
+    let max_warm = args.max_warm.unwrap_or(match args.pool_instances {
+        0 => 250,
+        n => n / 4,
+    });
+    if args.pool_instances > 0 && max_warm >= args.pool_instances {
+        anyhow::bail!(
+            "--max-warm {max_warm} leaves no instance slot for requests; keep it below \
+             --pool-instances {}",
+            args.pool_instances
+        );
+    }
     let host = Arc::new(Host::new(
         registry,
         router,
@@ -105,6 +129,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token,
         args.max_upload,
         args.queue_timeout,
+        ScalingOptions {
+            idle_timeout: args.idle_timeout,
+            max_warm,
+            tick: SCALING_TICK,
+        },
     ));
     println!(
         "fnhost {} serving {} function(s) from {}",
@@ -123,7 +152,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
     };
     let flusher = tokio::spawn(host.clone().flush_usage_every(args.usage_flush_interval));
+    let scaler = tokio::spawn(host.scaler.clone().run());
     let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
+    scaler.abort();
     flusher.abort();
     host.flush_usage().await;
     served

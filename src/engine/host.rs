@@ -20,6 +20,12 @@ pub struct HostState {
     table: ResourceTable,
     pub(super) limits: StoreLimits,
     hooks: OutboundPolicy,
+    /// When the current request (or, for a warm instance, its instantiation) must end; the
+    /// epoch callback interrupts the guest past it. Re-armed when a warm instance is taken.
+    pub(super) deadline: std::time::Instant,
+    /// Epoch ticks the guest has run for since the last re-arm, against `budget_ticks`.
+    pub(super) ticks: u64,
+    pub(super) budget_ticks: u64,
     /// Set by the epoch callback when the request used up its CPU budget, so the resulting
     /// interrupt is reported as that rather than as a timeout.
     pub(super) cpu_budget_exhausted: bool,
@@ -45,6 +51,9 @@ impl HostState {
             hooks: OutboundPolicy {
                 allowed: config.allow_outbound.clone(),
             },
+            deadline: std::time::Instant::now(),
+            ticks: 0,
+            budget_ticks: u64::MAX,
             cpu_budget_exhausted: false,
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -78,13 +79,15 @@ impl Drop for FinishGuard {
 }
 
 impl Engine {
-    /// Runs `request` through a new instance of `component`, bounded by `config`'s limits.
-    /// `on_finish` runs when the instance is gone, which for a streamed response is after
-    /// the last body byte.
+    /// Runs `request` through `warm` if given, else through an instance of `component`
+    /// created on the spot (a cold start, reported in [`Finished::instantiation`]), bounded
+    /// by `config`'s limits. `on_finish` runs when the instance is gone, which for a streamed
+    /// response is after the last body byte.
     pub async fn invoke<B>(
         &self,
         component: &Arc<LoadedComponent>,
         config: &FunctionConfig,
+        warm: Option<WarmInstance>,
         request: hyper::Request<B>,
         on_finish: OnFinish,
     ) -> Result<hyper::Response<GuestBody>, InvokeFailure>
@@ -92,13 +95,19 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let output = GuestOutput::default();
+        let (store, proxy, output) = match warm {
+            Some(instance) => (instance.store, Some(instance.proxy), instance.output),
+            None => {
+                let output = GuestOutput::default();
+                (self.new_store(config, &output), None, output)
+            }
+        };
         let guard = FinishGuard {
             output: output.clone(),
             instantiation: None,
             on_finish: Some(on_finish),
         };
-        self.run(component, config, request, &output, guard)
+        self.run(component, config, store, proxy, request, &output, guard)
             .await
             .map_err(|error| InvokeFailure {
                 error,
@@ -106,10 +115,43 @@ impl Engine {
             })
     }
 
+    /// Instantiates `component` ahead of demand, with `config`'s limits, for a warm pool.
+    pub async fn instantiate(
+        &self,
+        component: &Arc<LoadedComponent>,
+        config: &FunctionConfig,
+    ) -> Result<WarmInstance, InvokeError> {
+        let output = GuestOutput::default();
+        let mut store = self.new_store(config, &output);
+        let timeout = Duration::from_millis(config.timeout_ms);
+        arm(&mut store, Instant::now() + timeout);
+        let started = Instant::now();
+        let instantiated =
+            tokio::time::timeout(timeout, component.pre.instantiate_async(&mut store))
+                .await
+                .map_err(|_| InvokeError::Timeout(config.timeout_ms))?;
+        let proxy = instantiated.map_err(|e| {
+            classify(
+                e,
+                &FailureContext::of(config),
+                store.data().cpu_budget_exhausted,
+            )
+        })?;
+        Ok(WarmInstance {
+            store,
+            proxy,
+            output,
+            instantiation: started.elapsed(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn run<B>(
         &self,
         component: &Arc<LoadedComponent>,
         config: &FunctionConfig,
+        mut store: Store<HostState>,
+        proxy: Option<Proxy>,
         request: hyper::Request<B>,
         output: &GuestOutput,
         guard: FinishGuard,
@@ -120,7 +162,7 @@ impl Engine {
     {
         let timeout = Duration::from_millis(config.timeout_ms);
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(config, deadline, output);
+        arm(&mut store, deadline);
         let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
@@ -139,20 +181,22 @@ impl Engine {
             (req, out)
         };
         let pre = component.pre.clone();
-        let limits = FailureContext {
-            timeout,
-            memory_mb: config.memory_mb,
-            cpu_budget_ms: config.cpu_budget_ms,
-        };
+        let limits = FailureContext::of(config);
         // The guest runs in its own task so it can keep writing the body after the head is
         // sent; the deadline bounds the whole of it, body included.
         let task = tokio::spawn(
             async move {
                 let mut guard = guard;
                 let run = async {
-                    let started = Instant::now();
-                    let proxy = pre.instantiate_async(&mut store).await?;
-                    guard.instantiation = Some(started.elapsed());
+                    let proxy = match proxy {
+                        Some(proxy) => proxy,
+                        None => {
+                            let started = Instant::now();
+                            let proxy = pre.instantiate_async(&mut store).await?;
+                            guard.instantiation = Some(started.elapsed());
+                            proxy
+                        }
+                    };
                     proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, req, out)
@@ -194,31 +238,27 @@ impl Engine {
         }
     }
 
-    /// A fresh store with the function's limits. The only place limits and deadlines are set.
-    fn new_store(
-        &self,
-        config: &FunctionConfig,
-        deadline: Instant,
-        output: &GuestOutput,
-    ) -> Store<HostState> {
-        let mut store = Store::new(&self.engine, HostState::new(config, output));
+    /// A fresh store with the function's limits. The only place limits are set; deadlines
+    /// are set by [`arm`].
+    fn new_store(&self, config: &FunctionConfig, output: &GuestOutput) -> Store<HostState> {
+        let mut state = HostState::new(config, output);
+        state.budget_ticks = match config.cpu_budget_ms {
+            0 => u64::MAX,
+            ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // Check at every epoch tick: past the deadline the guest traps; before it, it yields
         // so one busy function cannot monopolise a runtime thread.
         // The callback runs only while wasm executes, once per tick, so counting its calls
         // measures CPU time in ticks: the CPU budget costs nothing extra.
-        store.set_epoch_deadline(1);
-        let budget_ticks = match config.cpu_budget_ms {
-            0 => u64::MAX,
-            ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),
-        };
-        let mut ticks = 0u64;
-        store.epoch_deadline_callback(move |mut store| {
-            ticks += 1;
-            if ticks > budget_ticks {
-                store.data_mut().cpu_budget_exhausted = true;
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            state.ticks += 1;
+            if state.ticks > state.budget_ticks {
+                state.cpu_budget_exhausted = true;
                 Ok(UpdateDeadline::Interrupt)
-            } else if Instant::now() >= deadline {
+            } else if Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -228,11 +268,39 @@ impl Engine {
     }
 }
 
+/// A store instantiated ahead of demand: it serves exactly one request and is then dropped,
+/// so nothing one request leaves in memory is seen by the next.
+pub struct WarmInstance {
+    store: Store<HostState>,
+    proxy: Proxy,
+    output: GuestOutput,
+    /// How long instantiating it took (off the request path).
+    pub instantiation: Duration,
+}
+
+/// Starts a new deadline and CPU budget, for instantiation and again for the request.
+fn arm(store: &mut Store<HostState>, deadline: Instant) {
+    let state = store.data_mut();
+    state.deadline = deadline;
+    state.ticks = 0;
+    store.set_epoch_deadline(1);
+}
+
 /// The limits a failure is judged against.
 struct FailureContext {
     timeout: Duration,
     memory_mb: u32,
     cpu_budget_ms: u64,
+}
+
+impl FailureContext {
+    fn of(config: &FunctionConfig) -> Self {
+        Self {
+            timeout: Duration::from_millis(config.timeout_ms),
+            memory_mb: config.memory_mb,
+            cpu_budget_ms: config.cpu_budget_ms,
+        }
+    }
 }
 
 fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool) -> InvokeError {

@@ -145,6 +145,13 @@ pub struct UsageRow {
     pub billed_ms: u64,
     pub mib_ms: u64,
     pub histogram: LatencyHistogram,
+    /// Provisioned instance time (instances x ms kept warm by provisioned concurrency,
+    /// whether or not they served), billed separately as SCF and Lambda do. Rows that carry
+    /// it have an empty alias.
+    #[serde(default)]
+    pub provisioned_ms: u64,
+    #[serde(default)]
+    pub provisioned_mib_ms: u64,
 }
 
 impl UsageRow {
@@ -160,5 +167,7 @@ impl UsageRow {
         self.billed_ms += other.billed_ms;
         self.mib_ms += other.mib_ms;
         self.histogram.merge(&other.histogram);
+        self.provisioned_ms += other.provisioned_ms;
+        self.provisioned_mib_ms += other.provisioned_mib_ms;
     }
 }

@@ -39,6 +39,8 @@ pub struct HostGauges {
     pub compiled_cache_loads: u64,
     pub compiled_cache_load_failures: u64,
     pub loaded_components: u64,
+    pub warm_pools: Vec<crate::scaling::PoolStatus>,
+    pub scaler: crate::scaling::ScalerStats,
 }
 
 fn latency_histogram() -> Histogram {
@@ -203,6 +205,55 @@ impl Metrics {
             "loaded_components",
             "Components loaded in memory",
             ConstGauge::new(gauges.loaded_components as i64),
+        );
+        let warm = Family::<VersionLabels, Gauge>::default();
+        let target = Family::<VersionLabels, Gauge>::default();
+        let provisioned = Family::<VersionLabels, Gauge>::default();
+        for pool in &gauges.warm_pools {
+            let labels = VersionLabels {
+                function: pool.function.clone(),
+                version: pool.version.to_string(),
+            };
+            warm.get_or_create(&labels).set(i64::from(pool.warm));
+            target.get_or_create(&labels).set(i64::from(pool.target));
+            provisioned
+                .get_or_create(&labels)
+                .set(i64::from(pool.provisioned));
+        }
+        host.register(
+            "warm_instances",
+            "Instances instantiated ahead of demand and waiting for a request, per version",
+            warm,
+        );
+        host.register(
+            "warm_target",
+            "Warm instances the autoscaler keeps for each version now",
+            target,
+        );
+        host.register(
+            "provisioned_instances",
+            "Provisioned concurrency of each version (part of its warm target)",
+            provisioned,
+        );
+        host.register(
+            "prewarmed_instances",
+            "Instances created off the request path for warm pools",
+            ConstCounter::new(gauges.scaler.prewarmed),
+        );
+        host.register(
+            "prewarm_failures",
+            "Pre-instantiations that failed",
+            ConstCounter::new(gauges.scaler.prewarm_failures),
+        );
+        host.register(
+            "warm_discarded",
+            "Warm instances dropped unused (scale-down, idle timeout, or a new deployment)",
+            ConstCounter::new(gauges.scaler.discarded),
+        );
+        host.register(
+            "unloaded_components",
+            "Compiled components unloaded from memory after being idle",
+            ConstCounter::new(gauges.scaler.unloaded),
         );
         let mut text = String::new();
         encode_registry(&mut text, &self.registry).expect("writing to a String");

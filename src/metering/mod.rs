@@ -93,6 +93,30 @@ impl Metering {
         row.histogram.record(record.duration);
     }
 
+    /// `instances` provisioned instances of one version were kept warm for `elapsed`.
+    pub fn provisioned(
+        &self,
+        function: &Arc<str>,
+        version: VersionLabel,
+        instances: u32,
+        memory_mb: u32,
+        elapsed: Duration,
+    ) {
+        if instances == 0 {
+            return;
+        }
+        let key = UsageKey {
+            function: function.clone(),
+            version,
+            alias: None,
+            minute: crate::registry::now_ms().div_euclid(60_000),
+        };
+        let ms = (elapsed.as_micros() as u64 * u64::from(instances) + 500) / 1000;
+        let mut row = self.pending.entry(key).or_default();
+        row.provisioned_ms += ms;
+        row.provisioned_mib_ms += mib_ms(memory_mb, ms);
+    }
+
     /// A request that had to wait for a concurrency slot.
     pub fn queue_waited(&self, function: &str) {
         self.metrics.queue_waited(function);
@@ -180,6 +204,21 @@ mod tests {
         assert_eq!(v1.status, [1, 0, 0, 1]);
         assert_eq!(v1.alias, "prod");
         assert!(metering.take_pending().is_empty());
+    }
+
+    #[test]
+    fn provisioned_time_is_instances_times_elapsed() {
+        let metering = Metering::default();
+        let f: Arc<str> = Arc::from("f");
+        let v = VersionLabel::Number(1);
+        metering.provisioned(&f, v, 3, 256, Duration::from_millis(1000));
+        metering.provisioned(&f, v, 3, 256, Duration::from_micros(500_400));
+        metering.provisioned(&f, v, 0, 256, Duration::from_secs(5));
+        let rows = metering.take_pending();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].provisioned_ms, 3000 + 1501);
+        assert_eq!(rows[0].provisioned_mib_ms, 256 * 4501);
+        assert_eq!((rows[0].invocations, rows[0].billed_ms), (0, 0));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::RegistryError;
 use super::aliases::{AliasRecord, AliasSpec, DefaultPolicy};
 use super::blobs::Digest;
-use super::model::{CodeInfo, FunctionConfig, FunctionInfo, VersionInfo};
+use super::model::{CodeInfo, FunctionConfig, FunctionInfo, ScalingPolicy, VersionInfo};
 use crate::metering::UsageRow;
 
 /// Each entry upgrades the schema by one step. Append only: never edit a shipped migration.
@@ -82,6 +82,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX usage_by_minute ON usage_minutes (minute);
     "#,
+    // 4: provisioned concurrency per function and version (mutable, unlike a version's
+    // config), and the provisioned instance time metered for it.
+    r#"
+    ALTER TABLE functions ADD COLUMN scaling TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE usage_minutes ADD COLUMN provisioned_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_minutes ADD COLUMN provisioned_mib_ms INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub struct Db {
@@ -94,6 +101,7 @@ pub struct FunctionRows {
     pub versions: Vec<VersionInfo>,
     pub default_policy: DefaultPolicy,
     pub aliases: Vec<AliasRecord>,
+    pub scaling: ScalingPolicy,
 }
 
 /// What `publish` did.
@@ -286,6 +294,10 @@ impl Db {
             if deleted == 0 {
                 return Err(RegistryError::UnknownVersion(name.to_string(), number));
             }
+            let mut policy = scaling(tx, name)?;
+            if policy.versions.remove(&label.to_string()).is_some() {
+                store_scaling(tx, name, &policy)?;
+            }
             drop_unreferenced_modules(tx)
         })
     }
@@ -340,6 +352,36 @@ impl Db {
         })
     }
 
+    /// Sets the provisioned concurrency of a function (`version` None) or of one version,
+    /// which must exist. Returns the whole policy.
+    pub fn set_provisioned(
+        &self,
+        function: &str,
+        target: Option<super::VersionLabel>,
+        count: u32,
+    ) -> Result<ScalingPolicy, RegistryError> {
+        self.with_tx(|tx| {
+            let mut policy = scaling(tx, function)?;
+            match target {
+                None => policy.provisioned = count,
+                Some(label) => {
+                    if let super::VersionLabel::Number(n) = label
+                        && version(tx, function, n)?.is_none()
+                    {
+                        return Err(RegistryError::UnknownVersion(function.to_string(), n));
+                    }
+                    if count == 0 {
+                        policy.versions.remove(&label.to_string());
+                    } else {
+                        policy.versions.insert(label.to_string(), count);
+                    }
+                }
+            }
+            store_scaling(tx, function, &policy)?;
+            Ok(policy)
+        })
+    }
+
     /// Changes `$DEFAULT`'s policy (share to `$LATEST`, sticky header).
     pub fn set_default_policy(
         &self,
@@ -371,8 +413,10 @@ impl Db {
                 tx.execute(
                     "INSERT OR REPLACE INTO usage_minutes (function, version, alias, minute,
                         invocations, errors, cold_starts, status_2xx, status_3xx, status_4xx,
-                        status_5xx, duration_us, billed_ms, mib_ms, histogram)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                        status_5xx, duration_us, billed_ms, mib_ms, histogram, provisioned_ms,
+                        provisioned_mib_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             ?16, ?17)",
                     params![
                         merged.function,
                         merged.version,
@@ -389,6 +433,8 @@ impl Db {
                         merged.billed_ms as i64,
                         merged.mib_ms as i64,
                         serde_json::to_string(&merged.histogram).expect("histograms serialize"),
+                        merged.provisioned_ms as i64,
+                        merged.provisioned_mib_ms as i64,
                     ],
                 )?;
             }
@@ -580,7 +626,35 @@ fn function_rows(tx: &Transaction<'_>, name: &str) -> Result<FunctionRows, Regis
         versions: versions(tx, name)?,
         default_policy: default_policy(tx, name)?,
         aliases: aliases(tx, name)?,
+        scaling: scaling(tx, name)?,
     })
+}
+
+fn scaling(tx: &Transaction<'_>, name: &str) -> Result<ScalingPolicy, RegistryError> {
+    let text: String = tx
+        .query_row(
+            "SELECT scaling FROM functions WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+    parse_json(&text, "scaling policy")
+}
+
+fn store_scaling(
+    tx: &Transaction<'_>,
+    name: &str,
+    policy: &ScalingPolicy,
+) -> Result<(), RegistryError> {
+    tx.execute(
+        "UPDATE functions SET scaling = ?2 WHERE name = ?1",
+        params![
+            name,
+            serde_json::to_string(policy).expect("policy serializes")
+        ],
+    )?;
+    Ok(())
 }
 
 fn default_policy(tx: &Transaction<'_>, name: &str) -> Result<DefaultPolicy, RegistryError> {
@@ -636,7 +710,8 @@ fn usage_rows(
 ) -> Result<Vec<UsageRow>, RegistryError> {
     let sql = format!(
         "SELECT function, version, alias, minute, invocations, errors, cold_starts, status_2xx,
-                status_3xx, status_4xx, status_5xx, duration_us, billed_ms, mib_ms, histogram
+                status_3xx, status_4xx, status_5xx, duration_us, billed_ms, mib_ms, histogram,
+                provisioned_ms, provisioned_mib_ms
          FROM usage_minutes {filter} ORDER BY minute, function, version, alias"
     );
     let raw: Vec<(UsageRow, String)> = tx
@@ -657,6 +732,8 @@ fn usage_rows(
                     billed_ms: count(12)?,
                     mib_ms: count(13)?,
                     histogram: Default::default(),
+                    provisioned_ms: count(15)?,
+                    provisioned_mib_ms: count(16)?,
                 },
                 r.get::<_, String>(14)?,
             ))

@@ -24,7 +24,7 @@ pub use db::Published;
 pub use model::{
     CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
-    InvalidConfig, VersionInfo, VersionLabel, normalize_origin,
+    InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 
@@ -114,7 +114,7 @@ impl Registry {
         })
     }
 
-    pub fn modules(&self) -> &ModuleStore {
+    pub fn modules(&self) -> &Arc<ModuleStore> {
         &self.modules
     }
 
@@ -201,6 +201,28 @@ impl Registry {
         })
         .await?;
         Ok(self.refresh_routes(name).await?.info)
+    }
+
+    /// Sets provisioned concurrency for the function (`version` None) or one version.
+    pub async fn set_provisioned(
+        &self,
+        name: &str,
+        version: Option<VersionLabel>,
+        count: u32,
+    ) -> Result<ScalingPolicy, RegistryError> {
+        if count > MAX_PROVISIONED {
+            return Err(InvalidConfig(format!(
+                "provisioned concurrency {count} is above the maximum of {MAX_PROVISIONED}"
+            ))
+            .into());
+        }
+        let _write = self.writes.lock().await;
+        let fname = name.to_string();
+        let policy = self
+            .blocking(move |db| db.set_provisioned(&fname, version, count))
+            .await?;
+        self.refresh_routes(name).await?;
+        Ok(policy)
     }
 
     /// Freezes `$LATEST` as a new version (or returns the newest one if identical). With
@@ -362,12 +384,14 @@ fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
             (v.version, Arc::new(deployment))
         })
         .collect();
-    FunctionRoutes::new(
+    let mut routes = FunctionRoutes::new(
         latest,
         versions,
         &rows.default_policy,
         rows.aliases.iter().map(|a| (a.name.as_str(), &a.spec)),
-    )
+    );
+    routes.scaling = rows.scaling.clone();
+    routes
 }
 
 /// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.

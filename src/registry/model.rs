@@ -24,6 +24,23 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 16 << 20;
 pub const DEFAULT_MAX_RESPONSE_BODY: u64 = 64 << 20;
 pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 
+/// Most warm instances one function or version may have provisioned.
+pub const MAX_PROVISIONED: u32 = 1000;
+
+/// Provisioned concurrency: instances kept warm whatever the traffic, as SCF and Lambda offer.
+/// A scaling setting, not part of the code's behaviour, so it can change on published
+/// versions (unlike [`FunctionConfig`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingPolicy {
+    /// Warm instances for the function's `$DEFAULT` traffic, split over the versions it
+    /// routes to by weight.
+    #[serde(default)]
+    pub provisioned: u32,
+    /// Per-version counts (`latest` or a number) that replace the version's share.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, u32>,
+}
+
 /// Configuration that travels with code into every published version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionConfig {
@@ -242,7 +259,7 @@ pub fn normalize_origin(text: &str) -> Result<String, InvalidConfig> {
 }
 
 /// Which code of a function a request runs: the mutable `$LATEST` or a frozen version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VersionLabel {
     Latest,
     Number(u32),

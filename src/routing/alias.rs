@@ -28,6 +28,11 @@ pub(super) struct CompiledRule {
 }
 
 impl AliasRoutes {
+    /// The deployments weights send traffic to, with their weights in basis points.
+    pub fn weighted_targets(&self) -> &[(Arc<Deployment>, u32)] {
+        &self.targets
+    }
+
     /// Picks the deployment for a request: the first matching rule, else a weighted choice,
     /// sticky by the configured header's value when the request has it, random otherwise.
     pub fn choose(&self, headers: &HeaderMap) -> &Arc<Deployment> {

@@ -17,8 +17,8 @@ use http::{HeaderName, HeaderValue};
 pub use alias::AliasRoutes;
 
 use crate::registry::{
-    AliasSpec, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier, VersionLabel,
-    WeightedRoute,
+    AliasSpec, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier, ScalingPolicy,
+    VersionLabel, WeightedRoute,
 };
 use alias::CompiledRule;
 
@@ -59,6 +59,8 @@ pub struct FunctionRoutes {
     pub versions: BTreeMap<u32, Arc<Deployment>>,
     pub default: Arc<AliasRoutes>,
     pub aliases: HashMap<String, Arc<AliasRoutes>>,
+    /// Provisioned concurrency, read by the scaler (not by the request path).
+    pub scaling: ScalingPolicy,
 }
 
 impl FunctionRoutes {
@@ -123,6 +125,15 @@ impl FunctionRoutes {
             versions,
             default,
             aliases,
+            scaling: ScalingPolicy::default(),
+        }
+    }
+
+    /// The deployment of one version label, if it exists.
+    pub fn deployment(&self, label: VersionLabel) -> Option<&Arc<Deployment>> {
+        match label {
+            VersionLabel::Latest => Some(&self.latest),
+            VersionLabel::Number(n) => self.versions.get(&n),
         }
     }
 }
@@ -186,6 +197,16 @@ impl RoutingTable {
                     qualifier: text.to_string(),
                 }),
         }
+    }
+
+    /// One function's routes.
+    pub fn function(&self, name: &str) -> Option<&Arc<FunctionRoutes>> {
+        self.functions.get(name)
+    }
+
+    /// Every function's routes, in no particular order.
+    pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionRoutes>> {
+        self.functions.values()
     }
 
     pub fn len(&self) -> usize {

@@ -211,11 +211,13 @@ async fn invoke(
         admitted: Instant::now(),
         state: Mutex::new(RecordState::default()),
     });
+    let (warm, lease) = host.scaler.take(deployment);
     let on_finish = {
         let logs = host.logs.clone();
         let record = record.clone();
         let request_id = request_id.to_str().unwrap_or("").to_string();
         Box::new(move |finished: Finished| {
+            drop(lease);
             drop(slot);
             record.finished(finished.instantiation);
             if let Some(text) = finished.output {
@@ -231,7 +233,7 @@ async fn invoke(
     };
     let outcome = host
         .engine
-        .invoke(&component, config, request, on_finish)
+        .invoke(&component, config, warm, request, on_finish)
         .await
         .map_err(|failure| {
             if exceeded.load(Ordering::Acquire) {
@@ -333,7 +335,7 @@ impl PendingRecord {
             status,
             duration,
             memory_mb: self.memory_mb,
-            // Every instance is created on the request path until warm pools exist.
+            // A request served by a warm instance did no instantiation of its own.
             cold_start: instantiation.is_some(),
             instantiation,
             billable: true,
@@ -355,7 +357,7 @@ fn overloaded(rejected: &Rejected) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded",
-        format!("the function is at its concurrency limit: {rejected}"),
+        format!("over capacity: {rejected}"),
     );
     error.retry_after_secs = Some(1);
     error

@@ -31,6 +31,7 @@ use crate::function_logs::FunctionLogs;
 use crate::metering::Metering;
 use crate::registry::Registry;
 use crate::routing::Router;
+use crate::scaling::{Scaler, ScalingOptions};
 
 /// Default size limit of an uploaded module.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
@@ -39,7 +40,8 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 pub struct Host {
     pub registry: Registry,
     pub router: Arc<Router>,
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
+    pub scaler: Arc<Scaler>,
     pub admission: Admission,
     pub logs: Arc<FunctionLogs>,
     pub metering: Arc<Metering>,
@@ -56,14 +58,35 @@ impl Host {
         admin_token: String,
         max_upload_bytes: u64,
         queue_timeout: Duration,
+        scaling: ScalingOptions,
     ) -> Self {
+        let engine = Arc::new(engine);
+        // Requests may use every instance slot that warm pools cannot hold.
+        let status = engine.status();
+        let host_limit = if status.pooling_allocator {
+            status
+                .pool_instances
+                .saturating_sub(scaling.max_warm)
+                .max(1)
+        } else {
+            u32::MAX
+        };
+        let metering = Arc::new(Metering::default());
+        let scaler = Arc::new(Scaler::new(
+            engine.clone(),
+            router.clone(),
+            registry.modules().clone(),
+            metering.clone(),
+            scaling,
+        ));
         Self {
             registry,
             router,
             engine,
-            admission: Admission::new(queue_timeout),
+            scaler,
+            admission: Admission::new(queue_timeout, host_limit),
             logs: Arc::new(FunctionLogs::default()),
-            metering: Arc::new(Metering::default()),
+            metering,
             admin_token,
             max_upload_bytes,
             started: Instant::now(),

@@ -58,8 +58,12 @@ impl TestHost {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut child = serve_command(&data_dir)
-            .args(["--pool-instances", "64"])
+        let mut command = serve_command(&data_dir);
+        if !extra.iter().any(|a| a == "--pool-instances") {
+            // Small pools keep many parallel test hosts' address space reservations modest.
+            command.args(["--pool-instances", "64"]);
+        }
+        let mut child = command
             .args(&extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -144,6 +148,13 @@ impl TestHost {
             .await
             .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.admin(Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

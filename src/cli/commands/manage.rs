@@ -128,22 +128,74 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
         (!args.env.is_empty()).then(|| args.env.iter().cloned().collect())
     };
     let patch = args.limits.patch(env);
-    let answer = if patch.is_empty() {
-        client
-            .call(Method::GET, &format!("/v1/functions/{}", args.name), None)
-            .await?
-    } else {
-        client
-            .call(
-                Method::PATCH,
-                &format!("/v1/functions/{}/config", args.name),
-                Some(serde_json::to_value(&patch)?),
-            )
-            .await?
+    let (name, version) = match args.name.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (args.name.as_str(), None),
     };
-    if print_json(&args.client, &answer)? {
+    if version.is_some() && (!patch.is_empty() || args.provisioned.is_none()) {
+        anyhow::bail!(
+            "{} names a version: only --provisioned can be set on one. A published version's \
+             config is frozen; change $LATEST with `fnhost config {name} ...` and publish",
+            args.name
+        );
+    }
+    let scaling = match args.provisioned {
+        Some(count) => Some(
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/v1/functions/{name}/scaling"),
+                    Some(serde_json::json!({ "provisioned": count, "version": version })),
+                )
+                .await?,
+        ),
+        None => None,
+    };
+    let answer = if !patch.is_empty() {
+        Some(
+            client
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/functions/{name}/config"),
+                    Some(serde_json::to_value(&patch)?),
+                )
+                .await?,
+        )
+    } else if version.is_none() {
+        Some(
+            client
+                .call(Method::GET, &format!("/v1/functions/{name}"), None)
+                .await?,
+        )
+    } else {
+        None
+    };
+    let scaling = match scaling {
+        Some(scaling) => scaling,
+        None => {
+            client
+                .call(Method::GET, &format!("/v1/functions/{name}/scaling"), None)
+                .await?
+        }
+    };
+    let shown = match answer {
+        Some(Value::Object(mut config)) => {
+            config.insert("scaling".into(), scaling.clone());
+            Value::Object(config)
+        }
+        _ => scaling.clone(),
+    };
+    if print_json(&args.client, &shown)? {
         return Ok(());
     }
+    if shown.get("latest").is_some() {
+        print_latest_config(&shown);
+    }
+    print_scaling(&scaling);
+    Ok(())
+}
+
+fn print_latest_config(answer: &Value) {
     let latest = &answer["latest"];
     println!("function {} ($LATEST)", text(&answer["name"]));
     println!("  digest:  {}", text(&latest["digest"]));
@@ -180,7 +232,50 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
         }
         _ => println!("  env:     (none)"),
     }
-    Ok(())
+}
+
+fn print_scaling(scaling: &Value) {
+    let policy = &scaling["policy"];
+    let mut provisioned = format!("{} for $DEFAULT", policy["provisioned"]);
+    if let Some(versions) = policy["versions"].as_object() {
+        for (version, count) in versions {
+            provisioned.push_str(&format!(", {count} on version {version}"));
+        }
+    }
+    println!("  provisioned: {provisioned}");
+    let rows: Vec<Vec<String>> = list(&scaling["pools"])
+        .iter()
+        .map(|pool| {
+            vec![
+                text(&pool["version"]),
+                text(&pool["warm"]),
+                text(&pool["target"]),
+                text(&pool["provisioned"]),
+                text(&pool["in_flight"]),
+                format!("{:.1}s", pool["idle_ms"].as_f64().unwrap_or(0.0) / 1000.0),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("  warm pools: none (no recent traffic, nothing provisioned)");
+    } else {
+        println!("  warm pools:");
+        for line in table::render(
+            &[
+                "VERSION",
+                "WARM",
+                "TARGET",
+                "PROVISIONED",
+                "IN FLIGHT",
+                "IDLE",
+            ],
+            &rows,
+        )
+        .lines()
+        {
+            println!("    {line}");
+        }
+    }
 }
 
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {

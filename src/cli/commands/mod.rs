@@ -1,5 +1,7 @@
-//! The client commands, each a thin wrapper over one or two admin API calls.
+//! The client commands, each a thin wrapper over one or two admin API calls (and `bench`,
+//! which measures a component in process).
 
+mod bench;
 mod deploy;
 mod invoke;
 mod logs;
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
@@ -97,8 +100,14 @@ impl LimitArgs {
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The function to show or change.
+    /// The function to show or change. NAME@VERSION (a number or `latest`) with
+    /// --provisioned sets that version's provisioned concurrency only.
     pub name: String,
+    /// Instances kept warm at all times, like SCF/Lambda provisioned concurrency. For NAME,
+    /// split over the versions $DEFAULT routes to by weight; for NAME@VERSION, that version's
+    /// own count (0 removes it). Provisioned instance time is metered.
+    #[arg(long, value_name = "N")]
+    pub provisioned: Option<u32>,
     /// Set the environment to exactly these variables (repeat for several); the host's own
     /// environment is never visible to functions.
     #[arg(long, value_parser = parse_key_value, value_name = "KEY=VALUE")]
@@ -140,6 +149,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Alias(command) => traffic::alias(command).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Usage(args) => usage::run(args).await,
+        Command::Bench(command) => bench::run(command).await,
     }
 }
 

@@ -71,6 +71,10 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
                 millis(&row["p99_ms"]),
                 text(&row["billed_ms"]),
                 format!("{:.6}", row["gb_seconds"].as_f64().unwrap_or(0.0)),
+                format!(
+                    "{:.6}",
+                    row["provisioned_gb_seconds"].as_f64().unwrap_or(0.0)
+                ),
             ]
         })
         .collect();
@@ -84,6 +88,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
         "P99",
         "BILLED MS",
         "GB-S",
+        "PROVISIONED GB-S",
     ];
     if matches!(args.by, GroupBy::Function) {
         headers.remove(1);

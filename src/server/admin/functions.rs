@@ -51,6 +51,7 @@ pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError>
     host.logs.remove(name);
     host.metering.forget(name);
     host.admission.forget(name);
+    host.scaler.forget(name);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": name } }),

@@ -5,6 +5,7 @@
 mod aliases;
 mod functions;
 mod logs;
+mod scaling;
 mod upload;
 mod usage;
 
@@ -39,6 +40,8 @@ enum AdminRoute<'a> {
     Promote(&'a str),
     Logs(&'a str),
     Health(&'a str),
+    GetScaling(&'a str),
+    SetScaling(&'a str),
     Usage,
     Metrics,
 }
@@ -107,6 +110,11 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "functions", name, "health"] => match *method {
                 Method::GET => Some(Self::Health(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "scaling"] => match *method {
+                Method::GET => Some(Self::GetScaling(name)),
+                Method::PUT => Some(Self::SetScaling(name)),
                 _ => None,
             },
             ["v1", "functions", name, "logs"] => match *method {
@@ -190,6 +198,8 @@ async fn dispatch(
         AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
         AdminRoute::Logs(name) => logs::read(host, name, &request).await,
         AdminRoute::Health(name) => usage::health(host, name, &request).await,
+        AdminRoute::GetScaling(name) => scaling::get(host, name).await,
+        AdminRoute::SetScaling(name) => scaling::set(host, name, request).await,
         AdminRoute::Usage => usage::usage(host, &request).await,
         AdminRoute::Metrics => Ok(usage::metrics(host)),
     }
@@ -222,6 +232,16 @@ struct Status {
     functions: usize,
     limits: Limits,
     engine: crate::engine::EngineStatus,
+    scaling: ScalingStatus,
+}
+
+#[derive(Serialize)]
+struct ScalingStatus {
+    warm_instances: u32,
+    max_warm: u32,
+    idle_timeout_ms: u64,
+    #[serde(flatten)]
+    stats: crate::scaling::ScalerStats,
 }
 
 /// Limits clients should check before sending (the CLI does, before a large upload).
@@ -241,6 +261,12 @@ fn status(host: &Host) -> Response<Body> {
                 max_upload_bytes: host.max_upload_bytes,
             },
             engine: host.engine.status(),
+            scaling: ScalingStatus {
+                warm_instances: host.scaler.warm_total(),
+                max_warm: host.scaler.options().max_warm,
+                idle_timeout_ms: host.scaler.options().idle_timeout.as_millis() as u64,
+                stats: host.scaler.stats(),
+            },
         },
     )
 }

@@ -42,6 +42,9 @@ struct UsageLine {
     p99_ms: Option<f64>,
     billed_ms: u64,
     gb_seconds: f64,
+    /// Provisioned instance time, billed apart from invocations.
+    provisioned_ms: u64,
+    provisioned_gb_seconds: f64,
 }
 
 #[derive(Serialize)]
@@ -127,6 +130,8 @@ pub async fn usage(host: &Host, request: &Request<Incoming>) -> Result<Response<
                 p99_ms: ms(0.99),
                 billed_ms: row.billed_ms,
                 gb_seconds: gb_seconds(row.mib_ms),
+                provisioned_ms: row.provisioned_ms,
+                provisioned_gb_seconds: gb_seconds(row.provisioned_mib_ms),
             }
         })
         .collect();
@@ -156,6 +161,8 @@ pub fn metrics(host: &Host) -> Response<Body> {
         compiled_cache_loads: engine.compiled_cache_loads,
         compiled_cache_load_failures: engine.compiled_cache_load_failures,
         loaded_components: engine.loaded_components as u64,
+        warm_pools: host.scaler.status(),
+        scaler: host.scaler.stats(),
     };
     let mut response = Response::new(full(host.metering.encode_metrics(&gauges)));
     response.headers_mut().insert(

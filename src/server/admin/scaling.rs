@@ -1,0 +1,85 @@
+//! Warm capacity of one function: `GET /v1/functions/NAME/scaling` shows its provisioned
+//! concurrency and each version's warm pool; `PUT` sets provisioned concurrency for the
+//! function (`$DEFAULT`'s versions, split by weight) or for one version.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+
+use super::functions::read_json;
+use crate::registry::{ScalingPolicy, VersionLabel};
+use crate::scaling::PoolStatus;
+use crate::server::Host;
+use crate::server::body::{Body, json};
+use crate::server::error::ApiError;
+
+#[derive(Serialize)]
+struct ScalingView {
+    function: String,
+    policy: ScalingPolicy,
+    /// One entry per version with a warm pool (recently used or provisioned).
+    pools: Vec<PoolStatus>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetProvisioned {
+    provisioned: Option<u32>,
+    /// `latest` or a version number; absent for the whole function.
+    #[serde(default)]
+    version: Option<String>,
+}
+
+pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+    let policy = match host.router.snapshot().function(name) {
+        Some(routes) => routes.scaling.clone(),
+        None => {
+            host.ensure_function(name)?;
+            ScalingPolicy::default()
+        }
+    };
+    Ok(view(host, name, policy))
+}
+
+pub async fn set(
+    host: &Host,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let change: SetProvisioned = read_json(request).await?;
+    let count = change.provisioned.ok_or_else(|| {
+        ApiError::bad_request(r#"send {"provisioned": N} (and "version" to set one version)"#)
+    })?;
+    let version = change
+        .version
+        .as_deref()
+        .map(|text| {
+            VersionLabel::parse(text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "version {text:?} is not `latest` or a version number"
+                ))
+            })
+        })
+        .transpose()?;
+    let policy = host.registry.set_provisioned(name, version, count).await?;
+    // Apply now rather than at the next tick, so provisioned instances start warming at once.
+    host.scaler.tick(std::time::Duration::ZERO);
+    Ok(view(host, name, policy))
+}
+
+fn view(host: &Host, name: &str, policy: ScalingPolicy) -> Response<Body> {
+    let pools = host
+        .scaler
+        .status()
+        .into_iter()
+        .filter(|pool| pool.function == name)
+        .collect();
+    json(
+        StatusCode::OK,
+        &ScalingView {
+            function: name.to_string(),
+            policy,
+            pools,
+        },
+    )
+}
