@@ -53,7 +53,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub usage_flush_interval: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
-    /// reserves about 4 GiB of virtual address space, not memory.
+    /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
+    /// not memory; the amount is printed at start.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub pool_instances: u32,
     /// The largest memory limit a function may configure (the pool's memory slot size).
@@ -141,6 +142,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host.router.snapshot().len(),
         args.data_dir.display()
     );
+    let engine_status = host.engine.status();
+    if engine_status.pooling_allocator {
+        println!(
+            "  instance pool: {} slots, about {:.1} TiB of address space reserved (not memory)",
+            engine_status.pool_instances,
+            engine_status.reserved_address_space_bytes as f64 / (1u64 << 40) as f64
+        );
+    } else {
+        println!("  instance pool: off (instances allocated on demand)");
+    }
     println!("  data plane:  http://{}", data.local_addr()?);
     println!(
         "  admin plane: http://{}  (token in {})",

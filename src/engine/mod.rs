@@ -104,6 +104,9 @@ struct EngineStats {
 pub struct EngineStatus {
     pub pooling_allocator: bool,
     pub pool_instances: u32,
+    /// Virtual address space the pool reserves up front (not memory: pages are committed
+    /// only as instances touch them).
+    pub reserved_address_space_bytes: u64,
     pub compiles: u64,
     pub compile_ms_total: u64,
     pub compiled_cache_loads: u64,
@@ -261,6 +264,11 @@ impl Engine {
             } else {
                 0
             },
+            reserved_address_space_bytes: if self.pooling {
+                reserved_address_space(&self.config)
+            } else {
+                0
+            },
             compiles: self.stats.compiles.load(Ordering::Relaxed),
             compile_ms_total: self.stats.compile_ms.load(Ordering::Relaxed),
             compiled_cache_loads: self.stats.cache_loads.load(Ordering::Relaxed),
@@ -383,15 +391,30 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool
     Ok((wasmtime::Engine::new(&wasm)?, false))
 }
 
-/// Pool sizing. Each memory slot reserves 4 GiB of address space plus guard pages (not
-/// memory): 1,000 slots reserve about 4 TiB of the 128 TiB a 64-bit process has.
+/// Linear-memory slots per instance slot: a component may have a memory per core module.
+const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Wasmtime's default guard region after each memory slot.
+const MEMORY_GUARD_BYTES: u64 = 32 << 20;
+/// Wasmtime's default reservation per 64-bit linear memory; a slot is at least this big.
+const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
+
+/// Address space the pool reserves: every memory slot is max(reservation, max memory) plus
+/// its guard. 1,000 instance slots (2,000 memories) reserve about 8 TiB of the 128 TiB a
+/// 64-bit process may map; none of it is memory until touched.
+pub fn reserved_address_space(config: &EngineConfig) -> u64 {
+    let slot =
+        MEMORY_RESERVATION_BYTES.max(u64::from(config.max_memory_mb) << 20) + MEMORY_GUARD_BYTES;
+    u64::from(config.pool_instances) * u64::from(MEMORIES_PER_INSTANCE) * slot
+}
+
+/// Pool sizing: see [`reserved_address_space`] for what it costs.
 fn pooling_config(config: &EngineConfig) -> PoolingAllocationConfig {
     let n = config.pool_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
         // A Rust or JS component instantiates several core modules (main + adapter shims).
         .total_core_instances(n.saturating_mul(8))
-        .total_memories(n.saturating_mul(2))
+        .total_memories(n.saturating_mul(MEMORIES_PER_INSTANCE))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
         .max_memory_size((config.max_memory_mb as usize) << 20)
