@@ -14,6 +14,7 @@
 //! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
 //! - [`scaling`]: per-version pools of pre-instantiated instances, provisioned concurrency,
 //!   and the autoscaler that sizes them and scales idle versions to zero.
+//! - [`rollout`]: automatic, health-gated rollouts that move an alias step by step.
 //! - [`cold_start`]: timing each cold-start path in process (`fnhost bench cold-start`).
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod function_logs;
 pub mod metering;
 pub mod registry;
+pub mod rollout;
 pub mod routing;
 pub mod scaling;
 pub mod server;

@@ -67,6 +67,9 @@ pub enum Command {
     Rollback(commands::NameArgs),
     /// Publish $LATEST as a new version and send all $DEFAULT traffic to it, in one step.
     Promote(commands::PromoteArgs),
+    /// Roll a version out automatically, step by step, gated on its error rate and p99;
+    /// `rollout status|pause|resume|abort NAME` to follow and steer it.
+    Rollout(commands::RolloutArgs),
     /// Manage custom aliases that split traffic between versions by weight or rule.
     #[command(subcommand)]
     Alias(commands::AliasCommand),

@@ -162,9 +162,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grace: args.shutdown_grace,
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
     };
+    host.rollouts
+        .load()
+        .await
+        .context("loading rollouts from the registry")?;
     let flusher = tokio::spawn(host.clone().flush_usage_every(args.usage_flush_interval));
     let scaler = tokio::spawn(host.scaler.clone().run());
+    let rollouts = tokio::spawn(host.rollouts.clone().run());
     let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
+    rollouts.abort();
     scaler.abort();
     flusher.abort();
     host.flush_usage().await;

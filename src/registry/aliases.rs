@@ -64,6 +64,55 @@ pub struct DefaultPolicy {
     pub sticky_header: Option<String>,
 }
 
+/// Who changed where traffic goes, and why; recorded with every alias change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Why {
+    /// `admin` (an API call) or `rollout` (the automatic rollout).
+    pub actor: &'static str,
+    pub reason: String,
+}
+
+impl Why {
+    pub fn admin(reason: impl Into<String>) -> Self {
+        Self {
+            actor: "admin",
+            reason: reason.into(),
+        }
+    }
+
+    pub fn rollout(reason: impl Into<String>) -> Self {
+        Self {
+            actor: "rollout",
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A change of where traffic goes, made by an automatic rollout together with its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrafficChange {
+    /// `$DEFAULT`'s share to `$LATEST`, in basis points.
+    LatestShare(u32),
+    /// A custom alias's new spec.
+    Alias { alias: String, spec: AliasSpec },
+    /// Publish `$LATEST` and give it all of `$DEFAULT`'s traffic.
+    Promote,
+}
+
+/// One recorded alias change. `before` / `after` are the alias's routes (`null` when it was
+/// created or deleted).
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub function: String,
+    pub alias: String,
+    pub at_ms: i64,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub actor: String,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid alias: {0}")]
 pub struct InvalidAlias(pub String);

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use aliases::{
-    AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, HeaderMatch, InvalidAlias, RouteRule,
-    WeightedRoute, check_alias_name,
+    AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, HeaderMatch, HistoryEntry, InvalidAlias,
+    RouteRule, TrafficChange, WeightedRoute, Why, check_alias_name,
 };
 pub use blobs::{Digest, ModuleStore};
 pub use db::Published;
@@ -166,6 +166,7 @@ impl Registry {
         wasm: Bytes,
         patch: ConfigPatch,
         latest_bp: Option<u32>,
+        why: Why,
     ) -> Result<FunctionInfo, RegistryError> {
         let _write = self.writes.lock().await;
         let modules = self.modules.clone();
@@ -182,6 +183,7 @@ impl Registry {
                 |current| Ok(patch.apply(current.unwrap_or(&FunctionConfig::default()))?),
                 latest_bp,
                 now_ms(),
+                &why,
             )
         })
         .await?;
@@ -232,11 +234,12 @@ impl Registry {
         name: &str,
         description: String,
         promote: bool,
+        why: Why,
     ) -> Result<Published, RegistryError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let published = self
-            .blocking(move |db| db.publish(&fname, &description, promote, now_ms()))
+            .blocking(move |db| db.publish(&fname, &description, promote, now_ms(), &why))
             .await?;
         self.refresh_routes(name).await?;
         Ok(published)
@@ -248,12 +251,13 @@ impl Registry {
         function: &str,
         alias: &str,
         mut spec: AliasSpec,
+        why: Why,
     ) -> Result<FunctionDetails, RegistryError> {
         check_alias_name(alias)?;
         spec.validate()?;
         self.write(function, {
             let (function, alias) = (function.to_string(), alias.to_string());
-            move |db| db.set_alias(&function, &alias, &spec, now_ms())
+            move |db| db.set_alias(&function, &alias, &spec, now_ms(), &why)
         })
         .await
     }
@@ -262,10 +266,11 @@ impl Registry {
         &self,
         function: &str,
         alias: &str,
+        why: Why,
     ) -> Result<FunctionDetails, RegistryError> {
         self.write(function, {
             let (function, alias) = (function.to_string(), alias.to_string());
-            move |db| db.delete_alias(&function, &alias)
+            move |db| db.delete_alias(&function, &alias, &why)
         })
         .await
     }
@@ -276,21 +281,60 @@ impl Registry {
         function: &str,
         latest_bp: Option<u32>,
         sticky_header: Option<Option<String>>,
+        why: Why,
     ) -> Result<FunctionDetails, RegistryError> {
         self.write(function, {
             let function = function.to_string();
             move |db| {
-                db.set_default_policy(&function, |policy| {
-                    if let Some(bp) = latest_bp {
-                        policy.latest_bp = bp;
-                    }
-                    if let Some(header) = sticky_header {
-                        policy.sticky_header = header;
-                    }
-                })
+                db.set_default_policy(
+                    &function,
+                    |policy| {
+                        if let Some(bp) = latest_bp {
+                            policy.latest_bp = bp;
+                        }
+                        if let Some(header) = sticky_header {
+                            policy.sticky_header = header;
+                        }
+                    },
+                    &why,
+                )
             }
         })
         .await
+    }
+
+    /// Stores a rollout's state (JSON, opaque here) and applies its traffic change in one
+    /// commit, then refreshes routes.
+    pub async fn save_rollout(
+        &self,
+        function: &str,
+        state: String,
+        change: Option<TrafficChange>,
+        why: Why,
+    ) -> Result<(), RegistryError> {
+        let _write = self.writes.lock().await;
+        let fname = function.to_string();
+        self.blocking(move |db| db.save_rollout(&fname, &state, change.as_ref(), &why, now_ms()))
+            .await?;
+        self.refresh_routes(function).await?;
+        Ok(())
+    }
+
+    /// Every stored rollout as (function, state JSON).
+    pub async fn rollouts(&self) -> Result<Vec<(String, String)>, RegistryError> {
+        self.blocking(|db| db.rollouts()).await
+    }
+
+    /// The newest `limit` alias changes of `function` (or one alias), newest first.
+    pub async fn alias_history(
+        &self,
+        function: &str,
+        alias: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, RegistryError> {
+        let function = function.to_string();
+        self.blocking(move |db| db.alias_history(&function, alias.as_deref(), limit))
+            .await
     }
 
     /// Runs one write under the write lock, then refreshes the function's routes.
@@ -307,10 +351,16 @@ impl Registry {
 
     /// Deletes a function and its versions; returns the digests of modules nothing uses now,
     /// so the caller can drop their compiled code too.
-    pub async fn delete_function(&self, name: &str) -> Result<Vec<Digest>, RegistryError> {
+    pub async fn delete_function(
+        &self,
+        name: &str,
+        why: Why,
+    ) -> Result<Vec<Digest>, RegistryError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
-        let unused = self.blocking(move |db| db.delete_function(&fname)).await?;
+        let unused = self
+            .blocking(move |db| db.delete_function(&fname, &why))
+            .await?;
         self.router.replace_function(name, None);
         self.remove_modules(unused).await
     }
@@ -320,11 +370,12 @@ impl Registry {
         &self,
         name: &str,
         number: u32,
+        why: Why,
     ) -> Result<Vec<Digest>, RegistryError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let unused = self
-            .blocking(move |db| db.delete_version(&fname, number))
+            .blocking(move |db| db.delete_version(&fname, number, &why))
             .await?;
         self.refresh_routes(name).await?;
         self.remove_modules(unused).await

@@ -225,12 +225,14 @@ impl Scaler {
             if idle {
                 window.clear();
             }
+            let boost = pool.boost_at(now);
             let target = warm_target(
                 window.peak(),
                 idle,
                 floor,
                 deployment.config.max_concurrency,
-            );
+            )
+            .max(boost.min(deployment.config.max_concurrency));
             pool.target.store(target, Ordering::Release);
             self.discard(pool.trim(target));
             let dormant = idle_for >= idle_ms.saturating_mul(2);
@@ -264,6 +266,48 @@ impl Scaler {
                 tracing::debug!(%digest, "unloaded idle compiled code");
             }
         }
+    }
+
+    /// The most requests of `function`'s `labels` that ran at once recently (the scaler's
+    /// demand window, plus what runs now): what a share of traffic is a share of.
+    pub fn recent_concurrency(&self, function: &str, labels: &[VersionLabel]) -> u32 {
+        let demand = self.demand.lock().unwrap_or_else(|p| p.into_inner());
+        labels
+            .iter()
+            .map(|label| {
+                let key = PoolKey {
+                    function: Arc::from(function),
+                    label: *label,
+                };
+                let peak = demand.get(&key).map_or(0, Demand::peak);
+                let active = self.pools.get(&key).map_or(0, |p| p.active());
+                peak.max(active)
+            })
+            .sum()
+    }
+
+    /// Grows `deployment`'s pool to at least `warm` instances now and keeps that floor for
+    /// `hold`, so a traffic shift to it finds instances ready (warm-before-shift).
+    pub fn boost(self: &Arc<Self>, deployment: &Arc<Deployment>, warm: u32, hold: Duration) {
+        let now = self.now_ms();
+        let pool = self.pool_for(deployment, now);
+        let warm = warm.min(deployment.config.max_concurrency);
+        pool.boost.store(warm, Ordering::Release);
+        pool.boost_until_ms
+            .store(now + hold.as_millis() as u64, Ordering::Release);
+        pool.target.fetch_max(warm, Ordering::AcqRel);
+        // A boost counts as use: the pool must not be forgotten as idle while it waits.
+        pool.touch(now);
+        self.maybe_refill(&pool, now);
+    }
+
+    /// Warm instances of one version now.
+    pub fn warm_of(&self, function: &str, label: VersionLabel) -> u32 {
+        let key = PoolKey {
+            function: Arc::from(function),
+            label,
+        };
+        self.pools.get(&key).map_or(0, |p| p.warm())
     }
 
     /// Every pool's state, sorted by function and version.

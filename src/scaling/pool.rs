@@ -27,6 +27,9 @@ pub struct VersionPool {
     pub(super) floor: AtomicU32,
     /// Set while a refill task runs for this pool (one at a time).
     pub(super) refilling: AtomicBool,
+    /// A temporary floor (warm-before-shift): kept until `boost_until_ms` on the scaler's clock.
+    pub(super) boost: AtomicU32,
+    pub(super) boost_until_ms: AtomicU64,
     /// After a failed instantiation, refills wait until then (scaler clock, ms) rather than
     /// retrying on every request.
     pub(super) refill_paused_until_ms: AtomicU64,
@@ -62,6 +65,8 @@ impl VersionPool {
             target: AtomicU32::new(0),
             floor: AtomicU32::new(0),
             refilling: AtomicBool::new(false),
+            boost: AtomicU32::new(0),
+            boost_until_ms: AtomicU64::new(0),
             refill_paused_until_ms: AtomicU64::new(0),
         }
     }
@@ -82,6 +87,11 @@ impl VersionPool {
         let instance = inner.instances.pop();
         self.count(&inner);
         (instance, stale)
+    }
+
+    /// Marks the pool as used now without a request (a boost).
+    pub fn touch(&self, now_ms: u64) {
+        self.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
 
     /// A request of this version finished.
@@ -125,6 +135,15 @@ impl VersionPool {
         let removed: Vec<_> = inner.instances.drain(..excess).collect();
         self.count(&inner);
         removed
+    }
+
+    /// The boost in force at `now_ms`, if any.
+    pub fn boost_at(&self, now_ms: u64) -> u32 {
+        if now_ms < self.boost_until_ms.load(Ordering::Acquire) {
+            self.boost.load(Ordering::Acquire)
+        } else {
+            0
+        }
     }
 
     pub fn warm(&self) -> u32 {

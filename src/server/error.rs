@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::body::{Body, json};
 use crate::engine::{InvokeError, PrepareError};
 use crate::registry::{InvalidConfig, InvalidName, RegistryError};
+use crate::rollout::RolloutError;
 use crate::routing::RouteError;
 
 /// An error answer: status, a stable machine-readable code, and a message for humans that
@@ -172,6 +173,19 @@ impl From<PrepareError> for ApiError {
                 tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
                 error
             }
+        }
+    }
+}
+
+impl From<RolloutError> for ApiError {
+    fn from(e: RolloutError) -> Self {
+        match e {
+            RolloutError::NotFound(text) => Self::new(StatusCode::NOT_FOUND, "not_found", text),
+            RolloutError::Conflict(text) => {
+                Self::new(StatusCode::CONFLICT, "rollout_conflict", text)
+            }
+            RolloutError::Invalid(text) => Self::bad_request(text),
+            RolloutError::Registry(e) => e.into(),
         }
     }
 }

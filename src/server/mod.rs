@@ -30,6 +30,7 @@ use crate::engine::Engine;
 use crate::function_logs::FunctionLogs;
 use crate::metering::Metering;
 use crate::registry::Registry;
+use crate::rollout::Rollouts;
 use crate::routing::Router;
 use crate::scaling::{Scaler, ScalingOptions};
 
@@ -38,10 +39,11 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 
 /// Everything a request handler needs, shared by both planes.
 pub struct Host {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub router: Arc<Router>,
     pub engine: Arc<Engine>,
     pub scaler: Arc<Scaler>,
+    pub rollouts: Arc<Rollouts>,
     pub admission: Admission,
     pub logs: Arc<FunctionLogs>,
     pub metering: Arc<Metering>,
@@ -79,11 +81,19 @@ impl Host {
             metering.clone(),
             scaling,
         ));
+        let registry = Arc::new(registry);
+        let rollouts = Arc::new(Rollouts::new(
+            registry.clone(),
+            router.clone(),
+            metering.clone(),
+            scaler.clone(),
+        ));
         Self {
             registry,
             router,
             engine,
             scaler,
+            rollouts,
             admission: Admission::new(queue_timeout, host_limit),
             logs: Arc::new(FunctionLogs::default()),
             metering,

@@ -9,6 +9,8 @@
 //! - `/outbound?url=U`: makes an outbound HTTP GET; answers the status or the error
 //! - `/flood?kib=N`: prints N KiB to stdout and stderr, then answers
 //! - `/echo-size`: reads the whole request body and answers its length
+//! - any other path: answers 200, or, driven by config (for rollout tests), waits
+//!   `DELAY_MS` first and answers 500 for `FAIL_PERCENT` percent of requests (at random)
 
 use std::io::Write;
 
@@ -56,7 +58,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 format!("flooded {kib} KiB")
             }
             "/echo-size" => format!("{} bytes", body_len(request)),
-            _ => "paths: /loop /hog /recurse /sleep /probe /outbound /flood /echo-size".into(),
+            _ => {
+                let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+                if let Some(ms) = env("DELAY_MS") {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                let fail = env("FAIL_PERCENT").unwrap_or(0);
+                if wasip2::random::random::get_random_u64() % 100 < fail {
+                    respond(out, 500, "failing on purpose (FAIL_PERCENT)");
+                    return;
+                }
+                "paths: /loop /hog /recurse /sleep /probe /outbound /flood /echo-size".into()
+            }
         };
         respond(out, 200, &answer);
     }

@@ -3,9 +3,11 @@
 
 mod bench;
 mod deploy;
+mod history;
 mod invoke;
 mod logs;
 mod manage;
+mod rollout;
 mod traffic;
 mod usage;
 
@@ -17,6 +19,7 @@ pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
+pub use rollout::RolloutArgs;
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
 pub use usage::UsageArgs;
 
@@ -150,6 +153,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(args).await,
         Command::Usage(args) => usage::run(args).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::Rollout(args) => rollout::run(args).await,
     }
 }
 

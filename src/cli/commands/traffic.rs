@@ -50,6 +50,9 @@ pub enum AliasCommand {
     List(super::NameArgs),
     /// Delete an alias.
     Delete(AliasNameArgs),
+    /// Show every change to where a function's traffic goes (manual and automatic): when,
+    /// from what, to what, by whom and why.
+    History(super::history::HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +145,7 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
 
 pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
     match command {
+        AliasCommand::History(args) => super::history::run(args).await?,
         AliasCommand::Set(args) => {
             let routes: Vec<Value> = args
                 .routes

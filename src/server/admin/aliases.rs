@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::functions::read_json;
 use crate::registry::{
     AliasRecord, AliasSpec, DEFAULT_ALIAS, FunctionDetails, HeaderMatch, RouteRule, VersionInfo,
-    VersionLabel, WeightedRoute,
+    VersionLabel, WeightedRoute, Why,
 };
-use crate::routing::split::parse_percent;
+use crate::routing::split::{format_percent, parse_percent};
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -189,13 +189,15 @@ pub async fn set(
         sticky_header: body.sticky_header,
         rules,
     };
-    let details = host.registry.set_alias(function, alias, spec).await?;
+    let why = Why::admin(format!("alias {alias} set through the admin API"));
+    let details = host.registry.set_alias(function, alias, spec, why).await?;
     tracing::info!(function, alias, "alias updated");
     Ok(json(StatusCode::OK, &one_alias(&details, alias)?))
 }
 
 pub async fn delete(host: &Host, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
-    host.registry.delete_alias(function, alias).await?;
+    let why = Why::admin(format!("alias {alias} deleted through the admin API"));
+    host.registry.delete_alias(function, alias, why).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": function, "alias": alias } }),
@@ -236,7 +238,15 @@ pub async fn set_traffic(
         .transpose()?;
     let details = host
         .registry
-        .set_default_policy(function, latest_bp, body.sticky_header)
+        .set_default_policy(
+            function,
+            latest_bp,
+            body.sticky_header,
+            Why::admin(match latest_bp {
+                Some(bp) => format!("traffic: $LATEST at {}%", format_percent(bp)),
+                None => "traffic: sticky header changed".to_string(),
+            }),
+        )
         .await?;
     tracing::info!(function, latest_bp, "$DEFAULT traffic updated");
     Ok(json(StatusCode::OK, &one_alias(&details, DEFAULT_ALIAS)?))
@@ -265,7 +275,12 @@ pub async fn promote(
     let body: PromoteRequest = read_json(request).await?;
     let published = host
         .registry
-        .publish(function, body.description, true)
+        .publish(
+            function,
+            body.description,
+            true,
+            Why::admin("promote: publish $LATEST and send it all traffic"),
+        )
         .await?;
     let details = host.registry.function(function).await?;
     tracing::info!(

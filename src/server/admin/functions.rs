@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo};
+use crate::registry::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo, Why};
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -46,7 +46,10 @@ pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
 }
 
 pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
-    let unused = host.registry.delete_function(name).await?;
+    let unused = host
+        .registry
+        .delete_function(name, Why::admin("function deleted"))
+        .await?;
     unused.iter().for_each(|digest| host.engine.forget(digest));
     host.logs.remove(name);
     host.metering.forget(name);
@@ -121,7 +124,15 @@ pub async fn publish(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: PublishRequest = read_json(request).await?;
-    let published = host.registry.publish(name, body.description, false).await?;
+    let published = host
+        .registry
+        .publish(
+            name,
+            body.description,
+            false,
+            Why::admin("published $LATEST"),
+        )
+        .await?;
     let status = if published.created {
         StatusCode::CREATED
     } else {
@@ -142,7 +153,14 @@ pub async fn delete_version(
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     let number = parse_version(name, number)?;
-    let unused = host.registry.delete_version(name, number).await?;
+    let unused = host
+        .registry
+        .delete_version(
+            name,
+            number,
+            Why::admin(format!("deleted version {number}")),
+        )
+        .await?;
     unused.iter().for_each(|digest| host.engine.forget(digest));
     Ok(json(
         StatusCode::OK,

@@ -4,7 +4,9 @@
 
 mod aliases;
 mod functions;
+mod history;
 mod logs;
+mod rollout;
 mod scaling;
 mod upload;
 mod usage;
@@ -40,6 +42,10 @@ enum AdminRoute<'a> {
     Promote(&'a str),
     Logs(&'a str),
     Health(&'a str),
+    History(&'a str),
+    StartRollout(&'a str),
+    GetRollout(&'a str),
+    SteerRollout(&'a str, rollout::Steer),
     GetScaling(&'a str),
     SetScaling(&'a str),
     Usage,
@@ -110,6 +116,31 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "functions", name, "health"] => match *method {
                 Method::GET => Some(Self::Health(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "rollout"] => match *method {
+                Method::GET => Some(Self::GetRollout(name)),
+                Method::POST => Some(Self::StartRollout(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "rollout", action] => {
+                let steer = match *action {
+                    "pause" => rollout::Steer::Pause,
+                    "resume" => rollout::Steer::Resume,
+                    "abort" => rollout::Steer::Abort,
+                    _ => {
+                        return Err(ApiError::not_found(format!(
+                            "no rollout action {action:?}; use pause, resume or abort"
+                        )));
+                    }
+                };
+                match *method {
+                    Method::POST => Some(Self::SteerRollout(name, steer)),
+                    _ => None,
+                }
+            }
+            ["v1", "functions", name, "history"] => match *method {
+                Method::GET => Some(Self::History(name)),
                 _ => None,
             },
             ["v1", "functions", name, "scaling"] => match *method {
@@ -198,6 +229,10 @@ async fn dispatch(
         AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
         AdminRoute::Logs(name) => logs::read(host, name, &request).await,
         AdminRoute::Health(name) => usage::health(host, name, &request).await,
+        AdminRoute::History(name) => history::get(host, name, &request).await,
+        AdminRoute::StartRollout(name) => rollout::start(host, name, request).await,
+        AdminRoute::GetRollout(name) => rollout::get(host, name).await,
+        AdminRoute::SteerRollout(name, steer) => rollout::steer(host, name, steer).await,
         AdminRoute::GetScaling(name) => scaling::get(host, name).await,
         AdminRoute::SetScaling(name) => scaling::set(host, name, request).await,
         AdminRoute::Usage => usage::usage(host, &request).await,

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::functions::function_name;
 use crate::engine::{ComponentSummary, Stage, check_component};
-use crate::registry::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName};
+use crate::registry::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why};
 use crate::server::Host;
 use crate::server::body::{Body, BoxError, discard, json};
 use crate::server::error::ApiError;
@@ -110,6 +110,14 @@ impl UploadJob {
                 self.wasm,
                 self.patch,
                 self.latest_bp,
+                Why::admin(match self.latest_bp {
+                    Some(bp) => format!(
+                        "deployed {} with traffic: $LATEST at {}%",
+                        self.digest,
+                        crate::routing::split::format_percent(bp)
+                    ),
+                    None => format!("deployed {}", self.digest),
+                }),
             )
             .await?;
         tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");

@@ -10,11 +10,15 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+mod audit;
+mod rollouts;
+
 use super::RegistryError;
-use super::aliases::{AliasRecord, AliasSpec, DefaultPolicy};
+use super::aliases::{AliasRecord, AliasSpec, DefaultPolicy, HistoryEntry, TrafficChange, Why};
 use super::blobs::Digest;
 use super::model::{CodeInfo, FunctionConfig, FunctionInfo, ScalingPolicy, VersionInfo};
 use crate::metering::UsageRow;
+use audit::audited;
 
 /// Each entry upgrades the schema by one step. Append only: never edit a shipped migration.
 const MIGRATIONS: &[&str] = &[
@@ -89,6 +93,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage_minutes ADD COLUMN provisioned_ms INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage_minutes ADD COLUMN provisioned_mib_ms INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 5: the audit history of alias changes (kept after a function is deleted), and
+    // automatic rollouts, one per function (the newest, finished or not).
+    r#"
+    CREATE TABLE alias_history (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        function    TEXT NOT NULL,
+        alias       TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        before      TEXT,
+        after       TEXT,
+        actor       TEXT NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX alias_history_by_function ON alias_history (function, id);
+    CREATE TABLE rollouts (
+        function    TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+        state       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub struct Db {
@@ -152,6 +176,7 @@ impl Db {
     /// Points `$LATEST` at new code (creating the function on first upload) and applies the
     /// config. The module blob must already be on disk.
     /// With `latest_bp`, also sets `$DEFAULT`'s share to `$LATEST` in the same transaction.
+    #[allow(clippy::too_many_arguments)] // one commit of everything an upload changes
     pub fn set_latest(
         &self,
         name: &str,
@@ -160,8 +185,9 @@ impl Db {
         config_for: impl FnOnce(Option<&FunctionConfig>) -> Result<FunctionConfig, RegistryError>,
         latest_bp: Option<u32>,
         now_ms: i64,
+        why: &Why,
     ) -> Result<(), RegistryError> {
-        self.with_tx(|tx| {
+        self.with_tx(|tx| audited(tx, name, why, |tx| {
             tx.execute(
                 "INSERT OR IGNORE INTO modules (digest, size, created_at) VALUES (?1, ?2, ?3)",
                 params![digest.to_hex(), size as i64, now_ms],
@@ -180,7 +206,7 @@ impl Db {
                 update_default_policy(tx, name, |policy| policy.latest_bp = bp)?;
             }
             Ok(())
-        })
+        }))
     }
 
     /// Replaces `$LATEST`'s config, keeping its code.
@@ -215,90 +241,65 @@ impl Db {
         description: &str,
         promote: bool,
         now_ms: i64,
+        why: &Why,
     ) -> Result<Published, RegistryError> {
         self.with_tx(|tx| {
-            if promote {
-                // Validates the function exists too; the publish below needs the same row.
-                update_default_policy(tx, name, |policy| policy.latest_bp = 0)?;
-            }
-            let (digest, config, next): (String, String, u32) = tx
-                .query_row(
-                    "SELECT latest_digest, latest_config, next_version FROM functions WHERE name = ?1",
-                    [name],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?
-                .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
-            let config: FunctionConfig = parse_config(&config)?;
-            if let Some(newest) = versions(tx, name)?.pop()
-                && newest.digest.to_hex() == digest
-                && newest.config == config
-            {
-                return Ok(Published {
-                    version: newest,
-                    created: false,
-                });
-            }
-            tx.execute(
-                "INSERT INTO versions (function, number, digest, config, description, created_at)
-                 SELECT name, next_version, latest_digest, latest_config, ?2, ?3
-                 FROM functions WHERE name = ?1",
-                params![name, description, now_ms],
-            )?;
-            tx.execute(
-                "UPDATE functions SET next_version = next_version + 1 WHERE name = ?1",
-                [name],
-            )?;
-            let version = version(tx, name, next)?
-                .ok_or_else(|| RegistryError::UnknownVersion(name.to_string(), next))?;
-            Ok(Published {
-                version,
-                created: true,
+            audited(tx, name, why, |tx| {
+                publish(tx, name, description, promote, now_ms)
             })
         })
     }
 
     /// Deletes a function and all its versions; returns module digests nothing uses any more.
-    pub fn delete_function(&self, name: &str) -> Result<Vec<Digest>, RegistryError> {
+    pub fn delete_function(&self, name: &str, why: &Why) -> Result<Vec<Digest>, RegistryError> {
         self.with_tx(|tx| {
-            let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
-            if deleted == 0 {
-                return Err(RegistryError::UnknownFunction(name.to_string()));
-            }
-            drop_unreferenced_modules(tx)
+            audited(tx, name, why, |tx| {
+                let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+                if deleted == 0 {
+                    return Err(RegistryError::UnknownFunction(name.to_string()));
+                }
+                drop_unreferenced_modules(tx)
+            })
         })
     }
 
     /// Deletes one published version; returns module digests nothing uses any more.
-    pub fn delete_version(&self, name: &str, number: u32) -> Result<Vec<Digest>, RegistryError> {
+    pub fn delete_version(
+        &self,
+        name: &str,
+        number: u32,
+        why: &Why,
+    ) -> Result<Vec<Digest>, RegistryError> {
         self.with_tx(|tx| {
-            latest_config(tx, name)?
-                .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
-            let label = super::VersionLabel::Number(number);
-            let users: Vec<String> = aliases(tx, name)?
-                .into_iter()
-                .filter(|alias| alias.spec.targets().any(|t| t == label))
-                .map(|alias| alias.name)
-                .collect();
-            if !users.is_empty() {
-                return Err(RegistryError::VersionInUse {
-                    function: name.to_string(),
-                    version: number,
-                    aliases: users,
-                });
-            }
-            let deleted = tx.execute(
-                "DELETE FROM versions WHERE function = ?1 AND number = ?2",
-                params![name, number],
-            )?;
-            if deleted == 0 {
-                return Err(RegistryError::UnknownVersion(name.to_string(), number));
-            }
-            let mut policy = scaling(tx, name)?;
-            if policy.versions.remove(&label.to_string()).is_some() {
-                store_scaling(tx, name, &policy)?;
-            }
-            drop_unreferenced_modules(tx)
+            audited(tx, name, why, |tx| {
+                latest_config(tx, name)?
+                    .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+                let label = super::VersionLabel::Number(number);
+                let users: Vec<String> = aliases(tx, name)?
+                    .into_iter()
+                    .filter(|alias| alias.spec.targets().any(|t| t == label))
+                    .map(|alias| alias.name)
+                    .collect();
+                if !users.is_empty() {
+                    return Err(RegistryError::VersionInUse {
+                        function: name.to_string(),
+                        version: number,
+                        aliases: users,
+                    });
+                }
+                let deleted = tx.execute(
+                    "DELETE FROM versions WHERE function = ?1 AND number = ?2",
+                    params![name, number],
+                )?;
+                if deleted == 0 {
+                    return Err(RegistryError::UnknownVersion(name.to_string(), number));
+                }
+                let mut policy = scaling(tx, name)?;
+                if policy.versions.remove(&label.to_string()).is_some() {
+                    store_scaling(tx, name, &policy)?;
+                }
+                drop_unreferenced_modules(tx)
+            })
         })
     }
 
@@ -309,46 +310,37 @@ impl Db {
         alias: &str,
         spec: &AliasSpec,
         now_ms: i64,
+        why: &Why,
     ) -> Result<(), RegistryError> {
         self.with_tx(|tx| {
-            latest_config(tx, function)?
-                .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
-            for target in spec.targets() {
-                if let super::VersionLabel::Number(n) = target
-                    && version(tx, function, n)?.is_none()
-                {
-                    return Err(RegistryError::UnknownVersion(function.to_string(), n));
-                }
-            }
-            tx.execute(
-                "INSERT INTO aliases (function, name, spec, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(function, name) DO UPDATE SET spec = ?3, updated_at = ?4",
-                params![
-                    function,
-                    alias,
-                    serde_json::to_string(spec).expect("alias serializes"),
-                    now_ms
-                ],
-            )?;
-            Ok(())
+            audited(tx, function, why, |tx| {
+                store_alias(tx, function, alias, spec, now_ms)
+            })
         })
     }
 
-    pub fn delete_alias(&self, function: &str, alias: &str) -> Result<(), RegistryError> {
+    pub fn delete_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        why: &Why,
+    ) -> Result<(), RegistryError> {
         self.with_tx(|tx| {
-            let deleted = tx.execute(
-                "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
-                params![function, alias],
-            )?;
-            if deleted == 0 {
-                latest_config(tx, function)?
-                    .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
-                return Err(RegistryError::UnknownAlias(
-                    function.to_string(),
-                    alias.to_string(),
-                ));
-            }
-            Ok(())
+            audited(tx, function, why, |tx| {
+                let deleted = tx.execute(
+                    "DELETE FROM aliases WHERE function = ?1 AND name = ?2",
+                    params![function, alias],
+                )?;
+                if deleted == 0 {
+                    latest_config(tx, function)?
+                        .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+                    return Err(RegistryError::UnknownAlias(
+                        function.to_string(),
+                        alias.to_string(),
+                    ));
+                }
+                Ok(())
+            })
         })
     }
 
@@ -387,8 +379,40 @@ impl Db {
         &self,
         function: &str,
         change: impl FnOnce(&mut DefaultPolicy),
+        why: &Why,
     ) -> Result<(), RegistryError> {
-        self.with_tx(|tx| update_default_policy(tx, function, change))
+        self.with_tx(|tx| {
+            audited(tx, function, why, |tx| {
+                update_default_policy(tx, function, change)
+            })
+        })
+    }
+
+    /// Stores `state` as `function`'s rollout and applies its traffic change, atomically.
+    pub fn save_rollout(
+        &self,
+        function: &str,
+        state: &str,
+        change: Option<&TrafficChange>,
+        why: &Why,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| rollouts::save(tx, function, state, change, why, now_ms))
+    }
+
+    /// Every stored rollout as (function, state JSON).
+    pub fn rollouts(&self) -> Result<Vec<(String, String)>, RegistryError> {
+        self.with_tx(rollouts::all)
+    }
+
+    /// The newest `limit` alias changes of `function` (or of one alias), newest first.
+    pub fn alias_history(
+        &self,
+        function: &str,
+        alias: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, RegistryError> {
+        self.with_tx(|tx| audit::history(tx, function, alias, limit))
     }
 
     /// Adds a batch of usage to the stored minutes, merging rows with the same key, in one
@@ -468,6 +492,85 @@ impl Db {
             rows.iter().map(|d| parse_digest(d)).collect()
         })
     }
+}
+
+/// Freezes `$LATEST` as the next version unless it equals the newest one; with `promote`,
+/// `$DEFAULT`'s share to `$LATEST` drops to 0 in the same transaction.
+fn publish(
+    tx: &Transaction<'_>,
+    name: &str,
+    description: &str,
+    promote: bool,
+    now_ms: i64,
+) -> Result<Published, RegistryError> {
+    if promote {
+        // Validates the function exists too; the publish below needs the same row.
+        update_default_policy(tx, name, |policy| policy.latest_bp = 0)?;
+    }
+    let (digest, config, next): (String, String, u32) = tx
+        .query_row(
+            "SELECT latest_digest, latest_config, next_version FROM functions WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .ok_or_else(|| RegistryError::UnknownFunction(name.to_string()))?;
+    let config: FunctionConfig = parse_config(&config)?;
+    if let Some(newest) = versions(tx, name)?.pop()
+        && newest.digest.to_hex() == digest
+        && newest.config == config
+    {
+        return Ok(Published {
+            version: newest,
+            created: false,
+        });
+    }
+    tx.execute(
+        "INSERT INTO versions (function, number, digest, config, description, created_at)
+         SELECT name, next_version, latest_digest, latest_config, ?2, ?3
+         FROM functions WHERE name = ?1",
+        params![name, description, now_ms],
+    )?;
+    tx.execute(
+        "UPDATE functions SET next_version = next_version + 1 WHERE name = ?1",
+        [name],
+    )?;
+    let version = version(tx, name, next)?
+        .ok_or_else(|| RegistryError::UnknownVersion(name.to_string(), next))?;
+    Ok(Published {
+        version,
+        created: true,
+    })
+}
+
+/// Creates or replaces an alias; every version it names must exist.
+fn store_alias(
+    tx: &Transaction<'_>,
+    function: &str,
+    alias: &str,
+    spec: &AliasSpec,
+    now_ms: i64,
+) -> Result<(), RegistryError> {
+    latest_config(tx, function)?
+        .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+    for target in spec.targets() {
+        if let super::VersionLabel::Number(n) = target
+            && version(tx, function, n)?.is_none()
+        {
+            return Err(RegistryError::UnknownVersion(function.to_string(), n));
+        }
+    }
+    tx.execute(
+        "INSERT INTO aliases (function, name, spec, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(function, name) DO UPDATE SET spec = ?3, updated_at = ?4",
+        params![
+            function,
+            alias,
+            serde_json::to_string(spec).expect("alias serializes"),
+            now_ms
+        ],
+    )?;
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
@@ -782,42 +885,59 @@ mod tests {
             |_| Ok(config),
             None,
             1,
+            &why(),
         )
         .unwrap();
+    }
+
+    fn why() -> Why {
+        Why::admin("test")
     }
 
     #[test]
     fn publish_numbers_versions_and_dedupes_identical_latest() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "hi");
-        let v1 = db.publish("f", "first", false, 2).unwrap();
+        let v1 = db.publish("f", "first", false, 2, &why()).unwrap();
         assert!(v1.created);
         assert_eq!(v1.version.version, 1);
-        let again = db.publish("f", "again", false, 3).unwrap();
+        let again = db.publish("f", "again", false, 3, &why()).unwrap();
         assert!(!again.created);
         assert_eq!(again.version.version, 1);
         // Same code, different config: a new version.
         deploy(&db, "f", b"a", "hello");
-        assert_eq!(db.publish("f", "", false, 4).unwrap().version.version, 2);
+        assert_eq!(
+            db.publish("f", "", false, 4, &why())
+                .unwrap()
+                .version
+                .version,
+            2
+        );
     }
 
     #[test]
     fn version_numbers_are_never_reused() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.publish("f", "", false, 1).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
         deploy(&db, "f", b"b", "2");
-        db.publish("f", "", false, 1).unwrap();
-        db.delete_version("f", 2).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
+        db.delete_version("f", 2, &why()).unwrap();
         deploy(&db, "f", b"c", "3");
-        assert_eq!(db.publish("f", "", false, 1).unwrap().version.version, 3);
+        assert_eq!(
+            db.publish("f", "", false, 1, &why())
+                .unwrap()
+                .version
+                .version,
+            3
+        );
     }
 
     #[test]
     fn versions_are_immutable_in_the_database() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.publish("f", "", false, 1).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
         let conn = db.conn.lock().unwrap();
         let err = conn
             .execute("UPDATE versions SET description = 'x'", [])
@@ -830,17 +950,17 @@ mod tests {
         let (_dir, db) = db();
         deploy(&db, "f", b"shared", "1");
         deploy(&db, "g", b"shared", "1");
-        db.publish("f", "", false, 1).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
         deploy(&db, "f", b"other", "2");
-        assert!(db.delete_version("f", 1).unwrap().is_empty());
-        let gone = db.delete_function("f").unwrap();
+        assert!(db.delete_version("f", 1, &why()).unwrap().is_empty());
+        let gone = db.delete_function("f", &why()).unwrap();
         assert_eq!(gone, vec![Digest::of(b"other")]);
         assert_eq!(
-            db.delete_function("g").unwrap(),
+            db.delete_function("g", &why()).unwrap(),
             vec![Digest::of(b"shared")]
         );
         assert!(matches!(
-            db.delete_function("g"),
+            db.delete_function("g", &why()),
             Err(RegistryError::UnknownFunction(_))
         ));
     }
@@ -863,27 +983,27 @@ mod tests {
     fn aliases_name_existing_versions_and_pin_them() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.publish("f", "", false, 1).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
         deploy(&db, "f", b"b", "2");
-        db.publish("f", "", false, 1).unwrap();
+        db.publish("f", "", false, 1, &why()).unwrap();
         assert!(matches!(
-            db.set_alias("f", "prod", &alias(&[(1, 5000), (3, 5000)]), 1),
+            db.set_alias("f", "prod", &alias(&[(1, 5000), (3, 5000)]), 1, &why()),
             Err(RegistryError::UnknownVersion(_, 3))
         ));
-        db.set_alias("f", "prod", &alias(&[(1, 5000), (2, 5000)]), 1)
+        db.set_alias("f", "prod", &alias(&[(1, 5000), (2, 5000)]), 1, &why())
             .unwrap();
-        match db.delete_version("f", 1) {
+        match db.delete_version("f", 1, &why()) {
             Err(RegistryError::VersionInUse { aliases, .. }) => assert_eq!(aliases, ["prod"]),
             other => panic!("expected a conflict, got {other:?}"),
         }
-        db.set_alias("f", "prod", &alias(&[(2, 10_000)]), 2)
+        db.set_alias("f", "prod", &alias(&[(2, 10_000)]), 2, &why())
             .unwrap();
-        db.delete_version("f", 1).unwrap();
+        db.delete_version("f", 1, &why()).unwrap();
         let rows = db.function("f").unwrap();
         assert_eq!(rows.aliases[0].spec.routes.len(), 1);
-        db.delete_alias("f", "prod").unwrap();
+        db.delete_alias("f", "prod", &why()).unwrap();
         assert!(matches!(
-            db.delete_alias("f", "prod"),
+            db.delete_alias("f", "prod", &why()),
             Err(RegistryError::UnknownAlias(..))
         ));
     }
@@ -892,17 +1012,75 @@ mod tests {
     fn promote_publishes_and_resets_the_latest_share_atomically() {
         let (_dir, db) = db();
         deploy(&db, "f", b"a", "1");
-        db.set_default_policy("f", |p| p.latest_bp = 2500).unwrap();
+        db.set_default_policy("f", |p| p.latest_bp = 2500, &why())
+            .unwrap();
         assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 2500);
-        let promoted = db.publish("f", "", true, 1).unwrap();
+        let promoted = db.publish("f", "", true, 1, &why()).unwrap();
         assert_eq!(promoted.version.version, 1);
         assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 0);
         assert!(
-            db.set_default_policy("f", |p| p.latest_bp = 10_001)
+            db.set_default_policy("f", |p| p.latest_bp = 10_001, &why())
                 .is_err()
         );
         assert!(matches!(
-            db.set_default_policy("nope", |p| p.latest_bp = 1),
+            db.set_default_policy("nope", |p| p.latest_bp = 1, &why()),
+            Err(RegistryError::UnknownFunction(_))
+        ));
+    }
+
+    #[test]
+    fn every_traffic_change_is_in_the_history_with_its_reason() {
+        let (_dir, db) = db();
+        deploy(&db, "f", b"one", "1");
+        db.publish("f", "", false, 1, &Why::admin("first publish"))
+            .unwrap();
+        db.set_latest_config("f", |c| Ok(c.clone()), 2).unwrap();
+        db.set_alias("f", "prod", &alias(&[(1, 10_000)]), 3, &Why::admin("alias"))
+            .unwrap();
+        db.save_rollout(
+            "f",
+            "{}",
+            Some(&TrafficChange::LatestShare(2500)),
+            &Why::rollout("step 1"),
+            4,
+        )
+        .unwrap();
+        db.delete_alias("f", "prod", &Why::admin("cleanup"))
+            .unwrap();
+        let history = db.alias_history("f", None, 100).unwrap();
+        let summary: Vec<(String, String, bool, bool)> = history
+            .iter()
+            .map(|h| {
+                (
+                    h.alias.clone(),
+                    h.reason.clone(),
+                    h.before.is_some(),
+                    h.after.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("prod".into(), "cleanup".into(), true, false),
+                ("$DEFAULT".into(), "step 1".into(), true, true),
+                ("prod".into(), "alias".into(), false, true),
+                ("$DEFAULT".into(), "first publish".into(), true, true),
+                ("$DEFAULT".into(), "test".into(), false, true),
+            ],
+            "a config change moves no traffic and is not recorded"
+        );
+        assert_eq!(history[1].actor, "rollout");
+        let after = history[1].after.as_ref().unwrap();
+        assert_eq!(after["routes"][1]["weight_bp"], 2500);
+        assert_eq!(db.alias_history("f", Some("prod"), 100).unwrap().len(), 2);
+        assert_eq!(
+            db.rollouts().unwrap(),
+            [("f".to_string(), "{}".to_string())]
+        );
+        // A rollout of an unknown function changes nothing.
+        assert!(matches!(
+            db.save_rollout("g", "{}", None, &why(), 5),
             Err(RegistryError::UnknownFunction(_))
         ));
     }
@@ -914,7 +1092,7 @@ mod tests {
         {
             let db = Db::open(&path).unwrap();
             deploy(&db, "f", b"a", "hi");
-            db.publish("f", "d", false, 5).unwrap();
+            db.publish("f", "d", false, 5, &why()).unwrap();
         }
         let db = Db::open(&path).unwrap();
         let all = db.load_all().unwrap();

@@ -1,0 +1,117 @@
+//! `fnhost alias history NAME [ALIAS]`: who moved traffic, when, from what to what, and why.
+
+use clap::Args;
+use http::Method;
+use serde_json::Value;
+
+use crate::cli::ClientArgs;
+use crate::cli::client::AdminClient;
+use crate::cli::table;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The function.
+    pub name: String,
+    /// Only this alias ($DEFAULT or a custom alias); default: all.
+    pub alias: Option<String>,
+    /// How many changes to show, newest first.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    let mut path = format!("/v1/functions/{}/history?limit={}", args.name, args.limit);
+    if let Some(alias) = &args.alias {
+        let encoded: String = form_urlencoded::byte_serialize(alias.as_bytes()).collect();
+        path.push_str(&format!("&alias={encoded}"));
+    }
+    let answer = AdminClient::new(&args.client)?
+        .call(Method::GET, &path, None)
+        .await?;
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = answer["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|change| {
+            vec![
+                time_label(change["at_ms"].as_i64().unwrap_or(0)),
+                change["alias"].as_str().unwrap_or("-").to_string(),
+                routes(&change["before"]),
+                routes(&change["after"]),
+                change["actor"].as_str().unwrap_or("-").to_string(),
+                change["reason"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(&["TIME (UTC)", "ALIAS", "FROM", "TO", "BY", "WHY"], &rows)
+    );
+    Ok(())
+}
+
+/// `3:90% latest:10%`, or `(none)` for a created or deleted alias.
+pub fn routes(view: &Value) -> String {
+    let Some(routes) = view["routes"].as_array() else {
+        return "(none)".into();
+    };
+    routes
+        .iter()
+        .filter(|r| r["weight_bp"].as_u64().unwrap_or(0) > 0)
+        .map(|r| {
+            let version = match &r["version"] {
+                Value::String(s) if s == "$LATEST" => "latest".to_string(),
+                other => other.to_string(),
+            };
+            let bp = r["weight_bp"].as_u64().unwrap_or(0) as u32;
+            format!("{version}:{}%", crate::routing::split::format_percent(bp))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix-millisecond time.
+fn time_label(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_routes_and_times() {
+        let view = serde_json::json!({"routes": [
+            {"version": 3, "weight_bp": 9000},
+            {"version": "$LATEST", "weight_bp": 1000},
+            {"version": 2, "weight_bp": 0}
+        ]});
+        assert_eq!(routes(&view), "3:90% latest:10%");
+        assert_eq!(routes(&Value::Null), "(none)");
+        assert_eq!(time_label(0), "1970-01-01 00:00:00");
+        assert_eq!(time_label(1_795_996_800_000), "2026-11-30 00:00:00");
+    }
+}

@@ -1,0 +1,268 @@
+//! What a rollout is and how a step is judged: plain data and arithmetic, unit-tested here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{DEFAULT_ALIAS, VersionLabel};
+use crate::routing::split::{FULL, format_percent};
+
+/// Longest interval between steps: the health windows keep five minutes.
+pub const MAX_INTERVAL_MS: u64 = 300_000;
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    /// `$DEFAULT` (the candidate is `$LATEST`) or a custom alias.
+    pub alias: String,
+    pub candidate: VersionLabel,
+    /// The version the rest of the alias's traffic goes to, compared with the candidate.
+    pub stable: VersionLabel,
+    /// The candidate's share at each step, in basis points, ascending, ending at 100 %.
+    pub steps_bp: Vec<u32>,
+    /// How long each step is observed before it is judged.
+    pub interval_ms: u64,
+    /// Most 5xx (timeouts included) per request the candidate may have, in basis points.
+    pub max_error_rate_bp: u32,
+    /// Highest p99 latency the candidate may have.
+    pub max_p99_ms: u64,
+    /// Requests the candidate must have served in a step before it is judged.
+    pub min_requests: u64,
+}
+
+impl RolloutSpec {
+    /// Checks the numbers; existence of versions is the caller's job.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.steps_bp.is_empty() {
+            return Err("give at least one step, e.g. --steps 1,5,25,50,100".into());
+        }
+        if self.steps_bp.windows(2).any(|w| w[0] >= w[1]) || self.steps_bp[0] == 0 {
+            return Err("steps must rise strictly and start above 0, e.g. 1,5,25,50,100".into());
+        }
+        if self.steps_bp.last() != Some(&FULL) {
+            return Err("the last step must be 100 (the candidate takes all traffic)".into());
+        }
+        if !(1_000..=MAX_INTERVAL_MS).contains(&self.interval_ms) {
+            return Err(format!(
+                "the interval must be 1s to {}s",
+                MAX_INTERVAL_MS / 1000
+            ));
+        }
+        if self.max_error_rate_bp > FULL {
+            return Err("the error-rate limit is a percentage up to 100".into());
+        }
+        if self.candidate == self.stable {
+            return Err(format!(
+                "version {} is already the stable version; roll out another one",
+                self.candidate
+            ));
+        }
+        if self.alias == DEFAULT_ALIAS && self.candidate != VersionLabel::Latest {
+            return Err(
+                "$DEFAULT rolls out $LATEST (use --to latest); to move between published \
+                 versions, roll out on a custom alias with --alias"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Running,
+    Paused,
+    Succeeded,
+    RolledBack,
+    Aborted,
+}
+
+impl Phase {
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Running | Self::Paused)
+    }
+}
+
+/// A version's health over one step, as judged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub p99_ms: Option<f64>,
+}
+
+/// The decision on one step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgment {
+    pub at_ms: i64,
+    pub step_percent: f64,
+    pub candidate: Observed,
+    pub stable: Observed,
+    pub passed: bool,
+    pub reason: String,
+}
+
+/// A rollout and where it is: stored as JSON with the function and updated in the same
+/// commit as each traffic change it makes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    pub function: String,
+    pub spec: RolloutSpec,
+    pub phase: Phase,
+    /// Index in `spec.steps_bp` of the share now applied.
+    pub step: usize,
+    /// When the current step's observation started (wall clock, ms); reset after a restart,
+    /// since health windows do not survive one.
+    pub step_started_ms: i64,
+    /// The latest decision or why the rollout ended.
+    pub reason: String,
+    pub judgments: Vec<Judgment>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl RolloutRecord {
+    pub fn share_bp(&self) -> u32 {
+        self.spec.steps_bp[self.step]
+    }
+
+    pub fn is_last_step(&self) -> bool {
+        self.step + 1 == self.spec.steps_bp.len()
+    }
+}
+
+/// What to do after observing a step.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Too few requests to decide; keep observing.
+    Wait(String),
+    Pass(String),
+    Breach(String),
+}
+
+/// Judges the candidate against the spec's gates, never on fewer than `min_requests`.
+/// A breach is decided as soon as it is certain (enough errors that the rate cannot fall
+/// under the limit within the minimum), so a broken candidate is cut off early.
+pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Verdict {
+    let limit = spec.max_error_rate_bp as f64 / FULL as f64;
+    let figures = format!(
+        "candidate {} requests, {:.2}% errors, p99 {}; stable {} requests, {:.2}% errors, p99 {}",
+        candidate.requests,
+        candidate.error_rate * 100.0,
+        ms(candidate.p99_ms),
+        stable.requests,
+        stable.error_rate * 100.0,
+        ms(stable.p99_ms),
+    );
+    let errors_certain = candidate.errors as f64 > limit * spec.min_requests.max(1) as f64
+        && candidate.error_rate > limit;
+    if candidate.requests < spec.min_requests && !errors_certain {
+        return Verdict::Wait(format!(
+            "waiting for requests: the candidate served {} of the {} needed to judge",
+            candidate.requests, spec.min_requests
+        ));
+    }
+    if candidate.error_rate > limit {
+        return Verdict::Breach(format!(
+            "error rate {:.2}% is above the limit of {}% ({figures})",
+            candidate.error_rate * 100.0,
+            format_percent(spec.max_error_rate_bp)
+        ));
+    }
+    if let Some(p99) = candidate.p99_ms
+        && p99 > spec.max_p99_ms as f64
+    {
+        return Verdict::Breach(format!(
+            "p99 latency {p99:.1} ms is above the limit of {} ms ({figures})",
+            spec.max_p99_ms
+        ));
+    }
+    Verdict::Pass(figures)
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.1} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RolloutSpec {
+        RolloutSpec {
+            alias: "$DEFAULT".into(),
+            candidate: VersionLabel::Latest,
+            stable: VersionLabel::Number(1),
+            steps_bp: vec![100, 500, 2500, 5000, 10_000],
+            interval_ms: 30_000,
+            max_error_rate_bp: 100,
+            max_p99_ms: 250,
+            min_requests: 100,
+        }
+    }
+
+    fn observed(requests: u64, errors: u64, p99_ms: f64) -> Observed {
+        Observed {
+            requests,
+            errors,
+            error_rate: if requests == 0 {
+                0.0
+            } else {
+                errors as f64 / requests as f64
+            },
+            p99_ms: Some(p99_ms),
+        }
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        assert!(spec().validate().is_ok());
+        let mut s = spec();
+        s.steps_bp = vec![500, 100, 10_000];
+        assert!(s.validate().unwrap_err().contains("rise"));
+        s.steps_bp = vec![100, 5000];
+        assert!(s.validate().unwrap_err().contains("100"));
+        let mut s = spec();
+        s.interval_ms = 600_000;
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.candidate = VersionLabel::Number(2);
+        assert!(s.validate().unwrap_err().contains("--to latest"));
+    }
+
+    #[test]
+    fn never_decides_on_noise() {
+        let stable = observed(1000, 0, 10.0);
+        assert!(matches!(
+            judge(&spec(), &observed(20, 0, 10.0), &stable),
+            Verdict::Wait(_)
+        ));
+        // A slow trickle of requests with one error is not enough either.
+        assert!(matches!(
+            judge(&spec(), &observed(20, 1, 10.0), &stable),
+            Verdict::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn breaches_on_errors_or_latency_and_passes_otherwise() {
+        let stable = observed(1000, 0, 10.0);
+        assert!(matches!(
+            judge(&spec(), &observed(200, 1, 20.0), &stable),
+            Verdict::Pass(_)
+        ));
+        match judge(&spec(), &observed(200, 10, 20.0), &stable) {
+            Verdict::Breach(reason) => assert!(reason.contains("error rate 5.00%"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        match judge(&spec(), &observed(200, 0, 400.0), &stable) {
+            Verdict::Breach(reason) => assert!(reason.contains("p99 latency 400.0 ms"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Errors beyond what the minimum could absorb breach before the minimum is reached.
+        assert!(matches!(
+            judge(&spec(), &observed(30, 15, 20.0), &stable),
+            Verdict::Breach(_)
+        ));
+    }
+}

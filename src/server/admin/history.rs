@@ -1,0 +1,59 @@
+//! `GET /v1/functions/NAME/history?alias=ALIAS&limit=N`: the audit trail of traffic changes,
+//! newest first, manual and automatic alike.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::registry::HistoryEntry;
+use crate::server::Host;
+use crate::server::body::{Body, json};
+use crate::server::error::ApiError;
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Serialize)]
+struct History {
+    function: String,
+    changes: Vec<HistoryEntry>,
+}
+
+pub async fn get(
+    host: &Host,
+    function: &str,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (mut alias, mut limit) = (None, DEFAULT_LIMIT);
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "alias" => alias = Some(value.to_string()),
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit={value:?}: use 1 to {MAX_LIMIT}"))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}; use alias or limit"
+                )));
+            }
+        }
+    }
+    let changes = host.registry.alias_history(function, alias, limit).await?;
+    if changes.is_empty() {
+        // History outlives a deleted function, but an unknown name is still a mistake.
+        host.ensure_function(function)?;
+    }
+    Ok(json(
+        StatusCode::OK,
+        &History {
+            function: function.to_string(),
+            changes,
+        },
+    ))
+}
