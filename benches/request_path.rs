@@ -50,6 +50,7 @@ fn benches(c: &mut Criterion) {
         ],
         sticky_header: Some("user-id".into()),
         rules: vec![],
+        mirror: None,
     };
     router.replace_function(
         "hello",

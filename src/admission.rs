@@ -126,6 +126,27 @@ impl Admission {
         })
     }
 
+    /// Takes a slot of `function` and of the host only if both are free now: for work that
+    /// must never queue ahead of (or behind) real requests, such as shadow traffic.
+    pub fn try_admit(&self, function: &Arc<str>, max_concurrency: u32) -> Option<Permit> {
+        let gate = match self.gates.get(function) {
+            Some(gate) => gate.clone(),
+            None => self.gates.entry(function.clone()).or_default().clone(),
+        };
+        if !try_take(&gate, max_concurrency) {
+            return None;
+        }
+        let function_slot = Slot(gate);
+        if !try_take(&self.host, self.host_limit) {
+            return None;
+        }
+        Some(Permit {
+            _function: function_slot,
+            _host: Slot(self.host.clone()),
+            waited: false,
+        })
+    }
+
     /// Drops a deleted function's gate if nothing holds or awaits it.
     pub fn forget(&self, function: &str) {
         self.gates.remove_if(function, |_, gate| {

@@ -25,6 +25,13 @@ struct VersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    function: String,
+    version: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     function: String,
 }
@@ -57,6 +64,8 @@ pub struct Metrics {
     in_flight: Family<VersionLabels, Gauge>,
     queue_waits: Family<FunctionLabels, Counter>,
     overloaded: Family<FunctionLabels, Counter>,
+    shadow_requests: Family<ShadowLabels, Counter>,
+    shadow_duration: Family<VersionLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -108,6 +117,22 @@ impl Metrics {
             "Requests answered 503 because the function was at its concurrency limit",
             overloaded.clone(),
         );
+        let shadow_requests = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_requests",
+            "Mirrored (shadow) requests by version and result: match, mismatch, unknown, dropped",
+            shadow_requests.clone(),
+        );
+        let shadow_duration =
+            Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register_with_unit(
+            "shadow_duration",
+            "Wall time of a mirrored request on its shadow version",
+            Unit::Seconds,
+            shadow_duration.clone(),
+        );
         Self {
             registry,
             invocations,
@@ -117,6 +142,8 @@ impl Metrics {
             in_flight,
             queue_waits,
             overloaded,
+            shadow_requests,
+            shadow_duration,
         }
     }
 
@@ -147,6 +174,30 @@ impl Metrics {
         }
         if let Some(instantiation) = record.instantiation {
             self.instantiation.observe(instantiation.as_secs_f64());
+        }
+    }
+
+    pub fn shadow(
+        &self,
+        function: &str,
+        version: crate::registry::VersionLabel,
+        outcome: super::ShadowOutcome,
+        duration: Option<std::time::Duration>,
+    ) {
+        self.shadow_requests
+            .get_or_create(&ShadowLabels {
+                function: function.to_string(),
+                version: version.to_string(),
+                result: outcome.label().to_string(),
+            })
+            .inc();
+        if let Some(duration) = duration {
+            self.shadow_duration
+                .get_or_create(&VersionLabels {
+                    function: function.to_string(),
+                    version: version.to_string(),
+                })
+                .observe(duration.as_secs_f64());
         }
     }
 

@@ -13,6 +13,7 @@
 pub mod billing;
 mod health;
 mod metrics;
+mod shadow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use dashmap::DashMap;
 pub use billing::{UsageRow, billed_ms, gb_seconds, mib_ms};
 pub use health::VersionHealth;
 pub use metrics::HostGauges;
+pub use shadow::{ShadowOutcome, ShadowReport};
 
 use crate::registry::VersionLabel;
 use health::HealthWindows;
@@ -54,6 +56,7 @@ struct UsageKey {
 pub struct Metering {
     pending: DashMap<UsageKey, UsageRow>,
     health: HealthWindows,
+    shadow: shadow::ShadowStats,
     metrics: Metrics,
 }
 
@@ -62,6 +65,7 @@ impl Default for Metering {
         Self {
             pending: DashMap::new(),
             health: HealthWindows::default(),
+            shadow: shadow::ShadowStats::default(),
             metrics: Metrics::new(),
         }
     }
@@ -117,6 +121,25 @@ impl Metering {
         row.provisioned_mib_ms += mib_ms(memory_mb, ms);
     }
 
+    /// One mirrored request's outcome (`error`: the shadow answered 5xx or failed).
+    pub fn shadow(
+        &self,
+        function: &Arc<str>,
+        version: VersionLabel,
+        outcome: ShadowOutcome,
+        error: bool,
+        duration: Option<Duration>,
+    ) {
+        self.shadow
+            .record(function, version, outcome, error, duration);
+        self.metrics.shadow(function, version, outcome, duration);
+    }
+
+    /// Shadow results of each mirrored version of `function`.
+    pub fn shadow_report(&self, function: &str) -> Vec<ShadowReport> {
+        self.shadow.report(function)
+    }
+
     /// A request that had to wait for a concurrency slot.
     pub fn queue_waited(&self, function: &str) {
         self.metrics.queue_waited(function);
@@ -153,6 +176,7 @@ impl Metering {
     /// its Prometheus series stay until restart, as counters should not go backwards.
     pub fn forget(&self, function: &str) {
         self.health.remove(function);
+        self.shadow.remove(function);
     }
 
     /// The Prometheus text exposition, with host-wide gauges read at scrape time.

@@ -52,6 +52,10 @@ pub struct AliasSpec {
     pub sticky_header: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RouteRule>,
+    /// Shadow traffic: a share of the alias's requests is also sent to this version, whose
+    /// answer is compared with the primary's and then dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<WeightedRoute>,
 }
 
 /// `$DEFAULT`: the newest published version, except for `latest_bp` of traffic that goes to
@@ -167,6 +171,14 @@ impl AliasSpec {
         for rule in &mut self.rules {
             rule.header = check_header_name(&rule.header)?;
         }
+        if let Some(mirror) = &self.mirror
+            && !(1..=FULL).contains(&mirror.weight_bp)
+        {
+            return Err(InvalidAlias(format!(
+                "the mirror share {}% must be above 0 and at most 100%",
+                format_percent(mirror.weight_bp)
+            )));
+        }
         Ok(())
     }
 
@@ -176,6 +188,7 @@ impl AliasSpec {
             .iter()
             .map(|r| r.version)
             .chain(self.rules.iter().map(|r| r.version))
+            .chain(self.mirror.iter().map(|m| m.version))
     }
 }
 
@@ -226,6 +239,7 @@ mod tests {
                 .collect(),
             sticky_header: Some("User-ID".into()),
             rules: vec![],
+            mirror: None,
         }
     }
 

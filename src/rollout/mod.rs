@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metering::{Metering, VersionHealth};
+use crate::metering::{Metering, ShadowReport, VersionHealth};
 use crate::registry::{
     AliasSpec, DEFAULT_ALIAS, Registry, RegistryError, TrafficChange, VersionLabel, WeightedRoute,
     Why, now_ms,
@@ -68,6 +68,8 @@ pub struct RolloutStatus {
     pub current_percent: f64,
     /// The current step's health so far (running rollouts only).
     pub observing: Option<StepHealth>,
+    /// How mirrored (shadow) requests to each version compared with the primary's answers.
+    pub shadow: Vec<ShadowReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -496,6 +498,7 @@ impl Rollouts {
             },
             record: record.clone(),
             observing,
+            shadow: self.metering.shadow_report(&record.function),
         }
     }
 

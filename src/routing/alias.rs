@@ -18,6 +18,8 @@ pub struct AliasRoutes {
     pub(super) rules: Vec<CompiledRule>,
     pub(super) targets: Vec<(Arc<Deployment>, u32)>,
     pub(super) sticky_header: Option<HeaderName>,
+    /// Shadow traffic: this share (basis points) of requests is also sent to a version.
+    pub(super) mirror: Option<(Arc<Deployment>, u32)>,
 }
 
 #[derive(Debug)]
@@ -28,6 +30,12 @@ pub(super) struct CompiledRule {
 }
 
 impl AliasRoutes {
+    /// The version a request should also be mirrored to, rolled per request.
+    pub fn mirror(&self) -> Option<&Arc<Deployment>> {
+        let (target, bp) = self.mirror.as_ref()?;
+        (*bp >= FULL || fastrand::u32(0..FULL) < *bp).then_some(target)
+    }
+
     /// The deployments weights send traffic to, with their weights in basis points.
     pub fn weighted_targets(&self) -> &[(Arc<Deployment>, u32)] {
         &self.targets

@@ -79,7 +79,8 @@ impl FunctionRoutes {
         let compile = |name: &str,
                        routes: &[WeightedRoute],
                        sticky: Option<&str>,
-                       rules: &[crate::registry::RouteRule]| {
+                       rules: &[crate::registry::RouteRule],
+                       mirror: Option<&WeightedRoute>| {
             Arc::new(AliasRoutes {
                 name: Arc::from(name),
                 header_value: HeaderValue::from_str(name).expect("alias names are ASCII"),
@@ -99,6 +100,7 @@ impl FunctionRoutes {
                     .filter_map(|route| Some((lookup(route.version)?, route.weight_bp)))
                     .collect(),
                 sticky_header: sticky.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+                mirror: mirror.and_then(|m| Some((lookup(m.version)?, m.weight_bp))),
             })
         };
         let newest = versions.keys().next_back().copied();
@@ -107,6 +109,7 @@ impl FunctionRoutes {
             &default_policy.routes(newest),
             default_policy.sticky_header.as_deref(),
             &[],
+            None,
         );
         let aliases = aliases
             .into_iter()
@@ -116,6 +119,7 @@ impl FunctionRoutes {
                     &spec.routes,
                     spec.sticky_header.as_deref(),
                     &spec.rules,
+                    spec.mirror.as_ref(),
                 );
                 (name.to_string(), routes)
             })
@@ -362,6 +366,7 @@ mod tests {
                 matcher: HeaderMatch::Prefix("2.".into()),
                 version: VersionLabel::Number(3),
             }],
+            mirror: None,
         };
         let router = router_with(routes(&[1, 2, 3], 0, &[("prod", spec)]));
         let mut headers = HeaderMap::new();

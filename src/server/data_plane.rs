@@ -19,11 +19,13 @@ use hyper::body::Incoming;
 use super::Host;
 use super::body::{Body, BoxError, discard, text};
 use super::error::ApiError;
+use super::shadow::{self, Answer, ObservedBody, RequestBody};
 use crate::admission::{Permit, Rejected};
 use crate::engine::Finished;
-use crate::metering::{InvocationRecord, Metering};
+use crate::metering::{InvocationRecord, Metering, ShadowOutcome};
 use crate::registry::VersionLabel;
-use crate::routing::{Deployment, Resolved};
+use crate::routing::{AliasRoutes, Deployment, Resolved};
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 const VERSION_HEADER: HeaderName = HeaderName::from_static("fnhost-version");
@@ -31,7 +33,7 @@ const ALIAS_HEADER: HeaderName = HeaderName::from_static("fnhost-alias");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("fnhost-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(host: &Arc<Host>, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
@@ -62,6 +64,19 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
             discard(request.into_body()).await;
             return with_request_id(error.into_response(), &request_id);
         }
+    };
+    let (request, observer) = match mirror(
+        host,
+        alias.as_deref(),
+        &deployment,
+        request,
+        rest_start,
+        &request_id,
+    )
+    .await
+    {
+        Ok(mirrored) => mirrored,
+        Err(error) => return with_request_id(error.into_response(), &request_id),
     };
     let span = tracing::info_span!(
         "invoke",
@@ -102,7 +117,59 @@ pub async fn handle(host: &Host, request: Request<Incoming>) -> Response<Body> {
     if let Some(alias) = alias {
         headers.insert(ALIAS_HEADER, alias.header_value.clone());
     }
-    with_request_id(response, &request_id)
+    let response = with_request_id(response, &request_id);
+    match observer {
+        Some(sender) => {
+            let status = response.status().as_u16();
+            response.map(|body| ObservedBody::new(body, status, sender).boxed_unsync())
+        }
+        None => response,
+    }
+}
+
+/// Starts a shadow copy of `request` when its alias mirrors it (and its body is small enough
+/// to copy), returning the request for the primary and where to report the primary's answer.
+async fn mirror(
+    host: &Arc<Host>,
+    alias: Option<&AliasRoutes>,
+    deployment: &Arc<Deployment>,
+    request: Request<Incoming>,
+    rest_start: usize,
+    request_id: &HeaderValue,
+) -> Result<(Request<RequestBody>, Option<oneshot::Sender<Answer>>), ApiError> {
+    let Some(target) = alias
+        .and_then(AliasRoutes::mirror)
+        .filter(|target| target.label != deployment.label)
+    else {
+        return Ok((request.map(RequestBody::Streaming), None));
+    };
+    let uri = match function_uri(request.uri(), rest_start) {
+        Ok(uri) if shadow::copyable(&request) => uri,
+        _ => {
+            host.metering.shadow(
+                &target.function,
+                target.label,
+                ShadowOutcome::Dropped,
+                false,
+                None,
+            );
+            return Ok((request.map(RequestBody::Streaming), None));
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = shadow::buffer(body).await?;
+    let mut copy = Request::new(RequestBody::Buffered(Some(bytes.clone())));
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = uri;
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    let (sender, receiver) = oneshot::channel();
+    let id = request_id.to_str().unwrap_or("").to_string();
+    shadow::spawn(host.clone(), target.clone(), copy, receiver, id);
+    Ok((
+        Request::from_parts(parts, RequestBody::Buffered(Some(bytes))),
+        Some(sender),
+    ))
 }
 
 /// The client's `x-request-id` when it is a sane token, else a fresh id.
@@ -136,7 +203,7 @@ async fn invoke(
     deployment: &Arc<Deployment>,
     alias: Option<&Arc<str>>,
     rest_start: usize,
-    mut request: Request<Incoming>,
+    mut request: Request<RequestBody>,
     request_id: &HeaderValue,
 ) -> Result<Response<Body>, (ApiError, Option<String>)> {
     let config = &deployment.config;
@@ -366,7 +433,7 @@ fn overloaded(rejected: &Rejected) -> ApiError {
 /// The request body as the function reads it: past the function's limit it fails, and
 /// `exceeded` tells the data plane to answer 413 rather than blame the function.
 struct CappedRequestBody {
-    inner: Incoming,
+    inner: RequestBody,
     remaining: u64,
     exceeded: Arc<AtomicBool>,
 }

@@ -9,6 +9,7 @@ mod admin;
 mod body;
 mod data_plane;
 mod error;
+mod shadow;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,6 +46,8 @@ pub struct Host {
     pub scaler: Arc<Scaler>,
     pub rollouts: Arc<Rollouts>,
     pub admission: Admission,
+    /// Shadow (mirrored) requests running at once, host-wide.
+    pub shadow_slots: tokio::sync::Semaphore,
     pub logs: Arc<FunctionLogs>,
     pub metering: Arc<Metering>,
     admin_token: String,
@@ -95,6 +98,7 @@ impl Host {
             scaler,
             rollouts,
             admission: Admission::new(queue_timeout, host_limit),
+            shadow_slots: tokio::sync::Semaphore::new(shadow::SHADOW_CONCURRENCY),
             logs: Arc::new(FunctionLogs::default()),
             metering,
             admin_token,

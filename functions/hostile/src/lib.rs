@@ -9,8 +9,9 @@
 //! - `/outbound?url=U`: makes an outbound HTTP GET; answers the status or the error
 //! - `/flood?kib=N`: prints N KiB to stdout and stderr, then answers
 //! - `/echo-size`: reads the whole request body and answers its length
-//! - any other path: answers 200, or, driven by config (for rollout tests), waits
-//!   `DELAY_MS` first and answers 500 for `FAIL_PERCENT` percent of requests (at random)
+//! - any other path: answers 200 (naming the `VARIANT` env var, if set), or, driven by
+//!   config (for rollout tests), waits `DELAY_MS` first and answers 500 for `FAIL_PERCENT`
+//!   percent of requests (at random); a request marked `fnhost-shadow` is logged as such
 
 use std::io::Write;
 
@@ -37,6 +38,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
                 .map(str::to_string)
         };
+        let shadow = request
+            .headers()
+            .get("fnhost-shadow")
+            .first()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         let answer = match path {
             "/loop" => spin(),
             "/hog" => hog(),
@@ -64,11 +70,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                 }
                 let fail = env("FAIL_PERCENT").unwrap_or(0);
+                if let Some(value) = shadow {
+                    println!("shadow request (fnhost-shadow: {value})");
+                }
                 if wasip2::random::random::get_random_u64() % 100 < fail {
                     respond(out, 500, "failing on purpose (FAIL_PERCENT)");
                     return;
                 }
-                "paths: /loop /hog /recurse /sleep /probe /outbound /flood /echo-size".into()
+                let variant = std::env::var("VARIANT").unwrap_or_default();
+                format!("paths: /loop /hog /recurse /sleep /probe /outbound /flood /echo-size {variant}")
             }
         };
         respond(out, 200, &answer);

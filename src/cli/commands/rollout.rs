@@ -184,6 +184,18 @@ fn print_status(answer: &Value) {
             ms(&observing["stable"]["p99_ms"]),
         );
     }
+    for shadow in answer["shadow"].as_array().into_iter().flatten() {
+        println!(
+            "  shadow version {}: {} mirrored, {} matched, {} mismatched, {} dropped, {} errors, p99 {}",
+            label(&shadow["version"]),
+            shadow["sent"],
+            shadow["matches"],
+            shadow["mismatches"],
+            shadow["dropped"],
+            shadow["errors"],
+            ms(&shadow["p99_ms"]),
+        );
+    }
     let rows: Vec<Vec<String>> = answer["judgments"]
         .as_array()
         .into_iter()

@@ -72,6 +72,11 @@ pub struct AliasSetArgs {
     /// the first match wins.
     #[arg(long = "rule", value_parser = parse_rule, value_name = "RULE")]
     pub rules: Vec<Value>,
+    /// Shadow traffic: also send this share of requests to VERSION (e.g. 5=20%). Clients
+    /// always get the routed version's answer; the shadow's is compared and dropped, and
+    /// functions see `fnhost-shadow: 1` on mirrored requests.
+    #[arg(long, value_parser = parse_route, value_name = "VERSION=PERCENT")]
+    pub mirror: Option<(VersionLabel, u32)>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -156,6 +161,7 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
                 "routes": routes,
                 "sticky_header": args.sticky_header,
                 "rules": args.rules,
+                "mirror": args.mirror.map(|(version, bp)| json!({ "version": version, "percent": percent_json(bp) })),
             });
             let answer = AdminClient::new(&args.client)?
                 .call(
@@ -194,7 +200,15 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
                 .map(|alias| {
                     vec![
                         alias["name"].as_str().unwrap_or("?").to_string(),
-                        describe_routes(&alias["routes"]),
+                        match alias["mirror"].as_object() {
+                            Some(mirror) => format!(
+                                "{} (mirror {}={}%)",
+                                describe_routes(&alias["routes"]),
+                                mirror["version"],
+                                mirror["percent"]
+                            ),
+                            None => describe_routes(&alias["routes"]),
+                        },
                         alias["sticky_header"].as_str().unwrap_or("-").to_string(),
                         describe_rules(&alias["rules"]),
                     ]

@@ -976,6 +976,7 @@ mod tests {
                 .collect(),
             sticky_header: None,
             rules: vec![],
+            mirror: None,
         }
     }
 

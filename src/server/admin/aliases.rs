@@ -33,6 +33,8 @@ pub struct AliasView {
     #[serde(skip_serializing_if = "Option::is_none")]
     latest_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<RouteView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     updated_at_ms: Option<i64>,
 }
 
@@ -59,6 +61,7 @@ pub fn alias_views(details: &FunctionDetails) -> Vec<AliasView> {
         sticky_header: policy.sticky_header.clone(),
         rules: Vec::new(),
         latest_percent: Some(percent(policy.latest_bp)),
+        mirror: None,
         updated_at_ms: None,
     };
     std::iter::once(default)
@@ -73,6 +76,10 @@ fn custom_view(alias: &AliasRecord) -> AliasView {
         sticky_header: alias.spec.sticky_header.clone(),
         rules: alias.spec.rules.clone(),
         latest_percent: None,
+        mirror: alias.spec.mirror.as_ref().map(|m| RouteView {
+            version: m.version,
+            percent: percent(m.weight_bp),
+        }),
         updated_at_ms: Some(alias.updated_at_ms),
     }
 }
@@ -118,6 +125,9 @@ struct AliasRequest {
     sticky_header: Option<String>,
     #[serde(default)]
     rules: Vec<RuleRequest>,
+    /// Shadow traffic: `{"version": 5, "percent": 20}`.
+    #[serde(default)]
+    mirror: Option<RouteRequest>,
 }
 
 #[derive(Deserialize)]
@@ -184,10 +194,22 @@ pub async fn set(
             })
         })
         .collect::<Result<_, ApiError>>()?;
+    let mirror = body
+        .mirror
+        .map(|route| {
+            Ok::<_, ApiError>(WeightedRoute {
+                version: route.version,
+                weight_bp: parse_percent(&route.percent.to_string()).map_err(|e| {
+                    ApiError::bad_request(format!("mirror to version {}: {e}", route.version))
+                })?,
+            })
+        })
+        .transpose()?;
     let spec = AliasSpec {
         routes,
         sticky_header: body.sticky_header,
         rules,
+        mirror,
     };
     let why = Why::admin(format!("alias {alias} set through the admin API"));
     let details = host.registry.set_alias(function, alias, spec, why).await?;

@@ -184,6 +184,8 @@ fn resident_bytes() -> u64 {
 struct Health {
     function: String,
     versions: Vec<crate::metering::VersionHealth>,
+    /// Mirrored requests per shadow version, since the host started.
+    shadow: Vec<crate::metering::ShadowReport>,
 }
 
 /// `?window=SECONDS` (default 60, at most 300).
@@ -217,6 +219,7 @@ pub async fn health(
         &Health {
             function: function.to_string(),
             versions: host.metering.health(function, Duration::from_secs(window)),
+            shadow: host.metering.shadow_report(function),
         },
     ))
 }

@@ -1,0 +1,282 @@
+//! Shadow traffic on the data plane. When an alias mirrors a share of its requests to a
+//! candidate version, the request body is copied (up to [`SHADOW_BODY_LIMIT`]), the primary
+//! answers the client exactly as without a mirror, and the copy runs on the shadow version in
+//! its own task, marked with `fnhost-shadow: 1` so functions can skip side effects. The
+//! shadow's status and body are compared with the primary's (by hash, as both stream) and
+//! the outcome recorded per version; the client never waits for the shadow.
+//!
+//! Shadow work is bounded: at most [`SHADOW_CONCURRENCY`] run at once host-wide, and a shadow
+//! only runs if its function has a free concurrency slot right now. Otherwise it is dropped
+//! (and counted), never queued.
+
+use std::hash::{DefaultHasher, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::Host;
+use super::body::{Body, BoxError};
+use super::error::ApiError;
+use crate::metering::ShadowOutcome;
+use crate::routing::Deployment;
+
+/// Largest request body copied for a shadow; bigger requests are not mirrored.
+pub const SHADOW_BODY_LIMIT: u64 = 1 << 20;
+/// Shadow requests running at once, host-wide.
+pub const SHADOW_CONCURRENCY: usize = 16;
+/// Marks a mirrored request.
+pub const SHADOW_HEADER: HeaderName = HeaderName::from_static("fnhost-shadow");
+
+/// The request body a function reads: streamed from the client, or a copy held in memory
+/// so it can be sent twice.
+pub enum RequestBody {
+    Streaming(Incoming),
+    Buffered(Option<Bytes>),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
+            Self::Buffered(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Streaming(body) => body.is_end_stream(),
+            Self::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Streaming(body) => body.size_hint(),
+            Self::Buffered(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// Whether a request's body is small enough (by its declared length) to copy; a body of
+/// unknown length is not copied.
+pub fn copyable(request: &Request<Incoming>) -> bool {
+    match request.headers().get(http::header::CONTENT_LENGTH) {
+        Some(length) => length
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= SHADOW_BODY_LIMIT),
+        None => !request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING),
+    }
+}
+
+/// Reads the whole (small) body so it can be sent to both versions.
+pub async fn buffer(body: Incoming) -> Result<Bytes, ApiError> {
+    Limited::new(body, SHADOW_BODY_LIMIT as usize)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))
+}
+
+/// What is compared: the status and a hash of the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    status: u16,
+    body_hash: u64,
+}
+
+/// Runs `request` (already addressed to the function's path) on `shadow` in its own task
+/// and records how its answer compares with the primary's, which arrives on `primary`.
+pub fn spawn(
+    host: Arc<Host>,
+    shadow: Arc<Deployment>,
+    mut request: Request<RequestBody>,
+    primary: oneshot::Receiver<Answer>,
+    request_id: String,
+) {
+    tokio::spawn(async move {
+        let metering = host.metering.clone();
+        let (function, version) = (shadow.function.clone(), shadow.label);
+        let Ok(_slot) = host.shadow_slots.try_acquire() else {
+            metering.shadow(&function, version, ShadowOutcome::Dropped, false, None);
+            return;
+        };
+        let Some(permit) = host
+            .admission
+            .try_admit(&function, shadow.config.max_concurrency)
+        else {
+            metering.shadow(&function, version, ShadowOutcome::Dropped, false, None);
+            return;
+        };
+        request
+            .headers_mut()
+            .insert(SHADOW_HEADER, HeaderValue::from_static("1"));
+        let started = Instant::now();
+        let answer = run(&host, &shadow, request, permit, request_id).await;
+        let duration = started.elapsed();
+        let error = answer.status >= 500;
+        let wait = Duration::from_millis(shadow.config.timeout_ms) + Duration::from_secs(5);
+        let outcome = match tokio::time::timeout(wait, primary).await {
+            Ok(Ok(primary)) if primary == answer => ShadowOutcome::Match,
+            Ok(Ok(_)) => ShadowOutcome::Mismatch,
+            _ => ShadowOutcome::Unknown,
+        };
+        metering.shadow(&function, version, outcome, error, Some(duration));
+    });
+}
+
+/// One shadow invocation, to its answer (a failure answers with its error status).
+async fn run(
+    host: &Host,
+    shadow: &Arc<Deployment>,
+    request: Request<RequestBody>,
+    permit: crate::admission::Permit,
+    request_id: String,
+) -> Answer {
+    let failed = |status: http::StatusCode| Answer {
+        status: status.as_u16(),
+        body_hash: 0,
+    };
+    let component = match host
+        .engine
+        .load(shadow.digest, || {
+            host.registry.modules().path(&shadow.digest)
+        })
+        .await
+    {
+        Ok(component) => component,
+        Err(_) => return failed(http::StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let (warm, lease) = host.scaler.take(shadow);
+    let (logs, function, version) = (host.logs.clone(), shadow.function.clone(), shadow.label);
+    let on_finish = Box::new(move |finished: crate::engine::Finished| {
+        drop(lease);
+        drop(permit);
+        // What a shadow prints is logged under its own version, marked as a shadow.
+        if let Some(text) = finished.output {
+            logs.append(
+                &function,
+                &version.to_string(),
+                &format!("{request_id} (shadow)"),
+                text,
+            );
+        }
+    });
+    match host
+        .engine
+        .invoke(&component, &shadow.config, warm, request, on_finish)
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let mut body = response.into_body();
+            let mut hasher = DefaultHasher::new();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => {
+                        if let Some(data) = frame.data_ref() {
+                            hasher.write(data);
+                        }
+                    }
+                    Err(_) => return failed(http::StatusCode::INTERNAL_SERVER_ERROR),
+                }
+            }
+            Answer {
+                status,
+                body_hash: hasher.finish(),
+            }
+        }
+        Err(failure) => failed(ApiError::from(failure.error).status),
+    }
+}
+
+/// The primary's response body, hashed as it streams to the client; when it has been sent
+/// in full its [`Answer`] goes to the shadow task.
+pub struct ObservedBody {
+    inner: Body,
+    status: u16,
+    hasher: DefaultHasher,
+    ended: bool,
+    sender: Option<oneshot::Sender<Answer>>,
+}
+
+impl ObservedBody {
+    pub fn new(inner: Body, status: u16, sender: oneshot::Sender<Answer>) -> Self {
+        Self {
+            inner,
+            status,
+            hasher: DefaultHasher::new(),
+            ended: false,
+            sender: Some(sender),
+        }
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.hasher.write(data);
+                }
+            }
+            Poll::Ready(None) => this.ended = true,
+            Poll::Ready(Some(Err(_))) => this.sender = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // Sent in full (hyper may stop polling once a body says it has ended).
+        if (self.ended || http_body::Body::is_end_stream(&self.inner))
+            && let Some(sender) = self.sender.take()
+        {
+            let _ = sender.send(Answer {
+                status: self.status,
+                body_hash: self.hasher.finish(),
+            });
+        }
+    }
+}
