@@ -380,3 +380,59 @@ async fn rollouts_can_be_paused_resumed_and_aborted() {
         "{actors:?}"
     );
 }
+
+/// With a sticky header, users only ever move onto the candidate as its share grows, never
+/// back, all through the rollout.
+#[tokio::test]
+async fn sticky_users_only_move_onto_the_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    shop(&host, "RELEASE%3D2").await;
+    let sticky = host
+        .admin(Method::PUT, "/v1/functions/shop/traffic")
+        .json(&json!({"sticky_header": "user-id"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sticky.status(), 200);
+    start_rollout(
+        &host,
+        json!({"to": "latest", "steps": [20, 60, 100], "interval_ms": 1000, "min_requests": 5}),
+    )
+    .await;
+    let users: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let mut on_candidate = vec![false; users.len()];
+    let started = Instant::now();
+    loop {
+        let phase = rollout(&host).await["phase"].clone();
+        for (i, user) in users.iter().enumerate() {
+            let response = host
+                .http
+                .get(format!("{}/shop/", host.data_url))
+                .header("user-id", user)
+                .send()
+                .await
+                .unwrap();
+            let version = response.headers()["fnhost-version"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            // The candidate is $LATEST until it is promoted to version 2.
+            let candidate = version == "latest" || version == "2";
+            assert!(
+                candidate || !on_candidate[i],
+                "{user} moved back from the candidate to version {version}"
+            );
+            on_candidate[i] = candidate;
+        }
+        if phase != "running" {
+            assert_eq!(phase, "succeeded");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    assert!(
+        on_candidate.iter().all(|c| *c),
+        "everyone ends on the release"
+    );
+}
