@@ -17,6 +17,7 @@
 //! - [`rollout`]: automatic, health-gated rollouts that move an alias step by step.
 //! - [`cold_start`]: timing each cold-start path in process (`fnhost bench cold-start`).
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
+//! - [`objects`]: buckets of objects (a local directory or S3) that triggers watch.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
@@ -28,6 +29,7 @@ mod durable_file;
 pub mod engine;
 pub mod function_logs;
 pub mod metering;
+pub mod objects;
 pub mod registry;
 pub mod rollout;
 pub mod routing;

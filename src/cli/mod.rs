@@ -78,6 +78,14 @@ pub enum Command {
     /// Show usage: invocations, errors, cold starts, p50/p99, billed ms (per started ms) and
     /// GB-seconds, by version, alias or minute.
     Usage(commands::UsageArgs),
+    /// Store, fetch and list objects in buckets (which triggers watch).
+    #[command(subcommand)]
+    Object(commands::ObjectCommand),
+    /// Invoke a function for each object created in a bucket, or on a schedule.
+    #[command(subcommand)]
+    Trigger(commands::TriggerCommand),
+    /// List a function's events (`--failed`: the dead-letter list); `events retry ID`.
+    Events(commands::EventsArgs),
     /// Measure fnhost on your own component, in process: `bench cold-start FILE.wasm`.
     #[command(subcommand)]
     Bench(commands::BenchCommand),

@@ -12,10 +12,11 @@ use tokio::net::TcpListener;
 
 use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::engine::{Engine, EngineConfig};
+use crate::objects::Buckets;
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::ScalingOptions;
-use crate::server::{self, Host};
+use crate::server::{self, Host, HostOptions};
 
 /// How often the autoscaler recomputes warm targets and meters provisioned time.
 const SCALING_TICK: Duration = Duration::from_secs(1);
@@ -69,6 +70,14 @@ pub struct ServeArgs {
     /// rest stay free for requests that instantiate on demand.
     #[arg(long, value_name = "N")]
     pub max_warm: Option<u32>,
+    /// Where buckets live: a directory in the data directory by default, `file:///DIR`, or
+    /// `s3://BUCKET[/PREFIX]` for S3 or an S3-compatible service, configured by the usual
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and AWS_ENDPOINT variables.
+    #[arg(long, env = "FNHOST_OBJECT_STORE", value_name = "URL")]
+    pub object_store: Option<String>,
+    /// Largest object accepted into a bucket.
+    #[arg(long, default_value = "64Mi", value_parser = parse_bytes, value_name = "SIZE")]
+    pub max_object: u64,
     /// Log format on stderr. The level comes from RUST_LOG (default: info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -123,17 +132,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.pool_instances
         );
     }
+    let buckets = Buckets::open(
+        args.object_store.as_deref(),
+        &args.data_dir,
+        args.max_object,
+    )?;
     let host = Arc::new(Host::new(
         registry,
         router,
         engine,
-        token,
-        args.max_upload,
-        args.queue_timeout,
-        ScalingOptions {
-            idle_timeout: args.idle_timeout,
-            max_warm,
-            tick: SCALING_TICK,
+        HostOptions {
+            admin_token: token,
+            max_upload_bytes: args.max_upload,
+            queue_timeout: args.queue_timeout,
+            scaling: ScalingOptions {
+                idle_timeout: args.idle_timeout,
+                max_warm,
+                tick: SCALING_TICK,
+            },
+            buckets,
         },
     ));
     println!(
@@ -166,10 +183,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .load()
         .await
         .context("loading rollouts from the registry")?;
+    let requeued = host.registry.requeue_running_events().await?;
+    if requeued > 0 {
+        tracing::info!(
+            events = requeued,
+            "re-sending events whose delivery the last stop interrupted"
+        );
+    }
     let flusher = tokio::spawn(host.clone().flush_usage_every(args.usage_flush_interval));
+    let deliveries = tokio::spawn(server::delivery::run(host.clone()));
+    let timers = tokio::spawn(server::timers::run(host.clone()));
     let scaler = tokio::spawn(host.scaler.clone().run());
     let rollouts = tokio::spawn(host.rollouts.clone().run());
     let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
+    timers.abort();
+    deliveries.abort();
     rollouts.abort();
     scaler.abort();
     flusher.abort();

@@ -7,8 +7,10 @@
 mod aliases;
 mod blobs;
 mod db;
+mod event_store;
 mod model;
 mod names;
+mod triggers;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub use model::{
     InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
+pub use triggers::{
+    EventRecord, EventStatus, MAX_HOPS, NewObject, Trigger, TriggerSource, check_bucket,
+};
 
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use db::{Db, FunctionRows};
@@ -40,6 +45,8 @@ pub enum RegistryError {
     UnknownVersion(String, u32),
     #[error("function {0:?} has no alias {1:?}")]
     UnknownAlias(String, String),
+    #[error("{0}")]
+    NotFound(String),
     #[error(
         "function {function:?} version {version} is used by alias {}; point the alias elsewhere first",
         aliases.join(", ")

@@ -269,15 +269,7 @@ async fn invoke(
         remaining: config.max_request_body_bytes,
         exceeded: exceeded.clone(),
     });
-    let record = Arc::new(PendingRecord {
-        metering: host.metering.clone(),
-        function: deployment.function.clone(),
-        version: deployment.label,
-        alias: alias.cloned(),
-        memory_mb: config.memory_mb,
-        admitted: Instant::now(),
-        state: Mutex::new(RecordState::default()),
-    });
+    let record = PendingRecord::new(&host.metering, deployment, alias.cloned());
     let (warm, lease) = host.scaler.take(deployment);
     let on_finish = {
         let logs = host.logs.clone();
@@ -353,7 +345,7 @@ impl Drop for Slot {
 
 /// One invocation's usage record, completed by whichever comes last: the response status
 /// (known here) or the instance being gone (known to the engine, after streaming).
-struct PendingRecord {
+pub(super) struct PendingRecord {
     metering: Arc<Metering>,
     function: Arc<str>,
     version: VersionLabel,
@@ -371,13 +363,30 @@ struct RecordState {
 }
 
 impl PendingRecord {
-    fn status(&self, status: u16) {
+    /// Starts timing an invocation of `deployment` admitted now.
+    pub(super) fn new(
+        metering: &Arc<Metering>,
+        deployment: &Deployment,
+        alias: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            metering: metering.clone(),
+            function: deployment.function.clone(),
+            version: deployment.label,
+            alias,
+            memory_mb: deployment.config.memory_mb,
+            admitted: Instant::now(),
+            state: Mutex::new(RecordState::default()),
+        })
+    }
+
+    pub(super) fn status(&self, status: u16) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.status = Some(status);
         self.record_if_complete(&mut state);
     }
 
-    fn finished(&self, instantiation: Option<Duration>) {
+    pub(super) fn finished(&self, instantiation: Option<Duration>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.finished = Some((self.admitted.elapsed(), instantiation));
         self.record_if_complete(&mut state);

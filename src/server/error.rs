@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::body::{Body, json};
 use crate::engine::{InvokeError, PrepareError};
+use crate::objects::ObjectError;
 use crate::registry::{InvalidConfig, InvalidName, RegistryError};
 use crate::rollout::RolloutError;
 use crate::routing::RouteError;
@@ -115,6 +116,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::UnknownAlias(..) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_alias", e.to_string())
             }
+            RegistryError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             RegistryError::VersionInUse { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_in_use", e.to_string())
             }
@@ -171,6 +175,28 @@ impl From<PrepareError> for ApiError {
             PrepareError::Storage(_) => {
                 let error = Self::internal("the host could not store compiled code");
                 tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
+                error
+            }
+        }
+    }
+}
+
+impl From<ObjectError> for ApiError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::Invalid(text) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_object", text)
+            }
+            ObjectError::NotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_object", e.to_string())
+            }
+            ObjectError::TooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            ObjectError::Upload(_) => Self::bad_request(e.to_string()),
+            ObjectError::Store(_) => {
+                let error = Self::internal("the object store failed");
+                tracing::error!(error_id = ?error.error_id, error = %e, "object store failure");
                 error
             }
         }

@@ -8,8 +8,10 @@
 mod admin;
 mod body;
 mod data_plane;
+pub mod delivery;
 mod error;
 mod shadow;
+pub mod timers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +32,7 @@ use crate::admission::Admission;
 use crate::engine::Engine;
 use crate::function_logs::FunctionLogs;
 use crate::metering::Metering;
+use crate::objects::Buckets;
 use crate::registry::Registry;
 use crate::rollout::Rollouts;
 use crate::routing::Router;
@@ -50,9 +53,25 @@ pub struct Host {
     pub shadow_slots: tokio::sync::Semaphore,
     pub logs: Arc<FunctionLogs>,
     pub metering: Arc<Metering>,
+    /// Buckets that object triggers watch.
+    pub buckets: Buckets,
+    /// Wakes the event delivery loop (new events queued).
+    pub deliveries: tokio::sync::Notify,
+    /// Wakes the timer loop (triggers added or deleted).
+    pub timers_changed: tokio::sync::Notify,
     admin_token: String,
     pub max_upload_bytes: u64,
     pub started: Instant,
+}
+
+/// The settings a host starts with.
+pub struct HostOptions {
+    pub admin_token: String,
+    pub max_upload_bytes: u64,
+    /// How long a request may wait for a concurrency slot.
+    pub queue_timeout: Duration,
+    pub scaling: ScalingOptions,
+    pub buckets: Buckets,
 }
 
 impl Host {
@@ -60,11 +79,15 @@ impl Host {
         registry: Registry,
         router: Arc<Router>,
         engine: Engine,
-        admin_token: String,
-        max_upload_bytes: u64,
-        queue_timeout: Duration,
-        scaling: ScalingOptions,
+        options: HostOptions,
     ) -> Self {
+        let HostOptions {
+            admin_token,
+            max_upload_bytes,
+            queue_timeout,
+            scaling,
+            buckets,
+        } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
         let status = engine.status();
@@ -101,6 +124,9 @@ impl Host {
             shadow_slots: tokio::sync::Semaphore::new(shadow::SHADOW_CONCURRENCY),
             logs: Arc::new(FunctionLogs::default()),
             metering,
+            buckets,
+            deliveries: tokio::sync::Notify::new(),
+            timers_changed: tokio::sync::Notify::new(),
             admin_token,
             max_upload_bytes,
             started: Instant::now(),

@@ -11,7 +11,9 @@
 //! - `/echo-size`: reads the whole request body and answers its length
 //! - any other path: answers 200 (naming the `VARIANT` env var, if set), or, driven by
 //!   config (for rollout tests), waits `DELAY_MS` first and answers 500 for `FAIL_PERCENT`
-//!   percent of requests (at random); a request marked `fnhost-shadow` is logged as such
+//!   percent of requests (at random), or while its `fnhost-attempt` header is at most
+//!   `FAIL_ATTEMPTS` (an event that fails twice, then succeeds); a request marked
+//!   `fnhost-shadow` is logged as such
 
 use std::io::Write;
 
@@ -43,6 +45,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             .get("fnhost-shadow")
             .first()
             .map(|v| String::from_utf8_lossy(v).into_owned());
+        let attempt: u64 = request
+            .headers()
+            .get("fnhost-attempt")
+            .first()
+            .and_then(|v| String::from_utf8_lossy(v).parse().ok())
+            .unwrap_or(0);
         let answer = match path {
             "/loop" => spin(),
             "/hog" => hog(),
@@ -72,6 +80,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 let fail = env("FAIL_PERCENT").unwrap_or(0);
                 if let Some(value) = shadow {
                     println!("shadow request (fnhost-shadow: {value})");
+                }
+                if env("FAIL_ATTEMPTS").is_some_and(|n| attempt <= n) {
+                    respond(out, 500, &format!("failing attempt {attempt} on purpose (FAIL_ATTEMPTS)"));
+                    return;
                 }
                 if wasip2::random::random::get_random_u64() % 100 < fail {
                     respond(out, 500, "failing on purpose (FAIL_PERCENT)");

@@ -7,8 +7,10 @@ mod history;
 mod invoke;
 mod logs;
 mod manage;
+mod objects;
 mod rollout;
 mod traffic;
+mod triggers;
 mod usage;
 
 use std::path::PathBuf;
@@ -19,8 +21,10 @@ pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
+pub use objects::ObjectCommand;
 pub use rollout::RolloutArgs;
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
+pub use triggers::{EventsArgs, TriggerCommand};
 pub use usage::UsageArgs;
 
 use super::units::{parse_bytes, parse_key_value, parse_mebibytes, parse_millis};
@@ -154,6 +158,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Usage(args) => usage::run(args).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Rollout(args) => rollout::run(args).await,
+        Command::Object(command) => objects::run(command).await,
+        Command::Trigger(command) => triggers::trigger(command).await,
+        Command::Events(args) => triggers::events(args).await,
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 mod audit;
+mod events;
 mod rollouts;
 
 use super::RegistryError;
@@ -112,6 +113,38 @@ const MIGRATIONS: &[&str] = &[
         state       TEXT NOT NULL,
         updated_at  INTEGER NOT NULL
     );
+    "#,
+    // 6: event triggers, and the outbox of events waiting for (or done with) delivery.
+    r#"
+    CREATE TABLE triggers (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target      TEXT,
+        spec        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        id              TEXT PRIMARY KEY,
+        trigger_id      INTEGER NOT NULL,
+        function        TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target          TEXT,
+        type            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        subject         TEXT,
+        bucket          TEXT,
+        content_type    TEXT,
+        size            INTEGER NOT NULL,
+        output_bucket   TEXT,
+        hops            INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX events_due ON events (status, next_attempt_ms);
+    CREATE INDEX events_by_function ON events (function, created_ms);
     "#,
 ];
 
@@ -398,6 +431,86 @@ impl Db {
         now_ms: i64,
     ) -> Result<(), RegistryError> {
         self.with_tx(|tx| rollouts::save(tx, function, state, change, why, now_ms))
+    }
+
+    pub fn add_trigger(
+        &self,
+        function: &str,
+        target: Option<&str>,
+        source: &crate::registry::TriggerSource,
+        now_ms: i64,
+    ) -> Result<crate::registry::Trigger, RegistryError> {
+        self.with_tx(|tx| events::add_trigger(tx, function, target, source, now_ms))
+    }
+
+    pub fn triggers(
+        &self,
+        function: Option<&str>,
+    ) -> Result<Vec<crate::registry::Trigger>, RegistryError> {
+        self.with_tx(|tx| events::triggers(tx, function))
+    }
+
+    pub fn delete_trigger(&self, function: &str, id: i64) -> Result<(), RegistryError> {
+        self.with_tx(|tx| events::delete_trigger(tx, function, id))
+    }
+
+    pub fn enqueue_object(
+        &self,
+        object: &crate::registry::NewObject<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<crate::registry::EventRecord>, RegistryError> {
+        self.with_tx(|tx| events::enqueue_object(tx, object, now_ms))
+    }
+
+    pub fn enqueue_timer(
+        &self,
+        trigger: &crate::registry::Trigger,
+        allow_overlap: bool,
+        now_ms: i64,
+    ) -> Result<Option<crate::registry::EventRecord>, RegistryError> {
+        self.with_tx(|tx| events::enqueue_timer(tx, trigger, allow_overlap, now_ms))
+    }
+
+    pub fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::registry::EventRecord>, RegistryError> {
+        self.with_tx(|tx| events::claim_due(tx, now_ms, limit))
+    }
+
+    #[allow(clippy::too_many_arguments)] // one row's every column that changes
+    pub fn settle_event(
+        &self,
+        id: &str,
+        status: crate::registry::EventStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        self.with_tx(|tx| events::settle(tx, id, status, attempts, next_attempt_ms, error, now_ms))
+    }
+
+    pub fn requeue_running(&self, now_ms: i64) -> Result<usize, RegistryError> {
+        self.with_tx(|tx| events::requeue_running(tx, now_ms))
+    }
+
+    pub fn events(
+        &self,
+        function: &str,
+        status: Option<crate::registry::EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<crate::registry::EventRecord>, RegistryError> {
+        self.with_tx(|tx| events::events(tx, function, status, limit))
+    }
+
+    pub fn retry_event(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<crate::registry::EventRecord, RegistryError> {
+        self.with_tx(|tx| events::retry(tx, id, now_ms))
     }
 
     /// Every stored rollout as (function, state JSON).

@@ -6,8 +6,10 @@ mod aliases;
 mod functions;
 mod history;
 mod logs;
+mod objects;
 mod rollout;
 mod scaling;
+mod triggers;
 mod upload;
 mod usage;
 
@@ -43,6 +45,15 @@ enum AdminRoute<'a> {
     Logs(&'a str),
     Health(&'a str),
     History(&'a str),
+    AddTrigger(&'a str),
+    ListTriggers(&'a str),
+    DeleteTrigger(&'a str, &'a str),
+    ListEvents(&'a str),
+    RetryEvent(&'a str),
+    ListObjects(&'a str),
+    PutObject(&'a str, String),
+    GetObject(&'a str, String),
+    DeleteObject(&'a str, String),
     StartRollout(&'a str),
     GetRollout(&'a str),
     SteerRollout(&'a str, rollout::Steer),
@@ -139,6 +150,41 @@ impl<'a> AdminRoute<'a> {
                     _ => None,
                 }
             }
+            ["v1", "functions", name, "triggers"] => match *method {
+                Method::GET => Some(Self::ListTriggers(name)),
+                Method::POST => Some(Self::AddTrigger(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "triggers", id] => match *method {
+                Method::DELETE => Some(Self::DeleteTrigger(name, id)),
+                _ => None,
+            },
+            ["v1", "functions", name, "events"] => match *method {
+                Method::GET => Some(Self::ListEvents(name)),
+                _ => None,
+            },
+            ["v1", "events", id, "retry"] => match *method {
+                Method::POST => Some(Self::RetryEvent(id)),
+                _ => None,
+            },
+            ["v1", "buckets", bucket, "objects"] => match *method {
+                Method::GET => Some(Self::ListObjects(bucket)),
+                _ => None,
+            },
+            ["v1", "buckets", bucket, "objects", key @ ..] => {
+                let key = key
+                    .iter()
+                    .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ApiError::bad_request("the object key is not valid UTF-8"))?
+                    .join("/");
+                match *method {
+                    Method::PUT => Some(Self::PutObject(bucket, key)),
+                    Method::GET => Some(Self::GetObject(bucket, key)),
+                    Method::DELETE => Some(Self::DeleteObject(bucket, key)),
+                    _ => None,
+                }
+            }
             ["v1", "functions", name, "history"] => match *method {
                 Method::GET => Some(Self::History(name)),
                 _ => None,
@@ -230,6 +276,15 @@ async fn dispatch(
         AdminRoute::Logs(name) => logs::read(host, name, &request).await,
         AdminRoute::Health(name) => usage::health(host, name, &request).await,
         AdminRoute::History(name) => history::get(host, name, &request).await,
+        AdminRoute::AddTrigger(name) => triggers::add(host, name, request).await,
+        AdminRoute::ListTriggers(name) => triggers::list(host, name).await,
+        AdminRoute::DeleteTrigger(name, id) => triggers::delete(host, name, id).await,
+        AdminRoute::ListEvents(name) => triggers::events(host, name, &request).await,
+        AdminRoute::RetryEvent(id) => triggers::retry(host, id).await,
+        AdminRoute::ListObjects(bucket) => objects::list(host, bucket, &request).await,
+        AdminRoute::PutObject(bucket, key) => objects::put(host, bucket, &key, request).await,
+        AdminRoute::GetObject(bucket, key) => objects::get(host, bucket, &key).await,
+        AdminRoute::DeleteObject(bucket, key) => objects::delete(host, bucket, &key).await,
         AdminRoute::StartRollout(name) => rollout::start(host, name, request).await,
         AdminRoute::GetRollout(name) => rollout::get(host, name).await,
         AdminRoute::SteerRollout(name, steer) => rollout::steer(host, name, steer).await,

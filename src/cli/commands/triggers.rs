@@ -1,0 +1,249 @@
+//! `fnhost trigger add|list|delete` and `fnhost events`: event triggers and their outbox.
+
+use clap::{Args, Subcommand};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::cli::ClientArgs;
+use crate::cli::client::AdminClient;
+use crate::cli::table;
+
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Invoke NAME for each object created in a bucket (--bucket), or on a schedule (--cron).
+    Add(AddArgs),
+    /// List a function's triggers.
+    List(super::NameArgs),
+    /// Delete a trigger by id.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The function to invoke.
+    pub name: String,
+    /// Fire for objects created in this bucket.
+    #[arg(long, value_name = "BUCKET", conflicts_with = "cron")]
+    pub bucket: Option<String>,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub prefix: String,
+    /// Only keys ending with this, e.g. .jpg.
+    #[arg(long, default_value = "", value_name = "SUFFIX")]
+    pub suffix: String,
+    /// Write a 2xx answer's body here under the same key (or the one the function names in
+    /// an fnhost-output-key header). A configuration that would trigger itself is refused.
+    #[arg(long, value_name = "BUCKET")]
+    pub output_bucket: Option<String>,
+    /// Fire on this schedule, with seconds, in UTC: "sec min hour day month weekday", e.g.
+    /// "0 */5 * * * *" (every five minutes).
+    #[arg(long, value_name = "SCHEDULE")]
+    pub cron: Option<String>,
+    /// Let a timer fire again while its previous run is still queued or running.
+    #[arg(long, requires = "cron")]
+    pub allow_overlap: bool,
+    /// The alias or version events go to (default: $DEFAULT).
+    #[arg(long, value_name = "ALIAS")]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub name: String,
+    pub id: i64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EventsArgs {
+    #[command(subcommand)]
+    pub action: Option<EventsAction>,
+    /// The function whose events to list.
+    #[arg(required = true)]
+    pub name: Option<String>,
+    /// Only dead-lettered events (out of attempts, or refused by the function).
+    #[arg(long)]
+    pub failed: bool,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Send a dead-lettered event again, with a fresh count of attempts.
+    Retry(RetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
+    match command {
+        TriggerCommand::Add(args) => {
+            if args.bucket.is_none() && args.cron.is_none() {
+                anyhow::bail!("say what fires the trigger: --bucket BUCKET or --cron SCHEDULE");
+            }
+            let body = match &args.bucket {
+                Some(bucket) => json!({
+                    "bucket": bucket,
+                    "prefix": args.prefix,
+                    "suffix": args.suffix,
+                    "output_bucket": args.output_bucket,
+                    "target": args.target,
+                }),
+                None => json!({
+                    "cron": args.cron,
+                    "allow_overlap": args.allow_overlap,
+                    "target": args.target,
+                }),
+            };
+            let answer = AdminClient::new(&args.client)?
+                .call(
+                    Method::POST,
+                    &format!("/v1/functions/{}/triggers", args.name),
+                    Some(body),
+                )
+                .await?;
+            if args.client.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                println!(
+                    "added trigger {}: {}",
+                    answer["id"],
+                    describe(&answer["source"])
+                );
+            }
+            Ok(())
+        }
+        TriggerCommand::List(args) => {
+            let answer = AdminClient::new(&args.client)?
+                .call(
+                    Method::GET,
+                    &format!("/v1/functions/{}/triggers", args.name),
+                    None,
+                )
+                .await?;
+            if args.client.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = answer["triggers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    vec![
+                        t["id"].to_string(),
+                        describe(&t["source"]),
+                        t["target"].as_str().unwrap_or("$DEFAULT").to_string(),
+                    ]
+                })
+                .collect();
+            print!("{}", table::render(&["ID", "FIRES ON", "TARGET"], &rows));
+            Ok(())
+        }
+        TriggerCommand::Delete(args) => {
+            AdminClient::new(&args.client)?
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/functions/{}/triggers/{}", args.name, args.id),
+                    None,
+                )
+                .await?;
+            println!("deleted trigger {}", args.id);
+            Ok(())
+        }
+    }
+}
+
+pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
+    if let Some(EventsAction::Retry(retry)) = args.action {
+        let answer = AdminClient::new(&retry.client)?
+            .call(
+                Method::POST,
+                &format!("/v1/events/{}/retry", retry.id),
+                None,
+            )
+            .await?;
+        if retry.client.json {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        } else {
+            println!("event {} queued again", retry.id);
+        }
+        return Ok(());
+    }
+    let name = args.name.expect("clap requires the name");
+    let status = if args.failed { "&status=failed" } else { "" };
+    let answer = AdminClient::new(&args.client)?
+        .call(
+            Method::GET,
+            &format!("/v1/functions/{name}/events?limit={}{status}", args.limit),
+            None,
+        )
+        .await?;
+    if args.client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = answer["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            vec![
+                e["id"].as_str().unwrap_or("").to_string(),
+                e["event_type"].as_str().unwrap_or("").to_string(),
+                e["subject"].as_str().unwrap_or("-").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+                e["attempts"].to_string(),
+                e["last_error"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &["ID", "TYPE", "SUBJECT", "STATUS", "ATTEMPTS", "LAST ERROR"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+fn describe(source: &Value) -> String {
+    match source["kind"].as_str() {
+        Some("object") => {
+            let mut text = format!(
+                "objects in {}/{}*{}",
+                source["bucket"].as_str().unwrap_or(""),
+                source["prefix"].as_str().unwrap_or(""),
+                source["suffix"].as_str().unwrap_or("")
+            );
+            if let Some(output) = source["output_bucket"].as_str() {
+                text.push_str(&format!(" -> {output}"));
+            }
+            text
+        }
+        Some("timer") => format!(
+            "schedule \"{}\"{}",
+            source["cron"].as_str().unwrap_or(""),
+            if source["allow_overlap"] == true {
+                " (overlap allowed)"
+            } else {
+                ""
+            }
+        ),
+        _ => source.to_string(),
+    }
+}

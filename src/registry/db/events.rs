@@ -1,0 +1,412 @@
+//! Triggers and the event outbox. Every state change of an event is one transaction, so
+//! after a crash each event is in exactly one state; `running` ones go back to `pending` at
+//! start (delivery is at least once).
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::parse_json;
+use crate::registry::{
+    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, RegistryError, Trigger,
+    TriggerSource,
+};
+
+const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
+    content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
+    created_ms, updated_ms";
+
+pub(super) fn add_trigger(
+    tx: &Transaction<'_>,
+    function: &str,
+    target: Option<&str>,
+    source: &TriggerSource,
+    now_ms: i64,
+) -> Result<Trigger, RegistryError> {
+    super::latest_config(tx, function)?
+        .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+    if let TriggerSource::Object { .. } = source {
+        let mut all = triggers(tx, None)?;
+        all.push(Trigger {
+            id: 0,
+            function: function.to_string(),
+            target: target.map(str::to_string),
+            source: source.clone(),
+            created_ms: now_ms,
+        });
+        if let Some(cycle) = find_loop(&all) {
+            return Err(InvalidConfig(format!(
+                "this trigger would make a loop: {}; objects written to an output bucket must not trigger the function again",
+                cycle.join(" -> ")
+            ))
+            .into());
+        }
+    }
+    tx.execute(
+        "INSERT INTO triggers (function, target, spec, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            function,
+            target,
+            serde_json::to_string(source).expect("triggers serialize"),
+            now_ms
+        ],
+    )?;
+    Ok(Trigger {
+        id: tx.last_insert_rowid(),
+        function: function.to_string(),
+        target: target.map(str::to_string),
+        source: source.clone(),
+        created_ms: now_ms,
+    })
+}
+
+/// A cycle of buckets through object triggers' outputs (`uploads -> thumbnails -> uploads`),
+/// if any. A trigger whose output lands in its own bucket under a matching key is one.
+fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
+    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    for trigger in triggers {
+        if let TriggerSource::Object {
+            bucket,
+            output_bucket: Some(output),
+            ..
+        } = &trigger.source
+        {
+            edges.entry(bucket).or_default().push(output);
+        }
+    }
+    fn visit<'a>(
+        node: &'a str,
+        edges: &HashMap<&'a str, Vec<&'a str>>,
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|n| *n == node) {
+            let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(node) {
+            return None;
+        }
+        path.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = HashSet::new();
+    let mut starts: Vec<&str> = edges.keys().copied().collect();
+    starts.sort();
+    for start in starts {
+        let mut path = Vec::new();
+        done.clear();
+        if let Some(cycle) = visit(start, &edges, &mut path, &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+pub(super) fn triggers(
+    tx: &Transaction<'_>,
+    function: Option<&str>,
+) -> Result<Vec<Trigger>, RegistryError> {
+    let mut statement = tx.prepare(
+        "SELECT id, function, target, spec, created_at FROM triggers
+         WHERE ?1 IS NULL OR function = ?1 ORDER BY id",
+    )?;
+    let rows: Vec<(i64, String, Option<String>, String, i64)> = statement
+        .query_map([function], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(id, function, target, spec, created_ms)| {
+            Ok(Trigger {
+                id,
+                function,
+                target,
+                source: parse_json(&spec, "trigger")?,
+                created_ms,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn delete_trigger(
+    tx: &Transaction<'_>,
+    function: &str,
+    id: i64,
+) -> Result<(), RegistryError> {
+    let deleted = tx.execute(
+        "DELETE FROM triggers WHERE function = ?1 AND id = ?2",
+        params![function, id],
+    )?;
+    if deleted == 0 {
+        return Err(RegistryError::NotFound(format!(
+            "function {function:?} has no trigger {id}"
+        )));
+    }
+    Ok(())
+}
+
+/// Queues one event per object trigger that `object` fires.
+pub(super) fn enqueue_object(
+    tx: &Transaction<'_>,
+    object: &NewObject<'_>,
+    now_ms: i64,
+) -> Result<Vec<EventRecord>, RegistryError> {
+    if object.hops > MAX_HOPS {
+        tracing::warn!(
+            bucket = object.bucket,
+            key = object.key,
+            hops = object.hops,
+            "object written by a chain of {} triggers; not triggering more",
+            object.hops
+        );
+        return Ok(Vec::new());
+    }
+    let mut queued = Vec::new();
+    for trigger in triggers(tx, None)?
+        .into_iter()
+        .filter(|t| t.source.matches(object.bucket, object.key))
+    {
+        let output_bucket = match &trigger.source {
+            TriggerSource::Object { output_bucket, .. } => output_bucket.clone(),
+            TriggerSource::Timer { .. } => None,
+        };
+        let event = EventRecord {
+            id: new_event_id(),
+            trigger_id: trigger.id,
+            function: trigger.function.clone(),
+            target: trigger.target.clone(),
+            event_type: "fnhost.object.created".into(),
+            source: format!("/buckets/{}", object.bucket),
+            subject: Some(object.key.to_string()),
+            bucket: Some(object.bucket.to_string()),
+            content_type: object.content_type.map(str::to_string),
+            size: object.size,
+            output_bucket,
+            hops: object.hops,
+            status: EventStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            last_error: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        };
+        insert(tx, &event)?;
+        queued.push(event);
+    }
+    Ok(queued)
+}
+
+/// Queues a timer event, unless the trigger forbids overlap and one is still queued or
+/// running. Returns whether one was queued.
+pub(super) fn enqueue_timer(
+    tx: &Transaction<'_>,
+    trigger: &Trigger,
+    allow_overlap: bool,
+    now_ms: i64,
+) -> Result<Option<EventRecord>, RegistryError> {
+    if !allow_overlap {
+        let busy: Option<String> = tx
+            .query_row(
+                "SELECT id FROM events WHERE trigger_id = ?1 AND status IN ('pending', 'running') LIMIT 1",
+                [trigger.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if busy.is_some() {
+            return Ok(None);
+        }
+    }
+    let event = EventRecord {
+        id: new_event_id(),
+        trigger_id: trigger.id,
+        function: trigger.function.clone(),
+        target: trigger.target.clone(),
+        event_type: "fnhost.timer.fired".into(),
+        source: format!("/triggers/{}", trigger.id),
+        subject: None,
+        bucket: None,
+        content_type: None,
+        size: 0,
+        output_bucket: None,
+        hops: 0,
+        status: EventStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: now_ms,
+        last_error: None,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    };
+    insert(tx, &event)?;
+    Ok(Some(event))
+}
+
+fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), RegistryError> {
+    tx.execute(
+        &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+        params![
+            e.id,
+            e.trigger_id,
+            e.function,
+            e.target,
+            e.event_type,
+            e.source,
+            e.subject,
+            e.bucket,
+            e.content_type,
+            e.size as i64,
+            e.output_bucket,
+            e.hops,
+            e.status.as_str(),
+            e.attempts,
+            e.next_attempt_ms,
+            e.last_error,
+            e.created_ms,
+            e.updated_ms
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks up to `limit` due pending events running and returns them, oldest due first.
+pub(super) fn claim_due(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<EventRecord>, RegistryError> {
+    let events = select(
+        tx,
+        "WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, created_ms LIMIT ?2",
+        params![now_ms, limit],
+    )?;
+    for event in &events {
+        tx.execute(
+            "UPDATE events SET status = 'running', updated_ms = ?2 WHERE id = ?1",
+            params![event.id, now_ms],
+        )?;
+    }
+    Ok(events
+        .into_iter()
+        .map(|mut e| {
+            e.status = EventStatus::Running;
+            e
+        })
+        .collect())
+}
+
+/// Records the outcome of an attempt.
+pub(super) fn settle(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: EventStatus,
+    attempts: u32,
+    next_attempt_ms: i64,
+    error: Option<&str>,
+    now_ms: i64,
+) -> Result<(), RegistryError> {
+    tx.execute(
+        "UPDATE events SET status = ?2, attempts = ?3, next_attempt_ms = ?4, last_error = ?5,
+                           updated_ms = ?6 WHERE id = ?1",
+        params![
+            id,
+            status.as_str(),
+            attempts,
+            next_attempt_ms,
+            error,
+            now_ms
+        ],
+    )?;
+    Ok(())
+}
+
+/// Events a stopped host was delivering go back to pending.
+pub(super) fn requeue_running(tx: &Transaction<'_>, now_ms: i64) -> Result<usize, RegistryError> {
+    Ok(tx.execute(
+        "UPDATE events SET status = 'pending', next_attempt_ms = ?1, updated_ms = ?1
+         WHERE status = 'running'",
+        [now_ms],
+    )?)
+}
+
+pub(super) fn events(
+    tx: &Transaction<'_>,
+    function: &str,
+    status: Option<EventStatus>,
+    limit: u32,
+) -> Result<Vec<EventRecord>, RegistryError> {
+    select(
+        tx,
+        "WHERE function = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_ms DESC, id LIMIT ?3",
+        params![function, status.map(EventStatus::as_str), limit],
+    )
+}
+
+/// Sends a dead-lettered event again, with a fresh count of attempts.
+pub(super) fn retry(
+    tx: &Transaction<'_>,
+    id: &str,
+    now_ms: i64,
+) -> Result<EventRecord, RegistryError> {
+    let updated = tx.execute(
+        "UPDATE events SET status = 'pending', attempts = 0, next_attempt_ms = ?2, updated_ms = ?2
+         WHERE id = ?1 AND status = 'failed'",
+        params![id, now_ms],
+    )?;
+    let event = select(tx, "WHERE id = ?1", [id])?
+        .pop()
+        .ok_or_else(|| RegistryError::NotFound(format!("no event {id:?}")))?;
+    if updated == 0 {
+        return Err(InvalidConfig(format!(
+            "event {id} is {}, not failed; only dead-lettered events can be retried",
+            event.status.as_str()
+        ))
+        .into());
+    }
+    Ok(event)
+}
+
+fn select(
+    tx: &Transaction<'_>,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<EventRecord>, RegistryError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events {filter}");
+    let rows = tx
+        .prepare(&sql)?
+        .query_map(params, |r| {
+            Ok(EventRecord {
+                id: r.get(0)?,
+                trigger_id: r.get(1)?,
+                function: r.get(2)?,
+                target: r.get(3)?,
+                event_type: r.get(4)?,
+                source: r.get(5)?,
+                subject: r.get(6)?,
+                bucket: r.get(7)?,
+                content_type: r.get(8)?,
+                size: r.get::<_, i64>(9)? as u64,
+                output_bucket: r.get(10)?,
+                hops: r.get(11)?,
+                status: EventStatus::parse(&r.get::<_, String>(12)?).unwrap_or(EventStatus::Failed),
+                attempts: r.get(13)?,
+                next_attempt_ms: r.get(14)?,
+                last_error: r.get(15)?,
+                created_ms: r.get(16)?,
+                updated_ms: r.get(17)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// A unique, stable id, as CloudEvents `ce-id`.
+fn new_event_id() -> String {
+    format!("evt-{:032x}", fastrand::u128(..))
+}

@@ -1,0 +1,112 @@
+//! The registry's side of event triggers: triggers and the outbox, each call one commit.
+//! (Delivery itself is `crate::events`.)
+
+use super::{
+    EventRecord, EventStatus, NewObject, Registry, RegistryError, Trigger, TriggerSource, now_ms,
+};
+
+impl Registry {
+    /// Adds a trigger to `function`; refuses one that would make a loop of buckets.
+    pub async fn add_trigger(
+        &self,
+        function: &str,
+        target: Option<String>,
+        source: TriggerSource,
+    ) -> Result<Trigger, RegistryError> {
+        source.validate()?;
+        let function = function.to_string();
+        self.blocking(move |db| db.add_trigger(&function, target.as_deref(), &source, now_ms()))
+            .await
+    }
+
+    /// The triggers of one function, or of all.
+    pub async fn triggers(&self, function: Option<String>) -> Result<Vec<Trigger>, RegistryError> {
+        self.blocking(move |db| db.triggers(function.as_deref()))
+            .await
+    }
+
+    pub async fn delete_trigger(&self, function: &str, id: i64) -> Result<(), RegistryError> {
+        let function = function.to_string();
+        self.blocking(move |db| db.delete_trigger(&function, id))
+            .await
+    }
+
+    /// Durably queues the events an object creation fires (before the upload is
+    /// acknowledged).
+    pub async fn enqueue_object(
+        &self,
+        bucket: String,
+        key: String,
+        content_type: Option<String>,
+        size: u64,
+        hops: u32,
+    ) -> Result<Vec<EventRecord>, RegistryError> {
+        self.blocking(move |db| {
+            db.enqueue_object(
+                &NewObject {
+                    bucket: &bucket,
+                    key: &key,
+                    content_type: content_type.as_deref(),
+                    size,
+                    hops,
+                },
+                now_ms(),
+            )
+        })
+        .await
+    }
+
+    pub async fn enqueue_timer(
+        &self,
+        trigger: Trigger,
+        allow_overlap: bool,
+    ) -> Result<Option<EventRecord>, RegistryError> {
+        self.blocking(move |db| db.enqueue_timer(&trigger, allow_overlap, now_ms()))
+            .await
+    }
+
+    pub async fn claim_due_events(&self, limit: u32) -> Result<Vec<EventRecord>, RegistryError> {
+        self.blocking(move |db| db.claim_due(now_ms(), limit)).await
+    }
+
+    pub async fn settle_event(
+        &self,
+        id: String,
+        status: EventStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: Option<String>,
+    ) -> Result<(), RegistryError> {
+        self.blocking(move |db| {
+            db.settle_event(
+                &id,
+                status,
+                attempts,
+                next_attempt_ms,
+                error.as_deref(),
+                now_ms(),
+            )
+        })
+        .await
+    }
+
+    pub async fn requeue_running_events(&self) -> Result<usize, RegistryError> {
+        self.blocking(|db| db.requeue_running(now_ms())).await
+    }
+
+    pub async fn events(
+        &self,
+        function: &str,
+        status: Option<EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, RegistryError> {
+        let function = function.to_string();
+        self.blocking(move |db| db.events(&function, status, limit))
+            .await
+    }
+
+    pub async fn retry_event(&self, id: &str) -> Result<EventRecord, RegistryError> {
+        let id = id.to_string();
+        self.blocking(move |db| db.retry_event(&id, now_ms())).await
+    }
+}

@@ -1,0 +1,130 @@
+//! Buckets over the admin API: `PUT`, `GET` and `DELETE /v1/buckets/BUCKET/objects/KEY`
+//! (streamed both ways) and `GET /v1/buckets/BUCKET/objects?prefix=P` to list. A `PUT` is
+//! answered only after the events it fires are durably queued.
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::objects::{ObjectInfo, guess_content_type};
+use crate::server::Host;
+use crate::server::body::{Body, BoxError, json};
+use crate::server::error::ApiError;
+
+#[derive(Serialize)]
+struct Stored {
+    bucket: String,
+    key: String,
+    size: u64,
+    /// The ids of the events this object fired (one per matching trigger).
+    events: Vec<String>,
+}
+
+pub async fn put(
+    host: &Host,
+    bucket: &str,
+    key: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > host.buckets.max_object_bytes) {
+        let mut error = ApiError::from(crate::objects::ObjectError::TooLarge(
+            host.buckets.max_object_bytes,
+        ));
+        error.close_connection = true;
+        return Err(error);
+    }
+    let stream = request.into_body().into_data_stream();
+    let size = host.buckets.put(bucket, key, stream).await?;
+    let events = host
+        .registry
+        .enqueue_object(bucket.to_string(), key.to_string(), content_type, size, 0)
+        .await?;
+    if !events.is_empty() {
+        host.deliveries.notify_one();
+    }
+    Ok(json(
+        StatusCode::CREATED,
+        &Stored {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size,
+            events: events.into_iter().map(|e| e.id).collect(),
+        },
+    ))
+}
+
+pub async fn get(host: &Host, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
+    use futures::TryStreamExt;
+    let (size, stream) = host.buckets.get(bucket, key).await?;
+    let frames = stream
+        .map_ok(http_body::Frame::data)
+        .map_err(|e| Box::new(e) as BoxError);
+    let mut response = Response::new(StreamBody::new(frames).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(guess_content_type(key)),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(response)
+}
+
+pub async fn delete(host: &Host, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
+    host.buckets.delete(bucket, key).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "deleted": { "bucket": bucket, "key": key } }),
+    ))
+}
+
+#[derive(Serialize)]
+struct Listing {
+    bucket: String,
+    objects: Vec<ObjectInfo>,
+}
+
+pub async fn list(
+    host: &Host,
+    bucket: &str,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (mut prefix, mut limit) = (String::new(), 1000usize);
+    for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match name.as_ref() {
+            "prefix" => prefix = value.to_string(),
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("limit={value:?}: use 1 to 10000"))
+                    })?
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter {other:?}; use prefix or limit"
+                )));
+            }
+        }
+    }
+    let objects = host.buckets.list(bucket, &prefix, limit).await?;
+    Ok(json(
+        StatusCode::OK,
+        &Listing {
+            bucket: bucket.to_string(),
+            objects,
+        },
+    ))
+}

@@ -1,0 +1,330 @@
+//! Event delivery: events queued in the outbox are claimed in batches and POSTed to their
+//! function as CloudEvents 1.0 in binary mode (`ce-id`, `ce-type`, `ce-source`,
+//! `ce-subject`, `ce-time` headers; the object as the body). A 2xx answer's body goes to the
+//! trigger's output bucket, which may fire further triggers.
+//!
+//! Delivery is at least once. 5xx answers, timeouts and other failures are retried with
+//! exponential backoff; after [`MAX_ATTEMPTS`] the event is dead-lettered with its last
+//! error, as is an event the function refuses (4xx: retrying cannot help). Deliveries use at
+//! most half of a function's concurrency limit and only free slots, so events never starve
+//! HTTP traffic; a busy function's events simply wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use http_body_util::{BodyExt, Limited};
+
+use super::Host;
+use super::data_plane::PendingRecord;
+use super::error::ApiError;
+use super::shadow::RequestBody;
+use crate::engine::Finished;
+use crate::objects::{ObjectError, check_key};
+use crate::registry::{EventRecord, EventStatus, now_ms};
+use crate::routing::Resolved;
+
+/// Attempts before an event is dead-lettered.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Events claimed per pass, and delivered at once host-wide.
+const BATCH: u32 = 32;
+const CONCURRENCY: usize = 8;
+/// Retry delays double from this, up to the cap.
+const BACKOFF_BASE_MS: i64 = 500;
+const BACKOFF_MAX_MS: i64 = 60_000;
+/// How soon an event whose function was busy is tried again (not counted as an attempt).
+const BUSY_DELAY_MS: i64 = 200;
+/// How often the outbox is polled when nothing wakes the loop (retries coming due).
+const POLL: Duration = Duration::from_millis(200);
+/// The function may name the output object's key with this response header.
+const OUTPUT_KEY: HeaderName = HeaderName::from_static("fnhost-output-key");
+
+/// Delivers events until the task is dropped.
+pub async fn run(host: Arc<Host>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    loop {
+        let claimed = match host.registry.claim_due_events(BATCH).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the event outbox; retrying");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+        };
+        let full = claimed.len() as u32 == BATCH;
+        for event in claimed {
+            let slot = slots.clone().acquire_owned().await.expect("never closed");
+            let host = host.clone();
+            tokio::spawn(async move {
+                deliver(&host, event).await;
+                drop(slot);
+            });
+        }
+        if !full {
+            tokio::select! {
+                () = host.deliveries.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Delivered,
+    /// The function had no free slot; try again soon, without counting an attempt.
+    Busy,
+    /// Worth retrying (5xx, timeout, store trouble).
+    Retry(String),
+    /// Retrying cannot help (the function refused the event, or it can no longer be sent).
+    Refused(String),
+}
+
+async fn deliver(host: &Arc<Host>, event: EventRecord) {
+    let attempt = event.attempts + 1;
+    let now = now_ms();
+    let (status, attempts, next, error) = match attempt_delivery(host, &event, attempt).await {
+        Outcome::Delivered => (EventStatus::Delivered, attempt, now, None),
+        Outcome::Busy => (
+            EventStatus::Pending,
+            event.attempts,
+            now + BUSY_DELAY_MS,
+            None,
+        ),
+        Outcome::Refused(reason) => (EventStatus::Failed, attempt, now, Some(reason)),
+        Outcome::Retry(reason) if attempt >= MAX_ATTEMPTS => (
+            EventStatus::Failed,
+            attempt,
+            now,
+            Some(format!(
+                "gave up after {attempt} attempts; the last: {reason}"
+            )),
+        ),
+        Outcome::Retry(reason) => (
+            EventStatus::Pending,
+            attempt,
+            now + backoff(attempt),
+            Some(reason),
+        ),
+    };
+    match status {
+        EventStatus::Failed => tracing::warn!(
+            event = %event.id,
+            function = %event.function,
+            error = error.as_deref().unwrap_or(""),
+            "event dead-lettered"
+        ),
+        EventStatus::Pending if error.is_some() => tracing::info!(
+            event = %event.id,
+            function = %event.function,
+            attempt,
+            error = error.as_deref().unwrap_or(""),
+            "event delivery failed; will retry"
+        ),
+        _ => {}
+    }
+    if let Err(e) = host
+        .registry
+        .settle_event(event.id.clone(), status, attempts, next, error)
+        .await
+    {
+        // It stays `running` until the next start, which sends it again (at least once).
+        tracing::error!(event = %event.id, error = %e, "could not record an event's delivery");
+    }
+}
+
+/// `BASE * 2^(attempt-1)`, capped, with up to 20 % jitter so retries of a burst spread out.
+fn backoff(attempt: u32) -> i64 {
+    let base = BACKOFF_BASE_MS.saturating_mul(1 << (attempt.saturating_sub(1)).min(20));
+    let capped = base.min(BACKOFF_MAX_MS);
+    capped + fastrand::i64(0..=capped / 5)
+}
+
+async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -> Outcome {
+    let deployment = match host
+        .router
+        .snapshot()
+        .resolve(&event.function, event.target.as_deref())
+    {
+        Ok(Resolved::Deployment(deployment)) => deployment.clone(),
+        Ok(Resolved::Alias(alias)) => alias.choose(&HeaderMap::new()).clone(),
+        Err(e) => return Outcome::Refused(format!("the event cannot be routed: {e}")),
+    };
+    let config = &deployment.config;
+    let Some(permit) = host
+        .admission
+        .try_admit(&deployment.function, (config.max_concurrency / 2).max(1))
+    else {
+        return Outcome::Busy;
+    };
+    let body = match (&event.bucket, &event.subject) {
+        (Some(bucket), Some(key)) => {
+            match host
+                .buckets
+                .get_bytes(bucket, key, config.max_request_body_bytes)
+                .await
+            {
+                Ok(bytes) => bytes,
+                Err(e @ (ObjectError::NotFound { .. } | ObjectError::TooLarge(_))) => {
+                    return Outcome::Refused(format!("the object cannot be delivered: {e}"));
+                }
+                Err(e) => return Outcome::Retry(format!("reading the object: {e}")),
+            }
+        }
+        _ => Bytes::new(),
+    };
+    let request = match cloud_event(event, attempt, body) {
+        Ok(request) => request,
+        Err(e) => return Outcome::Refused(e),
+    };
+    let component = match host
+        .engine
+        .load(deployment.digest, || {
+            host.registry.modules().path(&deployment.digest)
+        })
+        .await
+    {
+        Ok(component) => component,
+        Err(e) => return Outcome::Retry(format!("loading the function: {e}")),
+    };
+    let (warm, lease) = host.scaler.take(&deployment);
+    let record = PendingRecord::new(&host.metering, &deployment, None);
+    let on_finish = {
+        let (record, logs, id) = (record.clone(), host.logs.clone(), event.id.clone());
+        let (function, version) = (deployment.function.clone(), deployment.label.to_string());
+        Box::new(move |finished: Finished| {
+            drop(lease);
+            drop(permit);
+            record.finished(finished.instantiation);
+            if let Some(text) = finished.output {
+                logs.append(&function, &version, &id, text);
+            }
+        })
+    };
+    let response = match host
+        .engine
+        .invoke(&component, config, warm, request, on_finish)
+        .await
+    {
+        Ok(response) => response,
+        Err(failure) => {
+            let error = ApiError::from(failure.error);
+            record.status(error.status.as_u16());
+            return Outcome::Retry(format!("{} ({})", error.message, error.status));
+        }
+    };
+    let status = response.status();
+    record.status(status.as_u16());
+    let output_key = response
+        .headers()
+        .get(&OUTPUT_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let limit = usize::try_from(config.max_response_body_bytes).unwrap_or(usize::MAX);
+    let body = match Limited::new(response.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return Outcome::Retry(format!("reading the function's answer: {e}")),
+    };
+    if !status.is_success() {
+        let excerpt = String::from_utf8_lossy(&body[..body.len().min(500)])
+            .trim()
+            .to_string();
+        let text = format!("the function answered {status}: {excerpt}");
+        return match status.as_u16() {
+            408 | 429 | 500..=599 => Outcome::Retry(text),
+            _ => Outcome::Refused(text),
+        };
+    }
+    let (Some(output), Some(key)) = (
+        &event.output_bucket,
+        output_key.as_ref().or(event.subject.as_ref()),
+    ) else {
+        return Outcome::Delivered;
+    };
+    if let Err(e) = check_key(key) {
+        return Outcome::Refused(format!("the function named an invalid output key: {e}"));
+    }
+    if let Err(e) = host.buckets.put_bytes(output, key, body.clone()).await {
+        return Outcome::Retry(format!("writing the output to bucket {output}: {e}"));
+    }
+    match host
+        .registry
+        .enqueue_object(
+            output.clone(),
+            key.clone(),
+            content_type,
+            body.len() as u64,
+            event.hops + 1,
+        )
+        .await
+    {
+        Ok(queued) if !queued.is_empty() => host.deliveries.notify_one(),
+        Ok(_) => {}
+        Err(e) => return Outcome::Retry(format!("queueing events for the output: {e}")),
+    }
+    Outcome::Delivered
+}
+
+/// The event as a CloudEvents 1.0 binary-mode HTTP request.
+fn cloud_event(
+    event: &EventRecord,
+    attempt: u32,
+    body: Bytes,
+) -> Result<Request<RequestBody>, String> {
+    let time = chrono::DateTime::from_timestamp_millis(event.created_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut request = Request::post("/")
+        .header(header::HOST, "localhost")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", &event.id)
+        .header("ce-type", &event.event_type)
+        .header("ce-source", &event.source)
+        .header("ce-time", time)
+        .header("fnhost-attempt", attempt)
+        .header("fnhost-event-hops", event.hops)
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(RequestBody::Buffered(Some(body)))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let headers = request.headers_mut();
+    if let Some(subject) = &event.subject {
+        let value = HeaderValue::from_bytes(subject.as_bytes())
+            .map_err(|_| format!("the key {subject:?} cannot be sent as ce-subject"))?;
+        headers.insert("ce-subject", value);
+    }
+    if let Some(content_type) = event
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    } else if event.bucket.is_some() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_a_cap() {
+        for (attempt, base) in [(1, 500), (2, 1000), (3, 2000), (8, 60_000), (30, 60_000)] {
+            let delay = backoff(attempt);
+            assert!(
+                (base..=base + base / 5).contains(&delay),
+                "{attempt}: {delay}"
+            );
+        }
+    }
+}

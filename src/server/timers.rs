@@ -1,0 +1,102 @@
+//! Timer triggers: each fires on its cron schedule (with seconds, UTC) by queueing a
+//! `fnhost.timer.fired` event. A trigger that does not allow overlap skips a tick while its
+//! previous event is still queued or running, so a slow run never piles up. Ticks missed
+//! while the host was down are not replayed.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Host;
+use crate::registry::{Trigger, TriggerSource};
+
+/// The longest the loop sleeps, so schedules are re-read even without a wake-up.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+
+struct Timer {
+    trigger: Trigger,
+    schedule: cron::Schedule,
+    allow_overlap: bool,
+    next: DateTime<Utc>,
+}
+
+/// Fires timers until the task is dropped.
+pub async fn run(host: Arc<Host>) {
+    let mut timers: HashMap<i64, Timer> = HashMap::new();
+    let mut reload = true;
+    loop {
+        if reload {
+            match host.registry.triggers(None).await {
+                Ok(triggers) => timers = refreshed(triggers, std::mem::take(&mut timers)),
+                Err(e) => tracing::error!(error = %e, "could not read timer triggers"),
+            }
+        }
+        let now = Utc::now();
+        for timer in timers.values_mut().filter(|t| t.next <= now) {
+            match host
+                .registry
+                .enqueue_timer(timer.trigger.clone(), timer.allow_overlap)
+                .await
+            {
+                Ok(Some(_)) => host.deliveries.notify_one(),
+                Ok(None) => tracing::info!(
+                    trigger = timer.trigger.id,
+                    function = %timer.trigger.function,
+                    "timer tick skipped: the previous run is still queued or running"
+                ),
+                Err(e) => {
+                    tracing::warn!(trigger = timer.trigger.id, error = %e, "could not queue a timer event")
+                }
+            }
+            timer.next = timer
+                .schedule
+                .after(&now)
+                .next()
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        }
+        let until_next = timers
+            .values()
+            .map(|t| (t.next - Utc::now()).to_std().unwrap_or_default())
+            .min()
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            () = host.timers_changed.notified() => reload = true,
+            () = tokio::time::sleep(until_next) => reload = until_next == MAX_SLEEP,
+        }
+    }
+}
+
+/// The timers of `triggers`, keeping the next tick of ones already known.
+fn refreshed(triggers: Vec<Trigger>, mut known: HashMap<i64, Timer>) -> HashMap<i64, Timer> {
+    triggers
+        .into_iter()
+        .filter_map(|trigger| {
+            let TriggerSource::Timer {
+                cron,
+                allow_overlap,
+            } = &trigger.source
+            else {
+                return None;
+            };
+            let schedule = cron::Schedule::from_str(cron).ok()?;
+            let next = match known.remove(&trigger.id) {
+                Some(timer) => timer.next,
+                None => schedule.upcoming(Utc).next()?,
+            };
+            let allow_overlap = *allow_overlap;
+            Some((
+                trigger.id,
+                Timer {
+                    trigger,
+                    schedule,
+                    allow_overlap,
+                    next,
+                },
+            ))
+        })
+        .collect()
+}
