@@ -43,14 +43,23 @@ impl TestHost {
     }
 
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> TestHost {
+        Self::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// Starts with extra flags and environment variables.
+    pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestHost {
         let data_dir = data_dir.to_path_buf();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra))
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra, env))
             .await
             .unwrap()
     }
 
-    fn spawn(data_dir: PathBuf, extra: Vec<String>) -> TestHost {
+    fn spawn(data_dir: PathBuf, extra: Vec<String>, env: Vec<(String, String)>) -> TestHost {
         std::fs::create_dir_all(&data_dir).unwrap();
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
@@ -65,6 +74,7 @@ impl TestHost {
         }
         let mut child = command
             .args(&extra)
+            .envs(env)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
