@@ -173,6 +173,45 @@ async fn uploads_become_thumbnails_and_a_corrupt_image_is_dead_lettered() {
         error.contains("400") && error.contains("not a supported image"),
         "{error}"
     );
+    // A dead-lettered event can be sent again (it fails again: the image is still corrupt).
+    let id = failed[0]["id"].as_str().unwrap().to_string();
+    let before = failed[0]["updated_ms"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let retried = host
+        .admin(Method::POST, &format!("/v1/events/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    let started = Instant::now();
+    loop {
+        let failed = events(&host, "thumbnail", "failed").await;
+        if let Some(event) = failed.iter().find(|e| e["id"] == id.as_str())
+            && event["updated_ms"].as_i64().unwrap() > before
+        {
+            assert_eq!(event["attempts"], 1, "a fresh count of attempts: {event}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{failed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Only dead-lettered events can be retried.
+    let (_, delivered) = host
+        .get_json("/v1/functions/thumbnail/events?status=delivered&limit=1")
+        .await;
+    let delivered_id = delivered["events"][0]["id"].as_str().unwrap();
+    let refused = host
+        .admin(Method::POST, &format!("/v1/events/{delivered_id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let unknown = host
+        .admin(Method::POST, "/v1/events/evt-nope/retry")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     // Events carry CloudEvents attributes.
     let delivered = events(&host, "thumbnail", "delivered").await;
     assert_eq!(delivered[0]["event_type"], "fnhost.object.created");
