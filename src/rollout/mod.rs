@@ -237,6 +237,11 @@ impl Rollouts {
         .await
     }
 
+    /// Forgets a deleted function's rollout (its stored row went with the function).
+    pub async fn forget(&self, function: &str) {
+        self.records.lock().await.remove(function);
+    }
+
     /// Judges and advances running rollouts until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         let mut ticker = tokio::time::interval(TICK);

@@ -55,6 +55,7 @@ pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError>
     host.metering.forget(name);
     host.admission.forget(name);
     host.scaler.forget(name);
+    host.rollouts.forget(name).await;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": name } }),
