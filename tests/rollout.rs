@@ -436,3 +436,60 @@ async fn sticky_users_only_move_onto_the_candidate() {
         "everyone ends on the release"
     );
 }
+
+/// On a custom alias the rollout moves the alias from its main version to the candidate,
+/// keeping the alias's sticky header and rules.
+#[tokio::test]
+async fn a_custom_alias_rolls_from_its_version_to_the_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    shop(&host, "RELEASE%3D2").await;
+    assert_eq!(host.publish("shop").await.0, 201);
+    let alias = host
+        .admin(Method::PUT, "/v1/functions/shop/aliases/prod")
+        .json(&json!({"routes": [{"version": 1, "percent": 100}], "sticky_header": "user-id"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.status(), 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, http, url) = (
+            stop.clone(),
+            host.http.clone(),
+            format!("{}/shop@prod/", host.data_url),
+        );
+        tokio::spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let _ = http
+                    .get(&url)
+                    .header("user-id", format!("u{}", i % 50))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let started = start_rollout(
+        &host,
+        json!({"to": 2, "alias": "prod", "steps": [50, 100], "interval_ms": 1000, "min_requests": 5}),
+    )
+    .await;
+    assert_eq!(started["spec"]["stable"], 1);
+    let done = finished(&host, Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert_eq!(done["phase"], "succeeded", "{done:#}");
+    let (_, prod) = host.get_json("/v1/functions/shop/aliases/prod").await;
+    assert_eq!(
+        prod["routes"],
+        json!([{"version": 2, "percent": 100.0}]),
+        "{prod}"
+    );
+    assert_eq!(prod["sticky_header"], "user-id");
+    // $DEFAULT was not touched.
+    let (_, default) = host.get_json("/v1/functions/shop/aliases/$DEFAULT").await;
+    assert_eq!(default["latest_percent"], 0.0);
+}
