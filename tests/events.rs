@@ -320,13 +320,17 @@ async fn timers_fire_on_schedule_without_piling_up() {
     );
     tokio::time::sleep(Duration::from_millis(4500)).await;
 
-    let ticks = events(&host, "tick", "delivered").await;
+    // Ticks queued is what the schedule controls; delivery follows (on a loaded machine,
+    // perhaps a little later).
+    let (_, all_ticks) = host.get_json("/v1/functions/tick/events?limit=100").await;
+    let ticks = all_ticks["events"].as_array().unwrap();
     assert!(
         (3..=6).contains(&ticks.len()),
-        "{} ticks in 4.5 s",
+        "{} ticks in 4.5 s: {all_ticks:#}",
         ticks.len()
     );
     assert_eq!(ticks[0]["event_type"], "fnhost.timer.fired");
+    wait_for(&host, "tick", "delivered", 3, Duration::from_secs(10)).await;
     // Each slow run takes 2.5 s: ticks during a run are skipped, not queued.
     let (_, all) = host.get_json("/v1/functions/slow/events?limit=100").await;
     let slow = all["events"].as_array().unwrap().len();
