@@ -337,3 +337,154 @@ fn help_lists_and_explains_every_command() {
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(help.contains("--data-dir") && help.contains("--max-upload"));
 }
+
+/// `fnhost rollout --wait` follows a rollout to its end: exit 0 when it is promoted, exit 2
+/// with the reason when it rolls back; `rollout status` and `alias history` tell the story;
+/// object, trigger and events commands work end to end.
+#[tokio::test]
+async fn rollouts_objects_and_events_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let hostile = wasm_path("hostile");
+    let hostile = hostile.to_str().unwrap();
+    stdout(&fnhost(&host, &["deploy", "shop", hostile, "--publish"]));
+    stdout(&fnhost(
+        &host,
+        &["deploy", "shop", hostile, "--env", "FAIL_PERCENT=50"],
+    ));
+
+    // Traffic while the CLI waits.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, http, url) = (
+            stop.clone(),
+            host.http.clone(),
+            format!("{}/shop/", host.data_url),
+        );
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = http.get(&url).send().await;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let args = [
+        "rollout",
+        "shop",
+        "--to",
+        "latest",
+        "--steps",
+        "30,100",
+        "--interval",
+        "1s",
+        "--min-requests",
+        "10",
+        "--max-error-rate",
+        "5%",
+        "--wait",
+    ];
+    let admin_url = host.admin_url.clone();
+    let data_dir = host.data_dir.clone();
+    let rolled_back = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args(args)
+            .env("FNHOST_ADMIN_URL", admin_url)
+            .env("FNHOST_DATA_DIR", data_dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    assert_eq!(rolled_back.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&rolled_back.stdout);
+    assert!(printed.contains("started: step 1 sends 30%"), "{printed}");
+    let error = String::from_utf8_lossy(&rolled_back.stderr);
+    assert!(
+        error.contains("did not succeed: rolled back at step 1"),
+        "{error}"
+    );
+
+    let status = stdout(&fnhost(&host, &["rollout", "status", "shop"]));
+    assert!(
+        status.contains("rolled_back at 0%") && status.contains("BREACHED"),
+        "{status}"
+    );
+    let history = stdout(&fnhost(&host, &["alias", "history", "shop", "$DEFAULT"]));
+    assert!(
+        history.contains("rollout") && history.contains("1:100%"),
+        "{history}"
+    );
+    assert_eq!(
+        fnhost(&host, &["rollout", "resume", "shop"]).status.code(),
+        Some(2),
+        "a rolled-back rollout cannot resume"
+    );
+
+    // Objects, triggers and events.
+    stdout(&fnhost(&host, &["deploy", "copy", hostile]));
+    let added = stdout(&fnhost(
+        &host,
+        &[
+            "trigger",
+            "add",
+            "copy",
+            "--bucket",
+            "inbox",
+            "--suffix",
+            ".txt",
+            "--output-bucket",
+            "outbox",
+        ],
+    ));
+    assert!(
+        added.contains("objects in inbox/*.txt -> outbox"),
+        "{added}"
+    );
+    let file = dir.path().join("note.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let put = stdout(&fnhost(
+        &host,
+        &[
+            "object",
+            "put",
+            "inbox",
+            "notes/a b.txt",
+            file.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        put.contains("stored inbox/notes/a b.txt (5 bytes); queued event evt-"),
+        "{put}"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let listing = stdout(&fnhost(&host, &["object", "ls", "outbox"]));
+        if listing.contains("notes/a b.txt") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{listing}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let events = stdout(&fnhost(&host, &["events", "copy"]));
+    assert!(events.contains("delivered"), "{events}");
+    let fetched = dir.path().join("out.txt");
+    stdout(&fnhost(
+        &host,
+        &[
+            "object",
+            "get",
+            "inbox",
+            "notes/a b.txt",
+            "-o",
+            fetched.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read_to_string(&fetched).unwrap(), "hello");
+    let missing = fnhost(&host, &["object", "get", "inbox", "nope.txt"]);
+    assert_eq!(missing.status.code(), Some(1), "not found exits 1");
+}

@@ -166,7 +166,7 @@ fn print_status(answer: &Value) {
         label(&spec["candidate"]),
         text(&spec["alias"]),
         text(&answer["phase"]),
-        answer["current_percent"],
+        percent(&answer["current_percent"]),
         answer["step"].as_u64().unwrap_or(0) + 1,
         spec["steps_bp"].as_array().map_or(0, Vec::len),
     );
@@ -202,7 +202,7 @@ fn print_status(answer: &Value) {
         .flatten()
         .map(|j| {
             vec![
-                format!("{}%", j["step_percent"]),
+                format!("{}%", percent(&j["step_percent"])),
                 if j["passed"].as_bool() == Some(true) {
                     "passed".into()
                 } else {
@@ -227,6 +227,16 @@ fn print_status(answer: &Value) {
         {
             println!("  {line}");
         }
+    }
+}
+
+/// `25`, `0.5`: a percentage without a needless `.0`.
+fn percent(value: &Value) -> String {
+    let p = value.as_f64().unwrap_or(0.0);
+    if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p}")
     }
 }
 
