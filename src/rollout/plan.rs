@@ -140,9 +140,10 @@ pub enum Verdict {
     Breach(String),
 }
 
-/// Judges the candidate against the spec's gates, never on fewer than `min_requests`.
-/// A breach is decided as soon as it is certain (enough errors that the rate cannot fall
-/// under the limit within the minimum), so a broken candidate is cut off early.
+/// Judges the candidate against the spec's gates, compared with the stable version over the
+/// same interval, never on fewer than `min_requests`. A breach is decided as soon as it is
+/// certain (enough errors that the rate cannot fall under the limit within the minimum), so
+/// a broken candidate is cut off early; a breach the stable version shares holds the step.
 pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Verdict {
     let limit = spec.max_error_rate_bp as f64 / FULL as f64;
     let figures = format!(
@@ -162,7 +163,16 @@ pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Ver
             candidate.requests, spec.min_requests
         ));
     }
+    // The stable version is the yardstick: when it does as badly over the same interval (a
+    // shared dependency failing, a slow host), the candidate is not to blame, and the
+    // rollout holds its step instead of either advancing or rolling back.
+    let stable_counts = stable.requests >= spec.min_requests;
     if candidate.error_rate > limit {
+        if stable_counts && stable.error_rate >= candidate.error_rate {
+            return Verdict::Wait(format!(
+                "holding: the stable version fails as often as the candidate, so the errors are not the candidate's ({figures})"
+            ));
+        }
         return Verdict::Breach(format!(
             "error rate {:.2}% is above the limit of {}% ({figures})",
             candidate.error_rate * 100.0,
@@ -172,6 +182,11 @@ pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Ver
     if let Some(p99) = candidate.p99_ms
         && p99 > spec.max_p99_ms as f64
     {
+        if stable_counts && stable.p99_ms.is_some_and(|s| s >= p99) {
+            return Verdict::Wait(format!(
+                "holding: the stable version is as slow as the candidate, so the latency is not the candidate's ({figures})"
+            ));
+        }
         return Verdict::Breach(format!(
             "p99 latency {p99:.1} ms is above the limit of {} ms ({figures})",
             spec.max_p99_ms
@@ -259,6 +274,21 @@ mod tests {
             Verdict::Breach(reason) => assert!(reason.contains("p99 latency 400.0 ms"), "{reason}"),
             other => panic!("{other:?}"),
         }
+        // When the stable version is as bad, the candidate is not blamed: the step holds.
+        let failing_stable = observed(1000, 80, 400.0);
+        match judge(&spec(), &observed(200, 10, 20.0), &failing_stable) {
+            Verdict::Wait(reason) => assert!(reason.starts_with("holding"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            judge(&spec(), &observed(200, 0, 400.0), &failing_stable),
+            Verdict::Wait(_)
+        ));
+        // ... but a stable version with too few requests is no yardstick.
+        assert!(matches!(
+            judge(&spec(), &observed(200, 10, 20.0), &observed(5, 5, 10.0)),
+            Verdict::Breach(_)
+        ));
         // Errors beyond what the minimum could absorb breach before the minimum is reached.
         assert!(matches!(
             judge(&spec(), &observed(30, 15, 20.0), &stable),
