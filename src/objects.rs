@@ -153,12 +153,7 @@ impl Buckets {
         ),
         ObjectError,
     > {
-        let path = location(bucket, key)?;
-        let found = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| not_found(e, bucket, key))?;
+        let found = self.fetch(bucket, key).await?;
         Ok((found.meta.size, found.into_stream()))
     }
 
@@ -169,16 +164,19 @@ impl Buckets {
         key: &str,
         limit: u64,
     ) -> Result<Bytes, ObjectError> {
-        let path = location(bucket, key)?;
-        let found = self
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| not_found(e, bucket, key))?;
+        let found = self.fetch(bucket, key).await?;
         if found.meta.size > limit {
             return Err(ObjectError::TooLarge(limit));
         }
         Ok(found.bytes().await?)
+    }
+
+    async fn fetch(&self, bucket: &str, key: &str) -> Result<object_store::GetResult, ObjectError> {
+        let path = location(bucket, key)?;
+        self.store
+            .get(&path)
+            .await
+            .map_err(|e| not_found(e, bucket, key))
     }
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {

@@ -1,11 +1,9 @@
 //! `fnhost alias history NAME [ALIAS]`: who moved traffic, when, from what to what, and why.
 
 use clap::Args;
-use http::Method;
 use serde_json::Value;
 
 use crate::cli::ClientArgs;
-use crate::cli::client::AdminClient;
 use crate::cli::table;
 
 #[derive(Debug, Args)]
@@ -27,13 +25,9 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         let encoded: String = form_urlencoded::byte_serialize(alias.as_bytes()).collect();
         path.push_str(&format!("&alias={encoded}"));
     }
-    let answer = AdminClient::new(&args.client)?
-        .call(Method::GET, &path, None)
-        .await?;
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
         return Ok(());
-    }
+    };
     let rows: Vec<Vec<String>> = answer["changes"]
         .as_array()
         .into_iter()

@@ -164,6 +164,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// GETs `path` from the admin API. With `--json` the answer is printed as it is and `None`
+/// returned; otherwise the caller renders it as a table.
+async fn fetch_for_table(
+    client: &ClientArgs,
+    path: &str,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let answer = super::client::AdminClient::new(client)?
+        .call(http::Method::GET, path, None)
+        .await?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(None);
+    }
+    Ok(Some(answer))
+}
+
 /// Reads a file named on the command line, saying which file failed.
 fn read_file(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

@@ -133,17 +133,10 @@ pub async fn run(command: ObjectCommand) -> anyhow::Result<()> {
         }
         ObjectCommand::Ls(args) => {
             let prefix: String = form_urlencoded::byte_serialize(args.prefix.as_bytes()).collect();
-            let answer = AdminClient::new(&args.client)?
-                .call(
-                    Method::GET,
-                    &format!("/v1/buckets/{}/objects?prefix={prefix}", args.bucket),
-                    None,
-                )
-                .await?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+            let path = format!("/v1/buckets/{}/objects?prefix={prefix}", args.bucket);
+            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
                 return Ok(());
-            }
+            };
             let rows: Vec<Vec<String>> = answer["objects"]
                 .as_array()
                 .into_iter()

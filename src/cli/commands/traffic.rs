@@ -182,17 +182,10 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
             }
         }
         AliasCommand::List(args) => {
-            let answer = AdminClient::new(&args.client)?
-                .call(
-                    Method::GET,
-                    &format!("/v1/functions/{}/aliases", args.name),
-                    None,
-                )
-                .await?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+            let path = format!("/v1/functions/{}/aliases", args.name);
+            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
                 return Ok(());
-            }
+            };
             let rows: Vec<Vec<String>> = answer["aliases"]
                 .as_array()
                 .into_iter()

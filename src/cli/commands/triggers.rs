@@ -127,17 +127,10 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TriggerCommand::List(args) => {
-            let answer = AdminClient::new(&args.client)?
-                .call(
-                    Method::GET,
-                    &format!("/v1/functions/{}/triggers", args.name),
-                    None,
-                )
-                .await?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+            let path = format!("/v1/functions/{}/triggers", args.name);
+            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
                 return Ok(());
-            }
+            };
             let rows: Vec<Vec<String>> = answer["triggers"]
                 .as_array()
                 .into_iter()
@@ -185,17 +178,10 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     }
     let name = args.name.expect("clap requires the name");
     let status = if args.failed { "&status=failed" } else { "" };
-    let answer = AdminClient::new(&args.client)?
-        .call(
-            Method::GET,
-            &format!("/v1/functions/{name}/events?limit={}{status}", args.limit),
-            None,
-        )
-        .await?;
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let path = format!("/v1/functions/{name}/events?limit={}{status}", args.limit);
+    let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
         return Ok(());
-    }
+    };
     let rows: Vec<Vec<String>> = answer["events"]
         .as_array()
         .into_iter()

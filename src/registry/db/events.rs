@@ -179,24 +179,18 @@ pub(super) fn enqueue_object(
             TriggerSource::Timer { .. } => None,
         };
         let event = EventRecord {
-            id: new_event_id(),
-            trigger_id: trigger.id,
-            function: trigger.function.clone(),
-            target: trigger.target.clone(),
-            event_type: "fnhost.object.created".into(),
-            source: format!("/buckets/{}", object.bucket),
             subject: Some(object.key.to_string()),
             bucket: Some(object.bucket.to_string()),
             content_type: object.content_type.map(str::to_string),
             size: object.size,
             output_bucket,
             hops: object.hops,
-            status: EventStatus::Pending,
-            attempts: 0,
-            next_attempt_ms: now_ms,
-            last_error: None,
-            created_ms: now_ms,
-            updated_ms: now_ms,
+            ..new_event(
+                &trigger,
+                "fnhost.object.created",
+                format!("/buckets/{}", object.bucket),
+                now_ms,
+            )
         };
         insert(tx, &event)?;
         queued.push(event);
@@ -224,26 +218,12 @@ pub(super) fn enqueue_timer(
             return Ok(None);
         }
     }
-    let event = EventRecord {
-        id: new_event_id(),
-        trigger_id: trigger.id,
-        function: trigger.function.clone(),
-        target: trigger.target.clone(),
-        event_type: "fnhost.timer.fired".into(),
-        source: format!("/triggers/{}", trigger.id),
-        subject: None,
-        bucket: None,
-        content_type: None,
-        size: 0,
-        output_bucket: None,
-        hops: 0,
-        status: EventStatus::Pending,
-        attempts: 0,
-        next_attempt_ms: now_ms,
-        last_error: None,
-        created_ms: now_ms,
-        updated_ms: now_ms,
-    };
+    let event = new_event(
+        trigger,
+        "fnhost.timer.fired",
+        format!("/triggers/{}", trigger.id),
+        now_ms,
+    );
     insert(tx, &event)?;
     Ok(Some(event))
 }
@@ -404,6 +384,30 @@ fn select(
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// A pending event of `trigger` with no subject or body; object events fill those in.
+fn new_event(trigger: &Trigger, event_type: &str, source: String, now_ms: i64) -> EventRecord {
+    EventRecord {
+        id: new_event_id(),
+        trigger_id: trigger.id,
+        function: trigger.function.clone(),
+        target: trigger.target.clone(),
+        event_type: event_type.to_string(),
+        source,
+        subject: None,
+        bucket: None,
+        content_type: None,
+        size: 0,
+        output_bucket: None,
+        hops: 0,
+        status: EventStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: now_ms,
+        last_error: None,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    }
 }
 
 /// A unique, stable id, as CloudEvents `ce-id`.

@@ -28,15 +28,7 @@ pub async fn get(
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "alias" => alias = Some(value.to_string()),
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("limit={value:?}: use 1 to {MAX_LIMIT}"))
-                    })?
-            }
+            "limit" => limit = super::limit_param(&value, MAX_LIMIT)?,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter {other:?}; use alias or limit"

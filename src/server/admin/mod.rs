@@ -295,6 +295,15 @@ async fn dispatch(
     }
 }
 
+/// A `limit=N` query parameter: a count from 1 to `max`.
+fn limit_param(value: &str, max: u32) -> Result<u32, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| ApiError::bad_request(format!("limit={value:?}: use 1 to {max}")))
+}
+
 /// Compares the bearer token in constant time, so response timing reveals nothing about it.
 fn authorized(host: &Host, request: &Request<Incoming>) -> bool {
     let Some(given) = request

@@ -99,19 +99,11 @@ pub async fn list(
     bucket: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (mut prefix, mut limit) = (String::new(), 1000usize);
+    let (mut prefix, mut limit) = (String::new(), 1000u32);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match name.as_ref() {
             "prefix" => prefix = value.to_string(),
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("limit={value:?}: use 1 to 10000"))
-                    })?
-            }
+            "limit" => limit = super::limit_param(&value, 10_000)?,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter {other:?}; use prefix or limit"
@@ -119,7 +111,7 @@ pub async fn list(
             }
         }
     }
-    let objects = host.buckets.list(bucket, &prefix, limit).await?;
+    let objects = host.buckets.list(bucket, &prefix, limit as usize).await?;
     Ok(json(
         StatusCode::OK,
         &Listing {

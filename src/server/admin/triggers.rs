@@ -124,15 +124,7 @@ pub async fn events(
                     ))
                 })?)
             }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("limit={value:?}: use 1 to 10000"))
-                    })?
-            }
+            "limit" => limit = super::limit_param(&value, 10_000)?,
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown parameter {other:?}; use status or limit"
