@@ -311,6 +311,9 @@ async fn logs_are_captured_per_invocation_and_bounded() {
         .header("x-request-id", "req-xyz")
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, page) = host.get_json("/v1/functions/quiet/logs").await;
