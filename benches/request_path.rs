@@ -16,7 +16,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use fnhost::engine::check_component;
-use fnhost::registry::{
+use fnhost::model::{
     AliasSpec, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
 };
 use fnhost::routing::{Deployment, FunctionRoutes, Resolved, Router};

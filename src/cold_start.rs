@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
 use crate::engine::{Engine, EngineConfig, LoadedComponent, WarmInstance, check_component};
-use crate::registry::{Digest, FunctionConfig};
+use crate::model::{Digest, FunctionConfig};
 
 /// One engine (with its own compiled cache in a temporary directory) and one component.
 pub struct Rig {

@@ -53,7 +53,7 @@ impl FunctionLogs {
             ring.bytes += text.len();
             let entry = LogEntry {
                 seq: ring.next_seq,
-                time_ms: crate::registry::now_ms(),
+                time_ms: crate::model::now_ms(),
                 request_id: request_id.to_string(),
                 version: version.to_string(),
                 text,

@@ -5,8 +5,11 @@
 //! its route picks. See ARCHITECTURE.md for the path of one request.
 //!
 //! # Layout
-//! - [`registry`]: functions, versions and config; SQLite metadata and content-addressed
-//!   module blobs; the source of truth.
+//! - [`model`]: the leaf types everyone speaks (names, version labels, digests, config,
+//!   alias specs, triggers, usage rows) and their validation; no I/O.
+//! - [`store`]: durable state: the [`store::MetadataStore`] trait with its SQLite
+//!   implementation, and content-addressed module blobs.
+//! - [`registry`]: the write path over the store: commits, then swaps routes into the router.
 //! - [`routing`]: the immutable routing snapshot the data plane reads without locks.
 //! - [`engine`]: the one wasmtime engine, the compiled-code cache, validation of uploads,
 //!   and running one request in one fresh (pre-warmed or on-demand) instance.
@@ -29,9 +32,11 @@ mod durable_file;
 pub mod engine;
 pub mod function_logs;
 pub mod metering;
+pub mod model;
 pub mod objects;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
 pub mod scaling;
 pub mod server;
+pub mod store;

@@ -14,7 +14,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, WriteMultipart};
 use serde::Serialize;
 
-use crate::registry::check_bucket;
+use crate::model::check_bucket;
 
 /// Longest accepted key, in bytes (S3's limit).
 const MAX_KEY_BYTES: usize = 1024;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use crate::durable_file;
-use crate::registry::Digest;
+use crate::model::Digest;
 
 pub struct CompiledCache {
     dir: PathBuf,

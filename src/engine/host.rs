@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::guest_output::GuestOutput;
-use crate::registry::FunctionConfig;
+use crate::model::FunctionConfig;
 
 pub struct HostState {
     wasi: WasiCtx,

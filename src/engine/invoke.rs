@@ -15,7 +15,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::guest_output::GuestOutput;
 use super::{EPOCH_TICK, Engine, HostState, LoadedComponent};
-use crate::registry::FunctionConfig;
+use crate::model::FunctionConfig;
 
 /// The response body as the guest streams it.
 pub type GuestBody = HyperOutgoingBody;

@@ -31,7 +31,7 @@ pub use host::HostState;
 pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, WarmInstance};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
-use crate::registry::Digest;
+use crate::model::Digest;
 use compiled_cache::CompiledCache;
 
 /// How often the epoch advances. A running guest yields to other tasks at each tick and is

@@ -9,8 +9,8 @@ use dashmap::DashMap;
 use serde::Serialize;
 
 use super::InvocationRecord;
-use super::billing::LatencyHistogram;
-use crate::registry::VersionLabel;
+use crate::model::LatencyHistogram;
+use crate::model::VersionLabel;
 
 /// The longest window kept.
 const KEEP_SECONDS: i64 = 300;
@@ -43,7 +43,7 @@ pub struct VersionHealth {
 
 impl HealthWindows {
     pub fn record(&self, record: &InvocationRecord<'_>) {
-        let now = crate::registry::now_ms().div_euclid(1000);
+        let now = crate::model::now_ms().div_euclid(1000);
         let key = (record.function.clone(), record.version);
         let entry = self.versions.entry(key).or_default();
         let mut seconds = entry.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,7 +71,7 @@ impl HealthWindows {
     }
 
     pub fn snapshot(&self, function: &str, window: Duration) -> Vec<VersionHealth> {
-        let now = crate::registry::now_ms().div_euclid(1000);
+        let now = crate::model::now_ms().div_euclid(1000);
         let since = now - window.as_secs() as i64;
         let mut out: Vec<VersionHealth> = self
             .versions

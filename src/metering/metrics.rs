@@ -46,8 +46,8 @@ pub struct HostGauges {
     pub compiled_cache_loads: u64,
     pub compiled_cache_load_failures: u64,
     pub loaded_components: u64,
-    pub warm_pools: Vec<crate::scaling::PoolStatus>,
-    pub scaler: crate::scaling::ScalerStats,
+    pub warm_pools: Vec<crate::model::PoolStatus>,
+    pub scaler: crate::model::ScalerStats,
 }
 
 fn latency_histogram() -> Histogram {
@@ -180,7 +180,7 @@ impl Metrics {
     pub fn shadow(
         &self,
         function: &str,
-        version: crate::registry::VersionLabel,
+        version: crate::model::VersionLabel,
         outcome: super::ShadowOutcome,
         duration: Option<std::time::Duration>,
     ) {
@@ -209,7 +209,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn in_flight(&self, function: &str, version: crate::registry::VersionLabel, delta: i64) {
+    pub fn in_flight(&self, function: &str, version: crate::model::VersionLabel, delta: i64) {
         self.in_flight
             .get_or_create(&VersionLabels {
                 function: function.to_string(),

@@ -1,7 +1,7 @@
 //! Metering and observability: every invocation is recorded once, when its instance is gone
 //! (so time spent streaming a response is billed too), into
 //!
-//! - per-minute usage aggregates ([`billing::UsageRow`]), flushed to the metadata database
+//! - per-minute usage aggregates ([`UsageRow`]), flushed to the metadata database
 //!   in batches off the request path (a crash loses at most one flush interval);
 //! - rolling per-version health windows (request rate, 5xx rate, latency), the input for
 //!   canary analysis;
@@ -10,7 +10,6 @@
 //! Labels are bounded: function, version, alias and status class only, never request ids
 //! or paths.
 
-pub mod billing;
 mod health;
 mod metrics;
 mod shadow;
@@ -20,12 +19,11 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-pub use billing::{UsageRow, billed_ms, gb_seconds, mib_ms};
 pub use health::VersionHealth;
 pub use metrics::HostGauges;
 pub use shadow::{ShadowOutcome, ShadowReport};
 
-use crate::registry::VersionLabel;
+use crate::model::{UsageRow, VersionLabel, billed_ms, mib_ms};
 use health::HealthWindows;
 use metrics::Metrics;
 
@@ -82,7 +80,7 @@ impl Metering {
             function: record.function.clone(),
             version: record.version,
             alias: record.alias.map(Arc::from),
-            minute: crate::registry::now_ms().div_euclid(60_000),
+            minute: crate::model::now_ms().div_euclid(60_000),
         };
         let billed = billed_ms(record.duration);
         let mut row = self.pending.entry(key).or_default();
@@ -113,7 +111,7 @@ impl Metering {
             function: function.clone(),
             version,
             alias: None,
-            minute: crate::registry::now_ms().div_euclid(60_000),
+            minute: crate::model::now_ms().div_euclid(60_000),
         };
         let ms = (elapsed.as_micros() as u64 * u64::from(instances) + 500) / 1000;
         let mut row = self.pending.entry(key).or_default();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use super::billing::LatencyHistogram;
-use crate::registry::VersionLabel;
+use crate::model::LatencyHistogram;
+use crate::model::VersionLabel;
 
 /// How one mirrored request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

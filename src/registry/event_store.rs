@@ -1,9 +1,9 @@
 //! The registry's side of event triggers: triggers and the outbox, each call one commit.
 //! (Delivery itself is `crate::events`.)
 
-use super::{
-    EventRecord, EventStatus, NewObject, Registry, RegistryError, Trigger, TriggerSource, now_ms,
-};
+use super::Registry;
+use crate::model::{EventRecord, EventStatus, NewObject, Trigger, TriggerSource, now_ms};
+use crate::store::StoreError;
 
 impl Registry {
     /// Adds a trigger to `function`; refuses one that would make a loop of buckets.
@@ -12,7 +12,7 @@ impl Registry {
         function: &str,
         target: Option<String>,
         source: TriggerSource,
-    ) -> Result<Trigger, RegistryError> {
+    ) -> Result<Trigger, StoreError> {
         source.validate()?;
         let function = function.to_string();
         self.blocking(move |db| db.add_trigger(&function, target.as_deref(), &source, now_ms()))
@@ -20,12 +20,12 @@ impl Registry {
     }
 
     /// The triggers of one function, or of all.
-    pub async fn triggers(&self, function: Option<String>) -> Result<Vec<Trigger>, RegistryError> {
+    pub async fn triggers(&self, function: Option<String>) -> Result<Vec<Trigger>, StoreError> {
         self.blocking(move |db| db.triggers(function.as_deref()))
             .await
     }
 
-    pub async fn delete_trigger(&self, function: &str, id: i64) -> Result<(), RegistryError> {
+    pub async fn delete_trigger(&self, function: &str, id: i64) -> Result<(), StoreError> {
         let function = function.to_string();
         self.blocking(move |db| db.delete_trigger(&function, id))
             .await
@@ -40,7 +40,7 @@ impl Registry {
         content_type: Option<String>,
         size: u64,
         hops: u32,
-    ) -> Result<Vec<EventRecord>, RegistryError> {
+    ) -> Result<Vec<EventRecord>, StoreError> {
         self.blocking(move |db| {
             db.enqueue_object(
                 &NewObject {
@@ -60,12 +60,12 @@ impl Registry {
         &self,
         trigger: Trigger,
         allow_overlap: bool,
-    ) -> Result<Option<EventRecord>, RegistryError> {
+    ) -> Result<Option<EventRecord>, StoreError> {
         self.blocking(move |db| db.enqueue_timer(&trigger, allow_overlap, now_ms()))
             .await
     }
 
-    pub async fn claim_due_events(&self, limit: u32) -> Result<Vec<EventRecord>, RegistryError> {
+    pub async fn claim_due_events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
         self.blocking(move |db| db.claim_due(now_ms(), limit)).await
     }
 
@@ -76,7 +76,7 @@ impl Registry {
         attempts: u32,
         next_attempt_ms: i64,
         error: Option<String>,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), StoreError> {
         self.blocking(move |db| {
             db.settle_event(
                 &id,
@@ -90,7 +90,7 @@ impl Registry {
         .await
     }
 
-    pub async fn requeue_running_events(&self) -> Result<usize, RegistryError> {
+    pub async fn requeue_running_events(&self) -> Result<usize, StoreError> {
         self.blocking(|db| db.requeue_running(now_ms())).await
     }
 
@@ -99,13 +99,13 @@ impl Registry {
         function: &str,
         status: Option<EventStatus>,
         limit: u32,
-    ) -> Result<Vec<EventRecord>, RegistryError> {
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let function = function.to_string();
         self.blocking(move |db| db.events(&function, status, limit))
             .await
     }
 
-    pub async fn retry_event(&self, id: &str) -> Result<EventRecord, RegistryError> {
+    pub async fn retry_event(&self, id: &str) -> Result<EventRecord, StoreError> {
         let id = id.to_string();
         self.blocking(move |db| db.retry_event(&id, now_ms())).await
     }

@@ -1,72 +1,23 @@
 //! The registry: functions, their `$LATEST` code and config, and immutable published versions.
 //!
-//! It owns durable state (SQLite metadata in [`db`], module bytes in [`blobs`]) and keeps the
-//! data plane's [`Router`] in step with it: every write commits to disk first, then swaps in
+//! It fronts durable state (a [`MetadataStore`] and the [`ModuleStore`]) and keeps the data
+//! plane's [`Router`] in step with it: every write commits to disk first, then swaps in
 //! new routes, all under one async lock so writes apply in the order they committed.
 
-mod aliases;
-mod blobs;
-mod db;
 mod event_store;
-mod model;
-mod names;
-mod triggers;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use aliases::{
-    AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, HeaderMatch, HistoryEntry, InvalidAlias,
-    RouteRule, TrafficChange, WeightedRoute, Why, check_alias_name,
+use crate::model::{
+    AliasRecord, AliasSpec, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest, FunctionInfo,
+    FunctionName, HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, TrafficChange,
+    VersionInfo, VersionLabel, Why, check_alias_name, now_ms,
 };
-pub use blobs::{Digest, ModuleStore};
-pub use db::Published;
-pub use model::{
-    CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
-    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
-    InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
-};
-pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
-pub use triggers::{
-    EventRecord, EventStatus, MAX_HOPS, NewObject, Trigger, TriggerSource, check_bucket,
-};
-
 use crate::routing::{Deployment, FunctionRoutes, Router};
-use db::{Db, FunctionRows};
-
-/// Registry failures; the admin API maps the first three to 404/404/400 and the rest to 500.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("function {0:?} not found")]
-    UnknownFunction(String),
-    #[error("function {0:?} has no version {1}")]
-    UnknownVersion(String, u32),
-    #[error("function {0:?} has no alias {1:?}")]
-    UnknownAlias(String, String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error(
-        "function {function:?} version {version} is used by alias {}; point the alias elsewhere first",
-        aliases.join(", ")
-    )]
-    VersionInUse {
-        function: String,
-        version: u32,
-        aliases: Vec<String>,
-    },
-    #[error(transparent)]
-    InvalidConfig(#[from] InvalidConfig),
-    #[error(transparent)]
-    InvalidAlias(#[from] InvalidAlias),
-    #[error("metadata database: {0}")]
-    Database(#[from] rusqlite::Error),
-    #[error("module storage: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("metadata is corrupt: {0}; restore the data directory from a backup")]
-    Corrupt(String),
-}
+use crate::store::{FunctionRows, MetadataStore, ModuleStore, Published, SqliteStore, StoreError};
 
 /// A function with its versions and aliases, as the admin API returns them.
 pub struct FunctionDetails {
@@ -77,7 +28,7 @@ pub struct FunctionDetails {
 }
 
 pub struct Registry {
-    db: Arc<Db>,
+    db: Arc<dyn MetadataStore>,
     modules: Arc<ModuleStore>,
     router: Arc<Router>,
     /// Serialises writes so the routing snapshot follows commit order.
@@ -98,8 +49,8 @@ impl From<FunctionRows> for FunctionDetails {
 impl Registry {
     /// Opens (or creates) the registry in `data_dir`, removes what a crash may have left
     /// behind, and loads every function's routes into `router`.
-    pub fn open(data_dir: &Path, router: Arc<Router>) -> Result<Self, RegistryError> {
-        let db = Db::open(&data_dir.join("metadata.sqlite3"))?;
+    pub fn open(data_dir: &Path, router: Arc<Router>) -> Result<Self, StoreError> {
+        let db = SqliteStore::open(&data_dir.join("metadata.sqlite3"))?;
         let modules = ModuleStore::open(data_dir.join("modules"))?;
         let known = db.known_modules()?;
         for digest in modules.list()? {
@@ -114,7 +65,7 @@ impl Registry {
         }
         tracing::info!(functions = all.len(), "registry loaded");
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(db) as Arc<dyn MetadataStore>,
             modules: Arc::new(modules),
             router,
             writes: tokio::sync::Mutex::new(()),
@@ -126,16 +77,13 @@ impl Registry {
     }
 
     /// Every module digest the metadata references.
-    pub async fn known_modules(&self) -> Result<std::collections::HashSet<Digest>, RegistryError> {
+    pub async fn known_modules(&self) -> Result<std::collections::HashSet<Digest>, StoreError> {
         self.blocking(|db| db.known_modules()).await
     }
 
     /// Persists a batch of usage (one transaction). Needs no write lock: usage rows are
     /// independent of functions and routes.
-    pub async fn add_usage(
-        &self,
-        rows: Vec<crate::metering::UsageRow>,
-    ) -> Result<(), RegistryError> {
+    pub async fn add_usage(&self, rows: Vec<crate::model::UsageRow>) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -146,17 +94,17 @@ impl Registry {
         &self,
         function: Option<String>,
         since_minute: i64,
-    ) -> Result<Vec<crate::metering::UsageRow>, RegistryError> {
+    ) -> Result<Vec<crate::model::UsageRow>, StoreError> {
         self.blocking(move |db| db.usage(function.as_deref(), since_minute))
             .await
     }
 
-    pub async fn list(&self) -> Result<Vec<FunctionInfo>, RegistryError> {
+    pub async fn list(&self) -> Result<Vec<FunctionInfo>, StoreError> {
         let all = self.blocking(|db| db.load_all()).await?;
         Ok(all.into_iter().map(|rows| rows.info).collect())
     }
 
-    pub async fn function(&self, name: &str) -> Result<FunctionDetails, RegistryError> {
+    pub async fn function(&self, name: &str) -> Result<FunctionDetails, StoreError> {
         let name = name.to_string();
         let rows = self.blocking(move |db| db.function(&name)).await?;
         Ok(rows.into())
@@ -174,7 +122,7 @@ impl Registry {
         patch: ConfigPatch,
         latest_bp: Option<u32>,
         why: Why,
-    ) -> Result<FunctionInfo, RegistryError> {
+    ) -> Result<FunctionInfo, StoreError> {
         let _write = self.writes.lock().await;
         let modules = self.modules.clone();
         let size = wasm.len() as u64;
@@ -183,15 +131,7 @@ impl Registry {
             .expect("module write task panicked")?;
         let fname = name.to_string();
         self.blocking(move |db| {
-            db.set_latest(
-                &fname,
-                &digest,
-                size,
-                |current| Ok(patch.apply(current.unwrap_or(&FunctionConfig::default()))?),
-                latest_bp,
-                now_ms(),
-                &why,
-            )
+            db.set_latest(&fname, &digest, size, &patch, latest_bp, now_ms(), &why)
         })
         .await?;
         Ok(self.refresh_routes(name.as_str()).await?.info)
@@ -202,13 +142,11 @@ impl Registry {
         &self,
         name: &str,
         patch: ConfigPatch,
-    ) -> Result<FunctionInfo, RegistryError> {
+    ) -> Result<FunctionInfo, StoreError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
-        self.blocking(move |db| {
-            db.set_latest_config(&fname, |current| Ok(patch.apply(current)?), now_ms())
-        })
-        .await?;
+        self.blocking(move |db| db.set_latest_config(&fname, &patch, now_ms()))
+            .await?;
         Ok(self.refresh_routes(name).await?.info)
     }
 
@@ -218,7 +156,7 @@ impl Registry {
         name: &str,
         version: Option<VersionLabel>,
         count: u32,
-    ) -> Result<ScalingPolicy, RegistryError> {
+    ) -> Result<ScalingPolicy, StoreError> {
         if count > MAX_PROVISIONED {
             return Err(InvalidConfig(format!(
                 "provisioned concurrency {count} is above the maximum of {MAX_PROVISIONED}"
@@ -242,7 +180,7 @@ impl Registry {
         description: String,
         promote: bool,
         why: Why,
-    ) -> Result<Published, RegistryError> {
+    ) -> Result<Published, StoreError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let published = self
@@ -259,7 +197,7 @@ impl Registry {
         alias: &str,
         mut spec: AliasSpec,
         why: Why,
-    ) -> Result<FunctionDetails, RegistryError> {
+    ) -> Result<FunctionDetails, StoreError> {
         check_alias_name(alias)?;
         spec.validate()?;
         self.write(function, {
@@ -274,7 +212,7 @@ impl Registry {
         function: &str,
         alias: &str,
         why: Why,
-    ) -> Result<FunctionDetails, RegistryError> {
+    ) -> Result<FunctionDetails, StoreError> {
         self.write(function, {
             let (function, alias) = (function.to_string(), alias.to_string());
             move |db| db.delete_alias(&function, &alias, &why)
@@ -289,23 +227,14 @@ impl Registry {
         latest_bp: Option<u32>,
         sticky_header: Option<Option<String>>,
         why: Why,
-    ) -> Result<FunctionDetails, RegistryError> {
+    ) -> Result<FunctionDetails, StoreError> {
         self.write(function, {
             let function = function.to_string();
-            move |db| {
-                db.set_default_policy(
-                    &function,
-                    |policy| {
-                        if let Some(bp) = latest_bp {
-                            policy.latest_bp = bp;
-                        }
-                        if let Some(header) = sticky_header {
-                            policy.sticky_header = header;
-                        }
-                    },
-                    &why,
-                )
-            }
+            let patch = DefaultPolicyPatch {
+                latest_bp,
+                sticky_header,
+            };
+            move |db| db.set_default_policy(&function, &patch, &why)
         })
         .await
     }
@@ -318,7 +247,7 @@ impl Registry {
         state: String,
         change: Option<TrafficChange>,
         why: Why,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), StoreError> {
         let _write = self.writes.lock().await;
         let fname = function.to_string();
         self.blocking(move |db| db.save_rollout(&fname, &state, change.as_ref(), &why, now_ms()))
@@ -328,7 +257,7 @@ impl Registry {
     }
 
     /// Every stored rollout as (function, state JSON).
-    pub async fn rollouts(&self) -> Result<Vec<(String, String)>, RegistryError> {
+    pub async fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.blocking(|db| db.rollouts()).await
     }
 
@@ -338,7 +267,7 @@ impl Registry {
         function: &str,
         alias: Option<String>,
         limit: u32,
-    ) -> Result<Vec<HistoryEntry>, RegistryError> {
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let function = function.to_string();
         self.blocking(move |db| db.alias_history(&function, alias.as_deref(), limit))
             .await
@@ -348,8 +277,8 @@ impl Registry {
     async fn write(
         &self,
         function: &str,
-        op: impl FnOnce(&Db) -> Result<(), RegistryError> + Send + 'static,
-    ) -> Result<FunctionDetails, RegistryError> {
+        op: impl FnOnce(&dyn MetadataStore) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<FunctionDetails, StoreError> {
         let _write = self.writes.lock().await;
         self.blocking(op).await?;
         let rows = self.refresh_routes(function).await?;
@@ -358,11 +287,7 @@ impl Registry {
 
     /// Deletes a function and its versions; returns the digests of modules nothing uses now,
     /// so the caller can drop their compiled code too.
-    pub async fn delete_function(
-        &self,
-        name: &str,
-        why: Why,
-    ) -> Result<Vec<Digest>, RegistryError> {
+    pub async fn delete_function(&self, name: &str, why: Why) -> Result<Vec<Digest>, StoreError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let unused = self
@@ -378,7 +303,7 @@ impl Registry {
         name: &str,
         number: u32,
         why: Why,
-    ) -> Result<Vec<Digest>, RegistryError> {
+    ) -> Result<Vec<Digest>, StoreError> {
         let _write = self.writes.lock().await;
         let fname = name.to_string();
         let unused = self
@@ -390,7 +315,7 @@ impl Registry {
 
     /// Re-reads one function from the database and swaps its routes in. Reading back what
     /// was committed, rather than patching memory, keeps the routes equal to durable state.
-    async fn refresh_routes(&self, name: &str) -> Result<FunctionRows, RegistryError> {
+    async fn refresh_routes(&self, name: &str) -> Result<FunctionRows, StoreError> {
         let fname = name.to_string();
         let rows = self.blocking(move |db| db.function(&fname)).await?;
         self.router.replace_function(name, Some(routes_of(&rows)));
@@ -399,7 +324,7 @@ impl Registry {
 
     /// Deletes blobs after the commit that unreferenced them; a crash in between leaves
     /// orphans, which `open` removes.
-    async fn remove_modules(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, RegistryError> {
+    async fn remove_modules(&self, digests: Vec<Digest>) -> Result<Vec<Digest>, StoreError> {
         let modules = self.modules.clone();
         tokio::task::spawn_blocking(move || {
             digests.iter().try_for_each(|d| modules.remove(d))?;
@@ -411,10 +336,10 @@ impl Registry {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Db) -> Result<T, RegistryError> + Send + 'static,
-    ) -> Result<T, RegistryError> {
+        op: impl FnOnce(&dyn MetadataStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || op(&db))
+        tokio::task::spawn_blocking(move || op(&*db))
             .await
             .expect("database task panicked")
     }
@@ -450,12 +375,4 @@ fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
     );
     routes.scaling = rows.scaling.clone();
     routes
-}
-
-/// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -21,13 +21,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::metering::{Metering, ShadowReport, VersionHealth};
-use crate::registry::{
-    AliasSpec, DEFAULT_ALIAS, Registry, RegistryError, TrafficChange, VersionLabel, WeightedRoute,
-    Why, now_ms,
+use crate::model::{
+    AliasSpec, DEFAULT_ALIAS, TrafficChange, VersionLabel, WeightedRoute, Why, now_ms,
 };
+use crate::model::{FULL, format_percent};
+use crate::registry::Registry;
 use crate::routing::Router;
-use crate::routing::split::{FULL, format_percent};
 use crate::scaling::{Scaler, warm_target};
+use crate::store::StoreError;
 use plan::{Judgment, Observed, Phase, RolloutRecord, RolloutSpec, Verdict, judge};
 
 /// How often running rollouts are looked at.
@@ -45,7 +46,7 @@ pub enum RolloutError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(#[from] StoreError),
 }
 
 /// What `POST .../rollout` asks for.
@@ -106,7 +107,7 @@ impl Rollouts {
     }
 
     /// Loads stored rollouts; running ones start observing their current step afresh.
-    pub async fn load(&self) -> Result<(), RegistryError> {
+    pub async fn load(&self) -> Result<(), StoreError> {
         let mut records = self.records.lock().await;
         for (function, state) in self.registry.rollouts().await? {
             let mut record: RolloutRecord = match serde_json::from_str(&state) {
@@ -533,7 +534,7 @@ impl Rollouts {
         record: &mut RolloutRecord,
         change: Option<TrafficChange>,
         actor: Actor,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), StoreError> {
         record.updated_ms = now_ms();
         let why = match actor {
             Actor::Admin => Why::admin(record.reason.clone()),

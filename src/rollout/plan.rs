@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{DEFAULT_ALIAS, VersionLabel};
-use crate::routing::split::{FULL, format_percent};
+use crate::model::{DEFAULT_ALIAS, VersionLabel};
+use crate::model::{FULL, format_percent};
 
 /// Longest interval between steps: the health windows keep five minutes.
 pub const MAX_INTERVAL_MS: u64 = 300_000;

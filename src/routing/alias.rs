@@ -6,8 +6,9 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Deployment;
-use super::split::{FULL, TargetId, key_hash, pick_by_roll, pick_sticky};
-use crate::registry::{HeaderMatch, VersionLabel};
+use super::split::{TargetId, key_hash, pick_by_roll, pick_sticky};
+use crate::model::FULL;
+use crate::model::{HeaderMatch, VersionLabel};
 
 /// One alias of one function, as of one routing snapshot.
 #[derive(Debug)]

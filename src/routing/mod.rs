@@ -16,7 +16,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use alias::AliasRoutes;
 
-use crate::registry::{
+use crate::model::{
     AliasSpec, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier, ScalingPolicy,
     VersionLabel, WeightedRoute,
 };
@@ -79,7 +79,7 @@ impl FunctionRoutes {
         let compile = |name: &str,
                        routes: &[WeightedRoute],
                        sticky: Option<&str>,
-                       rules: &[crate::registry::RouteRule],
+                       rules: &[crate::model::RouteRule],
                        mirror: Option<&WeightedRoute>| {
             Arc::new(AliasRoutes {
                 name: Arc::from(name),
@@ -254,7 +254,7 @@ mod tests {
     use http::HeaderMap;
 
     use super::*;
-    use crate::registry::{HeaderMatch, RouteRule};
+    use crate::model::{HeaderMatch, RouteRule};
 
     fn deployment(label: VersionLabel) -> Arc<Deployment> {
         Arc::new(Deployment::new(
@@ -310,7 +310,7 @@ mod tests {
         );
     }
 
-    const FULL_BP: u32 = split::FULL;
+    const FULL_BP: u32 = crate::model::FULL;
 
     #[test]
     fn default_sends_its_share_to_latest() {

@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use serde::Serialize;
 
 pub use policy::{provisioned_floors, warm_target};
 
 use crate::engine::{Engine, WarmInstance};
 use crate::metering::Metering;
-use crate::registry::{ModuleStore, VersionLabel};
+use crate::model::{PoolStatus, ScalerStats, VersionLabel};
 use crate::routing::{Deployment, Router};
+use crate::store::ModuleStore;
 use policy::Demand;
 use pool::VersionPool;
 
@@ -52,32 +52,6 @@ pub struct ScalingOptions {
 struct PoolKey {
     function: Arc<str>,
     label: VersionLabel,
-}
-
-/// One version's warm capacity, for the admin API and metrics.
-#[derive(Debug, Serialize)]
-pub struct PoolStatus {
-    pub function: String,
-    pub version: VersionLabel,
-    /// Instances instantiated and waiting for a request.
-    pub warm: u32,
-    /// Instances the scaler keeps warm now.
-    pub target: u32,
-    /// The provisioned part of `target`.
-    pub provisioned: u32,
-    /// Requests running now.
-    pub in_flight: u32,
-    /// Milliseconds since the version last served a request (0 while one runs).
-    pub idle_ms: u64,
-}
-
-/// Counters of work done off the request path.
-#[derive(Debug, Default, Serialize)]
-pub struct ScalerStats {
-    pub prewarmed: u64,
-    pub prewarm_failures: u64,
-    pub discarded: u64,
-    pub unloaded: u64,
 }
 
 pub struct Scaler {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::registry::VersionLabel;
+use crate::model::VersionLabel;
 use crate::routing::FunctionRoutes;
 
 /// Samples (one per scaler tick) the moving peak looks back over.

@@ -23,7 +23,7 @@ use super::shadow::{self, Answer, ObservedBody, RequestBody};
 use crate::admission::{Permit, Rejected};
 use crate::engine::Finished;
 use crate::metering::{InvocationRecord, Metering, ShadowOutcome};
-use crate::registry::VersionLabel;
+use crate::model::VersionLabel;
 use crate::routing::{AliasRoutes, Deployment, Resolved};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;

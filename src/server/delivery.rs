@@ -21,8 +21,8 @@ use super::data_plane::PendingRecord;
 use super::error::ApiError;
 use super::shadow::RequestBody;
 use crate::engine::Finished;
+use crate::model::{EventRecord, EventStatus, now_ms};
 use crate::objects::{ObjectError, check_key};
-use crate::registry::{EventRecord, EventStatus, now_ms};
 use crate::routing::Resolved;
 
 /// Attempts before an event is dead-lettered.

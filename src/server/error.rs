@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::body::{Body, json};
 use crate::engine::{InvokeError, PrepareError};
+use crate::model::{InvalidConfig, InvalidName};
 use crate::objects::ObjectError;
-use crate::registry::{InvalidConfig, InvalidName, RegistryError};
 use crate::rollout::RolloutError;
 use crate::routing::RouteError;
+use crate::store::StoreError;
 
 /// An error answer: status, a stable machine-readable code, and a message for humans that
 /// says what was wrong and, where known, what to do.
@@ -104,28 +105,26 @@ pub fn new_error_id() -> String {
     hex::encode(bytes)
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            RegistryError::UnknownFunction(_) => {
+            StoreError::UnknownFunction(_) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_function", e.to_string())
             }
-            RegistryError::UnknownVersion(..) => {
+            StoreError::UnknownVersion(..) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_version", e.to_string())
             }
-            RegistryError::UnknownAlias(..) => {
+            StoreError::UnknownAlias(..) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_alias", e.to_string())
             }
-            RegistryError::NotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-            }
-            RegistryError::VersionInUse { .. } => {
+            StoreError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::VersionInUse { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_in_use", e.to_string())
             }
-            RegistryError::InvalidConfig(_) => {
+            StoreError::InvalidConfig(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
             }
-            RegistryError::InvalidAlias(_) => {
+            StoreError::InvalidAlias(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_alias", e.to_string())
             }
             other => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Host;
-use crate::registry::{Trigger, TriggerSource};
+use crate::model::{Trigger, TriggerSource};
 
 /// The longest the loop sleeps, so schedules are re-read even without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);

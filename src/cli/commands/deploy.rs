@@ -62,7 +62,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         query.append_pair("config", &serde_json::to_string(&patch)?);
     }
     if let Some(bp) = args.traffic {
-        query.append_pair("traffic", &crate::routing::split::format_percent(bp));
+        query.append_pair("traffic", &crate::model::format_percent(bp));
     }
     let query = query.finish();
     let path = format!(
@@ -154,7 +154,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(bp) = args.traffic {
         println!(
             "$DEFAULT sends {}% of {}'s traffic to $LATEST",
-            crate::routing::split::format_percent(bp),
+            crate::model::format_percent(bp),
             args.name
         );
     }

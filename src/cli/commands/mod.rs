@@ -29,7 +29,7 @@ pub use usage::UsageArgs;
 
 use super::units::{parse_bytes, parse_key_value, parse_mebibytes, parse_millis};
 use super::{ClientArgs, Command};
-use crate::registry::ConfigPatch;
+use crate::model::ConfigPatch;
 
 /// Commands that take just a function name.
 #[derive(Debug, Args)]

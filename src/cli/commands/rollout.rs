@@ -11,7 +11,7 @@ use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
 use crate::cli::units::parse_millis;
-use crate::registry::VersionLabel;
+use crate::model::VersionLabel;
 
 /// Roll a version out automatically: its share of the alias grows step by step while its
 /// error rate and p99 stay within limits over each interval; at the first breach its share

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
-use crate::registry::VersionLabel;
-use crate::routing::split::parse_percent;
+use crate::model::VersionLabel;
+use crate::model::parse_percent;
 
 #[derive(Debug, Args)]
 pub struct TrafficArgs {
@@ -240,7 +240,7 @@ fn describe_routes(routes: &Value) -> String {
                 other => other.to_string(),
             };
             let bp = (r["percent"].as_f64().unwrap_or(0.0) * 100.0).round() as u32;
-            format!("{version}: {}%", crate::routing::split::format_percent(bp))
+            format!("{version}: {}%", crate::model::format_percent(bp))
         })
         .collect::<Vec<_>>()
         .join(", ")

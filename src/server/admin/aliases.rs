@@ -5,11 +5,12 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::functions::read_json;
-use crate::registry::{
-    AliasRecord, AliasSpec, DEFAULT_ALIAS, FunctionDetails, HeaderMatch, RouteRule, VersionInfo,
-    VersionLabel, WeightedRoute, Why,
+use crate::model::{
+    AliasRecord, AliasSpec, DEFAULT_ALIAS, HeaderMatch, RouteRule, VersionInfo, VersionLabel,
+    WeightedRoute, Why,
 };
-use crate::routing::split::{format_percent, parse_percent};
+use crate::model::{format_percent, parse_percent};
+use crate::registry::FunctionDetails;
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -111,8 +112,7 @@ fn one_alias(details: &FunctionDetails, alias: &str) -> Result<AliasView, ApiErr
         .into_iter()
         .find(|view| view.name == alias)
         .ok_or_else(|| {
-            crate::registry::RegistryError::UnknownAlias(details.info.name.clone(), alias.into())
-                .into()
+            crate::store::StoreError::UnknownAlias(details.info.name.clone(), alias.into()).into()
         })
 }
 

@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo, Why};
+use crate::model::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo, Why};
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -97,7 +97,7 @@ pub async fn version(host: &Host, name: &str, number: &str) -> Result<Response<B
         .into_iter()
         .find(|v| v.version == number)
         .ok_or_else(|| {
-            ApiError::from(crate::registry::RegistryError::UnknownVersion(
+            ApiError::from(crate::store::StoreError::UnknownVersion(
                 name.to_string(),
                 number,
             ))
@@ -170,8 +170,8 @@ pub async fn delete_version(
 }
 
 fn parse_version(name: &str, text: &str) -> Result<u32, ApiError> {
-    match crate::registry::Qualifier::parse(text) {
-        Some(crate::registry::Qualifier::Version(n)) => Ok(n),
+    match crate::model::Qualifier::parse(text) {
+        Some(crate::model::Qualifier::Version(n)) => Ok(n),
         _ => Err(ApiError::not_found(format!(
             "function {name:?} has no version {text:?}; versions are numbers from 1"
         ))),

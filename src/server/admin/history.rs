@@ -5,7 +5,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::registry::HistoryEntry;
+use crate::model::HistoryEntry;
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;

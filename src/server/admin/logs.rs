@@ -40,7 +40,7 @@ pub async fn read(
             "follow" => follow = value == "1" || value == "true",
             "version" => {
                 version = Some(
-                    crate::registry::VersionLabel::parse(&value)
+                    crate::model::VersionLabel::parse(&value)
                         .ok_or_else(|| bad("version", &value))?
                         .to_string(),
                 )

@@ -340,7 +340,7 @@ struct ScalingStatus {
     max_warm: u32,
     idle_timeout_ms: u64,
     #[serde(flatten)]
-    stats: crate::scaling::ScalerStats,
+    stats: crate::model::ScalerStats,
 }
 
 /// Limits clients should check before sending (the CLI does, before a large upload).

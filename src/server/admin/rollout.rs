@@ -6,9 +6,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::functions::read_json;
-use crate::registry::VersionLabel;
+use crate::model::VersionLabel;
+use crate::model::parse_percent;
 use crate::rollout::StartRequest;
-use crate::routing::split::parse_percent;
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;

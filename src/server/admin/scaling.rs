@@ -7,8 +7,8 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::functions::read_json;
-use crate::registry::{ScalingPolicy, VersionLabel};
-use crate::scaling::PoolStatus;
+use crate::model::PoolStatus;
+use crate::model::{ScalingPolicy, VersionLabel};
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;

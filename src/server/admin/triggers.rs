@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::functions::read_json;
-use crate::registry::{EventRecord, EventStatus, Trigger, TriggerSource};
+use crate::model::{EventRecord, EventStatus, Trigger, TriggerSource};
 use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::functions::function_name;
 use crate::engine::{ComponentSummary, Stage, check_component};
-use crate::registry::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why};
+use crate::model::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why};
 use crate::server::Host;
 use crate::server::body::{Body, BoxError, discard, json};
 use crate::server::error::ApiError;
@@ -114,7 +114,7 @@ impl UploadJob {
                     Some(bp) => format!(
                         "deployed {} with traffic: $LATEST at {}%",
                         self.digest,
-                        crate::routing::split::format_percent(bp)
+                        crate::model::format_percent(bp)
                     ),
                     None => format!("deployed {}", self.digest),
                 }),
@@ -255,7 +255,7 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), 
             }
             "traffic" => {
                 latest_bp = Some(
-                    crate::routing::split::parse_percent(&value)
+                    crate::model::parse_percent(&value)
                         .map_err(|e| ApiError::bad_request(format!("traffic: {e}")))?,
                 )
             }

@@ -8,7 +8,8 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::metering::{HostGauges, UsageRow, gb_seconds};
+use crate::metering::HostGauges;
+use crate::model::{UsageRow, gb_seconds};
 use crate::server::Host;
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
@@ -86,7 +87,7 @@ pub async fn usage(host: &Host, request: &Request<Incoming>) -> Result<Response<
             }
         }
     }
-    let since_ms = crate::registry::now_ms() - since_secs * 1000;
+    let since_ms = crate::model::now_ms() - since_secs * 1000;
     let since_minute = since_ms.div_euclid(60_000);
     let mut rows = host.registry.usage(function.clone(), since_minute).await?;
     rows.extend(host.metering.peek_pending().into_iter().filter(|r| {

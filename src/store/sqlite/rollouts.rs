@@ -3,8 +3,10 @@
 
 use rusqlite::{Transaction, params};
 
-use super::{audited, publish, store_alias, update_default_policy};
-use crate::registry::{RegistryError, TrafficChange, Why};
+use super::audited;
+use super::functions::{publish, store_alias, update_default_policy};
+use crate::model::{TrafficChange, Why};
+use crate::store::StoreError;
 
 /// Applies `change` (if any) and stores `state` as the function's rollout, atomically.
 pub(super) fn save(
@@ -14,7 +16,7 @@ pub(super) fn save(
     change: Option<&TrafficChange>,
     why: &Why,
     now_ms: i64,
-) -> Result<(), RegistryError> {
+) -> Result<(), StoreError> {
     audited(tx, function, why, |tx| {
         match change {
             None => {}
@@ -38,7 +40,7 @@ pub(super) fn save(
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(RegistryError::UnknownFunction(function.to_string()))
+                Err(StoreError::UnknownFunction(function.to_string()))
             }
             Err(e) => Err(e.into()),
         }
@@ -46,7 +48,7 @@ pub(super) fn save(
 }
 
 /// Every stored rollout as (function, state JSON).
-pub(super) fn all(tx: &Transaction<'_>) -> Result<Vec<(String, String)>, RegistryError> {
+pub(super) fn all(tx: &Transaction<'_>) -> Result<Vec<(String, String)>, StoreError> {
     let rows = tx
         .prepare("SELECT function, state FROM rollouts ORDER BY function")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -1,11 +1,11 @@
-//! The registry's records: functions, their `$LATEST` code and config, and published versions.
+//! Functions, their `$LATEST` code and config, and published versions.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::blobs::Digest;
+use super::Digest;
 
 /// Default linear-memory limit per instance, as SCF and Lambda default to 128 MB.
 pub const DEFAULT_MEMORY_MB: u32 = 128;

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::parse_json;
-use crate::registry::{
-    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, RegistryError, Trigger,
-    TriggerSource,
+use super::functions::parse_json;
+use crate::model::{
+    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
 };
+use crate::store::StoreError;
 
 const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
     content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
@@ -22,9 +22,9 @@ pub(super) fn add_trigger(
     target: Option<&str>,
     source: &TriggerSource,
     now_ms: i64,
-) -> Result<Trigger, RegistryError> {
+) -> Result<Trigger, StoreError> {
     super::latest_config(tx, function)?
-        .ok_or_else(|| RegistryError::UnknownFunction(function.to_string()))?;
+        .ok_or_else(|| StoreError::UnknownFunction(function.to_string()))?;
     if let TriggerSource::Object { .. } = source {
         let mut all = triggers(tx, None)?;
         all.push(Trigger {
@@ -113,7 +113,7 @@ fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
 pub(super) fn triggers(
     tx: &Transaction<'_>,
     function: Option<&str>,
-) -> Result<Vec<Trigger>, RegistryError> {
+) -> Result<Vec<Trigger>, StoreError> {
     let mut statement = tx.prepare(
         "SELECT id, function, target, spec, created_at FROM triggers
          WHERE ?1 IS NULL OR function = ?1 ORDER BY id",
@@ -140,13 +140,13 @@ pub(super) fn delete_trigger(
     tx: &Transaction<'_>,
     function: &str,
     id: i64,
-) -> Result<(), RegistryError> {
+) -> Result<(), StoreError> {
     let deleted = tx.execute(
         "DELETE FROM triggers WHERE function = ?1 AND id = ?2",
         params![function, id],
     )?;
     if deleted == 0 {
-        return Err(RegistryError::NotFound(format!(
+        return Err(StoreError::NotFound(format!(
             "function {function:?} has no trigger {id}"
         )));
     }
@@ -158,7 +158,7 @@ pub(super) fn enqueue_object(
     tx: &Transaction<'_>,
     object: &NewObject<'_>,
     now_ms: i64,
-) -> Result<Vec<EventRecord>, RegistryError> {
+) -> Result<Vec<EventRecord>, StoreError> {
     if object.hops > MAX_HOPS {
         tracing::warn!(
             bucket = object.bucket,
@@ -205,7 +205,7 @@ pub(super) fn enqueue_timer(
     trigger: &Trigger,
     allow_overlap: bool,
     now_ms: i64,
-) -> Result<Option<EventRecord>, RegistryError> {
+) -> Result<Option<EventRecord>, StoreError> {
     if !allow_overlap {
         let busy: Option<String> = tx
             .query_row(
@@ -228,7 +228,7 @@ pub(super) fn enqueue_timer(
     Ok(Some(event))
 }
 
-fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), RegistryError> {
+fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
         params![
@@ -260,7 +260,7 @@ pub(super) fn claim_due(
     tx: &Transaction<'_>,
     now_ms: i64,
     limit: u32,
-) -> Result<Vec<EventRecord>, RegistryError> {
+) -> Result<Vec<EventRecord>, StoreError> {
     let events = select(
         tx,
         "WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, created_ms LIMIT ?2",
@@ -290,7 +290,7 @@ pub(super) fn settle(
     next_attempt_ms: i64,
     error: Option<&str>,
     now_ms: i64,
-) -> Result<(), RegistryError> {
+) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE events SET status = ?2, attempts = ?3, next_attempt_ms = ?4, last_error = ?5,
                            updated_ms = ?6 WHERE id = ?1",
@@ -307,7 +307,7 @@ pub(super) fn settle(
 }
 
 /// Events a stopped host was delivering go back to pending.
-pub(super) fn requeue_running(tx: &Transaction<'_>, now_ms: i64) -> Result<usize, RegistryError> {
+pub(super) fn requeue_running(tx: &Transaction<'_>, now_ms: i64) -> Result<usize, StoreError> {
     Ok(tx.execute(
         "UPDATE events SET status = 'pending', next_attempt_ms = ?1, updated_ms = ?1
          WHERE status = 'running'",
@@ -320,7 +320,7 @@ pub(super) fn events(
     function: &str,
     status: Option<EventStatus>,
     limit: u32,
-) -> Result<Vec<EventRecord>, RegistryError> {
+) -> Result<Vec<EventRecord>, StoreError> {
     select(
         tx,
         "WHERE function = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_ms DESC, id LIMIT ?3",
@@ -333,7 +333,7 @@ pub(super) fn retry(
     tx: &Transaction<'_>,
     id: &str,
     now_ms: i64,
-) -> Result<EventRecord, RegistryError> {
+) -> Result<EventRecord, StoreError> {
     let updated = tx.execute(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_ms = ?2, updated_ms = ?2
          WHERE id = ?1 AND status = 'failed'",
@@ -341,7 +341,7 @@ pub(super) fn retry(
     )?;
     let event = select(tx, "WHERE id = ?1", [id])?
         .pop()
-        .ok_or_else(|| RegistryError::NotFound(format!("no event {id:?}")))?;
+        .ok_or_else(|| StoreError::NotFound(format!("no event {id:?}")))?;
     if updated == 0 {
         return Err(InvalidConfig(format!(
             "event {id} is {}, not failed; only dead-lettered events can be retried",
@@ -356,7 +356,7 @@ fn select(
     tx: &Transaction<'_>,
     filter: &str,
     params: impl rusqlite::Params,
-) -> Result<Vec<EventRecord>, RegistryError> {
+) -> Result<Vec<EventRecord>, StoreError> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events {filter}");
     let rows = tx
         .prepare(&sql)?

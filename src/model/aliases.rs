@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::VersionLabel;
-use crate::routing::split::{FULL, format_percent};
+use super::VersionLabel;
+use super::percent::{FULL, format_percent};
 
 /// The name of the built-in alias every function has.
 pub const DEFAULT_ALIAS: &str = "$DEFAULT";
@@ -66,6 +66,25 @@ pub struct DefaultPolicy {
     pub latest_bp: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky_header: Option<String>,
+}
+
+/// A change to `$DEFAULT`'s policy; fields left `None` keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DefaultPolicyPatch {
+    pub latest_bp: Option<u32>,
+    /// `Some(None)` removes the sticky header.
+    pub sticky_header: Option<Option<String>>,
+}
+
+impl DefaultPolicyPatch {
+    pub fn apply(&self, policy: &mut DefaultPolicy) {
+        if let Some(bp) = self.latest_bp {
+            policy.latest_bp = bp;
+        }
+        if let Some(header) = &self.sticky_header {
+            policy.sticky_header = header.clone();
+        }
+    }
 }
 
 /// Who changed where traffic goes, and why; recorded with every alias change.

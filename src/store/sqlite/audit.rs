@@ -11,20 +11,21 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::Value;
 
-use super::{aliases, default_policy, versions};
-use crate::registry::{DEFAULT_ALIAS, HistoryEntry, RegistryError, Why};
+use super::functions::{aliases, default_policy, versions};
+use crate::model::{DEFAULT_ALIAS, HistoryEntry, Why};
+use crate::store::StoreError;
 
 /// Runs `write` and records each alias of `function` whose routes it changed.
 pub(super) fn audited<T>(
     tx: &Transaction<'_>,
     function: &str,
     why: &Why,
-    write: impl FnOnce(&Transaction<'_>) -> Result<T, RegistryError>,
-) -> Result<T, RegistryError> {
+    write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     let before = alias_views(tx, function)?;
     let out = write(tx)?;
     let after = alias_views(tx, function)?;
-    let now = crate::registry::now_ms();
+    let now = crate::model::now_ms();
     let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for name in names {
         let (old, new) = (before.get(name), after.get(name));
@@ -53,7 +54,7 @@ pub(super) fn audited<T>(
 fn alias_views(
     tx: &Transaction<'_>,
     function: &str,
-) -> Result<BTreeMap<String, Value>, RegistryError> {
+) -> Result<BTreeMap<String, Value>, StoreError> {
     let exists = tx
         .query_row(
             "SELECT 1 FROM functions WHERE name = ?1",
@@ -88,7 +89,7 @@ pub(super) fn history(
     function: &str,
     alias: Option<&str>,
     limit: u32,
-) -> Result<Vec<HistoryEntry>, RegistryError> {
+) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut statement = tx.prepare(
         "SELECT id, alias, at_ms, before, after, actor, reason FROM alias_history
          WHERE function = ?1 AND (?2 IS NULL OR alias = ?2) ORDER BY id DESC LIMIT ?3",
@@ -104,7 +105,7 @@ pub(super) fn history(
             r.get::<_, String>(6)?,
         ))
     })?;
-    let parse = |text: Option<String>| -> Result<Option<Value>, RegistryError> {
+    let parse = |text: Option<String>| -> Result<Option<Value>, StoreError> {
         text.map(|t| super::parse_json(&t, "alias history entry"))
             .transpose()
     };

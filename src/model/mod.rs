@@ -1,0 +1,38 @@
+//! The data model: the leaf types every other module speaks (names, version labels, digests,
+//! function config, alias specs, triggers and events, usage rows, capacity reports) and their
+//! validation. Pure: no I/O, no async, no knowledge of storage, HTTP or wasmtime.
+
+mod aliases;
+mod capacity;
+mod digest;
+mod events;
+mod function;
+mod names;
+mod percent;
+pub mod usage;
+
+pub use aliases::{
+    AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, DefaultPolicyPatch, HeaderMatch,
+    HistoryEntry, InvalidAlias, RouteRule, TrafficChange, WeightedRoute, Why, check_alias_name,
+};
+pub use capacity::{PoolStatus, ScalerStats};
+pub use digest::Digest;
+pub use events::{
+    EventRecord, EventStatus, MAX_HOPS, NewObject, Trigger, TriggerSource, check_bucket,
+};
+pub use function::{
+    CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
+    InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
+};
+pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
+pub use percent::{FULL, format_percent, parse_percent};
+pub use usage::{LatencyHistogram, UsageRow, billed_ms, gb_seconds, mib_ms};
+
+/// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,386 @@
+//! The tests every [`MetadataStore`] implementation must pass: what the trait promises, not
+//! how SQLite keeps it. An implementation runs them all with
+//! `conformance_tests!(|| -> (Guard, impl MetadataStore) { ... })`, which makes one `#[test]`
+//! per check, each on a fresh, empty store (the guard keeps its backing alive).
+
+use super::{MetadataStore, StoreError};
+use crate::model::{
+    AliasSpec, ConfigPatch, DefaultPolicyPatch, Digest, EventStatus, NewObject, TrafficChange,
+    TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
+};
+
+/// One `#[test]` per conformance check for the store `make()` returns.
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::store::conformance::conformance_tests!(@each $make;
+            publish_numbers_versions_and_dedupes_identical_latest,
+            version_numbers_are_never_reused,
+            deleting_returns_only_unreferenced_modules,
+            aliases_name_existing_versions_and_pin_them,
+            promote_publishes_and_resets_the_latest_share_atomically,
+            every_traffic_change_is_in_the_history_with_its_reason,
+            config_patches_apply_to_latest_only,
+            provisioned_concurrency_needs_an_existing_version,
+            object_events_are_queued_claimed_settled_and_retried,
+            timer_ticks_do_not_overlap_unless_allowed,
+            usage_batches_merge_by_key,
+        );
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_guard, store) = ($make)();
+                $crate::store::conformance::$check(&store);
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;
+
+fn deploy(db: &dyn MetadataStore, name: &str, code: &[u8], greeting: &str) {
+    let patch = ConfigPatch {
+        env: Some([("GREETING".to_string(), greeting.to_string())].into()),
+        ..ConfigPatch::default()
+    };
+    db.set_latest(
+        name,
+        &Digest::of(code),
+        code.len() as u64,
+        &patch,
+        None,
+        1,
+        &why(),
+    )
+    .unwrap();
+}
+
+fn why() -> Why {
+    Why::admin("test")
+}
+
+fn share(bp: u32) -> DefaultPolicyPatch {
+    DefaultPolicyPatch {
+        latest_bp: Some(bp),
+        sticky_header: None,
+    }
+}
+
+pub fn publish_numbers_versions_and_dedupes_identical_latest(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "hi");
+    let v1 = db.publish("f", "first", false, 2, &why()).unwrap();
+    assert!(v1.created);
+    assert_eq!(v1.version.version, 1);
+    let again = db.publish("f", "again", false, 3, &why()).unwrap();
+    assert!(!again.created);
+    assert_eq!(again.version.version, 1);
+    // Same code, different config: a new version.
+    deploy(db, "f", b"a", "hello");
+    assert_eq!(
+        db.publish("f", "", false, 4, &why())
+            .unwrap()
+            .version
+            .version,
+        2
+    );
+}
+
+pub fn version_numbers_are_never_reused(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    deploy(db, "f", b"b", "2");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    db.delete_version("f", 2, &why()).unwrap();
+    deploy(db, "f", b"c", "3");
+    assert_eq!(
+        db.publish("f", "", false, 1, &why())
+            .unwrap()
+            .version
+            .version,
+        3
+    );
+}
+
+pub fn deleting_returns_only_unreferenced_modules(db: &dyn MetadataStore) {
+    deploy(db, "f", b"shared", "1");
+    deploy(db, "g", b"shared", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    deploy(db, "f", b"other", "2");
+    assert!(db.delete_version("f", 1, &why()).unwrap().is_empty());
+    let gone = db.delete_function("f", &why()).unwrap();
+    assert_eq!(gone, vec![Digest::of(b"other")]);
+    assert_eq!(
+        db.delete_function("g", &why()).unwrap(),
+        vec![Digest::of(b"shared")]
+    );
+    assert!(matches!(
+        db.delete_function("g", &why()),
+        Err(StoreError::UnknownFunction(_))
+    ));
+}
+
+fn alias(routes: &[(u32, u32)]) -> AliasSpec {
+    AliasSpec {
+        routes: routes
+            .iter()
+            .map(|&(n, weight_bp)| WeightedRoute {
+                version: VersionLabel::Number(n),
+                weight_bp,
+            })
+            .collect(),
+        sticky_header: None,
+        rules: vec![],
+        mirror: None,
+    }
+}
+
+pub fn aliases_name_existing_versions_and_pin_them(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    deploy(db, "f", b"b", "2");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    assert!(matches!(
+        db.set_alias("f", "prod", &alias(&[(1, 5000), (3, 5000)]), 1, &why()),
+        Err(StoreError::UnknownVersion(_, 3))
+    ));
+    db.set_alias("f", "prod", &alias(&[(1, 5000), (2, 5000)]), 1, &why())
+        .unwrap();
+    match db.delete_version("f", 1, &why()) {
+        Err(StoreError::VersionInUse { aliases, .. }) => assert_eq!(aliases, ["prod"]),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    db.set_alias("f", "prod", &alias(&[(2, 10_000)]), 2, &why())
+        .unwrap();
+    db.delete_version("f", 1, &why()).unwrap();
+    let rows = db.function("f").unwrap();
+    assert_eq!(rows.aliases[0].spec.routes.len(), 1);
+    db.delete_alias("f", "prod", &why()).unwrap();
+    assert!(matches!(
+        db.delete_alias("f", "prod", &why()),
+        Err(StoreError::UnknownAlias(..))
+    ));
+}
+
+pub fn promote_publishes_and_resets_the_latest_share_atomically(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    db.set_default_policy("f", &share(2500), &why()).unwrap();
+    assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 2500);
+    let promoted = db.publish("f", "", true, 1, &why()).unwrap();
+    assert_eq!(promoted.version.version, 1);
+    assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 0);
+    assert!(db.set_default_policy("f", &share(10_001), &why()).is_err());
+    assert!(matches!(
+        db.set_default_policy("nope", &share(1), &why()),
+        Err(StoreError::UnknownFunction(_))
+    ));
+}
+
+pub fn every_traffic_change_is_in_the_history_with_its_reason(db: &dyn MetadataStore) {
+    deploy(db, "f", b"one", "1");
+    db.publish("f", "", false, 1, &Why::admin("first publish"))
+        .unwrap();
+    db.set_latest_config("f", &ConfigPatch::default(), 2)
+        .unwrap();
+    db.set_alias("f", "prod", &alias(&[(1, 10_000)]), 3, &Why::admin("alias"))
+        .unwrap();
+    db.save_rollout(
+        "f",
+        "{}",
+        Some(&TrafficChange::LatestShare(2500)),
+        &Why::rollout("step 1"),
+        4,
+    )
+    .unwrap();
+    db.delete_alias("f", "prod", &Why::admin("cleanup"))
+        .unwrap();
+    let history = db.alias_history("f", None, 100).unwrap();
+    let summary: Vec<(String, String, bool, bool)> = history
+        .iter()
+        .map(|h| {
+            (
+                h.alias.clone(),
+                h.reason.clone(),
+                h.before.is_some(),
+                h.after.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("prod".into(), "cleanup".into(), true, false),
+            ("$DEFAULT".into(), "step 1".into(), true, true),
+            ("prod".into(), "alias".into(), false, true),
+            ("$DEFAULT".into(), "first publish".into(), true, true),
+            ("$DEFAULT".into(), "test".into(), false, true),
+        ],
+        "a config change moves no traffic and is not recorded"
+    );
+    assert_eq!(history[1].actor, "rollout");
+    let after = history[1].after.as_ref().unwrap();
+    assert_eq!(after["routes"][1]["weight_bp"], 2500);
+    assert_eq!(db.alias_history("f", Some("prod"), 100).unwrap().len(), 2);
+    assert_eq!(
+        db.rollouts().unwrap(),
+        [("f".to_string(), "{}".to_string())]
+    );
+    // A rollout of an unknown function changes nothing.
+    assert!(matches!(
+        db.save_rollout("g", "{}", None, &why(), 5),
+        Err(StoreError::UnknownFunction(_))
+    ));
+}
+
+pub fn config_patches_apply_to_latest_only(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    let patch = ConfigPatch {
+        memory_mb: Some(64),
+        ..ConfigPatch::default()
+    };
+    db.set_latest_config("f", &patch, 2).unwrap();
+    let rows = db.function("f").unwrap();
+    assert_eq!(rows.info.latest.config.memory_mb, 64);
+    assert_eq!(
+        rows.info.latest.config.env["GREETING"], "1",
+        "other fields are kept"
+    );
+    assert_ne!(
+        rows.versions[0].config.memory_mb, 64,
+        "published versions are frozen"
+    );
+    let invalid = ConfigPatch {
+        memory_mb: Some(0),
+        ..ConfigPatch::default()
+    };
+    assert!(matches!(
+        db.set_latest_config("f", &invalid, 3),
+        Err(StoreError::InvalidConfig(_))
+    ));
+    assert_eq!(db.function("f").unwrap().info.latest.config.memory_mb, 64);
+    assert!(matches!(
+        db.set_latest_config("nope", &patch, 3),
+        Err(StoreError::UnknownFunction(_))
+    ));
+}
+
+pub fn provisioned_concurrency_needs_an_existing_version(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    assert!(matches!(
+        db.set_provisioned("f", Some(VersionLabel::Number(7)), 2),
+        Err(StoreError::UnknownVersion(_, 7))
+    ));
+    db.set_provisioned("f", None, 3).unwrap();
+    let policy = db
+        .set_provisioned("f", Some(VersionLabel::Number(1)), 2)
+        .unwrap();
+    assert_eq!((policy.provisioned, policy.versions["1"]), (3, 2));
+    assert_eq!(db.function("f").unwrap().scaling, policy);
+    // Deleting the version drops its provisioned count with it.
+    db.delete_version("f", 1, &why()).unwrap();
+    assert!(db.function("f").unwrap().scaling.versions.is_empty());
+}
+
+pub fn object_events_are_queued_claimed_settled_and_retried(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    let source = TriggerSource::Object {
+        bucket: "uploads".into(),
+        prefix: "img/".into(),
+        suffix: String::new(),
+        output_bucket: Some("thumbs".into()),
+    };
+    let trigger = db.add_trigger("f", None, &source, 1).unwrap();
+    assert_eq!(
+        db.triggers(Some("f")).unwrap(),
+        std::slice::from_ref(&trigger)
+    );
+    let object = |key| NewObject {
+        bucket: "uploads",
+        key,
+        content_type: Some("image/png"),
+        size: 3,
+        hops: 0,
+    };
+    assert!(
+        db.enqueue_object(&object("doc/x.png"), 2)
+            .unwrap()
+            .is_empty()
+    );
+    let queued = db.enqueue_object(&object("img/x.png"), 2).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].output_bucket.as_deref(), Some("thumbs"));
+    // Claimed once: a second claim finds nothing due.
+    let claimed = db.claim_due(3, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, EventStatus::Running);
+    assert!(db.claim_due(3, 10).unwrap().is_empty());
+    // A stopped host's running events go back to pending (at least once).
+    assert_eq!(db.requeue_running(4).unwrap(), 1);
+    let id = db.claim_due(5, 10).unwrap()[0].id.clone();
+    db.settle_event(&id, EventStatus::Failed, 5, 6, Some("boom"), 6)
+        .unwrap();
+    let failed = db.events("f", Some(EventStatus::Failed), 10).unwrap();
+    assert_eq!(failed[0].last_error.as_deref(), Some("boom"));
+    assert_eq!(failed[0].attempts, 5);
+    let retried = db.retry_event(&id, 7).unwrap();
+    assert_eq!(
+        (retried.status, retried.attempts),
+        (EventStatus::Pending, 0)
+    );
+    assert!(matches!(
+        db.retry_event(&id, 8),
+        Err(StoreError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        db.retry_event("no-such-event", 8),
+        Err(StoreError::NotFound(_))
+    ));
+    db.delete_trigger("f", trigger.id).unwrap();
+    assert!(
+        db.enqueue_object(&object("img/y.png"), 9)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub fn timer_ticks_do_not_overlap_unless_allowed(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    let source = TriggerSource::Timer {
+        cron: "* * * * * *".into(),
+        allow_overlap: false,
+    };
+    let trigger = db.add_trigger("f", None, &source, 1).unwrap();
+    assert!(db.enqueue_timer(&trigger, false, 2).unwrap().is_some());
+    assert!(db.enqueue_timer(&trigger, false, 3).unwrap().is_none());
+    assert!(db.enqueue_timer(&trigger, true, 3).unwrap().is_some());
+    for event in db.claim_due(4, 10).unwrap() {
+        db.settle_event(&event.id, EventStatus::Delivered, 1, 4, None, 4)
+            .unwrap();
+    }
+    assert!(db.enqueue_timer(&trigger, false, 5).unwrap().is_some());
+}
+
+pub fn usage_batches_merge_by_key(db: &dyn MetadataStore) {
+    let row = |function: &str, minute, invocations| UsageRow {
+        function: function.into(),
+        version: "1".into(),
+        alias: String::new(),
+        minute,
+        invocations,
+        billed_ms: invocations * 2,
+        ..UsageRow::default()
+    };
+    db.add_usage(&[row("f", 10, 3), row("g", 10, 1)]).unwrap();
+    db.add_usage(&[row("f", 10, 2), row("f", 11, 7)]).unwrap();
+    let mut f = db.usage(Some("f"), 0).unwrap();
+    f.sort_by_key(|r| r.minute);
+    assert_eq!(
+        f.iter()
+            .map(|r| (r.minute, r.invocations, r.billed_ms))
+            .collect::<Vec<_>>(),
+        [(10, 5, 10), (11, 7, 14)]
+    );
+    assert_eq!(db.usage(None, 11).unwrap().len(), 1);
+    assert_eq!(db.usage(None, 0).unwrap().len(), 3);
+}

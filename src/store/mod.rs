@@ -1,0 +1,231 @@
+//! Durable state behind one boundary: the metadata store ([`MetadataStore`], with SQLite as
+//! the embedded implementation in [`sqlite`]) and content-addressed module bytes
+//! ([`ModuleStore`]).
+//!
+//! The trait is the whole contract a metadata backend must keep: every method is one
+//! transaction (all of it commits or none), errors are typed so callers can tell a missing
+//! function from a broken disk, and `conformance` holds the tests every implementation must
+//! pass. Methods are blocking; callers run them off the async runtime
+//! (`registry::Registry` does, with `spawn_blocking`).
+
+mod blobs;
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod sqlite;
+
+use std::collections::HashSet;
+
+pub use blobs::ModuleStore;
+pub use sqlite::SqliteStore;
+
+use crate::model::{
+    AliasRecord, AliasSpec, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest, EventRecord,
+    EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject, ScalingPolicy,
+    TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+};
+
+/// Store failures. The admin API maps the not-found cases to 404, `VersionInUse` to 409, the
+/// invalid ones to 400 and the rest to 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("function {0:?} not found")]
+    UnknownFunction(String),
+    #[error("function {0:?} has no version {1}")]
+    UnknownVersion(String, u32),
+    #[error("function {0:?} has no alias {1:?}")]
+    UnknownAlias(String, String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(
+        "function {function:?} version {version} is used by alias {}; point the alias elsewhere first",
+        aliases.join(", ")
+    )]
+    VersionInUse {
+        function: String,
+        version: u32,
+        aliases: Vec<String>,
+    },
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
+    #[error(transparent)]
+    InvalidAlias(#[from] InvalidAlias),
+    #[error("metadata database: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("module storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata is corrupt: {0}; restore the data directory from a backup")]
+    Corrupt(String),
+}
+
+/// One function with all its versions, aliases and scaling policy.
+#[derive(Clone, Debug)]
+pub struct FunctionRows {
+    pub info: FunctionInfo,
+    pub versions: Vec<VersionInfo>,
+    pub default_policy: DefaultPolicy,
+    pub aliases: Vec<AliasRecord>,
+    pub scaling: ScalingPolicy,
+}
+
+/// What `publish` did.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub version: VersionInfo,
+    /// False when `$LATEST` equalled the newest version, which is returned instead.
+    pub created: bool,
+}
+
+/// The metadata store: functions, versions, aliases, their history, rollouts, triggers, the
+/// event outbox and usage. Each method is one atomic transaction.
+///
+/// **Invariants every implementation keeps** (checked by `conformance`): a published version
+/// never changes and its number is never reused; an alias only names versions that exist, and
+/// a version an alias names cannot be deleted; every change that can move traffic is recorded
+/// in the alias history in the same transaction; a rollout's state and its traffic change
+/// commit together; an event changes state in one transaction and is never lost.
+pub trait MetadataStore: Send + Sync {
+    // --- functions and versions ---
+
+    /// Every function, ordered by name.
+    fn load_all(&self) -> Result<Vec<FunctionRows>, StoreError>;
+    fn function(&self, name: &str) -> Result<FunctionRows, StoreError>;
+    /// Points `$LATEST` at new code (creating the function on first upload) with `patch`
+    /// applied to its config. The module blob must already be durable. With `latest_bp`,
+    /// also sets `$DEFAULT`'s share to `$LATEST`.
+    #[allow(clippy::too_many_arguments)] // one commit of everything an upload changes
+    fn set_latest(
+        &self,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+        patch: &ConfigPatch,
+        latest_bp: Option<u32>,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<(), StoreError>;
+    /// Applies `patch` to `$LATEST`'s config, keeping its code.
+    fn set_latest_config(
+        &self,
+        name: &str,
+        patch: &ConfigPatch,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Freezes `$LATEST` as the next version number, unless it equals the newest version
+    /// (which is returned instead). With `promote`, `$DEFAULT` then sends it all traffic.
+    fn publish(
+        &self,
+        name: &str,
+        description: &str,
+        promote: bool,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<Published, StoreError>;
+    /// Deletes a function and its versions; returns module digests nothing uses any more.
+    fn delete_function(&self, name: &str, why: &Why) -> Result<Vec<Digest>, StoreError>;
+    /// Deletes one version (refused while an alias names it); returns unused digests.
+    fn delete_version(&self, name: &str, number: u32, why: &Why)
+    -> Result<Vec<Digest>, StoreError>;
+    /// Every module digest the metadata names (blobs outside it are orphans).
+    fn known_modules(&self) -> Result<HashSet<Digest>, StoreError>;
+    /// Provisioned concurrency of the function (`version` None) or one version, which must
+    /// exist. Returns the whole policy.
+    fn set_provisioned(
+        &self,
+        function: &str,
+        version: Option<VersionLabel>,
+        count: u32,
+    ) -> Result<ScalingPolicy, StoreError>;
+
+    // --- traffic: aliases, $DEFAULT, rollouts, history ---
+
+    /// Creates or replaces an alias; every version it names must exist.
+    fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        spec: &AliasSpec,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<(), StoreError>;
+    fn delete_alias(&self, function: &str, alias: &str, why: &Why) -> Result<(), StoreError>;
+    fn set_default_policy(
+        &self,
+        function: &str,
+        patch: &DefaultPolicyPatch,
+        why: &Why,
+    ) -> Result<(), StoreError>;
+    /// Stores `state` (opaque JSON) as `function`'s rollout and applies its traffic change,
+    /// atomically.
+    fn save_rollout(
+        &self,
+        function: &str,
+        state: &str,
+        change: Option<&TrafficChange>,
+        why: &Why,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Every stored rollout as (function, state JSON).
+    fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The newest `limit` alias changes of `function` (or one alias), newest first.
+    fn alias_history(
+        &self,
+        function: &str,
+        alias: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    // --- triggers and the event outbox ---
+
+    fn add_trigger(
+        &self,
+        function: &str,
+        target: Option<&str>,
+        source: &TriggerSource,
+        now_ms: i64,
+    ) -> Result<Trigger, StoreError>;
+    fn triggers(&self, function: Option<&str>) -> Result<Vec<Trigger>, StoreError>;
+    fn delete_trigger(&self, function: &str, id: i64) -> Result<(), StoreError>;
+    /// Queues one event per object trigger that matches the new object.
+    fn enqueue_object(
+        &self,
+        object: &NewObject<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Queues one timer tick (none while one is still pending, unless `allow_overlap`).
+    fn enqueue_timer(
+        &self,
+        trigger: &Trigger,
+        allow_overlap: bool,
+        now_ms: i64,
+    ) -> Result<Option<EventRecord>, StoreError>;
+    /// Marks up to `limit` due pending events `running` and returns them.
+    fn claim_due(&self, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+    #[allow(clippy::too_many_arguments)] // one row's every column that changes
+    fn settle_event(
+        &self,
+        id: &str,
+        status: EventStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Puts events left `running` by a stopped host back to `pending`.
+    fn requeue_running(&self, now_ms: i64) -> Result<usize, StoreError>;
+    fn events(
+        &self,
+        function: &str,
+        status: Option<EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Sends a dead-lettered event again.
+    fn retry_event(&self, id: &str, now_ms: i64) -> Result<EventRecord, StoreError>;
+
+    // --- usage ---
+
+    /// Adds a batch of usage, merging rows with the same key; all of the batch or none.
+    fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// Stored usage from `since_minute` on, for one function or all.
+    fn usage(&self, function: Option<&str>, since_minute: i64)
+    -> Result<Vec<UsageRow>, StoreError>;
+}

@@ -1,0 +1,151 @@
+//! The schema as numbered migrations, tracked in `PRAGMA user_version`. Append only: a shipped
+//! migration is never edited, and a database from a newer fnhost is refused rather than misread.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// Each entry upgrades the schema by one step. Append only: never edit a shipped migration.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: functions with their mutable $LATEST, immutable versions, module blobs.
+    r#"
+    CREATE TABLE modules (
+        digest      TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE functions (
+        name              TEXT PRIMARY KEY,
+        latest_digest     TEXT NOT NULL REFERENCES modules(digest),
+        latest_config     TEXT NOT NULL,
+        latest_updated_at INTEGER NOT NULL,
+        next_version      INTEGER NOT NULL DEFAULT 1,
+        created_at        INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        number      INTEGER NOT NULL,
+        digest      TEXT NOT NULL REFERENCES modules(digest),
+        config      TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (function, number)
+    );
+    -- A published version never changes: enforce it where no code path can forget it.
+    CREATE TRIGGER versions_are_immutable BEFORE UPDATE ON versions
+    BEGIN
+        SELECT RAISE(ABORT, 'published versions are immutable');
+    END;
+    "#,
+    // 2: aliases, and the $DEFAULT policy (share of traffic to $LATEST).
+    r#"
+    ALTER TABLE functions ADD COLUMN default_policy TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE aliases (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    "#,
+    // 3: usage per function, version, alias and minute (kept when a function is deleted:
+    // it is billing history).
+    r#"
+    CREATE TABLE usage_minutes (
+        function    TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        alias       TEXT NOT NULL,
+        minute      INTEGER NOT NULL,
+        invocations INTEGER NOT NULL,
+        errors      INTEGER NOT NULL,
+        cold_starts INTEGER NOT NULL,
+        status_2xx  INTEGER NOT NULL,
+        status_3xx  INTEGER NOT NULL,
+        status_4xx  INTEGER NOT NULL,
+        status_5xx  INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        billed_ms   INTEGER NOT NULL,
+        mib_ms      INTEGER NOT NULL,
+        histogram   TEXT NOT NULL,
+        PRIMARY KEY (function, version, alias, minute)
+    );
+    CREATE INDEX usage_by_minute ON usage_minutes (minute);
+    "#,
+    // 4: provisioned concurrency per function and version (mutable, unlike a version's
+    // config), and the provisioned instance time metered for it.
+    r#"
+    ALTER TABLE functions ADD COLUMN scaling TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE usage_minutes ADD COLUMN provisioned_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_minutes ADD COLUMN provisioned_mib_ms INTEGER NOT NULL DEFAULT 0;
+    "#,
+    // 5: the audit history of alias changes (kept after a function is deleted), and
+    // automatic rollouts, one per function (the newest, finished or not).
+    r#"
+    CREATE TABLE alias_history (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        function    TEXT NOT NULL,
+        alias       TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        before      TEXT,
+        after       TEXT,
+        actor       TEXT NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX alias_history_by_function ON alias_history (function, id);
+    CREATE TABLE rollouts (
+        function    TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+        state       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    "#,
+    // 6: event triggers, and the outbox of events waiting for (or done with) delivery.
+    r#"
+    CREATE TABLE triggers (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target      TEXT,
+        spec        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        id              TEXT PRIMARY KEY,
+        trigger_id      INTEGER NOT NULL,
+        function        TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target          TEXT,
+        type            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        subject         TEXT,
+        bucket          TEXT,
+        content_type    TEXT,
+        size            INTEGER NOT NULL,
+        output_bucket   TEXT,
+        hops            INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX events_due ON events (status, next_attempt_ms);
+    CREATE INDEX events_by_function ON events (function, created_ms);
+    "#,
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database schema is version {current}, newer than this fnhost understands ({}); \
+             upgrade fnhost",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
