@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::engine::{Engine, EngineConfig, LoadedComponent, WarmInstance, check_component};
 use crate::model::{Digest, FunctionConfig};
+use crate::store::ModuleStore;
 
 /// One engine (with its own compiled cache in a temporary directory) and one component.
 pub struct Rig {
@@ -26,8 +27,7 @@ pub struct Rig {
     wasm: Bytes,
     config: FunctionConfig,
     component: Arc<LoadedComponent>,
-    module: tempfile::NamedTempFile,
-    _cache: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Rig {
@@ -35,17 +35,18 @@ impl Rig {
     /// instead of from the pooling allocator.
     pub async fn new(wasm: Vec<u8>, pool_instances: u32) -> anyhow::Result<Self> {
         check_component(&wasm)?;
-        let cache = tempfile::tempdir()?;
-        let module = tempfile::NamedTempFile::new()?;
-        std::fs::write(module.path(), &wasm)?;
+        let dir = tempfile::tempdir()?;
+        let modules = Arc::new(ModuleStore::open(dir.path().join("modules"))?);
+        let digest = Digest::of(&wasm);
+        modules.put(&digest, &wasm)?;
         let engine = Engine::new(
             EngineConfig {
                 pool_instances,
                 ..EngineConfig::default()
             },
-            cache.path().to_path_buf(),
+            dir.path().join("compiled"),
+            modules,
         )?;
-        let digest = Digest::of(&wasm);
         let wasm = Bytes::from(wasm);
         let component = engine.prepare(digest, wasm.clone(), &|_| {}).await?;
         Ok(Self {
@@ -54,8 +55,7 @@ impl Rig {
             wasm,
             config: FunctionConfig::default(),
             component,
-            module,
-            _cache: cache,
+            _dir: dir,
         })
     }
 
@@ -73,9 +73,8 @@ impl Rig {
     /// Loads the compiled code from the disk cache, as after a restart.
     pub async fn load_cached(&mut self) -> anyhow::Result<Duration> {
         self.engine.unload(&self.digest);
-        let path = self.module.path().to_path_buf();
         let started = Instant::now();
-        self.component = self.engine.load(self.digest, || path).await?;
+        self.component = self.engine.load(self.digest).await?;
         Ok(started.elapsed())
     }
 

@@ -19,24 +19,33 @@
 //!   and the autoscaler that sizes them and scales idle versions to zero.
 //! - [`rollout`]: automatic, health-gated rollouts that move an alias step by step.
 //! - [`cold_start`]: timing each cold-start path in process (`fnhost bench cold-start`).
+//! - [`app`]: builds the subsystems once, runs their background loops supervised, and owns
+//!   operations that fan out across them (deleting a function).
+//! - [`invocation`]: the one pipeline every invocation takes (admit, load, warm-or-instantiate,
+//!   invoke, record, log), for live requests, shadows and event deliveries.
+//! - `shutdown`: the cooperative stop signal background loops wait on.
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
-//! - [`objects`]: buckets of objects (a local directory or S3) that triggers watch.
+//! - [`events`]: buckets of objects (a local directory or S3), outbox delivery of trigger
+//!   events as CloudEvents, and cron timers.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 
 pub mod admission;
+pub mod app;
 pub mod cli;
 pub mod cold_start;
 mod durable_file;
 pub mod engine;
+pub mod events;
 pub mod function_logs;
+pub mod invocation;
 pub mod metering;
 pub mod model;
-pub mod objects;
 pub mod registry;
 pub mod rollout;
 pub mod routing;
 pub mod scaling;
 pub mod server;
+mod shutdown;
 pub mod store;

@@ -11,12 +11,13 @@ use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 
 use super::units::{parse_bytes, parse_duration, parse_mebibytes};
+use crate::app::{App, AppOptions};
 use crate::engine::{Engine, EngineConfig};
-use crate::objects::Buckets;
+use crate::events::buckets::Buckets;
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::ScalingOptions;
-use crate::server::{self, Host, HostOptions};
+use crate::server;
 
 /// How often the autoscaler recomputes warm targets and meters provisioned time.
 const SCALING_TICK: Duration = Duration::from_secs(1);
@@ -116,6 +117,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_memory_mb: args.max_memory,
         },
         args.data_dir.join("compiled"),
+        registry.modules().clone(),
     )?;
     engine.retain_compiled(&registry.known_modules().await?);
     let token = server::load_or_create_admin_token(&args.data_dir)?;
@@ -137,11 +139,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &args.data_dir,
         args.max_object,
     )?;
-    let host = Arc::new(Host::new(
+    let host = Arc::new(App::new(
         registry,
         router,
         engine,
-        HostOptions {
+        AppOptions {
             admin_token: token,
             max_upload_bytes: args.max_upload,
             queue_timeout: args.queue_timeout,
@@ -190,17 +192,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "re-sending events whose delivery the last stop interrupted"
         );
     }
-    let flusher = tokio::spawn(host.clone().flush_usage_every(args.usage_flush_interval));
-    let deliveries = tokio::spawn(server::delivery::run(host.clone()));
-    let timers = tokio::spawn(server::timers::run(host.clone()));
-    let scaler = tokio::spawn(host.scaler.clone().run());
-    let rollouts = tokio::spawn(host.rollouts.clone().run());
+    let tasks = host.start(args.usage_flush_interval);
     let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
-    timers.abort();
-    deliveries.abort();
-    rollouts.abort();
-    scaler.abort();
-    flusher.abort();
+    tasks.shutdown(args.shutdown_grace).await;
     host.flush_usage().await;
     served
 }

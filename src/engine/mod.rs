@@ -32,6 +32,7 @@ pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, Warm
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
 use crate::model::Digest;
+use crate::store::ModuleStore;
 use compiled_cache::CompiledCache;
 
 /// How often the epoch advances. A running guest yields to other tasks at each tick and is
@@ -118,6 +119,8 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
     cache: CompiledCache,
+    /// Where uploaded modules live, read only when compiled code is missing from the cache.
+    modules: Arc<ModuleStore>,
     loaded: DashMap<Digest, Arc<OnceCell<Arc<LoadedComponent>>>>,
     /// One compilation at a time: compiling already uses every core (parallel compilation),
     /// so more would only slow each upload and the requests being served.
@@ -129,7 +132,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: EngineConfig, cache_dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(
+        config: EngineConfig,
+        cache_dir: PathBuf,
+        modules: Arc<ModuleStore>,
+    ) -> anyhow::Result<Self> {
         let (engine, pooling) = build_engine(&config)?;
         let mut linker = Linker::new(&engine);
         // Full WASI 0.2, not just the proxy world: components from Rust std, componentize-js
@@ -144,6 +151,7 @@ impl Engine {
             engine,
             linker,
             cache,
+            modules,
             loaded: DashMap::new(),
             compile_gate: tokio::sync::Semaphore::new(1),
             stats: EngineStats::default(),
@@ -180,13 +188,8 @@ impl Engine {
     }
 
     /// The component for `digest`, loading it from the compiled cache (or, failing that,
-    /// compiling `wasm_path`) the first time. Concurrent first requests share one load.
-    /// `wasm_path` is only called on a cache miss, keeping the warm path allocation-free.
-    pub async fn load(
-        &self,
-        digest: Digest,
-        wasm_path: impl FnOnce() -> PathBuf,
-    ) -> Result<Arc<LoadedComponent>, PrepareError> {
+    /// compiling its module) the first time. Concurrent first requests share one load.
+    pub async fn load(&self, digest: Digest) -> Result<Arc<LoadedComponent>, PrepareError> {
         if let Some(ready) = self.loaded_now(&digest) {
             return Ok(ready);
         }
@@ -196,7 +199,7 @@ impl Engine {
                 Some(component) => component,
                 None => {
                     tracing::info!(%digest, "compiled code missing from the cache; recompiling");
-                    let wasm_path = wasm_path();
+                    let wasm_path = self.modules.path(&digest);
                     let wasm = tokio::fs::read(&wasm_path).await.map_err(|e| {
                         PrepareError::Storage(anyhow::anyhow!(
                             "reading module {}: {e}",

@@ -28,6 +28,7 @@ use crate::model::{FULL, format_percent};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::{Scaler, warm_target};
+use crate::shutdown::Stop;
 use crate::store::StoreError;
 use plan::{Judgment, Observed, Phase, RolloutRecord, RolloutSpec, Verdict, judge};
 
@@ -244,11 +245,14 @@ impl Rollouts {
     }
 
     /// Judges and advances running rollouts until the task is dropped.
-    pub async fn run(self: Arc<Self>) {
+    pub async fn run(self: Arc<Self>, mut stop: Stop) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.stopped() => return,
+            }
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %e, "rollout step failed; retrying at the next tick");
             }

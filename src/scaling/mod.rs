@@ -29,7 +29,7 @@ use crate::engine::{Engine, WarmInstance};
 use crate::metering::Metering;
 use crate::model::{PoolStatus, ScalerStats, VersionLabel};
 use crate::routing::{Deployment, Router};
-use crate::store::ModuleStore;
+use crate::shutdown::Stop;
 use policy::Demand;
 use pool::VersionPool;
 
@@ -57,7 +57,6 @@ struct PoolKey {
 pub struct Scaler {
     engine: Arc<Engine>,
     router: Arc<Router>,
-    modules: Arc<ModuleStore>,
     metering: Arc<Metering>,
     pools: DashMap<PoolKey, Arc<VersionPool>>,
     /// Recent peaks per pool; only the tick touches it.
@@ -87,14 +86,12 @@ impl Scaler {
     pub fn new(
         engine: Arc<Engine>,
         router: Arc<Router>,
-        modules: Arc<ModuleStore>,
         metering: Arc<Metering>,
         options: ScalingOptions,
     ) -> Self {
         Self {
             engine,
             router,
-            modules,
             metering,
             pools: DashMap::new(),
             demand: Mutex::new(HashMap::new()),
@@ -133,12 +130,15 @@ impl Scaler {
     }
 
     /// Recomputes targets every tick until the task is dropped.
-    pub async fn run(self: Arc<Self>) {
+    pub async fn run(self: Arc<Self>, mut stop: Stop) {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = Instant::now();
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stop.stopped() => return,
+            }
             let elapsed = last.elapsed();
             last = Instant::now();
             self.tick(elapsed);
@@ -385,11 +385,7 @@ impl Scaler {
             }
             let (deployment, generation) = pool.current();
             let digest = deployment.digest;
-            let made = match self
-                .engine
-                .load(digest, || self.modules.path(&digest))
-                .await
-            {
+            let made = match self.engine.load(digest).await {
                 Ok(component) => self
                     .engine
                     .instantiate(&component, &deployment.config)

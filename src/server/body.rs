@@ -38,20 +38,3 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     );
     response
 }
-
-/// Most unread request body an early error answer reads and throws away. Answering while the
-/// client is still sending makes many clients see a reset instead of the answer; past this
-/// much the connection is closed anyway, so an unauthenticated client cannot make us read more.
-pub const DISCARD_LIMIT: usize = 1 << 20;
-
-/// Reads and drops up to [`DISCARD_LIMIT`] bytes of `body`, so an early error reaches a
-/// client that is still uploading.
-pub async fn discard<B>(body: B)
-where
-    B: http_body::Body,
-    B::Error: Into<BoxError>,
-{
-    let _ = http_body_util::Limited::new(body, DISCARD_LIMIT)
-        .collect()
-        .await;
-}

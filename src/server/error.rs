@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use super::body::{Body, json};
 use crate::engine::{InvokeError, PrepareError};
+use crate::events::buckets::ObjectError;
+use crate::invocation::Failure;
 use crate::model::{InvalidConfig, InvalidName};
-use crate::objects::ObjectError;
 use crate::rollout::RolloutError;
 use crate::routing::RouteError;
 use crate::store::StoreError;
@@ -215,23 +216,22 @@ impl From<RolloutError> for ApiError {
     }
 }
 
-impl From<InvokeError> for ApiError {
-    fn from(e: InvokeError) -> Self {
-        let (status, code) = match e {
-            InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            InvokeError::Capacity => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            InvokeError::MemoryLimit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
-            InvokeError::CpuBudget(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cpu_budget"),
-            InvokeError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
-            InvokeError::Guest(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_error"),
-            InvokeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        };
-        let mut error = Self::new(status, code, e.to_string());
-        if status.is_server_error() {
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        let mut error = Self::new(failure.status(), failure.code(), failure.to_string());
+        if error.status.is_server_error() {
             error.error_id = Some(new_error_id());
         }
-        if matches!(e, InvokeError::Capacity) {
-            error.retry_after_secs = Some(1);
+        match failure {
+            Failure::Overloaded(_) | Failure::Invoke(InvokeError::Capacity) => {
+                error.retry_after_secs = Some(1)
+            }
+            // The client may still be sending the rest: stop reading it.
+            Failure::TooLarge(_) => error.close_connection = true,
+            Failure::Load(e) => {
+                tracing::error!(error_id = ?error.error_id, error = %e, "the function's code could not be loaded")
+            }
+            Failure::Invoke(_) => {}
         }
         error
     }

@@ -8,16 +8,14 @@
 mod admin;
 mod body;
 mod data_plane;
-pub mod delivery;
 mod error;
 mod shadow;
-pub mod timers;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hyper::service::service_fn;
@@ -28,140 +26,10 @@ use tokio::net::TcpListener;
 
 pub use body::Body;
 
-use crate::admission::Admission;
-use crate::engine::Engine;
-use crate::function_logs::FunctionLogs;
-use crate::metering::Metering;
-use crate::objects::Buckets;
-use crate::registry::Registry;
-use crate::rollout::Rollouts;
-use crate::routing::Router;
-use crate::scaling::{Scaler, ScalingOptions};
+use crate::app::App;
 
 /// Default size limit of an uploaded module.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
-
-/// Everything a request handler needs, shared by both planes.
-pub struct Host {
-    pub registry: Arc<Registry>,
-    pub router: Arc<Router>,
-    pub engine: Arc<Engine>,
-    pub scaler: Arc<Scaler>,
-    pub rollouts: Arc<Rollouts>,
-    pub admission: Admission,
-    /// Shadow (mirrored) requests running at once, host-wide.
-    pub shadow_slots: tokio::sync::Semaphore,
-    pub logs: Arc<FunctionLogs>,
-    pub metering: Arc<Metering>,
-    /// Buckets that object triggers watch.
-    pub buckets: Buckets,
-    /// Wakes the event delivery loop (new events queued).
-    pub deliveries: tokio::sync::Notify,
-    /// Wakes the timer loop (triggers added or deleted).
-    pub timers_changed: tokio::sync::Notify,
-    admin_token: String,
-    pub max_upload_bytes: u64,
-    pub started: Instant,
-}
-
-/// The settings a host starts with.
-pub struct HostOptions {
-    pub admin_token: String,
-    pub max_upload_bytes: u64,
-    /// How long a request may wait for a concurrency slot.
-    pub queue_timeout: Duration,
-    pub scaling: ScalingOptions,
-    pub buckets: Buckets,
-}
-
-impl Host {
-    pub fn new(
-        registry: Registry,
-        router: Arc<Router>,
-        engine: Engine,
-        options: HostOptions,
-    ) -> Self {
-        let HostOptions {
-            admin_token,
-            max_upload_bytes,
-            queue_timeout,
-            scaling,
-            buckets,
-        } = options;
-        let engine = Arc::new(engine);
-        // Requests may use every instance slot that warm pools cannot hold.
-        let status = engine.status();
-        let host_limit = if status.pooling_allocator {
-            status
-                .pool_instances
-                .saturating_sub(scaling.max_warm)
-                .max(1)
-        } else {
-            u32::MAX
-        };
-        let metering = Arc::new(Metering::default());
-        let scaler = Arc::new(Scaler::new(
-            engine.clone(),
-            router.clone(),
-            registry.modules().clone(),
-            metering.clone(),
-            scaling,
-        ));
-        let registry = Arc::new(registry);
-        let rollouts = Arc::new(Rollouts::new(
-            registry.clone(),
-            router.clone(),
-            metering.clone(),
-            scaler.clone(),
-        ));
-        Self {
-            registry,
-            router,
-            engine,
-            scaler,
-            rollouts,
-            admission: Admission::new(queue_timeout, host_limit),
-            shadow_slots: tokio::sync::Semaphore::new(shadow::SHADOW_CONCURRENCY),
-            logs: Arc::new(FunctionLogs::default()),
-            metering,
-            buckets,
-            deliveries: tokio::sync::Notify::new(),
-            timers_changed: tokio::sync::Notify::new(),
-            admin_token,
-            max_upload_bytes,
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Host {
-    /// 404 unless `function` exists, answered from the routing snapshot (no database read).
-    fn ensure_function(&self, function: &str) -> Result<(), error::ApiError> {
-        match self.router.snapshot().resolve(function, Some("latest")) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Writes usage recorded since the last flush to the database.
-    pub async fn flush_usage(&self) {
-        let rows = self.metering.take_pending();
-        let count = rows.len();
-        if let Err(e) = self.registry.add_usage(rows).await {
-            tracing::error!(error = %e, rows = count, "could not persist usage; these records are lost");
-        }
-    }
-
-    /// Flushes usage every `interval` until the task is dropped.
-    pub async fn flush_usage_every(self: Arc<Self>, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            self.flush_usage().await;
-        }
-    }
-}
 
 /// Reads the admin token from `<data-dir>/admin.token`, creating a random one (mode 0600) on
 /// first start.
@@ -200,7 +68,7 @@ pub struct ServeOptions {
 }
 
 pub async fn run(
-    host: Arc<Host>,
+    host: Arc<App>,
     data: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,

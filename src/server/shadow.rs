@@ -5,7 +5,7 @@
 //! shadow's status and body are compared with the primary's (by hash, as both stream) and
 //! the outcome recorded per version; the client never waits for the shadow.
 //!
-//! Shadow work is bounded: at most [`SHADOW_CONCURRENCY`] run at once host-wide, and a shadow
+//! Shadow work is bounded: at most [`crate::app::SHADOW_CONCURRENCY`] run at once host-wide, and a shadow
 //! only runs if its function has a free concurrency slot right now. Otherwise it is dropped
 //! (and counted), never queued.
 
@@ -21,61 +21,17 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::Host;
 use super::body::{Body, BoxError};
 use super::error::ApiError;
+use crate::app::App;
+use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
 use crate::routing::Deployment;
 
 /// Largest request body copied for a shadow; bigger requests are not mirrored.
 pub const SHADOW_BODY_LIMIT: u64 = 1 << 20;
-/// Shadow requests running at once, host-wide.
-pub const SHADOW_CONCURRENCY: usize = 16;
 /// Marks a mirrored request.
 pub const SHADOW_HEADER: HeaderName = HeaderName::from_static("fnhost-shadow");
-
-/// The request body a function reads: streamed from the client, or a copy held in memory
-/// so it can be sent twice.
-pub enum RequestBody {
-    Streaming(Incoming),
-    Buffered(Option<Bytes>),
-}
-
-impl http_body::Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
-            Self::Buffered(bytes) => Poll::Ready(
-                bytes
-                    .take()
-                    .filter(|b| !b.is_empty())
-                    .map(|b| Ok(http_body::Frame::data(b))),
-            ),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Streaming(body) => body.is_end_stream(),
-            Self::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self {
-            Self::Streaming(body) => body.size_hint(),
-            Self::Buffered(bytes) => {
-                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-        }
-    }
-}
 
 /// Whether a request's body is small enough (by its declared length) to copy; a body of
 /// unknown length is not copied.
@@ -111,7 +67,7 @@ pub struct Answer {
 /// Runs `request` (already addressed to the function's path) on `shadow` in its own task
 /// and records how its answer compares with the primary's, which arrives on `primary`.
 pub fn spawn(
-    host: Arc<Host>,
+    host: Arc<App>,
     shadow: Arc<Deployment>,
     mut request: Request<RequestBody>,
     primary: oneshot::Receiver<Answer>,
@@ -125,8 +81,8 @@ pub fn spawn(
             return;
         };
         let Some(permit) = host
-            .admission
-            .try_admit(&function, shadow.config.max_concurrency)
+            .invoker
+            .try_admit(&shadow, shadow.config.max_concurrency)
         else {
             metering.shadow(&function, version, ShadowOutcome::Dropped, false, None);
             return;
@@ -150,7 +106,7 @@ pub fn spawn(
 
 /// One shadow invocation, to its answer (a failure answers with its error status).
 async fn run(
-    host: &Host,
+    host: &App,
     shadow: &Arc<Deployment>,
     request: Request<RequestBody>,
     permit: crate::admission::Permit,
@@ -160,36 +116,14 @@ async fn run(
         status: status.as_u16(),
         body_hash: 0,
     };
-    let component = match host
-        .engine
-        .load(shadow.digest, || {
-            host.registry.modules().path(&shadow.digest)
-        })
-        .await
-    {
-        Ok(component) => component,
-        Err(_) => return failed(http::StatusCode::INTERNAL_SERVER_ERROR),
+    let call = Call {
+        deployment: shadow,
+        alias: None,
+        caller: Caller::Shadow,
+        admit: Admit::Held(permit),
+        id: &request_id,
     };
-    let (warm, lease) = host.scaler.take(shadow);
-    let (logs, function, version) = (host.logs.clone(), shadow.function.clone(), shadow.label);
-    let on_finish = Box::new(move |finished: crate::engine::Finished| {
-        drop(lease);
-        drop(permit);
-        // What a shadow prints is logged under its own version, marked as a shadow.
-        if let Some(text) = finished.output {
-            logs.append(
-                &function,
-                &version.to_string(),
-                &format!("{request_id} (shadow)"),
-                text,
-            );
-        }
-    });
-    match host
-        .engine
-        .invoke(&component, &shadow.config, warm, request, on_finish)
-        .await
-    {
+    match host.invoker.invoke(call, request).await {
         Ok(response) => {
             let status = response.status().as_u16();
             let mut body = response.into_body();
@@ -209,7 +143,7 @@ async fn run(
                 body_hash: hasher.finish(),
             }
         }
-        Err(failure) => failed(ApiError::from(failure.error).status),
+        Err(error) => failed(error.failure.status()),
     }
 }
 

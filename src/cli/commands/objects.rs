@@ -69,10 +69,9 @@ pub async fn run(command: ObjectCommand) -> anyhow::Result<()> {
     match command {
         ObjectCommand::Put(args) => {
             let bytes = super::read_file(&args.file)?;
-            let content_type = args
-                .content_type
-                .clone()
-                .unwrap_or_else(|| crate::objects::guess_content_type(&args.key).to_string());
+            let content_type = args.content_type.clone().unwrap_or_else(|| {
+                crate::events::buckets::guess_content_type(&args.key).to_string()
+            });
             let response = AdminClient::new(&args.client)?
                 .send(
                     Method::PUT,

@@ -5,13 +5,13 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::functions::read_json;
+use crate::app::App;
 use crate::model::{
     AliasRecord, AliasSpec, DEFAULT_ALIAS, HeaderMatch, RouteRule, VersionInfo, VersionLabel,
     WeightedRoute, Why,
 };
 use crate::model::{format_percent, parse_percent};
 use crate::registry::FunctionDetails;
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -91,7 +91,7 @@ struct AliasList {
     aliases: Vec<AliasView>,
 }
 
-pub async fn list(host: &Host, function: &str) -> Result<Response<Body>, ApiError> {
+pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(function).await?;
     Ok(json(
         StatusCode::OK,
@@ -102,7 +102,7 @@ pub async fn list(host: &Host, function: &str) -> Result<Response<Body>, ApiErro
     ))
 }
 
-pub async fn get(host: &Host, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(host: &App, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(function).await?;
     one_alias(&details, alias).map(|view| json(StatusCode::OK, &view))
 }
@@ -150,7 +150,7 @@ struct RuleRequest {
 }
 
 pub async fn set(
-    host: &Host,
+    host: &App,
     function: &str,
     alias: &str,
     request: Request<Incoming>,
@@ -217,7 +217,7 @@ pub async fn set(
     Ok(json(StatusCode::OK, &one_alias(&details, alias)?))
 }
 
-pub async fn delete(host: &Host, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
+pub async fn delete(host: &App, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
     let why = Why::admin(format!("alias {alias} deleted through the admin API"));
     host.registry.delete_alias(function, alias, why).await?;
     Ok(json(
@@ -249,7 +249,7 @@ mod double_option {
 }
 
 pub async fn set_traffic(
-    host: &Host,
+    host: &App,
     function: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -290,7 +290,7 @@ struct Promoted {
 
 /// Publishes `$LATEST` and gives the new version all of `$DEFAULT`'s traffic, atomically.
 pub async fn promote(
-    host: &Host,
+    host: &App,
     function: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {

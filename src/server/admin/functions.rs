@@ -6,8 +6,8 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::app::App;
 use crate::model::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo, Why};
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -19,7 +19,7 @@ struct FunctionList {
     functions: Vec<FunctionInfo>,
 }
 
-pub async fn list(host: &Host) -> Result<Response<Body>, ApiError> {
+pub async fn list(host: &App) -> Result<Response<Body>, ApiError> {
     let functions = host.registry.list().await?;
     Ok(json(StatusCode::OK, &FunctionList { functions }))
 }
@@ -32,7 +32,7 @@ struct FunctionWithVersions {
     aliases: Vec<super::aliases::AliasView>,
 }
 
-pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(name).await?;
     let aliases = super::aliases::alias_views(&details);
     Ok(json(
@@ -45,17 +45,8 @@ pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
-    let unused = host
-        .registry
-        .delete_function(name, Why::admin("function deleted"))
-        .await?;
-    unused.iter().for_each(|digest| host.engine.forget(digest));
-    host.logs.remove(name);
-    host.metering.forget(name);
-    host.admission.forget(name);
-    host.scaler.forget(name);
-    host.rollouts.forget(name).await;
+pub async fn delete(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
+    host.delete_function(name).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": name } }),
@@ -63,7 +54,7 @@ pub async fn delete(host: &Host, name: &str) -> Result<Response<Body>, ApiError>
 }
 
 pub async fn update_config(
-    host: &Host,
+    host: &App,
     name: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -78,7 +69,7 @@ struct VersionList {
     versions: Vec<VersionInfo>,
 }
 
-pub async fn versions(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn versions(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(name).await?;
     Ok(json(
         StatusCode::OK,
@@ -89,7 +80,7 @@ pub async fn versions(host: &Host, name: &str) -> Result<Response<Body>, ApiErro
     ))
 }
 
-pub async fn version(host: &Host, name: &str, number: &str) -> Result<Response<Body>, ApiError> {
+pub async fn version(host: &App, name: &str, number: &str) -> Result<Response<Body>, ApiError> {
     let number = parse_version(name, number)?;
     let details = host.registry.function(name).await?;
     let version = details
@@ -120,7 +111,7 @@ struct PublishResponse {
 }
 
 pub async fn publish(
-    host: &Host,
+    host: &App,
     name: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -149,20 +140,12 @@ pub async fn publish(
 }
 
 pub async fn delete_version(
-    host: &Host,
+    host: &App,
     name: &str,
     number: &str,
 ) -> Result<Response<Body>, ApiError> {
     let number = parse_version(name, number)?;
-    let unused = host
-        .registry
-        .delete_version(
-            name,
-            number,
-            Why::admin(format!("deleted version {number}")),
-        )
-        .await?;
-    unused.iter().for_each(|digest| host.engine.forget(digest));
+    host.delete_version(name, number).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": name, "version": number } }),

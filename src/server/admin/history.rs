@@ -5,8 +5,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use super::ensure_function;
+use crate::app::App;
 use crate::model::HistoryEntry;
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -20,7 +21,7 @@ struct History {
 }
 
 pub async fn get(
-    host: &Host,
+    host: &App,
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -39,7 +40,7 @@ pub async fn get(
     let changes = host.registry.alias_history(function, alias, limit).await?;
     if changes.is_empty() {
         // History outlives a deleted function, but an unknown name is still a mistake.
-        host.ensure_function(function)?;
+        ensure_function(host, function)?;
     }
     Ok(json(
         StatusCode::OK,

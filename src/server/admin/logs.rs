@@ -10,8 +10,9 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use super::ensure_function;
+use crate::app::App;
 use crate::function_logs::LogEntry;
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -27,11 +28,11 @@ struct LogPage {
 }
 
 pub async fn read(
-    host: &Host,
+    host: &App,
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    host.ensure_function(function)?;
+    ensure_function(host, function)?;
     let (mut after, mut version, mut limit, mut follow) = (0u64, None, DEFAULT_LIMIT, false);
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {

@@ -19,9 +19,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use super::Host;
-use super::body::{Body, discard, json, text};
+use super::body::{Body, json, text};
 use super::error::ApiError;
+use crate::app::App;
+use crate::invocation::discard;
 
 /// One admin operation, parsed from method and path before any handler runs.
 #[derive(Debug, PartialEq, Eq)]
@@ -218,7 +219,7 @@ impl<'a> AdminRoute<'a> {
     }
 }
 
-pub async fn handle(host: &Arc<Host>, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
@@ -250,7 +251,7 @@ pub async fn handle(host: &Arc<Host>, request: Request<Incoming>) -> Response<Bo
 }
 
 async fn dispatch(
-    host: &Arc<Host>,
+    host: &Arc<App>,
     route: AdminRoute<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -305,7 +306,7 @@ fn limit_param(value: &str, max: u32) -> Result<u32, ApiError> {
 }
 
 /// Compares the bearer token in constant time, so response timing reveals nothing about it.
-fn authorized(host: &Host, request: &Request<Incoming>) -> bool {
+fn authorized(host: &App, request: &Request<Incoming>) -> bool {
     let Some(given) = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -349,7 +350,7 @@ struct Limits {
     max_upload_bytes: u64,
 }
 
-fn status(host: &Host) -> Response<Body> {
+fn status(host: &App) -> Response<Body> {
     json(
         StatusCode::OK,
         &Status {
@@ -368,6 +369,14 @@ fn status(host: &Host) -> Response<Body> {
             },
         },
     )
+}
+
+/// 404 unless `function` exists, answered from the routing snapshot (no database read).
+fn ensure_function(host: &App, function: &str) -> Result<(), ApiError> {
+    match host.router.snapshot().resolve(function, Some("latest")) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::objects::{ObjectInfo, guess_content_type};
-use crate::server::Host;
+use crate::app::App;
+use crate::events::buckets::{ObjectInfo, guess_content_type};
 use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 
@@ -22,7 +22,7 @@ struct Stored {
 }
 
 pub async fn put(
-    host: &Host,
+    host: &App,
     bucket: &str,
     key: &str,
     request: Request<Incoming>,
@@ -37,21 +37,21 @@ pub async fn put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > host.buckets.max_object_bytes) {
-        let mut error = ApiError::from(crate::objects::ObjectError::TooLarge(
-            host.buckets.max_object_bytes,
+    if declared.is_some_and(|n| n > host.events.buckets.max_object_bytes) {
+        let mut error = ApiError::from(crate::events::buckets::ObjectError::TooLarge(
+            host.events.buckets.max_object_bytes,
         ));
         error.close_connection = true;
         return Err(error);
     }
     let stream = request.into_body().into_data_stream();
-    let size = host.buckets.put(bucket, key, stream).await?;
+    let size = host.events.buckets.put(bucket, key, stream).await?;
     let events = host
         .registry
         .enqueue_object(bucket.to_string(), key.to_string(), content_type, size, 0)
         .await?;
     if !events.is_empty() {
-        host.deliveries.notify_one();
+        host.events.deliveries.notify_one();
     }
     Ok(json(
         StatusCode::CREATED,
@@ -64,9 +64,9 @@ pub async fn put(
     ))
 }
 
-pub async fn get(host: &Host, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(host: &App, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
     use futures::TryStreamExt;
-    let (size, stream) = host.buckets.get(bucket, key).await?;
+    let (size, stream) = host.events.buckets.get(bucket, key).await?;
     let frames = stream
         .map_ok(http_body::Frame::data)
         .map_err(|e| Box::new(e) as BoxError);
@@ -80,8 +80,8 @@ pub async fn get(host: &Host, bucket: &str, key: &str) -> Result<Response<Body>,
     Ok(response)
 }
 
-pub async fn delete(host: &Host, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
-    host.buckets.delete(bucket, key).await?;
+pub async fn delete(host: &App, bucket: &str, key: &str) -> Result<Response<Body>, ApiError> {
+    host.events.buckets.delete(bucket, key).await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "bucket": bucket, "key": key } }),
@@ -95,7 +95,7 @@ struct Listing {
 }
 
 pub async fn list(
-    host: &Host,
+    host: &App,
     bucket: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -111,7 +111,11 @@ pub async fn list(
             }
         }
     }
-    let objects = host.buckets.list(bucket, &prefix, limit as usize).await?;
+    let objects = host
+        .events
+        .buckets
+        .list(bucket, &prefix, limit as usize)
+        .await?;
     Ok(json(
         StatusCode::OK,
         &Listing {

@@ -5,11 +5,12 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use super::ensure_function;
 use super::functions::read_json;
+use crate::app::App;
 use crate::model::VersionLabel;
 use crate::model::parse_percent;
 use crate::rollout::StartRequest;
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -41,7 +42,7 @@ pub enum Steer {
 }
 
 pub async fn start(
-    host: &Host,
+    host: &App,
     function: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -71,12 +72,12 @@ pub async fn start(
     Ok(json(StatusCode::CREATED, &status))
 }
 
-pub async fn get(host: &Host, function: &str) -> Result<Response<Body>, ApiError> {
-    host.ensure_function(function)?;
+pub async fn get(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
+    ensure_function(host, function)?;
     Ok(json(StatusCode::OK, &host.rollouts.status(function).await?))
 }
 
-pub async fn steer(host: &Host, function: &str, steer: Steer) -> Result<Response<Body>, ApiError> {
+pub async fn steer(host: &App, function: &str, steer: Steer) -> Result<Response<Body>, ApiError> {
     let status = match steer {
         Steer::Pause => host.rollouts.pause(function).await?,
         Steer::Resume => host.rollouts.resume(function).await?,

@@ -6,10 +6,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use super::ensure_function;
 use super::functions::read_json;
+use crate::app::App;
 use crate::model::PoolStatus;
 use crate::model::{ScalingPolicy, VersionLabel};
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -30,11 +31,11 @@ struct SetProvisioned {
     version: Option<String>,
 }
 
-pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let policy = match host.router.snapshot().function(name) {
         Some(routes) => routes.scaling.clone(),
         None => {
-            host.ensure_function(name)?;
+            ensure_function(host, name)?;
             ScalingPolicy::default()
         }
     };
@@ -42,7 +43,7 @@ pub async fn get(host: &Host, name: &str) -> Result<Response<Body>, ApiError> {
 }
 
 pub async fn set(
-    host: &Host,
+    host: &App,
     name: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -67,7 +68,7 @@ pub async fn set(
     Ok(view(host, name, policy))
 }
 
-fn view(host: &Host, name: &str, policy: ScalingPolicy) -> Response<Body> {
+fn view(host: &App, name: &str, policy: ScalingPolicy) -> Response<Body> {
     let pools = host
         .scaler
         .status()

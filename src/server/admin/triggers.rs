@@ -6,9 +6,10 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use super::ensure_function;
 use super::functions::read_json;
+use crate::app::App;
 use crate::model::{EventRecord, EventStatus, Trigger, TriggerSource};
-use crate::server::Host;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
@@ -46,7 +47,7 @@ struct Events {
 }
 
 pub async fn add(
-    host: &Host,
+    host: &App,
     function: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -74,18 +75,18 @@ pub async fn add(
             .resolve(function, Some(target))
             .map_err(ApiError::from)?;
     } else {
-        host.ensure_function(function)?;
+        ensure_function(host, function)?;
     }
     let trigger = host
         .registry
         .add_trigger(function, body.target, source)
         .await?;
-    host.timers_changed.notify_one();
+    host.events.timers_changed.notify_one();
     Ok(json(StatusCode::CREATED, &trigger))
 }
 
-pub async fn list(host: &Host, function: &str) -> Result<Response<Body>, ApiError> {
-    host.ensure_function(function)?;
+pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
+    ensure_function(host, function)?;
     let triggers = host.registry.triggers(Some(function.to_string())).await?;
     Ok(json(
         StatusCode::OK,
@@ -96,12 +97,12 @@ pub async fn list(host: &Host, function: &str) -> Result<Response<Body>, ApiErro
     ))
 }
 
-pub async fn delete(host: &Host, function: &str, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn delete(host: &App, function: &str, id: &str) -> Result<Response<Body>, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no trigger {id:?}; trigger ids are numbers")))?;
     host.registry.delete_trigger(function, id).await?;
-    host.timers_changed.notify_one();
+    host.events.timers_changed.notify_one();
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "deleted": { "function": function, "trigger": id } }),
@@ -109,11 +110,11 @@ pub async fn delete(host: &Host, function: &str, id: &str) -> Result<Response<Bo
 }
 
 pub async fn events(
-    host: &Host,
+    host: &App,
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    host.ensure_function(function)?;
+    ensure_function(host, function)?;
     let (mut status, mut limit) = (None, 100u32);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match name.as_ref() {
@@ -142,8 +143,8 @@ pub async fn events(
     ))
 }
 
-pub async fn retry(host: &Host, id: &str) -> Result<Response<Body>, ApiError> {
+pub async fn retry(host: &App, id: &str) -> Result<Response<Body>, ApiError> {
     let event = host.registry.retry_event(id).await?;
-    host.deliveries.notify_one();
+    host.events.deliveries.notify_one();
     Ok(json(StatusCode::OK, &event))
 }

@@ -20,10 +20,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::functions::function_name;
+use crate::app::App;
 use crate::engine::{ComponentSummary, Stage, check_component};
+use crate::invocation::discard;
 use crate::model::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why};
-use crate::server::Host;
-use crate::server::body::{Body, BoxError, discard, json};
+use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 
 pub const PROGRESS_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -38,7 +39,7 @@ struct Uploaded {
 }
 
 pub async fn upload(
-    host: &Arc<Host>,
+    host: &Arc<App>,
     name: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -96,7 +97,7 @@ struct UploadJob {
 impl UploadJob {
     async fn run(
         self,
-        host: &Host,
+        host: &App,
         stage: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<Uploaded, ApiError> {
         host.engine
@@ -129,7 +130,7 @@ impl UploadJob {
 
     /// Runs the job in its own task, streaming progress lines; the task finishes the deploy
     /// even if the client goes away, so a disconnect never leaves a half-applied upload.
-    fn stream(self, host: Arc<Host>) -> Response<Body> {
+    fn stream(self, host: Arc<App>) -> Response<Body> {
         let (lines, receiver) = mpsc::channel::<Bytes>(64);
         let received = serde_json::json!({
             "event": "validated",

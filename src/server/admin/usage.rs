@@ -8,9 +8,10 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Serialize;
 
+use super::ensure_function;
+use crate::app::App;
 use crate::metering::HostGauges;
 use crate::model::{UsageRow, gb_seconds};
-use crate::server::Host;
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
 
@@ -57,7 +58,7 @@ struct UsageReport {
 
 /// `?function=NAME&since=SECONDS&by=function|version|alias|minute`: stored minutes plus what
 /// is not flushed yet, so the answer is current.
-pub async fn usage(host: &Host, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let (mut function, mut since_secs, mut by) = (None, 3600i64, GroupBy::Version);
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
@@ -152,7 +153,7 @@ pub async fn usage(host: &Host, request: &Request<Incoming>) -> Result<Response<
 }
 
 /// The Prometheus exposition (OpenMetrics text).
-pub fn metrics(host: &Host) -> Response<Body> {
+pub fn metrics(host: &App) -> Response<Body> {
     let engine = host.engine.status();
     let gauges = HostGauges {
         rss_bytes: resident_bytes(),
@@ -191,11 +192,11 @@ struct Health {
 
 /// `?window=SECONDS` (default 60, at most 300).
 pub async fn health(
-    host: &Host,
+    host: &App,
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    host.ensure_function(function)?;
+    ensure_function(host, function)?;
     let mut window = 60u64;
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {

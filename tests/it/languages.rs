@@ -2,12 +2,10 @@
 //! are large (the Python runtime is ~18 MB), import more than the proxy world, and take
 //! seconds to compile, which the upload reports as progress.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 
 /// The componentize-py binary `scripts/install-tools` provides. Missing it is a failure in CI

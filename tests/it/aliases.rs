@@ -1,14 +1,12 @@
 //! Aliases and gray release over real HTTP: `$DEFAULT` canary shares, rollback, promote,
 //! custom weighted aliases, sticky users, rules, validation, and alias changes under load.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -2,12 +2,10 @@
 //! of misbehaviour, sees no host capability it was not given, cannot exhaust host memory, and
 //! never stops the host from serving its neighbours.
 
-mod common;
-
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 

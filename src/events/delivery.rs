@@ -16,14 +16,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 
-use super::Host;
-use super::data_plane::PendingRecord;
-use super::error::ApiError;
-use super::shadow::RequestBody;
-use crate::engine::Finished;
+use super::Events;
+use super::buckets::{ObjectError, check_key};
+use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::model::{EventRecord, EventStatus, now_ms};
-use crate::objects::{ObjectError, check_key};
 use crate::routing::Resolved;
+use crate::shutdown::Stop;
 
 /// Attempts before an event is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -40,11 +38,12 @@ const POLL: Duration = Duration::from_millis(200);
 /// The function may name the output object's key with this response header.
 const OUTPUT_KEY: HeaderName = HeaderName::from_static("fnhost-output-key");
 
-/// Delivers events until the task is dropped.
-pub async fn run(host: Arc<Host>) {
+/// Delivers events until shutdown, then waits for the deliveries under way (an event cut
+/// off mid-delivery would only be sent again at the next start).
+pub async fn run(events: Arc<Events>, mut stop: Stop) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    loop {
-        let claimed = match host.registry.claim_due_events(BATCH).await {
+    while !stop.is_stopped() {
+        let claimed = match events.registry.claim_due_events(BATCH).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the event outbox; retrying");
@@ -55,19 +54,22 @@ pub async fn run(host: Arc<Host>) {
         let full = claimed.len() as u32 == BATCH;
         for event in claimed {
             let slot = slots.clone().acquire_owned().await.expect("never closed");
-            let host = host.clone();
+            let events = events.clone();
             tokio::spawn(async move {
-                deliver(&host, event).await;
+                deliver(&events, event).await;
                 drop(slot);
             });
         }
         if !full {
             tokio::select! {
-                () = host.deliveries.notified() => {}
+                () = stop.stopped() => {}
+                () = events.deliveries.notified() => {}
                 () = tokio::time::sleep(POLL) => {}
             }
         }
     }
+    // Every slot back means every delivery under way has settled.
+    let _ = slots.acquire_many(CONCURRENCY as u32).await;
 }
 
 /// How one attempt ended.
@@ -81,10 +83,10 @@ enum Outcome {
     Refused(String),
 }
 
-async fn deliver(host: &Arc<Host>, event: EventRecord) {
+async fn deliver(events: &Arc<Events>, event: EventRecord) {
     let attempt = event.attempts + 1;
     let now = now_ms();
-    let (status, attempts, next, error) = match attempt_delivery(host, &event, attempt).await {
+    let (status, attempts, next, error) = match attempt_delivery(events, &event, attempt).await {
         Outcome::Delivered => (EventStatus::Delivered, attempt, now, None),
         Outcome::Busy => (
             EventStatus::Pending,
@@ -124,7 +126,7 @@ async fn deliver(host: &Arc<Host>, event: EventRecord) {
         ),
         _ => {}
     }
-    if let Err(e) = host
+    if let Err(e) = events
         .registry
         .settle_event(event.id.clone(), status, attempts, next, error)
         .await
@@ -141,8 +143,8 @@ fn backoff(attempt: u32) -> i64 {
     capped + fastrand::i64(0..=capped / 5)
 }
 
-async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -> Outcome {
-    let deployment = match host
+async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u32) -> Outcome {
+    let deployment = match events
         .router
         .snapshot()
         .resolve(&event.function, event.target.as_deref())
@@ -152,15 +154,15 @@ async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -
         Err(e) => return Outcome::Refused(format!("the event cannot be routed: {e}")),
     };
     let config = &deployment.config;
-    let Some(permit) = host
-        .admission
-        .try_admit(&deployment.function, (config.max_concurrency / 2).max(1))
+    let Some(permit) = events
+        .invoker
+        .try_admit(&deployment, (config.max_concurrency / 2).max(1))
     else {
         return Outcome::Busy;
     };
     let body = match (&event.bucket, &event.subject) {
         (Some(bucket), Some(key)) => {
-            match host
+            match events
                 .buckets
                 .get_bytes(bucket, key, config.max_request_body_bytes)
                 .await
@@ -178,44 +180,21 @@ async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -
         Ok(request) => request,
         Err(e) => return Outcome::Refused(e),
     };
-    let component = match host
-        .engine
-        .load(deployment.digest, || {
-            host.registry.modules().path(&deployment.digest)
-        })
-        .await
-    {
-        Ok(component) => component,
-        Err(e) => return Outcome::Retry(format!("loading the function: {e}")),
+    let call = Call {
+        deployment: &deployment,
+        alias: None,
+        caller: Caller::Event,
+        admit: Admit::Held(permit),
+        id: &event.id,
     };
-    let (warm, lease) = host.scaler.take(&deployment);
-    let record = PendingRecord::new(&host.metering, &deployment, None);
-    let on_finish = {
-        let (record, logs, id) = (record.clone(), host.logs.clone(), event.id.clone());
-        let (function, version) = (deployment.function.clone(), deployment.label.to_string());
-        Box::new(move |finished: Finished| {
-            drop(lease);
-            drop(permit);
-            record.finished(finished.instantiation);
-            if let Some(text) = finished.output {
-                logs.append(&function, &version, &id, text);
-            }
-        })
-    };
-    let response = match host
-        .engine
-        .invoke(&component, config, warm, request, on_finish)
-        .await
-    {
+    let response = match events.invoker.invoke(call, request).await {
         Ok(response) => response,
-        Err(failure) => {
-            let error = ApiError::from(failure.error);
-            record.status(error.status.as_u16());
-            return Outcome::Retry(format!("{} ({})", error.message, error.status));
+        Err(error) => {
+            let failure = error.failure;
+            return Outcome::Retry(format!("{failure} ({})", failure.status()));
         }
     };
     let status = response.status();
-    record.status(status.as_u16());
     let output_key = response
         .headers()
         .get(&OUTPUT_KEY)
@@ -250,10 +229,10 @@ async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -
     if let Err(e) = check_key(key) {
         return Outcome::Refused(format!("the function named an invalid output key: {e}"));
     }
-    if let Err(e) = host.buckets.put_bytes(output, key, body.clone()).await {
+    if let Err(e) = events.buckets.put_bytes(output, key, body.clone()).await {
         return Outcome::Retry(format!("writing the output to bucket {output}: {e}"));
     }
-    match host
+    match events
         .registry
         .enqueue_object(
             output.clone(),
@@ -264,7 +243,7 @@ async fn attempt_delivery(host: &Arc<Host>, event: &EventRecord, attempt: u32) -
         )
         .await
     {
-        Ok(queued) if !queued.is_empty() => host.deliveries.notify_one(),
+        Ok(queued) if !queued.is_empty() => events.deliveries.notify_one(),
         Ok(_) => {}
         Err(e) => return Outcome::Retry(format!("queueing events for the output: {e}")),
     }

@@ -1,9 +1,7 @@
 //! The data plane over real HTTP: what a function sees, streaming in both directions,
 //! HTTP/1.1 keep-alive and h2c, and a failing function next to a healthy one.
 
-mod common;
-
-use common::TestHost;
+use crate::common::TestHost;
 use serde_json::Value;
 
 /// The function sees the path after its name, the query, method, headers and the whole body,

@@ -1,9 +1,7 @@
 //! The admin API over real HTTP: upload, publish, versions, config, delete, validation of
 //! uploads and names, authentication, and 404s.
 
-mod common;
-
-use common::{TestHost, wasm};
+use crate::common::{TestHost, wasm};
 use reqwest::Method;
 use serde_json::Value;
 

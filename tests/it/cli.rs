@@ -1,11 +1,9 @@
 //! The `fnhost` command line against a running host: human output, `--json`, exit codes and
 //! error messages.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{TestHost, wasm_path};
+use crate::common::{TestHost, wasm_path};
 use serde_json::Value;
 
 fn fnhost(host: &TestHost, args: &[&str]) -> Output {

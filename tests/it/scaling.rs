@@ -3,11 +3,9 @@
 //! background, provisioned instances are warm before the first request, idle versions drop
 //! their instances and code, and a full instance pool queues and then answers 503.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::TestHost;
+use crate::common::{TestHost, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -22,25 +20,6 @@ async fn pools(host: &TestHost, function: &str) -> Vec<Value> {
 
 fn pool<'a>(pools: &'a [Value], version: &Value) -> Option<&'a Value> {
     pools.iter().find(|p| &p["version"] == version)
-}
-
-/// Polls `check` every 50 ms for up to `limit`; panics with `what` when it never holds.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<String>>,
-{
-    let started = Instant::now();
-    loop {
-        let failure = match check().await {
-            None => return,
-            Some(failure) => failure,
-        };
-        if started.elapsed() > limit {
-            panic!("{what} did not happen within {limit:?}: {failure}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn status(host: &TestHost) -> Value {

@@ -3,12 +3,10 @@
 //! succeeds, a SIGKILL loses no acknowledged event, timers fire on schedule without piling
 //! up, and a configuration that would trigger itself is refused.
 
-mod common;
-
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use common::TestHost;
+use crate::common::{TestHost, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -53,24 +51,12 @@ async fn wait_for(
     count: usize,
     limit: Duration,
 ) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
+    eventually(limit, &format!("{count} events {status}"), || async {
         let found = events(host, function, status).await;
-        if found.len() >= count {
-            return found;
-        }
-        if started.elapsed() > limit {
-            let all = host
-                .get_json(&format!("/v1/functions/{function}/events?limit=1000"))
-                .await
-                .1;
-            panic!(
-                "{} of {count} events {status} after {limit:?}: {all:#}",
-                found.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (found.len() < count).then(|| format!("{} so far", found.len()))
+    })
+    .await;
+    events(host, function, status).await
 }
 
 fn image(width: u32, height: u32, seed: u8, format: image::ImageFormat) -> Vec<u8> {

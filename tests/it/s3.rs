@@ -2,13 +2,11 @@
 //! server (s3s-fs, installed from crates.io by `scripts/install-tools`), reached with the
 //! usual AWS_* variables. The objects land in the server's storage, not in the data directory.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -2,11 +2,9 @@
 //! primary's answer, the shadow sees `fnhost-shadow: 1`, and matches and mismatches are
 //! counted per version (admin API, `/metrics`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 

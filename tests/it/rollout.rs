@@ -3,13 +3,11 @@
 //! reason recorded, a restart mid-rollout resumes the current step (never skipping ahead),
 //! warm-before-shift keeps cold starts away from steps, and every change is in the history.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Host;
+use super::Events;
 use crate::model::{Trigger, TriggerSource};
+use crate::shutdown::Stop;
 
 /// The longest the loop sleeps, so schedules are re-read even without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -23,32 +24,35 @@ struct Timer {
     next: DateTime<Utc>,
 }
 
-/// Fires timers until the task is dropped.
-pub async fn run(host: Arc<Host>) {
+/// Fires timers until shutdown.
+pub async fn run(events: Arc<Events>, mut stop: Stop) {
     let mut timers: HashMap<i64, Timer> = HashMap::new();
     let mut reload = true;
     loop {
         if reload {
-            match host.registry.triggers(None).await {
+            match events.registry.triggers(None).await {
                 Ok(triggers) => timers = refreshed(triggers, std::mem::take(&mut timers)),
                 Err(e) => tracing::error!(error = %e, "could not read timer triggers"),
             }
         }
         let now = Utc::now();
+        reload = false;
         for timer in timers.values_mut().filter(|t| t.next <= now) {
-            match host
+            match events
                 .registry
                 .enqueue_timer(timer.trigger.clone(), timer.allow_overlap)
                 .await
             {
-                Ok(Some(_)) => host.deliveries.notify_one(),
+                Ok(Some(_)) => events.deliveries.notify_one(),
                 Ok(None) => tracing::info!(
                     trigger = timer.trigger.id,
                     function = %timer.trigger.function,
                     "timer tick skipped: the previous run is still queued or running"
                 ),
                 Err(e) => {
-                    tracing::warn!(trigger = timer.trigger.id, error = %e, "could not queue a timer event")
+                    // Its function may be gone: read the triggers afresh next time.
+                    tracing::warn!(trigger = timer.trigger.id, error = %e, "could not queue a timer event");
+                    reload = true;
                 }
             }
             timer.next = timer
@@ -64,8 +68,9 @@ pub async fn run(host: Arc<Host>) {
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
         tokio::select! {
-            () = host.timers_changed.notified() => reload = true,
-            () = tokio::time::sleep(until_next) => reload = until_next == MAX_SLEEP,
+            () = stop.stopped() => return,
+            () = events.timers_changed.notified() => reload = true,
+            () = tokio::time::sleep(until_next) => reload |= until_next == MAX_SLEEP,
         }
     }
 }

@@ -1,11 +1,10 @@
 //! Lifecycle: a restart on the same data directory serves the same versions from the compiled
 //! cache, SIGTERM drains in-flight requests, and the admin token stays private and stable.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestHost;
+use crate::common;
+use crate::common::TestHost;
 use serde_json::Value;
 
 /// After a clean restart the same versions answer with the same digests and configs, and

@@ -1,12 +1,10 @@
 //! Crash safety: a host killed with SIGKILL in the middle of uploads and publishes restarts
 //! with every acknowledged version intact and nothing half-written visible.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestHost, wasm};
+use crate::common::{TestHost, wasm};
 use reqwest::Method;
 
 /// What a client was told had been stored.

@@ -2,11 +2,9 @@
 //! restart and a kill -9 (up to the flush interval), `/metrics` parses as Prometheus text with
 //! matching counters, and per-version health reports error rates.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestHost;
+use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::Value;
 

@@ -1,7 +1,6 @@
 //! Shared test harness: builds the sample functions from `functions/` for wasm32-wasip2, runs
 //! the real `fnhost` binary on ephemeral ports with its own data directory, and talks to it
 //! over HTTP with reqwest.
-#![allow(dead_code, unused_imports)] // each test binary uses a different part of the harness
 
 mod wasm;
 
@@ -245,5 +244,24 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms for up to `limit`; panics with `what` when it never holds.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let started = Instant::now();
+    loop {
+        let failure = match check().await {
+            None => return,
+            Some(failure) => failure,
+        };
+        if started.elapsed() > limit {
+            panic!("{what} did not happen within {limit:?}: {failure}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,466 @@
+//! The invocation pipeline, written once for every caller: live requests (the data plane),
+//! shadow copies, event deliveries, and whatever comes next (async invocations, the
+//! console's test button).
+//!
+//! `admit -> load -> warm-or-instantiate -> invoke -> record -> log`: the request-body limit
+//! is checked, a concurrency slot is taken (or was taken by the caller), the compiled
+//! component is loaded, a warm instance is taken from the version's pool (or one is created
+//! on the spot, a cold start), the guest runs, and when its instance is gone the slot is
+//! released, the invocation is metered and what the guest printed is logged. Callers route
+//! (pick the deployment) before, and turn the outcome into HTTP, a shadow comparison or an
+//! event's next state after.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::admission::{Admission, Permit, Rejected};
+use crate::engine::{Engine, Finished, GuestBody, InvokeError, PrepareError};
+use crate::function_logs::FunctionLogs;
+use crate::metering::{InvocationRecord, Metering};
+use crate::model::VersionLabel;
+use crate::routing::Deployment;
+use crate::scaling::Scaler;
+
+/// Most unread request body an early answer reads and throws away. Answering while the
+/// client is still sending makes many clients see a reset instead of the answer; past this
+/// much the connection is closed anyway, so a client cannot make the host read more.
+pub const DISCARD_LIMIT: usize = 1 << 20;
+
+/// Reads and drops up to [`DISCARD_LIMIT`] bytes of `body`, so an early answer reaches a
+/// client that is still uploading.
+pub async fn discard<B>(body: B)
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    let _ = http_body_util::Limited::new(body, DISCARD_LIMIT)
+        .collect()
+        .await;
+}
+
+/// The request body a function reads: streamed from the client, or a copy held in memory
+/// so it can be sent twice.
+pub enum RequestBody {
+    Streaming(Incoming),
+    Buffered(Option<Bytes>),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
+            Self::Buffered(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(http_body::Frame::data(b))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Streaming(body) => body.is_end_stream(),
+            Self::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Streaming(body) => body.size_hint(),
+            Self::Buffered(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+/// Who is calling: decides billing and how the guest's output is tagged in its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A client's request: metered and billed, refusals counted.
+    Live,
+    /// A mirrored copy: never billed (its outcome is counted as a shadow result), its log
+    /// entries marked `(shadow)`.
+    Shadow,
+    /// An event delivery: billed like a live request, tagged with the event id.
+    Event,
+}
+
+/// How the call gets its concurrency slot.
+pub enum Admit {
+    /// Wait in the function's bounded queue, then give up (live requests).
+    Queue,
+    /// The caller already holds one, taken with [`Invoker::try_admit`] before doing work
+    /// worth skipping when the function is busy (shadows, events).
+    Held(Permit),
+}
+
+/// One invocation of one deployment.
+pub struct Call<'a> {
+    pub deployment: &'a Arc<Deployment>,
+    /// The alias that routed the request, for usage and metrics.
+    pub alias: Option<&'a Arc<str>>,
+    pub caller: Caller,
+    pub admit: Admit,
+    /// The request id (or event id) the guest's log entries carry.
+    pub id: &'a str,
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("over capacity: {0}")]
+    Overloaded(Rejected),
+    #[error("the request body exceeds this function's limit of {0} bytes")]
+    TooLarge(u64),
+    /// Details are logged; clients only learn that the code could not be loaded.
+    #[error("the function's code could not be loaded")]
+    Load(PrepareError),
+    #[error(transparent)]
+    Invoke(InvokeError),
+}
+
+impl Failure {
+    /// The HTTP status this failure answers with. Decided here, not by the HTTP layer,
+    /// because metering and health record it for every caller.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => S::SERVICE_UNAVAILABLE,
+            Self::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            Self::Load(_) => S::INTERNAL_SERVER_ERROR,
+            Self::Invoke(InvokeError::Timeout(_)) => S::GATEWAY_TIMEOUT,
+            Self::Invoke(InvokeError::BadRequest(_)) => S::BAD_REQUEST,
+            Self::Invoke(
+                InvokeError::MemoryLimit(_)
+                | InvokeError::CpuBudget(_)
+                | InvokeError::Trap(_)
+                | InvokeError::Guest(_),
+            ) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code for API clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => "overloaded",
+            Self::TooLarge(_) => "too_large",
+            Self::Load(_) => "internal",
+            Self::Invoke(InvokeError::Timeout(_)) => "timeout",
+            Self::Invoke(InvokeError::MemoryLimit(_)) => "memory_limit",
+            Self::Invoke(InvokeError::CpuBudget(_)) => "cpu_budget",
+            Self::Invoke(InvokeError::Trap(_)) => "trap",
+            Self::Invoke(InvokeError::Guest(_)) => "function_error",
+            Self::Invoke(InvokeError::BadRequest(_)) => "bad_request",
+        }
+    }
+}
+
+/// A failed invocation with what the guest printed before it failed, for the host's log.
+#[derive(Debug)]
+pub struct InvocationError {
+    pub failure: Failure,
+    pub guest_output: Option<String>,
+}
+
+impl From<Failure> for InvocationError {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            guest_output: None,
+        }
+    }
+}
+
+/// The subsystems an invocation passes through.
+pub struct Invoker {
+    pub engine: Arc<Engine>,
+    pub scaler: Arc<Scaler>,
+    pub admission: Admission,
+    pub metering: Arc<Metering>,
+    pub logs: Arc<FunctionLogs>,
+}
+
+impl Invoker {
+    /// A slot of `deployment`'s function if one is free now, counting against at most
+    /// `limit` running requests (for callers that must never queue ahead of live traffic).
+    pub fn try_admit(&self, deployment: &Deployment, limit: u32) -> Option<Permit> {
+        self.admission.try_admit(&deployment.function, limit)
+    }
+
+    /// Runs `request` (already addressed to the function's own path) through the pipeline.
+    /// The response head comes back as soon as the guest sends it; the slot is held, and
+    /// the invocation metered, until the guest's instance is gone (after the last body byte).
+    pub async fn invoke<B>(
+        &self,
+        call: Call<'_>,
+        request: Request<B>,
+    ) -> Result<Response<GuestBody>, InvocationError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error> + Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let deployment = call.deployment;
+        let config = &deployment.config;
+        let refused = |failure: Failure| {
+            if call.caller != Caller::Shadow {
+                self.metering.record(&InvocationRecord {
+                    function: &deployment.function,
+                    version: deployment.label,
+                    alias: call.alias.map(|a| &**a),
+                    status: failure.status().as_u16(),
+                    duration: Duration::ZERO,
+                    memory_mb: config.memory_mb,
+                    cold_start: false,
+                    instantiation: None,
+                    billable: false,
+                });
+            }
+            InvocationError::from(failure)
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_request_body_bytes) {
+            discard(request.into_body()).await;
+            return Err(refused(Failure::TooLarge(config.max_request_body_bytes)));
+        }
+        let permit = match call.admit {
+            Admit::Held(permit) => permit,
+            Admit::Queue => match self
+                .admission
+                .admit(&deployment.function, config.max_concurrency)
+                .await
+            {
+                Ok(permit) => permit,
+                Err(rejected) => return Err(refused(Failure::Overloaded(rejected))),
+            },
+        };
+        if permit.waited {
+            self.metering.queue_waited(&deployment.function);
+        }
+        let slot = Slot::new(self.metering.clone(), deployment, permit);
+        let component = match self.engine.load(deployment.digest).await {
+            Ok(component) => component,
+            Err(e) => {
+                tracing::error!(function = %deployment.function, version = %deployment.label, error = %e, "the function's code could not be loaded");
+                return Err(refused(Failure::Load(e)));
+            }
+        };
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| CappedBody {
+            inner: body,
+            remaining: config.max_request_body_bytes,
+            exceeded: exceeded.clone(),
+        });
+        let record = (call.caller != Caller::Shadow)
+            .then(|| PendingRecord::new(&self.metering, deployment, call.alias.cloned()));
+        let (warm, lease) = self.scaler.take(deployment);
+        let on_finish = {
+            let logs = self.logs.clone();
+            let record = record.clone();
+            let (function, version) = (deployment.function.clone(), deployment.label);
+            let id = match call.caller {
+                Caller::Shadow => format!("{} (shadow)", call.id),
+                _ => call.id.to_string(),
+            };
+            Box::new(move |finished: Finished| {
+                drop(lease);
+                drop(slot);
+                if let Some(record) = &record {
+                    record.finished(finished.instantiation);
+                }
+                if let Some(text) = finished.output {
+                    tracing::info!(target: "fnhost::function_output", %function, %version, request_id = %id, "{text}");
+                    logs.append(&function, &version.to_string(), &id, text);
+                }
+            })
+        };
+        let outcome = self
+            .engine
+            .invoke(&component, config, warm, request, on_finish)
+            .await
+            .map_err(|failure| InvocationError {
+                failure: if exceeded.load(Ordering::Acquire) {
+                    Failure::TooLarge(config.max_request_body_bytes)
+                } else {
+                    Failure::Invoke(failure.error)
+                },
+                guest_output: failure.guest_output,
+            });
+        if let Some(record) = &record {
+            record.status(match &outcome {
+                Ok(response) => response.status().as_u16(),
+                Err(error) => error.failure.status().as_u16(),
+            });
+        }
+        outcome
+    }
+}
+
+/// A concurrency slot, counted in the version's in-flight gauge while held.
+struct Slot {
+    metering: Arc<Metering>,
+    function: Arc<str>,
+    version: VersionLabel,
+    _permit: Permit,
+}
+
+impl Slot {
+    fn new(metering: Arc<Metering>, deployment: &Deployment, permit: Permit) -> Self {
+        metering.in_flight(&deployment.function, deployment.label, 1);
+        Self {
+            metering,
+            function: deployment.function.clone(),
+            version: deployment.label,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metering.in_flight(&self.function, self.version, -1);
+    }
+}
+
+/// One invocation's usage record, completed by whichever comes last: the response status
+/// (known when the head is back) or the instance being gone (after streaming).
+struct PendingRecord {
+    metering: Arc<Metering>,
+    function: Arc<str>,
+    version: VersionLabel,
+    alias: Option<Arc<str>>,
+    memory_mb: u32,
+    admitted: Instant,
+    state: Mutex<RecordState>,
+}
+
+#[derive(Default)]
+struct RecordState {
+    status: Option<u16>,
+    finished: Option<(Duration, Option<Duration>)>,
+    recorded: bool,
+}
+
+impl PendingRecord {
+    /// Starts timing an invocation of `deployment` admitted now.
+    fn new(
+        metering: &Arc<Metering>,
+        deployment: &Deployment,
+        alias: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            metering: metering.clone(),
+            function: deployment.function.clone(),
+            version: deployment.label,
+            alias,
+            memory_mb: deployment.config.memory_mb,
+            admitted: Instant::now(),
+            state: Mutex::new(RecordState::default()),
+        })
+    }
+
+    fn status(&self, status: u16) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.status = Some(status);
+        self.record_if_complete(&mut state);
+    }
+
+    fn finished(&self, instantiation: Option<Duration>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.finished = Some((self.admitted.elapsed(), instantiation));
+        self.record_if_complete(&mut state);
+    }
+
+    fn record_if_complete(&self, state: &mut RecordState) {
+        let (Some(status), Some((duration, instantiation))) = (state.status, state.finished) else {
+            return;
+        };
+        if std::mem::replace(&mut state.recorded, true) {
+            return;
+        }
+        tracing::debug!(
+            status,
+            duration_us = duration.as_micros() as u64,
+            "invocation"
+        );
+        self.metering.record(&InvocationRecord {
+            function: &self.function,
+            version: self.version,
+            alias: self.alias.as_deref(),
+            status,
+            duration,
+            memory_mb: self.memory_mb,
+            // A request served by a warm instance did no instantiation of its own.
+            cold_start: instantiation.is_some(),
+            instantiation,
+            billable: true,
+        });
+    }
+}
+
+/// The request body as the function reads it: past the function's limit it fails, and
+/// `exceeded` tells the pipeline to answer 413 rather than blame the function.
+struct CappedBody<B> {
+    inner: B,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> http_body::Body for CappedBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > this.remaining {
+                    this.exceeded.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                        None,
+                    ))));
+                }
+                this.remaining -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

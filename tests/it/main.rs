@@ -1,0 +1,21 @@
+//! The integration tests, one binary so the suite links once: each module drives real fnhost
+//! processes (built from this crate, with functions built from functions/) over HTTP.
+
+mod common;
+
+mod architecture;
+
+mod admin_api;
+mod aliases;
+mod cli;
+mod crash;
+mod events;
+mod invoke;
+mod isolation;
+mod languages;
+mod metering;
+mod restart;
+mod rollout;
+mod s3;
+mod scaling;
+mod shadow;
