@@ -10,7 +10,7 @@
 //!
 //! Run with `cargo bench --bench cold_start`.
 
-#[path = "../tests/common/wasm.rs"]
+#[path = "../tests/it/common/wasm.rs"]
 mod wasm;
 
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo bench --bench request_path`.
 
-#[path = "../tests/common/wasm.rs"]
+#[path = "../tests/it/common/wasm.rs"]
 mod wasm;
 
 use std::sync::Arc;
