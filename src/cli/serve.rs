@@ -91,6 +91,12 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.usage_flush_interval.is_zero() {
+        anyhow::bail!(
+            "--usage-flush-interval must be above zero (it is how often usage is written; \
+             5s is the default)"
+        );
+    }
     init_logging(args.log_format);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;

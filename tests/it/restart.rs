@@ -131,3 +131,20 @@ async fn a_second_host_on_the_same_data_dir_is_refused() {
         "{stderr}"
     );
 }
+
+/// A zero usage-flush interval is refused at start with the flag named, not a panic later.
+#[test]
+fn a_zero_usage_flush_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = common::serve_command(&dir.path().join("data"))
+        .args(["--usage-flush-interval", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--usage-flush-interval must be above zero"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

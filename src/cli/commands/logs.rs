@@ -2,6 +2,7 @@
 
 use clap::Args;
 use http::Method;
+use std::io::Write as _;
 
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
@@ -39,21 +40,27 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
                 None,
             )
             .await?;
+        // Written, not println!'d: a closed pipe (`| head`) is an error `main` ends quietly
+        // on, not a panic.
+        let mut out = std::io::stdout().lock();
         for entry in page["entries"].as_array().into_iter().flatten() {
             if args.client.json {
-                println!("{entry}");
+                writeln!(out, "{entry}")?;
                 continue;
             }
             let time = entry["time_ms"].as_i64().unwrap_or(0);
             for line in entry["text"].as_str().unwrap_or("").lines() {
-                println!(
+                writeln!(
+                    out,
                     "{} v{} [{}] {line}",
                     format_time(time),
                     entry["version"].as_str().unwrap_or("?"),
                     entry["request_id"].as_str().unwrap_or("?"),
-                );
+                )?;
             }
         }
+        out.flush()?;
+        drop(out);
         after = page["next_after"].as_u64().unwrap_or(after);
         if !args.follow {
             return Ok(());
