@@ -156,10 +156,19 @@ mod tests {
             tokio::spawn(async move { logs.wait("f", 0, Duration::from_secs(30)).await })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !waiter.is_finished(),
+            "a follower waits while nothing is new"
+        );
+        let appended = tokio::time::Instant::now();
         logs.append(&f, "1", "r", "hello".into());
         tokio::time::timeout(Duration::from_secs(1), waiter)
             .await
             .expect("the follower woke")
             .unwrap();
+        assert!(
+            appended.elapsed() < Duration::from_millis(100),
+            "woken by the append, not by a timeout"
+        );
     }
 }

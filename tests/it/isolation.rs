@@ -327,7 +327,9 @@ async fn logs_are_captured_per_invocation_and_bounded() {
 }
 
 /// While loops, memory hogs and log flooders run at their limits, a hello function next to
-/// them answers every request with 200; memory hogs leave the host's RSS bounded.
+/// them answers every request with 200 and never waits for a neighbour to finish (its p99
+/// stays under the neighbours' 500 ms timeout, which it would reach if a hog held a worker
+/// thread); memory hogs leave the host's RSS bounded.
 #[tokio::test]
 async fn noisy_neighbours_do_not_hurt_hello() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,5 +385,16 @@ async fn noisy_neighbours_do_not_hurt_hello() {
         rss_after < rss_before + 400.0,
         "RSS grew {rss_before} -> {rss_after}"
     );
+    assert!(
+        latencies.len() >= 30,
+        "hello answered only {} times in 3 s next to the hogs",
+        latencies.len()
+    );
+    assert!(
+        p(0.99) < Duration::from_millis(500),
+        "hello waited for its neighbours: p99 {:?}",
+        p(0.99)
+    );
+    assert!(noisy_requests >= 4, "the neighbours ran: {noisy_requests}");
     let _ = Method::GET;
 }

@@ -2,34 +2,18 @@
 //! are large (the Python runtime is ~18 MB), import more than the proxy world, and take
 //! seconds to compile, which the upload reports as progress.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use crate::common;
 use crate::common::TestHost;
 use reqwest::Method;
-
-/// The componentize-py binary `scripts/install-tools` provides. Missing it is a failure in CI
-/// and a loud skip elsewhere (plain `cargo test` on a machine without Python tools).
-fn componentize_py() -> Option<PathBuf> {
-    match std::env::var_os("FNHOST_COMPONENTIZE_PY") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("FNHOST_COMPONENTIZE_PY is not set: run the tests with scripts/test")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED: set FNHOST_COMPONENTIZE_PY (scripts/test does) to test Python components"
-            );
-            None
-        }
-    }
-}
 
 /// `functions/python-hello`, built with componentize-py, deploys (with compile progress),
 /// sees its env and path, and serves repeatedly from fresh instances.
 #[tokio::test]
 async fn python_component_deploys_and_runs_unchanged() {
-    let Some(componentize_py) = componentize_py() else {
+    let Some(componentize_py) = common::tool("FNHOST_COMPONENTIZE_PY", "Python components") else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

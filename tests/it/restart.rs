@@ -103,16 +103,25 @@ async fn sigterm_lets_in_flight_requests_finish() {
     );
 }
 
-/// The admin token is created once, readable only by its owner.
+/// The admin token is created once, readable only by its owner, and the same after a
+/// restart (scripts that saved it keep working).
 #[cfg(unix)]
 #[tokio::test]
 async fn admin_token_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(&dir.path().join("data")).await;
+    let data = dir.path().join("data");
+    let host = TestHost::start(&data).await;
     let meta = std::fs::metadata(host.data_dir.join("admin.token")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(host.token.len(), 64);
+    assert!(host.token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let (status, _): (u16, Value) = host.get_json("/v1/functions").await;
+    assert_eq!(status, 200);
+    let first = host.token.clone();
+    host.kill9();
+    let host = TestHost::start(&data).await;
+    assert_eq!(host.token, first, "the token survives a restart");
     let (status, _): (u16, Value) = host.get_json("/v1/functions").await;
     assert_eq!(status, 200);
 }

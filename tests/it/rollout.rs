@@ -173,10 +173,16 @@ async fn a_healthy_candidate_rolls_through_and_is_promoted() {
     let changes = history(&host).await;
     let steps: Vec<&Value> = changes.iter().filter(|c| c["actor"] == "rollout").collect();
     assert_eq!(steps.len(), 4, "3 steps and the promotion: {changes:#?}");
-    for step in steps
+    let warmed: Vec<&&Value> = steps
         .iter()
-        .filter(|c| c["reason"].as_str().unwrap().contains("warmed"))
-    {
+        .filter(|c| c["reason"].as_str().unwrap().contains("(warmed "))
+        .collect();
+    assert_eq!(
+        warmed.len(),
+        3,
+        "the start and both later steps warm the candidate first: {steps:#?}"
+    );
+    for step in warmed {
         let reason = step["reason"].as_str().unwrap();
         let (ready, wanted) = reason
             .split("(warmed ")
@@ -188,8 +194,15 @@ async fn a_healthy_candidate_rolls_through_and_is_promoted() {
     }
     let usage = host.get_json("/v1/usage?function=shop&by=version").await.1;
     let latest = usage_of(&usage, "latest");
+    let cold_starts = latest["cold_starts"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no usage of the candidate: {usage:#}"));
     assert!(
-        latest["cold_starts"].as_u64() <= Some(2),
+        latest["invocations"].as_u64().unwrap() >= 30,
+        "the candidate served its steps: {latest}"
+    );
+    assert!(
+        cold_starts <= 2,
         "cold starts of the candidate during its steps: {latest}"
     );
     // The newest change is the promotion, then the last step, in order.

@@ -6,24 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// The s3s-fs binary `scripts/install-tools` provides. Missing it is a failure in CI and a
-/// loud skip elsewhere.
-fn s3s_fs() -> Option<PathBuf> {
-    match std::env::var_os("FNHOST_S3FS") {
-        Some(path) => Some(PathBuf::from(path)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("FNHOST_S3FS is not set: run the tests with scripts/test")
-        }
-        None => {
-            eprintln!("SKIPPED: set FNHOST_S3FS (scripts/test does) to test buckets on S3");
-            None
-        }
-    }
-}
 
 struct S3Server {
     child: Child,
@@ -65,7 +51,7 @@ fn start_s3(binary: &PathBuf, root: &std::path::Path) -> S3Server {
 
 #[tokio::test]
 async fn buckets_and_triggers_work_on_s3() {
-    let Some(binary) = s3s_fs() else {
+    let Some(binary) = common::tool("FNHOST_S3FS", "buckets on S3") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

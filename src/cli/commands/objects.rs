@@ -26,8 +26,11 @@ pub enum ObjectCommand {
 
 #[derive(Debug, Args)]
 pub struct PutArgs {
+    /// The bucket to store into (created on first use).
     pub bucket: String,
+    /// The object's key, e.g. `img/cat.jpg`; object triggers match its prefix and suffix.
     pub key: String,
+    /// The file to upload.
     pub file: PathBuf,
     /// The object's content type (default: from the key's extension).
     #[arg(long, value_name = "TYPE")]
@@ -38,7 +41,9 @@ pub struct PutArgs {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
+    /// The bucket that holds the object.
     pub bucket: String,
+    /// The object's key.
     pub key: String,
     /// Where to write it (default: stdout).
     #[arg(short, long, value_name = "FILE")]
@@ -49,6 +54,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
+    /// The bucket to list.
     pub bucket: String,
     /// Only keys starting with this.
     #[arg(long, default_value = "", value_name = "PREFIX")]
@@ -59,7 +65,9 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
+    /// The bucket that holds the object.
     pub bucket: String,
+    /// The object's key.
     pub key: String,
     #[command(flatten)]
     pub client: ClientArgs,

@@ -51,7 +51,9 @@ pub struct AddArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    /// The function the trigger belongs to.
     pub name: String,
+    /// The trigger's id (`fnhost trigger list NAME` shows it).
     pub id: i64,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -83,6 +85,7 @@ pub enum EventsAction {
 
 #[derive(Debug, Args)]
 pub struct RetryArgs {
+    /// The dead-lettered event's id (`fnhost events NAME --failed` shows it).
     pub id: String,
     #[command(flatten)]
     pub client: ClientArgs,

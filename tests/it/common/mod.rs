@@ -265,3 +265,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The outside tool `scripts/install-tools` provides through `variable`. A test that needs
+/// it fails without it (a skipped test looks like a passing one), unless
+/// `FNHOST_SKIP_TOOL_TESTS=1` says, loudly, that this run does without `what`.
+pub fn tool(variable: &str, what: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
+        return Some(PathBuf::from(path));
+    }
+    if std::env::var_os("FNHOST_SKIP_TOOL_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED (FNHOST_SKIP_TOOL_TESTS=1): {what} are not tested in this run");
+        return None;
+    }
+    panic!(
+        "{variable} is not set, so {what} cannot be tested: run the tests with scripts/test \
+         (which installs the tool), or set FNHOST_SKIP_TOOL_TESTS=1 to skip them knowingly"
+    )
+}
