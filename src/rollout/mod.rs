@@ -30,7 +30,7 @@ use crate::routing::Router;
 use crate::scaling::{Scaler, warm_target};
 use crate::shutdown::Stop;
 use crate::store::StoreError;
-use plan::{Judgment, Observed, Phase, RolloutRecord, RolloutSpec, Verdict, judge};
+use plan::{Observed, Phase, RolloutRecord, RolloutSpec, Transition, judge};
 
 /// How often running rollouts are looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -259,78 +259,68 @@ impl Rollouts {
         }
     }
 
-    /// One pass over running rollouts.
+    /// One pass over running rollouts. The records lock is held only to judge and to
+    /// commit, never across warming the candidate (up to [`WARM_WAIT`]), so status, pause
+    /// and abort answer at once; a rollout paused or aborted meanwhile is left as it is.
     pub async fn tick(&self) -> Result<(), RolloutError> {
-        let mut records = self.records.lock().await;
-        for record in records.values_mut() {
-            if record.phase != Phase::Running {
-                continue;
-            }
-            if self.router.snapshot().function(&record.function).is_none() {
-                continue;
-            }
-            let elapsed = now_ms() - record.step_started_ms;
-            if elapsed < record.spec.interval_ms as i64 {
-                continue;
-            }
-            let (candidate, stable) = self.observe(record, elapsed);
-            let share = record.share_bp();
-            match judge(&record.spec, &candidate, &stable) {
-                Verdict::Wait(reason) => record.reason = reason,
-                Verdict::Breach(reason) => {
-                    record
-                        .judgments
-                        .push(judgment(share, candidate, stable, false, &reason));
-                    record.phase = Phase::RolledBack;
-                    record.reason = format!(
-                        "rolled back at step {} ({}%): {reason}",
-                        record.step + 1,
-                        format_percent(share)
-                    );
-                    tracing::warn!(function = %record.function, reason = %record.reason, "rollout breached its gates");
-                    let change = self.traffic(record, 0).await?;
-                    self.save(record, Some(change), Actor::Rollout).await?;
+        let mut due = Vec::new();
+        {
+            let mut records = self.records.lock().await;
+            for record in records.values_mut() {
+                if record.phase != Phase::Running
+                    || self.router.snapshot().function(&record.function).is_none()
+                {
+                    continue;
                 }
-                Verdict::Pass(figures) => {
-                    record
-                        .judgments
-                        .push(judgment(share, candidate, stable, true, &figures));
-                    if record.is_last_step() {
-                        record.phase = Phase::Succeeded;
-                        let change = if record.spec.alias == DEFAULT_ALIAS {
-                            record.reason = format!(
-                                "succeeded: every step passed; $LATEST published and given all traffic ({figures})"
-                            );
-                            Some(TrafficChange::Promote)
-                        } else {
-                            record.reason = format!(
-                                "succeeded: every step passed; version {} takes all of {} ({figures})",
-                                record.spec.candidate, record.spec.alias
-                            );
-                            None
-                        };
-                        tracing::info!(function = %record.function, "rollout succeeded");
-                        let promoted = change.is_some();
-                        self.save(record, change, Actor::Rollout).await?;
-                        if promoted {
-                            self.warm_promoted(record);
-                        }
-                    } else {
-                        let next = record.spec.steps_bp[record.step + 1];
-                        let warmed = self.warm_before_shift(record, next).await;
-                        record.step += 1;
-                        record.step_started_ms = now_ms();
-                        record.reason = format!(
-                            "step {} passed; step {} sends {}% to version {}{warmed}",
-                            record.step,
-                            record.step + 1,
-                            format_percent(next),
-                            record.spec.candidate
-                        );
-                        let change = self.traffic(record, next).await?;
-                        self.save(record, Some(change), Actor::Rollout).await?;
+                let elapsed = now_ms() - record.step_started_ms;
+                if elapsed < record.spec.interval_ms as i64 {
+                    continue;
+                }
+                let (candidate, stable) = self.observe(record, elapsed);
+                let verdict = judge(&record.spec, &candidate, &stable);
+                match plan::decide(record, &verdict) {
+                    // Only the reason changes; it is not worth a commit.
+                    Transition::Hold => {
+                        plan::advance(record, verdict, candidate, stable, now_ms(), "");
                     }
+                    _ => due.push((record.clone(), verdict, candidate, stable)),
                 }
+            }
+        }
+        for (seen, verdict, candidate, stable) in due {
+            let note = match plan::decide(&seen, &verdict) {
+                Transition::Advance { share_bp } => self.warm_before_shift(&seen, share_bp).await,
+                _ => String::new(),
+            };
+            let mut records = self.records.lock().await;
+            let Some(record) = records.get_mut(&seen.function) else {
+                continue;
+            };
+            if record.phase != Phase::Running
+                || record.step != seen.step
+                || record.step_started_ms != seen.step_started_ms
+            {
+                continue;
+            }
+            let mut updated = record.clone();
+            let transition =
+                plan::advance(&mut updated, verdict, candidate, stable, now_ms(), &note);
+            let change = match transition {
+                Transition::Hold => None,
+                Transition::RollBack => {
+                    tracing::warn!(function = %updated.function, reason = %updated.reason, "rollout breached its gates");
+                    Some(self.traffic(&updated, 0).await?)
+                }
+                Transition::Finish { promote } => {
+                    tracing::info!(function = %updated.function, "rollout succeeded");
+                    promote.then_some(TrafficChange::Promote)
+                }
+                Transition::Advance { share_bp } => Some(self.traffic(&updated, share_bp).await?),
+            };
+            self.save(&mut updated, change, Actor::Rollout).await?;
+            *record = updated;
+            if transition == (Transition::Finish { promote: true }) {
+                self.warm_promoted(record);
             }
         }
         Ok(())
@@ -564,23 +554,6 @@ fn observed(health: &VersionHealth) -> Observed {
         errors: health.errors,
         error_rate: health.error_rate,
         p99_ms: health.p99_ms,
-    }
-}
-
-fn judgment(
-    share_bp: u32,
-    candidate: Observed,
-    stable: Observed,
-    passed: bool,
-    reason: &str,
-) -> Judgment {
-    Judgment {
-        at_ms: now_ms(),
-        step_percent: share_bp as f64 / 100.0,
-        candidate,
-        stable,
-        passed,
-        reason: reason.to_string(),
     }
 }
 

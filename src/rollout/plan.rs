@@ -195,6 +195,96 @@ pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Ver
     Verdict::Pass(figures)
 }
 
+/// Where a judged step leads. Decided by [`decide`] without I/O; the rollout loop does the
+/// slow part (warming the candidate before an advance) and then [`advance`]s the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Keep observing the same step.
+    Hold,
+    /// Cut the candidate's share to 0.
+    RollBack,
+    /// Every step passed. `promote`: publish `$LATEST` and give it all of `$DEFAULT`.
+    Finish { promote: bool },
+    /// Move to the next step, which gives the candidate `share_bp`.
+    Advance { share_bp: u32 },
+}
+
+/// What `verdict` on the record's current step leads to.
+pub fn decide(record: &RolloutRecord, verdict: &Verdict) -> Transition {
+    match verdict {
+        Verdict::Wait(_) => Transition::Hold,
+        Verdict::Breach(_) => Transition::RollBack,
+        Verdict::Pass(_) if record.is_last_step() => Transition::Finish {
+            promote: record.spec.alias == DEFAULT_ALIAS,
+        },
+        Verdict::Pass(_) => Transition::Advance {
+            share_bp: record.spec.steps_bp[record.step + 1],
+        },
+    }
+}
+
+/// Applies `verdict` on the current step to `record` (phase, step, reason, judgments) at
+/// `now_ms`, and returns the transition, whose traffic change the caller commits with the
+/// record. `note` ends an advance's reason (what warming the candidate achieved).
+pub fn advance(
+    record: &mut RolloutRecord,
+    verdict: Verdict,
+    candidate: Observed,
+    stable: Observed,
+    now_ms: i64,
+    note: &str,
+) -> Transition {
+    let transition = decide(record, &verdict);
+    let share = record.share_bp();
+    let judged = |passed: bool, reason: &str| Judgment {
+        at_ms: now_ms,
+        step_percent: share as f64 / 100.0,
+        candidate: candidate.clone(),
+        stable: stable.clone(),
+        passed,
+        reason: reason.to_string(),
+    };
+    match (verdict, transition) {
+        (Verdict::Wait(reason), _) => record.reason = reason,
+        (Verdict::Breach(reason), _) => {
+            record.judgments.push(judged(false, &reason));
+            record.phase = Phase::RolledBack;
+            record.reason = format!(
+                "rolled back at step {} ({}%): {reason}",
+                record.step + 1,
+                format_percent(share)
+            );
+        }
+        (Verdict::Pass(figures), Transition::Finish { promote }) => {
+            record.judgments.push(judged(true, &figures));
+            record.phase = Phase::Succeeded;
+            record.reason = if promote {
+                format!(
+                    "succeeded: every step passed; $LATEST published and given all traffic ({figures})"
+                )
+            } else {
+                format!(
+                    "succeeded: every step passed; version {} takes all of {} ({figures})",
+                    record.spec.candidate, record.spec.alias
+                )
+            };
+        }
+        (Verdict::Pass(figures), _) => {
+            record.judgments.push(judged(true, &figures));
+            record.step += 1;
+            record.step_started_ms = now_ms;
+            record.reason = format!(
+                "step {} passed; step {} sends {}% to version {}{note}",
+                record.step,
+                record.step + 1,
+                format_percent(record.share_bp()),
+                record.spec.candidate
+            );
+        }
+    }
+    transition
+}
+
 fn ms(value: Option<f64>) -> String {
     value.map_or("-".into(), |v| format!("{v:.1} ms"))
 }
@@ -294,5 +384,113 @@ mod tests {
             judge(&spec(), &observed(30, 15, 20.0), &stable),
             Verdict::Breach(_)
         ));
+    }
+
+    fn record(step: usize) -> RolloutRecord {
+        RolloutRecord {
+            function: "shop".into(),
+            spec: spec(),
+            phase: Phase::Running,
+            step,
+            step_started_ms: 1,
+            reason: String::new(),
+            judgments: vec![],
+            created_ms: 1,
+            updated_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_passed_step_advances_to_the_next_share() {
+        let mut r = record(1);
+        let t = advance(
+            &mut r,
+            Verdict::Pass("fine".into()),
+            observed(200, 0, 5.0),
+            observed(900, 0, 5.0),
+            50,
+            " (warmed 3 of 3 instances first)",
+        );
+        assert_eq!(t, Transition::Advance { share_bp: 2500 });
+        assert_eq!(
+            (r.step, r.step_started_ms, r.phase),
+            (2, 50, Phase::Running)
+        );
+        assert_eq!(
+            r.reason,
+            "step 2 passed; step 3 sends 25% to version latest (warmed 3 of 3 instances first)"
+        );
+        assert_eq!(r.judgments.len(), 1);
+        assert!(r.judgments[0].passed);
+        assert_eq!(
+            r.judgments[0].step_percent, 5.0,
+            "judged at the share it observed"
+        );
+    }
+
+    #[test]
+    fn the_last_passed_step_finishes_and_promotes_only_through_default() {
+        let mut r = record(4);
+        let t = advance(
+            &mut r,
+            Verdict::Pass("ok".into()),
+            observed(1, 0, 1.0),
+            observed(1, 0, 1.0),
+            9,
+            "",
+        );
+        assert_eq!(t, Transition::Finish { promote: true });
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert!(r.reason.contains("$LATEST published"), "{}", r.reason);
+        let mut r = record(4);
+        r.spec.alias = "prod".into();
+        r.spec.candidate = VersionLabel::Number(2);
+        let t = advance(
+            &mut r,
+            Verdict::Pass("ok".into()),
+            observed(1, 0, 1.0),
+            observed(1, 0, 1.0),
+            9,
+            "",
+        );
+        assert_eq!(t, Transition::Finish { promote: false });
+        assert!(
+            r.reason.contains("version 2 takes all of prod"),
+            "{}",
+            r.reason
+        );
+        assert_eq!(r.step, 4, "no step past the last");
+    }
+
+    #[test]
+    fn a_breach_rolls_back_and_a_wait_only_explains() {
+        let mut r = record(0);
+        let t = advance(
+            &mut r,
+            Verdict::Breach("error rate 5%".into()),
+            observed(1, 1, 1.0),
+            observed(1, 0, 1.0),
+            9,
+            "",
+        );
+        assert_eq!(t, Transition::RollBack);
+        assert_eq!(r.phase, Phase::RolledBack);
+        assert_eq!(r.reason, "rolled back at step 1 (1%): error rate 5%");
+        assert!(!r.judgments[0].passed);
+        let mut r = record(2);
+        let t = advance(
+            &mut r,
+            Verdict::Wait("waiting".into()),
+            observed(1, 0, 1.0),
+            observed(1, 0, 1.0),
+            9,
+            "",
+        );
+        assert_eq!(t, Transition::Hold);
+        assert_eq!(
+            (r.step, r.phase, r.reason.as_str()),
+            (2, Phase::Running, "waiting")
+        );
+        assert!(r.judgments.is_empty(), "waiting judges nothing");
     }
 }
