@@ -106,6 +106,52 @@ fn no_import_cycle_between_top_level_modules() {
     }
 }
 
+/// Sibling modules (files of one directory) that name each other through `super::NAME`,
+/// for every directory under `src/`.
+fn sibling_dependencies(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let dir = file.parent().unwrap();
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        if stem == "mod" || dir == src {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let node = format!("{}::{stem}", dir.strip_prefix(src).unwrap().display());
+        let uses = graph.entry(node).or_default();
+        for (index, _) in code.match_indices("super::") {
+            let name: String = code[index + "super::".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let sibling = dir.join(format!("{name}.rs")).exists() || dir.join(&name).is_dir();
+            if sibling && name != stem {
+                uses.insert(format!(
+                    "{}::{name}",
+                    dir.strip_prefix(src).unwrap().display()
+                ));
+            }
+        }
+    }
+    graph
+}
+
+/// No two files of one directory import each other, directly or in a ring.
+#[test]
+fn no_import_cycle_between_sibling_modules() {
+    let graph = sibling_dependencies(&root().join("src"));
+    assert!(
+        graph.get("server/admin::aliases").is_some(),
+        "the walk found the admin modules: {graph:?}"
+    );
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" -> "));
+    }
+}
+
 /// The checker itself finds a cycle when there is one.
 #[test]
 fn the_cycle_check_finds_cycles() {

@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::functions::read_json;
+use super::json_body::read_json;
 use crate::app::App;
 use crate::model::{
     AliasRecord, AliasSpec, DEFAULT_ALIAS, HeaderMatch, RouteRule, VersionInfo, VersionLabel,

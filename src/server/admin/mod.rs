@@ -5,6 +5,7 @@
 mod aliases;
 mod functions;
 mod history;
+mod json_body;
 mod logs;
 mod objects;
 mod rollout;

@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::ensure_function;
-use super::functions::read_json;
+use super::json_body::read_json;
 use crate::app::App;
 use crate::model::VersionLabel;
 use crate::model::parse_percent;

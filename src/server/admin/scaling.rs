@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::ensure_function;
-use super::functions::read_json;
+use super::json_body::read_json;
 use crate::app::App;
 use crate::model::PoolStatus;
 use crate::model::{ScalingPolicy, VersionLabel};
