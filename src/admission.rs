@@ -174,8 +174,10 @@ async fn enter(
     if try_take(&gate, max) {
         return Ok((Slot(gate), false));
     }
-    if gate.waiting.fetch_add(1, Ordering::AcqRel) >= max {
-        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+    // Counted as waiting until this guard drops: on success, on timeout, and when the
+    // client hangs up and this future is dropped mid-wait (else the queue fills for good).
+    let _waiting = Waiting::enter(&gate);
+    if gate.waiting.load(Ordering::Acquire) > max {
         return Err(Rejected::QueueFull {
             scope,
             in_flight: gate.in_flight.load(Ordering::Acquire),
@@ -191,13 +193,28 @@ async fn enter(
         }
     })
     .await;
-    gate.waiting.fetch_sub(1, Ordering::AcqRel);
     match waited {
         Ok(()) => Ok((Slot(gate), true)),
         Err(_) => Err(Rejected::Timeout {
             scope,
             waited: queue_timeout,
         }),
+    }
+}
+
+/// One waiter in a gate's queue, for as long as it lives.
+struct Waiting(Arc<Gate>);
+
+impl Waiting {
+    fn enter(gate: &Arc<Gate>) -> Self {
+        gate.waiting.fetch_add(1, Ordering::AcqRel);
+        Self(gate.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -274,6 +291,32 @@ mod tests {
         drop(held);
         admission.forget("f");
         assert!(admission.gates.is_empty());
+    }
+
+    /// Clients that hang up while queued leave the queue: later requests still queue (and
+    /// get the slot) instead of being refused as if the queue were full.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waiters_leave_the_queue() {
+        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100));
+        let f: Arc<str> = Arc::from("f");
+        let held = admission.admit(&f, 1).await.unwrap();
+        for _ in 0..3 {
+            let queued = {
+                let (admission, f) = (admission.clone(), f.clone());
+                tokio::spawn(async move { admission.admit(&f, 1).await.map(|_| ()) })
+            };
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            queued.abort();
+            let _ = queued.await;
+        }
+        assert_eq!(admission.gates.get("f").unwrap().waiting.load(Ordering::Acquire), 0);
+        let next = {
+            let (admission, f) = (admission.clone(), f.clone());
+            tokio::spawn(async move { admission.admit(&f, 1).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(held);
+        next.await.unwrap().expect("queued, then admitted");
     }
 
     #[tokio::test(start_paused = true)]

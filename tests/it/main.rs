@@ -10,6 +10,7 @@ mod aliases;
 mod cli;
 mod crash;
 mod events;
+mod hardening;
 mod invoke;
 mod isolation;
 mod languages;
