@@ -309,7 +309,15 @@ mod tests {
             queued.abort();
             let _ = queued.await;
         }
-        assert_eq!(admission.gates.get("f").unwrap().waiting.load(Ordering::Acquire), 0);
+        assert_eq!(
+            admission
+                .gates
+                .get("f")
+                .unwrap()
+                .waiting
+                .load(Ordering::Acquire),
+            0
+        );
         let next = {
             let (admission, f) = (admission.clone(), f.clone());
             tokio::spawn(async move { admission.admit(&f, 1).await.map(|_| ()) })

@@ -98,8 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     init_logging(args.log_format);
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
+    make_private(&args.data_dir)?;
     let _lock = lock_data_dir(&args.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -209,6 +208,44 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}; choose another address with {flag}"))
+}
+
+/// The data directory holds every function's environment (secrets), usage and the admin
+/// token: only the host's user may read it. Files the host creates are private (umask 077),
+/// and the directory and database files an older fnhost left readable are tightened.
+fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+        unsafe { libc::umask(0o077) };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+        let tighten = |path: &std::path::Path, mode: u32| -> anyhow::Result<()> {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                        .with_context(|| format!("making {} private", path.display()))
+                }
+                _ => Ok(()),
+            }
+        };
+        tighten(dir, 0o700)?;
+        for name in [
+            "metadata.sqlite3",
+            "metadata.sqlite3-wal",
+            "metadata.sqlite3-shm",
+        ] {
+            tighten(&dir.join(name), 0o600)?;
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    Ok(())
 }
 
 /// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache

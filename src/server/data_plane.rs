@@ -32,6 +32,8 @@ pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Bod
         return text(StatusCode::OK, "ok\n");
     }
     let request_id = request_id(&request);
+    let mut request = request;
+    strip_reserved(request.headers_mut());
     let resolved = match Target::parse(request.uri().path()) {
         None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
@@ -166,6 +168,25 @@ async fn mirror(
     ))
 }
 
+/// Headers only fnhost may set on a request a function sees: `fnhost-*` (`fnhost-shadow`
+/// marks a mirrored copy that must have no side effects, `fnhost-attempt` and
+/// `fnhost-event-hops` mark an event delivery) and the CloudEvents binary-mode `ce-*`
+/// headers of trigger events. A client's copies are dropped, so a live request can never
+/// pose as a shadow or as an event (CloudEvents from clients travel in structured mode).
+fn strip_reserved(headers: &mut http::HeaderMap) {
+    let reserved: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.starts_with("fnhost-") || name.starts_with("ce-")
+        })
+        .cloned()
+        .collect();
+    for name in reserved {
+        headers.remove(name);
+    }
+}
+
 /// The client's `x-request-id` when it is a sane token, else a fresh id.
 fn request_id(request: &Request<Incoming>) -> HeaderValue {
     request
@@ -274,6 +295,25 @@ mod tests {
         assert_eq!((t.function, t.qualifier, t.rest_start), ("hello", None, 6));
         assert!(Target::parse("/").is_none());
         assert!(Target::parse("/@3/x").is_none());
+    }
+
+    #[test]
+    fn reserved_headers_are_stripped_and_others_kept() {
+        let mut headers = http::HeaderMap::new();
+        for name in [
+            "fnhost-shadow",
+            "fnhost-attempt",
+            "ce-id",
+            "ce-type",
+            "x-user",
+            "cookie",
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        strip_reserved(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["cookie", "x-user"]);
     }
 
     #[test]

@@ -35,6 +35,20 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// first start.
 pub fn load_or_create_admin_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("admin.token");
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the admin token {} is readable by other users (mode {mode:o}), so anyone on \
+                 this machine may hold it: run `chmod 600 {}` if it never leaked, or delete \
+                 it to have a new one made",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     match std::fs::read_to_string(&path) {
         Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
         Ok(_) => {}

@@ -49,3 +49,104 @@ async fn clients_that_hang_up_while_queued_leave_the_queue() {
     assert_eq!(status, 200, "queued, then served: {body}");
     assert_eq!(busy.await.unwrap(), 200);
 }
+
+/// A live request cannot pose as a shadow or an event delivery: the function never sees a
+/// client's `fnhost-*` or `ce-*` headers, while its other headers arrive untouched.
+#[tokio::test]
+async fn clients_cannot_set_reserved_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("echo", "echo", "").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/echo/", host.data_url))
+        .header("fnhost-shadow", "1")
+        .header("fnhost-attempt", "3")
+        .header("fnhost-event-hops", "0")
+        .header("ce-id", "forged")
+        .header("ce-type", "fnhost.object.created")
+        .header("x-user", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen: Value =
+        serde_json::from_str(response.headers()["echo-headers"].to_str().unwrap()).unwrap();
+    let names: Vec<&str> = seen
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(names.contains(&"x-user"), "{names:?}");
+    for reserved in [
+        "fnhost-shadow",
+        "fnhost-attempt",
+        "fnhost-event-hops",
+        "ce-id",
+        "ce-type",
+    ] {
+        assert!(
+            !names.contains(&reserved),
+            "{reserved} reached the function: {names:?}"
+        );
+    }
+}
+
+/// The data directory and everything in it are private to the host's user (they hold
+/// every function's environment and the admin token); an older, readable database is
+/// tightened at start.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = TestHost::start(&data).await;
+    host.deploy("hello", "hello", "env=SECRET%3Dx").await;
+    assert_eq!(mode(&data), 0o700);
+    for entry in walk(&data) {
+        let m = mode(&entry);
+        assert_eq!(m & 0o077, 0, "{} is mode {m:o}", entry.display());
+    }
+    host.kill9();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("metadata.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _host = TestHost::start(&data).await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+/// A host refuses an admin token others can read, and says how to fix it.
+#[cfg(unix)]
+#[test]
+fn a_readable_admin_token_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token = data.join("admin.token");
+    std::fs::write(&token, "a".repeat(64)).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = crate::common::serve_command(&data).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("readable by other users") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
