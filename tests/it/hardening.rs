@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::TestHost;
+use crate::common::{TestHost, rss_mib};
 
 async fn deploy_hostile(host: &TestHost, name: &str, config: Value) {
     let query = format!(
@@ -149,4 +149,52 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         out.push(path);
     }
     out
+}
+
+/// 120 connections that send half of a declared 2 MB body to an unknown function and go
+/// silent do not pin memory (the host drops what it reads, and stops waiting), and the
+/// admin plane and a neighbour keep answering meanwhile.
+#[tokio::test]
+async fn unread_bodies_of_early_answers_hold_no_memory() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("hello", "hello", "").await;
+    assert_eq!(host.call("/hello/").await.status(), 200);
+    let before = rss_mib(host.pid());
+    let address = host.data_url.trim_start_matches("http://").to_string();
+    let chunk = vec![b'x'; 64 << 10];
+    let mut connections = Vec::new();
+    for _ in 0..120 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(
+                b"POST /no-such-function/ HTTP/1.1\r\nhost: x\r\ncontent-length: 2000000\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        for _ in 0..16 {
+            // The host may answer and close early; that is fine.
+            if stream.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        connections.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_mib(host.pid());
+    let started = std::time::Instant::now();
+    let (status, _) = host.get_json("/v1/functions").await;
+    assert_eq!(status, 200);
+    assert_eq!(host.call("/hello/").await.status(), 200);
+    let answered = started.elapsed();
+    println!(
+        "RSS {before:.1} -> {during:.1} MiB with 120 silent uploads; admin and hello answered in {answered:?}"
+    );
+    assert!(
+        during < before + 40.0,
+        "unread bodies pinned memory: RSS {before:.1} -> {during:.1} MiB"
+    );
+    assert!(answered < Duration::from_secs(2), "{answered:?}");
+    drop(connections);
 }

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use crate::common::TestHost;
+use crate::common::{TestHost, rss_mib};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -30,15 +30,6 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
 }
 
 /// The host's resident memory, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024.0
-}
 
 /// Each hostile behaviour gets its documented status and message, and a plain hello
 /// function answers 200 after every one of them.

@@ -282,3 +282,14 @@ pub fn tool(variable: &str, what: &str) -> Option<PathBuf> {
          (which installs the tool), or set FNHOST_SKIP_TOOL_TESTS=1 to skip them knowingly"
     )
 }
+
+/// Resident memory of process `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
