@@ -29,8 +29,6 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     )
 }
 
-/// The host's resident memory, from /proc.
-
 /// Each hostile behaviour gets its documented status and message, and a plain hello
 /// function answers 200 after every one of them.
 #[tokio::test]
