@@ -57,6 +57,8 @@ pub struct AppOptions {
     pub queue_timeout: Duration,
     pub scaling: ScalingOptions,
     pub buckets: Buckets,
+    /// How long a request body may stop arriving before the request fails with 408.
+    pub body_timeout: Duration,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
             queue_timeout,
             scaling,
             buckets,
+            body_timeout,
         } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
@@ -100,6 +103,7 @@ impl App {
             scaler.clone(),
         ));
         let invoker = Arc::new(Invoker {
+            body_timeout,
             engine: engine.clone(),
             scaler: scaler.clone(),
             admission: Admission::new(queue_timeout, host_limit),

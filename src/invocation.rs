@@ -10,6 +10,7 @@
 //! (pick the deployment) before, and turn the outcome into HTTP, a shadow comparison or an
 //! event's next state after.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -142,6 +143,8 @@ pub enum Failure {
     Overloaded(Rejected),
     #[error("the request body exceeds this function's limit of {0} bytes")]
     TooLarge(u64),
+    #[error("the request body stopped arriving for {0:?}; send it without pauses")]
+    BodyTimeout(Duration),
     /// Details are logged; clients only learn that the code could not be loaded.
     #[error("the function's code could not be loaded")]
     Load(PrepareError),
@@ -157,6 +160,7 @@ impl Failure {
         match self {
             Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => S::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => S::REQUEST_TIMEOUT,
             Self::Load(_) => S::INTERNAL_SERVER_ERROR,
             Self::Invoke(InvokeError::Timeout(_)) => S::GATEWAY_TIMEOUT,
             Self::Invoke(InvokeError::BadRequest(_)) => S::BAD_REQUEST,
@@ -174,6 +178,7 @@ impl Failure {
         match self {
             Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => "overloaded",
             Self::TooLarge(_) => "too_large",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::Load(_) => "internal",
             Self::Invoke(InvokeError::Timeout(_)) => "timeout",
             Self::Invoke(InvokeError::MemoryLimit(_)) => "memory_limit",
@@ -203,6 +208,8 @@ impl From<Failure> for InvocationError {
 
 /// The subsystems an invocation passes through.
 pub struct Invoker {
+    /// How long a request body may stop arriving before the request fails with 408.
+    pub body_timeout: Duration,
     pub engine: Arc<Engine>,
     pub scaler: Arc<Scaler>,
     pub admission: Admission,
@@ -256,6 +263,14 @@ impl Invoker {
             discard(request.into_body()).await;
             return Err(refused(Failure::TooLarge(config.max_request_body_bytes)));
         }
+        // A slot is taken only once the body is flowing (small bodies are read whole first),
+        // so clients that send a head and stall cannot hold a function's slots.
+        let (parts, body) = request.into_parts();
+        let body = match Prefetched::read(body, PREFETCH_BYTES, self.body_timeout).await {
+            Ok(body) => body,
+            Err(failure) => return Err(refused(failure)),
+        };
+        let request = Request::from_parts(parts, body);
         let permit = match call.admit {
             Admit::Held(permit) => permit,
             Admit::Queue => match self
@@ -279,10 +294,14 @@ impl Invoker {
             }
         };
         let exceeded = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| CappedBody {
             inner: body,
             remaining: config.max_request_body_bytes,
             exceeded: exceeded.clone(),
+            stall: self.body_timeout,
+            stall_timer: None,
+            stalled: stalled.clone(),
         });
         let record = (call.caller != Caller::Shadow)
             .then(|| PendingRecord::new(&self.metering, deployment, call.alias.cloned()));
@@ -314,6 +333,8 @@ impl Invoker {
             .map_err(|failure| InvocationError {
                 failure: if exceeded.load(Ordering::Acquire) {
                     Failure::TooLarge(config.max_request_body_bytes)
+                } else if stalled.load(Ordering::Acquire) {
+                    Failure::BodyTimeout(self.body_timeout)
                 } else {
                     Failure::Invoke(failure.error)
                 },
@@ -431,12 +452,78 @@ impl PendingRecord {
     }
 }
 
+/// Most of a request body read before a concurrency slot is taken.
+const PREFETCH_BYTES: usize = 16 << 10;
+
+/// A request body whose start was read ahead (up to a bound, or all of it), then the rest.
+struct Prefetched<B> {
+    head: std::collections::VecDeque<http_body::Frame<Bytes>>,
+    rest: Option<B>,
+}
+
+impl<B> Prefetched<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    /// Reads frames until the body ends or `bound` bytes are in, each within `stall`. An
+    /// error of the body itself is left for the function to see.
+    async fn read(mut body: B, bound: usize, stall: Duration) -> Result<Self, Failure> {
+        use http_body_util::BodyExt as _;
+        let mut head = std::collections::VecDeque::new();
+        let mut read = 0;
+        while read < bound && !body.is_end_stream() {
+            let frame = match tokio::time::timeout(stall, body.frame()).await {
+                Err(_) => return Err(Failure::BodyTimeout(stall)),
+                Ok(None) => return Ok(Self { head, rest: None }),
+                Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(frame))) => frame,
+            };
+            read += frame.data_ref().map_or(0, Bytes::len);
+            head.push_back(frame);
+        }
+        Ok(Self {
+            head,
+            rest: Some(body),
+        })
+    }
+}
+
+impl<B> http_body::Body for Prefetched<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        if let Some(frame) = this.head.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match &mut this.rest {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_empty() && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
+}
+
 /// The request body as the function reads it: past the function's limit it fails, and
-/// `exceeded` tells the pipeline to answer 413 rather than blame the function.
+/// `exceeded` tells the pipeline to answer 413 rather than blame the function; a body that
+/// stops arriving for `stall` fails too, and `stalled` makes that a 408.
 struct CappedBody<B> {
     inner: B,
     remaining: u64,
     exceeded: Arc<AtomicBool>,
+    stall: Duration,
+    stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Arc<AtomicBool>,
 }
 
 impl<B> http_body::Body for CappedBody<B>
@@ -454,6 +541,7 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.stall_timer = None;
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
                     this.exceeded.store(true, Ordering::Release);
@@ -466,7 +554,19 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let stall = this.stall;
+                let timer = this
+                    .stall_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.stalled.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(
+                        wasmtime_wasi_http::Error::ConnectionReadTimeout,
+                    )));
+                }
+                Poll::Pending
+            }
         }
     }
 

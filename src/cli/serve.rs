@@ -44,6 +44,29 @@ pub struct ServeArgs {
     /// Largest request head (request line plus headers) on both planes; bigger ones get 431.
     #[arg(long, default_value = "64Ki", value_parser = parse_bytes, value_name = "SIZE")]
     pub max_header_size: u64,
+    /// A request head must arrive within this on both planes, and an idle keep-alive
+    /// connection is closed after this long without a new request.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_read_timeout: Duration,
+    /// A request body that stops arriving for this long fails the request with 408.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: Duration,
+    /// Most data-plane connections open at once (lowered to what the process's file
+    /// descriptor limit allows after a reserve for the admin plane and the host's files);
+    /// more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_connections: usize,
+    /// Most admin-plane connections open at once, kept apart so the operator can always get
+    /// in however busy the data plane is.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_admin_connections: usize,
+    /// HTTP/2: most streams one connection may have open at once.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub h2_max_streams: u32,
+    /// HTTP/2: an idle connection is pinged this often and closed if the ping is not
+    /// answered within the same time.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub h2_keep_alive: Duration,
     /// How long in-flight requests may run after SIGTERM before connections are closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
@@ -91,6 +114,20 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    for (flag, value) in [
+        ("--header-read-timeout", args.header_read_timeout),
+        ("--body-timeout", args.body_timeout),
+        ("--h2-keep-alive", args.h2_keep_alive),
+    ] {
+        if value.is_zero() {
+            anyhow::bail!("{flag} must be above zero");
+        }
+    }
+    if args.max_connections == 0 || args.max_admin_connections == 0 || args.h2_max_streams == 0 {
+        anyhow::bail!(
+            "--max-connections, --max-admin-connections and --h2-max-streams must be above zero"
+        );
+    }
     if args.usage_flush_interval.is_zero() {
         anyhow::bail!(
             "--usage-flush-interval must be above zero (it is how often usage is written; \
@@ -158,6 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 tick: SCALING_TICK,
             },
             buckets,
+            body_timeout: args.body_timeout,
         },
     ));
     println!(
@@ -182,9 +220,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin.local_addr()?,
         args.data_dir.join("admin.token").display()
     );
+    let max_connections = connection_budget(args.max_connections, args.max_admin_connections);
+    println!(
+        "  connections: {max_connections} data plane, {} admin plane; head within {:?}, bodies may pause {:?}",
+        args.max_admin_connections, args.header_read_timeout, args.body_timeout
+    );
     let options = server::ServeOptions {
         grace: args.shutdown_grace,
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
+        header_read_timeout: args.header_read_timeout,
+        max_connections,
+        max_admin_connections: args.max_admin_connections,
+        h2_max_streams: args.h2_max_streams,
+        h2_keep_alive: args.h2_keep_alive,
     };
     host.rollouts
         .load()
@@ -204,10 +252,79 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     served
 }
 
+/// Connections the kernel may hold for a listener before fnhost accepts them (the kernel caps
+/// it at `net.core.somaxconn`): a burst, or a plane at its connection budget, waits there.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}; choose another address with {flag}"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().with_context(|| format!("cannot listen on {addr}; choose another address with {flag}"))
+}
+
+/// File descriptors kept for everything but connections (database, modules, compiled code,
+/// objects, outbound calls): this many, or a quarter of a lower limit. The admin plane's
+/// connection budget comes on top.
+const FD_RESERVE: u64 = 512;
+
+/// The data plane's connection budget: what was asked for, lowered so that a full data plane
+/// still leaves descriptors for the admin plane and the host's own files. The soft
+/// descriptor limit is raised to the hard one first.
+fn connection_budget(wanted: usize, admin: usize) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct passed; nothing else.
+        let available = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return wanted;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        let reserve = FD_RESERVE.min(available / 4);
+        let budget = available.saturating_sub(reserve + admin as u64).max(1);
+        if admin as u64 + reserve >= available {
+            tracing::warn!(
+                fd_limit = available,
+                admin,
+                "the file descriptor limit leaves the data plane almost no connections; raise `ulimit -n` or lower --max-admin-connections"
+            );
+        }
+        let budget = usize::try_from(budget).unwrap_or(usize::MAX).min(wanted);
+        if budget < wanted {
+            tracing::warn!(
+                wanted,
+                budget,
+                fd_limit = available,
+                "the file descriptor limit lowers the data plane's connection budget; raise `ulimit -n` for more"
+            );
+        }
+        budget
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = admin;
+        wanted
+    }
 }
 
 /// The data directory holds every function's environment (secrets), usage and the admin

@@ -226,8 +226,8 @@ impl From<Failure> for ApiError {
             Failure::Overloaded(_) | Failure::Invoke(InvokeError::Capacity) => {
                 error.retry_after_secs = Some(1)
             }
-            // The client may still be sending the rest: stop reading it.
-            Failure::TooLarge(_) => error.close_connection = true,
+            // The client may still be sending the rest (or nothing): stop reading it.
+            Failure::TooLarge(_) | Failure::BodyTimeout(_) => error.close_connection = true,
             Failure::Load(e) => {
                 tracing::error!(error_id = ?error.error_id, error = %e, "the function's code could not be loaded")
             }

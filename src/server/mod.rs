@@ -19,10 +19,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use body::Body;
 
@@ -71,7 +74,6 @@ enum Plane {
     Admin,
 }
 
-/// Serves both planes until `shutdown` resolves, then drains for at most the grace period.
 /// How `run` serves connections.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -79,8 +81,22 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Largest request head (request line and headers); bigger ones get 431.
     pub max_header_bytes: usize,
+    /// A request head must arrive within this; it is also how long an idle keep-alive
+    /// connection waits for its next request before it is closed.
+    pub header_read_timeout: Duration,
+    /// Most data-plane connections open at once; past it, new ones wait in the backlog.
+    pub max_connections: usize,
+    /// Most admin-plane connections open at once, counted apart so that clients of the data
+    /// plane can never lock the operator out.
+    pub max_admin_connections: usize,
+    /// HTTP/2: most streams open at once on one connection.
+    pub h2_max_streams: u32,
+    /// HTTP/2: how often an idle connection is pinged, and how long the answer may take.
+    pub h2_keep_alive: Duration,
 }
 
+/// Serves both planes until `shutdown` resolves, then drains for at most the grace period.
+/// Each plane has its own connection budget, so a flood on one never starves the other.
 pub async fn run(
     host: Arc<App>,
     data: TcpListener,
@@ -93,24 +109,32 @@ pub async fn run(
     // hyper's HTTP/1 buffer must hold at least 8 KiB.
     builder
         .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes.max(8192));
     builder
         .http2()
-        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(options.h2_max_streams)
+        .keep_alive_interval(options.h2_keep_alive)
+        .keep_alive_timeout(options.h2_keep_alive);
     let builder = Arc::new(builder);
+    let data_slots = Arc::new(Semaphore::new(options.max_connections));
+    let admin_slots = Arc::new(Semaphore::new(options.max_admin_connections));
     let grace = options.grace;
     tokio::pin!(shutdown);
     loop {
-        let (accepted, plane) = tokio::select! {
-            accepted = data.accept() => (accepted, Plane::Data),
-            accepted = admin.accept() => (accepted, Plane::Admin),
+        let (accepted, plane, slot) = tokio::select! {
+            (accepted, slot) = accept(&data, &data_slots) => (accepted, Plane::Data, slot),
+            (accepted, slot) = accept(&admin, &admin_slots) => (accepted, Plane::Admin, slot),
             () = &mut shutdown => break,
         };
         let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: pause instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, ?plane, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -127,12 +151,23 @@ pub async fn run(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let header_read_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _slot = slot;
+            // hyper's header timer starts once it knows the protocol, which takes a first
+            // byte: a client that connects and sends nothing is closed here.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                return;
+            }
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -147,4 +182,16 @@ pub async fn run(
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// Accepts one connection once the plane has room for it.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (
+    std::io::Result<(TcpStream, SocketAddr)>,
+    OwnedSemaphorePermit,
+) {
+    let slot = slots.clone().acquire_owned().await.expect("never closed");
+    (listener.accept().await, slot)
 }

@@ -198,3 +198,118 @@ async fn unread_bodies_of_early_answers_hold_no_memory() {
     assert!(answered < Duration::from_secs(2), "{answered:?}");
     drop(connections);
 }
+
+/// Reads from `stream` until the host closes it or `limit` passes; returns what it sent and
+/// whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&received).into(), true),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&received).into(), false),
+        }
+    }
+}
+
+/// Half-sent request heads and idle keep-alive connections are closed after the
+/// header-read timeout, on both planes.
+#[tokio::test]
+async fn half_sent_heads_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let host =
+        TestHost::start_with(&dir.path().join("data"), &["--header-read-timeout", "1s"]).await;
+    host.deploy("hello", "hello", "").await;
+    for url in [&host.data_url, &host.admin_url] {
+        let address = url.trim_start_matches("http://");
+        let mut half = tokio::net::TcpStream::connect(address).await.unwrap();
+        half.write_all(b"GET /hello/ HTTP/1.1\r\nhost: x\r\nx-slow:")
+            .await
+            .unwrap();
+        let silent = tokio::net::TcpStream::connect(address).await.unwrap();
+        let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        for (what, mut stream) in [
+            ("half-sent head", half),
+            ("silent", silent),
+            ("idle keep-alive", idle),
+        ] {
+            let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+            assert!(closed, "{url}: a {what} connection stayed open");
+        }
+    }
+}
+
+/// A request body that stops arriving fails with 408 after the body timeout, and clients
+/// that send only a head (a declared body that never comes) hold none of the function's
+/// slots: a neighbour request to the same function is served meanwhile.
+#[tokio::test]
+async fn stalled_bodies_get_408_and_hold_no_slots() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with(&dir.path().join("data"), &["--body-timeout", "1s"]).await;
+    deploy_hostile(&host, "busy", json!({"max_concurrency": 2})).await;
+    let address = host.data_url.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(b"POST /busy/echo-size HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let response = host.call("/busy/sleep?ms=1").await;
+    assert_eq!(response.status(), 200, "the function's slots were free");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let (answer, closed) = read_until_closed(&mut stalled[0], Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(closed);
+}
+
+/// With the host near its file-descriptor limit, idle clients filling the data plane cannot
+/// lock the operator out: the data plane's budget stays below the limit and the admin plane
+/// has its own.
+#[tokio::test]
+async fn a_full_data_plane_leaves_the_admin_plane_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with_env(
+        &dir.path().join("data"),
+        &[
+            "--header-read-timeout",
+            "30s",
+            "--max-admin-connections",
+            "16",
+        ],
+        &[("FNHOST_TEST_NOFILE", "128")],
+    )
+    .await;
+    let address = host.data_url.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (status, _) = host.get_json("/v1/functions").await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}

@@ -71,6 +71,28 @@ impl TestHost {
             // Small pools keep many parallel test hosts' address space reservations modest.
             command.args(["--pool-instances", "64"]);
         }
+        // A test may lower the host's file-descriptor limit (soft and hard) to see it cope.
+        #[cfg(unix)]
+        if let Some(limit) = env
+            .iter()
+            .find(|(k, _)| k == "FNHOST_TEST_NOFILE")
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .args(&extra)
             .envs(env)
