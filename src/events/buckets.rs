@@ -18,6 +18,8 @@ use crate::model::check_bucket;
 
 /// Longest accepted key, in bytes (S3's limit).
 const MAX_KEY_BYTES: usize = 1024;
+/// Longest `/`-separated segment of a key: a file name on a local store.
+const MAX_SEGMENT_BYTES: usize = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -43,6 +45,9 @@ pub struct ObjectInfo {
 
 pub struct Buckets {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store: objects there are fsynced before an upload is
+    /// acknowledged, and a key cannot be both an object and a folder.
+    local_root: Option<std::path::PathBuf>,
     /// What backs the store, for logs and status.
     pub description: String,
     /// Largest object accepted by `put`.
@@ -58,7 +63,7 @@ impl Buckets {
         data_dir: &FsPath,
         max_object_bytes: u64,
     ) -> anyhow::Result<Self> {
-        let (store, description): (Arc<dyn ObjectStore>, String) = match spec {
+        let (store, description, local_root) = match spec {
             None => local(&data_dir.join("objects"))?,
             Some(spec) => {
                 let url = url::Url::parse(spec)
@@ -83,7 +88,7 @@ impl Buckets {
                         } else {
                             Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
                         };
-                        (store, spec.to_string())
+                        (store, spec.to_string(), None)
                     }
                     other => anyhow::bail!(
                         "--object-store {spec:?}: unsupported scheme {other:?}; use file:///DIR or s3://BUCKET"
@@ -93,6 +98,7 @@ impl Buckets {
         };
         Ok(Self {
             store,
+            local_root,
             description,
             max_object_bytes,
         })
@@ -105,6 +111,7 @@ impl Buckets {
         E: std::fmt::Display,
     {
         let path = location(bucket, key)?;
+        self.check_place(bucket, key).await?;
         let upload = self.store.put_multipart(&path).await?;
         let mut writer = WriteMultipart::new(upload);
         let mut size = 0u64;
@@ -126,6 +133,7 @@ impl Buckets {
             writer.put(chunk);
         }
         writer.finish().await?;
+        self.sync(bucket, key).await?;
         Ok(size)
     }
 
@@ -137,8 +145,71 @@ impl Buckets {
         bytes: Bytes,
     ) -> Result<(), ObjectError> {
         let path = location(bucket, key)?;
+        self.check_place(bucket, key).await?;
         self.store.put(&path, bytes.into()).await?;
+        self.sync(bucket, key).await
+    }
+
+    /// On a local store, a key cannot lie below another object (`a/b` below `a`) nor be a
+    /// folder of others (`a` above `a/b`): a file cannot also be a directory. S3 keys are
+    /// flat, so there both are fine.
+    async fn check_place(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        if self.local_root.is_none() {
+            return Ok(());
+        }
+        let mut ancestor = String::new();
+        for segment in key.split('/').take(key.split('/').count() - 1) {
+            if !ancestor.is_empty() {
+                ancestor.push('/');
+            }
+            ancestor.push_str(segment);
+            if self.store.head(&location(bucket, &ancestor)?).await.is_ok() {
+                return Err(ObjectError::Invalid(format!(
+                    "object key {key:?} lies below the object {ancestor:?}; on a local store a \
+                     key cannot be both an object and a folder"
+                )));
+            }
+        }
+        let below = self
+            .store
+            .list(Some(&location(bucket, key)?))
+            .next()
+            .await
+            .transpose()
+            .ok()
+            .flatten();
+        if let Some(object) = below {
+            return Err(ObjectError::Invalid(format!(
+                "object key {key:?} is the folder of {:?}; on a local store a key cannot be \
+                 both an object and a folder",
+                object.location.as_ref()
+            )));
+        }
         Ok(())
+    }
+
+    /// Makes a just-written local object durable (file and directory) before the upload is
+    /// acknowledged.
+    async fn sync(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let file = root.join(bucket).join(key);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("fsync task panicked")
+        .map_err(|e| {
+            ObjectError::Store(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })
+        })
     }
 
     /// The object's size and a stream of its bytes.
@@ -222,12 +293,45 @@ impl Buckets {
     }
 }
 
-fn local(dir: &FsPath) -> anyhow::Result<(Arc<dyn ObjectStore>, String)> {
+type Opened = (Arc<dyn ObjectStore>, String, Option<std::path::PathBuf>);
+
+fn local(dir: &FsPath) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("creating the object directory {}: {e}", dir.display()))?;
+    let removed = remove_staging(dir);
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed partial objects left by an interrupted upload"
+        );
+    }
     let store =
         object_store::local::LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-    Ok((Arc::new(store), format!("directory {}", dir.display())))
+    Ok((
+        Arc::new(store),
+        format!("directory {}", dir.display()),
+        Some(dir.to_path_buf()),
+    ))
+}
+
+/// Removes the staging files (`KEY#N`) a crash left in a local store. Keys never contain
+/// `#` (`check_key` refuses it), so such a file is never an object.
+fn remove_staging(dir: &FsPath) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += remove_staging(&path);
+        } else if entry.file_name().to_string_lossy().contains('#')
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn not_found(error: object_store::Error, bucket: &str, key: &str) -> ObjectError {
@@ -248,13 +352,20 @@ fn location(bucket: &str, key: &str) -> Result<Path, ObjectError> {
         .map_err(|e| ObjectError::Invalid(format!("object key {key:?}: {e}")))
 }
 
-/// A key is 1 to 1024 bytes of `/`-separated segments, none empty, `.` or `..`, with no
-/// control characters or backslashes.
+/// A key is 1 to 1024 bytes of `/`-separated segments of at most 255 bytes, none empty, `.`
+/// or `..`, with no control characters, backslashes or `#` (a local store's staging mark).
 pub fn check_key(key: &str) -> Result<(), ObjectError> {
     let problem = if key.is_empty() || key.len() > MAX_KEY_BYTES {
         Some(format!("must be 1 to {MAX_KEY_BYTES} bytes"))
-    } else if key.chars().any(|c| c.is_control() || c == '\\') {
-        Some("must not contain control characters or backslashes".to_string())
+    } else if key.chars().any(|c| c.is_control() || c == '\\' || c == '#') {
+        Some("must not contain control characters, backslashes or '#'".to_string())
+    } else if key
+        .split('/')
+        .any(|segment| segment.len() > MAX_SEGMENT_BYTES)
+    {
+        Some(format!(
+            "must not have a segment longer than {MAX_SEGMENT_BYTES} bytes"
+        ))
     } else if key
         .split('/')
         .any(|segment| segment.is_empty() || segment == "." || segment == "..")
@@ -308,10 +419,48 @@ mod tests {
             "a/",
             "a\\b",
             "a\nb",
+            "x#1",
             &"k".repeat(1025),
+            &format!("a/{}", "s".repeat(256)),
         ] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// On a local store every accepted key stores: a key below an object, or above one, is
+    /// refused with the rule; staging files a crash left are removed at open.
+    #[tokio::test]
+    async fn local_keys_are_either_objects_or_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = Buckets::open(None, dir.path(), 1 << 20).unwrap();
+        buckets
+            .put_bytes("bkt", "a", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        let below = buckets
+            .put_bytes("bkt", "a/x", Bytes::from_static(b"2"))
+            .await;
+        assert!(
+            matches!(&below, Err(ObjectError::Invalid(m)) if m.contains("lies below the object \"a\"")),
+            "{below:?}"
+        );
+        buckets
+            .put_bytes("bkt", "f/x", Bytes::from_static(b"3"))
+            .await
+            .unwrap();
+        let above = buckets
+            .put_bytes("bkt", "f", Bytes::from_static(b"4"))
+            .await;
+        assert!(
+            matches!(&above, Err(ObjectError::Invalid(m)) if m.contains("is the folder of")),
+            "{above:?}"
+        );
+        drop(buckets);
+        let staging = dir.path().join("objects/bkt/f/x#3");
+        std::fs::write(&staging, b"partial").unwrap();
+        let _buckets = Buckets::open(None, dir.path(), 1 << 20).unwrap();
+        assert!(!staging.exists(), "staging leftovers are removed at open");
+        assert!(dir.path().join("objects/bkt/f/x").exists());
     }
 
     #[tokio::test]

@@ -27,6 +27,13 @@ pub enum HeaderMatch {
 }
 
 impl HeaderMatch {
+    /// Length of the value matched, in bytes.
+    pub fn value_len(&self) -> usize {
+        match self {
+            Self::Exact(text) | Self::Prefix(text) => text.len(),
+        }
+    }
+
     pub fn matches(&self, value: &[u8]) -> bool {
         match self {
             Self::Exact(expected) => value == expected.as_bytes(),
@@ -163,11 +170,42 @@ pub fn check_header_name(name: &str) -> Result<String, InvalidAlias> {
         .map_err(|_| InvalidAlias(format!("{name:?} is not a valid HTTP header name")))
 }
 
+/// Most weighted routes of one alias.
+pub const MAX_ROUTES: usize = 100;
+/// Most header rules of one alias: every request through the alias scans them.
+pub const MAX_RULES: usize = 64;
+/// Longest header value a rule matches.
+pub const MAX_RULE_VALUE_BYTES: usize = 256;
+
 impl AliasSpec {
-    /// Checks weights, duplicates and header names (version existence is the database's job).
+    /// Checks weights, duplicates, header names and sizes (version existence is the
+    /// database's job).
     pub fn validate(&mut self) -> Result<(), InvalidAlias> {
         if self.routes.is_empty() {
             return Err(InvalidAlias("an alias needs at least one route".into()));
+        }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(InvalidAlias(format!(
+                "an alias has at most {MAX_ROUTES} routes, not {}",
+                self.routes.len()
+            )));
+        }
+        if self.rules.len() > MAX_RULES {
+            return Err(InvalidAlias(format!(
+                "an alias has at most {MAX_RULES} header rules (each request scans them all), not {}",
+                self.rules.len()
+            )));
+        }
+        if let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.matcher.value_len() > MAX_RULE_VALUE_BYTES)
+        {
+            return Err(InvalidAlias(format!(
+                "the rule on header {} matches a value of {} bytes; at most {MAX_RULE_VALUE_BYTES}",
+                rule.header,
+                rule.matcher.value_len()
+            )));
         }
         let total: u32 = self.routes.iter().map(|r| r.weight_bp).sum();
         if total != FULL {
@@ -310,6 +348,28 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    #[test]
+    fn rules_and_routes_are_bounded() {
+        let rule = |value: String| RouteRule {
+            header: "x-app".into(),
+            matcher: HeaderMatch::Prefix(value),
+            version: VersionLabel::Number(1),
+        };
+        let mut many = spec(&[(VersionLabel::Number(1), FULL)]);
+        many.rules = (0..MAX_RULES + 1).map(|i| rule(i.to_string())).collect();
+        let error = many.validate().unwrap_err().0;
+        assert!(error.contains("at most 64 header rules"), "{error}");
+        many.rules.truncate(MAX_RULES);
+        assert!(many.validate().is_ok());
+        many.rules = vec![rule("x".repeat(MAX_RULE_VALUE_BYTES + 1))];
+        assert!(many.validate().unwrap_err().0.contains("at most 256"));
+        let routes: Vec<(VersionLabel, u32)> = (1..=MAX_ROUTES as u32 + 1)
+            .map(|n| (VersionLabel::Number(n), 0))
+            .collect();
+        let error = spec(&routes).validate().unwrap_err().0;
+        assert!(error.contains("at most 100 routes"), "{error}");
     }
 
     #[test]
