@@ -1,7 +1,8 @@
 //! The application: builds every subsystem once, owns their background loops, and holds the
 //! operations that fan out across subsystems (deleting a function), so each is written once.
 //!
-//! Background loops (usage flushing, autoscaling, rollouts, event delivery, timers) run
+//! Background loops (usage flushing, autoscaling, rollouts, event delivery and pruning,
+//! timers) run
 //! supervised: a loop that panics is logged and restarted after a pause, never silently
 //! lost. Shutdown stops them in order, each between units of work: first the producers
 //! (timers, rollouts), then the consumers (deliveries finish what they claimed), then the
@@ -187,8 +188,16 @@ impl App {
     }
 
     /// Starts the background loops. `usage_flush_interval` must be above zero.
-    pub fn start(self: &Arc<Self>, usage_flush_interval: Duration) -> Tasks {
+    pub fn start(
+        self: &Arc<Self>,
+        usage_flush_interval: Duration,
+        event_retention: Duration,
+    ) -> Tasks {
         let mut tasks = Tasks::default();
+        let app = self.clone();
+        tasks.spawn("event pruning", move |stop| {
+            crate::events::delivery::prune(app.events.clone(), event_retention, stop)
+        });
         let app = self.clone();
         tasks.spawn("timers", move |stop| {
             crate::events::timers::run(app.events.clone(), stop)

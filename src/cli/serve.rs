@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// How often usage records are written to the database; a crash loses at most this much.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub usage_flush_interval: Duration,
+    /// How long delivered events are kept (for `fnhost events`) before they are deleted;
+    /// dead letters are kept until retried.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub event_retention: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
     /// not memory; the amount is printed at start.
@@ -245,7 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "re-sending events whose delivery the last stop interrupted"
         );
     }
-    let tasks = host.start(args.usage_flush_interval);
+    let tasks = host.start(args.usage_flush_interval, args.event_retention);
     let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
     tasks.shutdown(args.shutdown_grace).await;
     host.flush_usage().await;

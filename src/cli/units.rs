@@ -54,10 +54,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        "" => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
+        "d" => value * 86_400.0,
+        "" => return Err(format!("{text:?} needs a unit: ms, s, m, h or d")),
         other => {
             return Err(format!(
-                "unknown duration unit {other:?}; use ms, s, m or h"
+                "unknown duration unit {other:?}; use ms, s, m, h or d"
             ));
         }
     };
@@ -101,7 +102,8 @@ mod tests {
         assert_eq!(parse_millis("1.5s"), Ok(1500));
         assert_eq!(parse_millis("2m"), Ok(120_000));
         assert!(parse_duration("3").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("3w").is_err());
     }
 
     #[test]

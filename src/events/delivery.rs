@@ -72,6 +72,28 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
     let _ = slots.acquire_many(CONCURRENCY as u32).await;
 }
 
+/// How often delivered events past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes delivered events older than `retention` at start and every [`PRUNE_EVERY`]
+/// until shutdown, so the outbox does not grow for ever. Dead letters stay.
+pub async fn prune(events: Arc<Events>, retention: Duration, mut stop: Stop) {
+    loop {
+        match events.registry.prune_delivered_events(retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(
+                events = pruned,
+                "deleted delivered events past their retention"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not prune delivered events"),
+        }
+        tokio::select! {
+            () = stop.stopped() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
 /// How one attempt ended.
 enum Outcome {
     Delivered,

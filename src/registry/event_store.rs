@@ -90,6 +90,16 @@ impl Registry {
         .await
     }
 
+    /// Deletes delivered events older than `retention`.
+    pub async fn prune_delivered_events(
+        &self,
+        retention: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let before = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.blocking(move |db| db.prune_delivered_events(before))
+            .await
+    }
+
     pub async fn requeue_running_events(&self) -> Result<usize, StoreError> {
         self.blocking(|db| db.requeue_running(now_ms())).await
     }

@@ -23,6 +23,7 @@ macro_rules! conformance_tests {
             provisioned_concurrency_needs_an_existing_version,
             object_events_are_queued_claimed_settled_and_retried,
             timer_ticks_do_not_overlap_unless_allowed,
+            only_old_delivered_events_are_pruned,
             usage_batches_merge_by_key,
         );
     };
@@ -383,4 +384,36 @@ pub fn usage_batches_merge_by_key(db: &dyn MetadataStore) {
     );
     assert_eq!(db.usage(None, 11).unwrap().len(), 1);
     assert_eq!(db.usage(None, 0).unwrap().len(), 3);
+}
+
+pub fn only_old_delivered_events_are_pruned(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    let source = TriggerSource::Timer {
+        cron: "* * * * * *".into(),
+        allow_overlap: true,
+    };
+    let trigger = db.add_trigger("f", None, &source, 1).unwrap();
+    for now in [10, 20, 30, 40] {
+        db.enqueue_timer(&trigger, true, now).unwrap();
+    }
+    let claimed = db.claim_due(50, 10).unwrap();
+    assert_eq!(claimed.len(), 4);
+    // Delivered long ago, delivered recently, dead-lettered long ago; one left running.
+    db.settle_event(&claimed[0].id, EventStatus::Delivered, 1, 60, None, 60)
+        .unwrap();
+    db.settle_event(&claimed[1].id, EventStatus::Delivered, 1, 500, None, 500)
+        .unwrap();
+    db.settle_event(&claimed[2].id, EventStatus::Failed, 5, 60, Some("x"), 60)
+        .unwrap();
+    assert_eq!(db.prune_delivered_events(100).unwrap(), 1);
+    let left: Vec<EventStatus> = db
+        .events("f", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&EventStatus::Failed), "dead letters stay");
+    assert!(left.contains(&EventStatus::Running));
+    assert_eq!(db.prune_delivered_events(100).unwrap(), 0);
 }

@@ -212,6 +212,9 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Puts events left `running` by a stopped host back to `pending`.
     fn requeue_running(&self, now_ms: i64) -> Result<usize, StoreError>;
+    /// Deletes delivered events last changed before `before_ms`; pending, running and
+    /// dead-lettered ones stay. Returns how many went.
+    fn prune_delivered_events(&self, before_ms: i64) -> Result<usize, StoreError>;
     fn events(
         &self,
         function: &str,

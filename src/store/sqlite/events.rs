@@ -315,6 +315,14 @@ pub(super) fn requeue_running(tx: &Transaction<'_>, now_ms: i64) -> Result<usize
     )?)
 }
 
+/// Deletes delivered events last changed before `before_ms`. Dead letters stay until retried.
+pub(super) fn prune_delivered(tx: &Transaction<'_>, before_ms: i64) -> Result<usize, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM events WHERE status = 'delivered' AND updated_ms < ?1",
+        [before_ms],
+    )?)
+}
+
 pub(super) fn events(
     tx: &Transaction<'_>,
     function: &str,

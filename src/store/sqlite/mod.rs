@@ -356,6 +356,10 @@ impl MetadataStore for SqliteStore {
         self.with_tx(|tx| events::requeue_running(tx, now_ms))
     }
 
+    fn prune_delivered_events(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with_tx(|tx| events::prune_delivered(tx, before_ms))
+    }
+
     fn events(
         &self,
         function: &str,
