@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-/// Log text kept per function.
+/// Memory kept per function: the entries' text, ids and bookkeeping together.
 pub const BYTES_PER_FUNCTION: usize = 256 * 1024;
 
 #[derive(Clone, Debug, Serialize)]
@@ -24,6 +24,14 @@ pub struct LogEntry {
     pub request_id: String,
     pub version: String,
     pub text: String,
+}
+
+impl LogEntry {
+    /// What the entry costs in memory, so that many short (even empty) entries are bounded
+    /// as surely as a few long ones.
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.text.len() + self.request_id.len() + self.version.len()
+    }
 }
 
 #[derive(Default)]
@@ -50,7 +58,6 @@ impl FunctionLogs {
         {
             let mut ring = ring.entries.lock().unwrap_or_else(|p| p.into_inner());
             ring.next_seq += 1;
-            ring.bytes += text.len();
             let entry = LogEntry {
                 seq: ring.next_seq,
                 time_ms: crate::model::now_ms(),
@@ -58,12 +65,13 @@ impl FunctionLogs {
                 version: version.to_string(),
                 text,
             };
+            ring.bytes += entry.footprint();
             ring.entries.push_back(entry);
             while ring.bytes > BYTES_PER_FUNCTION {
                 let Some(old) = ring.entries.pop_front() else {
                     break;
                 };
-                ring.bytes -= old.text.len();
+                ring.bytes -= old.footprint();
             }
         }
         ring.appended.notify_waiters();
@@ -145,6 +153,18 @@ mod tests {
         assert!(v2.iter().all(|e| e.version == "2"));
         assert_eq!(logs.read("f", 99, None, 10).len(), 1);
         assert!(logs.read("g", 0, None, 10).is_empty());
+    }
+
+    #[test]
+    fn empty_entries_count_against_the_bound() {
+        let logs = FunctionLogs::default();
+        let f: Arc<str> = Arc::from("f");
+        for _ in 0..100_000 {
+            logs.append(&f, "1", "request", String::new());
+        }
+        let kept = logs.read("f", 0, None, usize::MAX).len();
+        assert!(kept < 5_000, "{kept} empty entries kept");
+        assert!(kept > 100, "{kept}");
     }
 
     #[tokio::test(start_paused = true)]
