@@ -5,7 +5,7 @@ mod client;
 mod commands;
 mod serve;
 mod table;
-mod units;
+pub mod units;
 
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@ mod invoke;
 mod isolation;
 mod languages;
 mod metering;
+mod properties;
 mod restart;
 mod rollout;
 mod s3;
