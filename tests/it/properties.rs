@@ -104,11 +104,11 @@ proptest! {
             "rules": [{"header": header, "prefix": value, "version": "latest"}],
             "mirror": mirror.map(|w| serde_json::json!({"version": 1, "weight_bp": w})),
         });
-        if let Ok(mut spec) = serde_json::from_value::<AliasSpec>(body) {
-            if spec.validate().is_ok() {
-                let total: u32 = spec.routes.iter().map(|r| r.weight_bp).sum();
-                prop_assert_eq!(total, 10_000);
-            }
+        if let Ok(mut spec) = serde_json::from_value::<AliasSpec>(body)
+            && spec.validate().is_ok()
+        {
+            let total: u32 = spec.routes.iter().map(|r| r.weight_bp).sum();
+            prop_assert_eq!(total, 10_000);
         }
     }
 }
