@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use fnhost::engine::check_component;
 use fnhost::model::{
-    AliasSpec, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
+    AliasSpec, BasisPoints, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
 };
 use fnhost::routing::{Deployment, FunctionRoutes, Resolved, Router};
 
@@ -41,11 +41,11 @@ fn benches(c: &mut Criterion) {
         routes: vec![
             WeightedRoute {
                 version: VersionLabel::Number(3),
-                weight_bp: 9000,
+                weight_bp: BasisPoints::new(9000),
             },
             WeightedRoute {
                 version: VersionLabel::Number(5),
-                weight_bp: 1000,
+                weight_bp: BasisPoints::new(1000),
             },
         ],
         sticky_header: Some("user-id".into()),
@@ -60,7 +60,7 @@ fn benches(c: &mut Criterion) {
                 .map(|n| (n, deployment(VersionLabel::Number(n))))
                 .collect(),
             &DefaultPolicy {
-                latest_bp: 1000,
+                latest_bp: BasisPoints::new(1000),
                 sticky_header: None,
             },
             [("prod", &canary)],

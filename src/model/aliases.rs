@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::VersionLabel;
-use super::percent::{FULL, format_percent};
+use super::percent::{BasisPoints, FULL};
 
 /// The name of the built-in alias every function has.
 pub const DEFAULT_ALIAS: &str = "$DEFAULT";
@@ -15,7 +15,7 @@ pub const DEFAULT_ALIAS: &str = "$DEFAULT";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightedRoute {
     pub version: VersionLabel,
-    pub weight_bp: u32,
+    pub weight_bp: BasisPoints,
 }
 
 /// How a rule compares a header's value.
@@ -70,7 +70,7 @@ pub struct AliasSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultPolicy {
     #[serde(default)]
-    pub latest_bp: u32,
+    pub latest_bp: BasisPoints,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky_header: Option<String>,
 }
@@ -78,7 +78,7 @@ pub struct DefaultPolicy {
 /// A change to `$DEFAULT`'s policy; fields left `None` keep their value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DefaultPolicyPatch {
-    pub latest_bp: Option<u32>,
+    pub latest_bp: Option<BasisPoints>,
     /// `Some(None)` removes the sticky header.
     pub sticky_header: Option<Option<String>>,
 }
@@ -122,7 +122,7 @@ impl Why {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrafficChange {
     /// `$DEFAULT`'s share to `$LATEST`, in basis points.
-    LatestShare(u32),
+    LatestShare(BasisPoints),
     /// A custom alias's new spec.
     Alias { alias: String, spec: AliasSpec },
     /// Publish `$LATEST` and give it all of `$DEFAULT`'s traffic.
@@ -207,11 +207,11 @@ impl AliasSpec {
                 rule.matcher.value_len()
             )));
         }
-        let total: u32 = self.routes.iter().map(|r| r.weight_bp).sum();
+        let total: BasisPoints = self.routes.iter().map(|r| r.weight_bp).sum();
         if total != FULL {
             return Err(InvalidAlias(format!(
                 "route weights sum to {}%, they must add up to exactly 100%",
-                format_percent(total)
+                total
             )));
         }
         for (i, route) in self.routes.iter().enumerate() {
@@ -229,11 +229,11 @@ impl AliasSpec {
             rule.header = check_header_name(&rule.header)?;
         }
         if let Some(mirror) = &self.mirror
-            && !(1..=FULL).contains(&mirror.weight_bp)
+            && !(BasisPoints::new(1)..=FULL).contains(&mirror.weight_bp)
         {
             return Err(InvalidAlias(format!(
                 "the mirror share {}% must be above 0 and at most 100%",
-                format_percent(mirror.weight_bp)
+                mirror.weight_bp
             )));
         }
         Ok(())
@@ -254,7 +254,7 @@ impl DefaultPolicy {
         if self.latest_bp > FULL {
             return Err(InvalidAlias(format!(
                 "$LATEST's share {}% is more than 100%",
-                format_percent(self.latest_bp)
+                self.latest_bp
             )));
         }
         if let Some(header) = &self.sticky_header {
@@ -273,7 +273,7 @@ impl DefaultPolicy {
             Some(n) => vec![
                 WeightedRoute {
                     version: VersionLabel::Number(n),
-                    weight_bp: FULL - self.latest_bp,
+                    weight_bp: self.latest_bp.rest(),
                 },
                 WeightedRoute {
                     version: VersionLabel::Latest,
@@ -292,7 +292,10 @@ mod tests {
         AliasSpec {
             routes: routes
                 .iter()
-                .map(|&(version, weight_bp)| WeightedRoute { version, weight_bp })
+                .map(|&(version, weight_bp)| WeightedRoute {
+                    version,
+                    weight_bp: BasisPoints::new(weight_bp),
+                })
                 .collect(),
             sticky_header: Some("User-ID".into()),
             rules: vec![],
@@ -332,17 +335,17 @@ mod tests {
     #[test]
     fn default_policy_splits_between_newest_and_latest() {
         let policy = DefaultPolicy {
-            latest_bp: 1000,
+            latest_bp: BasisPoints::new(1000),
             sticky_header: None,
         };
         assert_eq!(policy.routes(None).len(), 1);
         let routes = policy.routes(Some(4));
         assert_eq!(routes[0].version, VersionLabel::Number(4));
-        assert_eq!(routes[0].weight_bp, 9000);
-        assert_eq!(routes[1].weight_bp, 1000);
+        assert_eq!(routes[0].weight_bp, BasisPoints::new(9000));
+        assert_eq!(routes[1].weight_bp, BasisPoints::new(1000));
         assert!(
             DefaultPolicy {
-                latest_bp: 10_001,
+                latest_bp: BasisPoints::new(10_001),
                 sticky_header: None
             }
             .validate()
@@ -357,7 +360,7 @@ mod tests {
             matcher: HeaderMatch::Prefix(value),
             version: VersionLabel::Number(1),
         };
-        let mut many = spec(&[(VersionLabel::Number(1), FULL)]);
+        let mut many = spec(&[(VersionLabel::Number(1), FULL.get())]);
         many.rules = (0..MAX_RULES + 1).map(|i| rule(i.to_string())).collect();
         let error = many.validate().unwrap_err().0;
         assert!(error.contains("at most 64 header rules"), "{error}");

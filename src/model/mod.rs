@@ -26,7 +26,7 @@ pub use function::{
     InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
-pub use percent::{FULL, format_percent, parse_percent};
+pub use percent::{BasisPoints, FULL};
 pub use usage::{LatencyHistogram, UsageRow, billed_ms, gb_seconds, mib_ms};
 
 /// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.

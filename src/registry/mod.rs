@@ -12,9 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::model::{
-    AliasRecord, AliasSpec, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest, FunctionInfo,
-    FunctionName, HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, TrafficChange,
-    VersionInfo, VersionLabel, Why, check_alias_name, now_ms,
+    AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
+    FunctionInfo, FunctionName, HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy,
+    TrafficChange, VersionInfo, VersionLabel, Why, check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{FunctionRows, MetadataStore, ModuleStore, Published, SqliteStore, StoreError};
@@ -120,7 +120,7 @@ impl Registry {
         digest: Digest,
         wasm: Bytes,
         patch: ConfigPatch,
-        latest_bp: Option<u32>,
+        latest_bp: Option<BasisPoints>,
         why: Why,
     ) -> Result<FunctionInfo, StoreError> {
         let _write = self.writes.lock().await;
@@ -224,7 +224,7 @@ impl Registry {
     pub async fn set_default_policy(
         &self,
         function: &str,
-        latest_bp: Option<u32>,
+        latest_bp: Option<BasisPoints>,
         sticky_header: Option<Option<String>>,
         why: Why,
     ) -> Result<FunctionDetails, StoreError> {

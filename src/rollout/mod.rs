@@ -24,7 +24,7 @@ use crate::metering::{Metering, ShadowReport, VersionHealth};
 use crate::model::{
     AliasSpec, DEFAULT_ALIAS, TrafficChange, VersionLabel, WeightedRoute, Why, now_ms,
 };
-use crate::model::{FULL, format_percent};
+use crate::model::{BasisPoints, FULL};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::{Scaler, warm_target};
@@ -55,9 +55,9 @@ pub enum RolloutError {
 pub struct StartRequest {
     pub to: VersionLabel,
     pub alias: Option<String>,
-    pub steps_bp: Vec<u32>,
+    pub steps_bp: Vec<BasisPoints>,
     pub interval_ms: u64,
-    pub max_error_rate_bp: u32,
+    pub max_error_rate_bp: BasisPoints,
     pub max_p99_ms: u64,
     pub min_requests: u64,
 }
@@ -123,7 +123,7 @@ impl Rollouts {
                 record.reason = format!(
                     "host restarted: observing step {} ({}%) again before judging it",
                     record.step + 1,
-                    format_percent(record.share_bp())
+                    record.share_bp()
                 );
                 self.save(&mut record, None, Actor::Rollout).await?;
                 tracing::info!(%function, step = record.step + 1, "resuming rollout");
@@ -147,7 +147,7 @@ impl Rollouts {
                 "a rollout of {function} is already {} at step {} ({}%); pause, resume or abort it first",
                 phase_name(current.phase),
                 current.step + 1,
-                format_percent(current.share_bp())
+                current.share_bp()
             )));
         }
         let spec = self.spec(function, request)?;
@@ -168,7 +168,7 @@ impl Rollouts {
             .await;
         record.reason = format!(
             "started: step 1 sends {}% to version {}{warmed}",
-            format_percent(record.share_bp()),
+            record.share_bp(),
             record.spec.candidate
         );
         let change = self.traffic(&record, record.share_bp()).await?;
@@ -193,7 +193,7 @@ impl Rollouts {
                 record.reason = format!(
                     "paused by admin at step {} ({}%)",
                     record.step + 1,
-                    format_percent(record.share_bp())
+                    record.share_bp()
                 );
                 Ok(None)
             }
@@ -210,7 +210,7 @@ impl Rollouts {
                 record.reason = format!(
                     "resumed by admin: observing step {} ({}%) from now",
                     record.step + 1,
-                    format_percent(record.share_bp())
+                    record.share_bp()
                 );
                 Ok(None)
             }
@@ -234,7 +234,7 @@ impl Rollouts {
                 record.step + 1,
                 record.spec.candidate
             );
-            Ok(Some(0))
+            Ok(Some(BasisPoints::ZERO))
         })
         .await
     }
@@ -309,7 +309,7 @@ impl Rollouts {
                 Transition::Hold => None,
                 Transition::RollBack => {
                     tracing::warn!(function = %updated.function, reason = %updated.reason, "rollout breached its gates");
-                    Some(self.traffic(&updated, 0).await?)
+                    Some(self.traffic(&updated, BasisPoints::ZERO).await?)
                 }
                 Transition::Finish { promote } => {
                     tracing::info!(function = %updated.function, "rollout succeeded");
@@ -381,7 +381,7 @@ impl Rollouts {
     async fn traffic(
         &self,
         record: &RolloutRecord,
-        share_bp: u32,
+        share_bp: BasisPoints,
     ) -> Result<TrafficChange, RolloutError> {
         let spec = &record.spec;
         if spec.alias == DEFAULT_ALIAS {
@@ -402,10 +402,10 @@ impl Rollouts {
         if share_bp < FULL {
             routes.push(WeightedRoute {
                 version: spec.stable,
-                weight_bp: FULL - share_bp,
+                weight_bp: share_bp.rest(),
             });
         }
-        if share_bp > 0 {
+        if share_bp > BasisPoints::ZERO {
             routes.push(WeightedRoute {
                 version: spec.candidate,
                 weight_bp: share_bp,
@@ -422,7 +422,7 @@ impl Rollouts {
 
     /// Grows the candidate's warm pool to what `share_bp` of the alias's recent concurrency
     /// needs, waiting (briefly) until it is there. Returns a note for the step's reason.
-    async fn warm_before_shift(&self, record: &RolloutRecord, share_bp: u32) -> String {
+    async fn warm_before_shift(&self, record: &RolloutRecord, share_bp: BasisPoints) -> String {
         let spec = &record.spec;
         let Some(deployment) = self
             .router
@@ -435,7 +435,7 @@ impl Rollouts {
         let total = self
             .scaler
             .recent_concurrency(&record.function, &[spec.stable, spec.candidate]);
-        let expected = (u64::from(total) * u64::from(share_bp)).div_ceil(u64::from(FULL)) as u32;
+        let expected = share_bp.ceil_of(u64::from(total)) as u32;
         let warm = warm_target(expected.max(1), false, 0, deployment.config.max_concurrency);
         let hold = Duration::from_millis(spec.interval_ms) + Duration::from_secs(30);
         self.scaler.boost(&deployment, warm, hold);
@@ -494,7 +494,7 @@ impl Rollouts {
         RolloutStatus {
             current_percent: match record.phase {
                 Phase::RolledBack | Phase::Aborted => 0.0,
-                _ => record.share_bp() as f64 / 100.0,
+                _ => record.share_bp().percent(),
             },
             record: record.clone(),
             observing,
@@ -505,7 +505,7 @@ impl Rollouts {
     async fn change_phase(
         &self,
         function: &str,
-        change: impl FnOnce(&mut RolloutRecord) -> Result<Option<u32>, String>,
+        change: impl FnOnce(&mut RolloutRecord) -> Result<Option<BasisPoints>, String>,
     ) -> Result<RolloutStatus, RolloutError> {
         let mut records = self.records.lock().await;
         let record = records.get_mut(function).ok_or_else(|| {

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::{BasisPoints, FULL};
 use crate::model::{DEFAULT_ALIAS, VersionLabel};
-use crate::model::{FULL, format_percent};
 
 /// Longest interval between steps: the health windows keep five minutes.
 pub const MAX_INTERVAL_MS: u64 = 300_000;
@@ -17,11 +17,11 @@ pub struct RolloutSpec {
     /// The version the rest of the alias's traffic goes to, compared with the candidate.
     pub stable: VersionLabel,
     /// The candidate's share at each step, in basis points, ascending, ending at 100 %.
-    pub steps_bp: Vec<u32>,
+    pub steps_bp: Vec<BasisPoints>,
     /// How long each step is observed before it is judged.
     pub interval_ms: u64,
     /// Most 5xx (timeouts included) per request the candidate may have, in basis points.
-    pub max_error_rate_bp: u32,
+    pub max_error_rate_bp: BasisPoints,
     /// Highest p99 latency the candidate may have.
     pub max_p99_ms: u64,
     /// Requests the candidate must have served in a step before it is judged.
@@ -34,7 +34,7 @@ impl RolloutSpec {
         if self.steps_bp.is_empty() {
             return Err("give at least one step, e.g. --steps 1,5,25,50,100".into());
         }
-        if self.steps_bp.windows(2).any(|w| w[0] >= w[1]) || self.steps_bp[0] == 0 {
+        if self.steps_bp.windows(2).any(|w| w[0] >= w[1]) || self.steps_bp[0] == BasisPoints::ZERO {
             return Err("steps must rise strictly and start above 0, e.g. 1,5,25,50,100".into());
         }
         if self.steps_bp.last() != Some(&FULL) {
@@ -122,7 +122,7 @@ pub struct RolloutRecord {
 }
 
 impl RolloutRecord {
-    pub fn share_bp(&self) -> u32 {
+    pub fn share_bp(&self) -> BasisPoints {
         self.spec.steps_bp[self.step]
     }
 
@@ -145,7 +145,7 @@ pub enum Verdict {
 /// certain (enough errors that the rate cannot fall under the limit within the minimum), so
 /// a broken candidate is cut off early; a breach the stable version shares holds the step.
 pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Verdict {
-    let limit = spec.max_error_rate_bp as f64 / FULL as f64;
+    let limit = spec.max_error_rate_bp.percent() / 100.0;
     let figures = format!(
         "candidate {} requests, {:.2}% errors, p99 {}; stable {} requests, {:.2}% errors, p99 {}",
         candidate.requests,
@@ -176,7 +176,7 @@ pub fn judge(spec: &RolloutSpec, candidate: &Observed, stable: &Observed) -> Ver
         return Verdict::Breach(format!(
             "error rate {:.2}% is above the limit of {}% ({figures})",
             candidate.error_rate * 100.0,
-            format_percent(spec.max_error_rate_bp)
+            spec.max_error_rate_bp
         ));
     }
     if let Some(p99) = candidate.p99_ms
@@ -206,7 +206,7 @@ pub enum Transition {
     /// Every step passed. `promote`: publish `$LATEST` and give it all of `$DEFAULT`.
     Finish { promote: bool },
     /// Move to the next step, which gives the candidate `share_bp`.
-    Advance { share_bp: u32 },
+    Advance { share_bp: BasisPoints },
 }
 
 /// What `verdict` on the record's current step leads to.
@@ -238,7 +238,7 @@ pub fn advance(
     let share = record.share_bp();
     let judged = |passed: bool, reason: &str| Judgment {
         at_ms: now_ms,
-        step_percent: share as f64 / 100.0,
+        step_percent: share.percent(),
         candidate: candidate.clone(),
         stable: stable.clone(),
         passed,
@@ -252,7 +252,7 @@ pub fn advance(
             record.reason = format!(
                 "rolled back at step {} ({}%): {reason}",
                 record.step + 1,
-                format_percent(share)
+                share
             );
         }
         (Verdict::Pass(figures), Transition::Finish { promote }) => {
@@ -277,7 +277,7 @@ pub fn advance(
                 "step {} passed; step {} sends {}% to version {}{note}",
                 record.step,
                 record.step + 1,
-                format_percent(record.share_bp()),
+                record.share_bp(),
                 record.spec.candidate
             );
         }
@@ -293,14 +293,18 @@ fn ms(value: Option<f64>) -> String {
 mod tests {
     use super::*;
 
+    fn bps(values: &[u32]) -> Vec<BasisPoints> {
+        values.iter().copied().map(BasisPoints::new).collect()
+    }
+
     fn spec() -> RolloutSpec {
         RolloutSpec {
             alias: "$DEFAULT".into(),
             candidate: VersionLabel::Latest,
             stable: VersionLabel::Number(1),
-            steps_bp: vec![100, 500, 2500, 5000, 10_000],
+            steps_bp: bps(&[100, 500, 2500, 5000, 10_000]),
             interval_ms: 30_000,
-            max_error_rate_bp: 100,
+            max_error_rate_bp: BasisPoints::new(100),
             max_p99_ms: 250,
             min_requests: 100,
         }
@@ -323,9 +327,9 @@ mod tests {
     fn specs_are_checked() {
         assert!(spec().validate().is_ok());
         let mut s = spec();
-        s.steps_bp = vec![500, 100, 10_000];
+        s.steps_bp = bps(&[500, 100, 10_000]);
         assert!(s.validate().unwrap_err().contains("rise"));
-        s.steps_bp = vec![100, 5000];
+        s.steps_bp = bps(&[100, 5000]);
         assert!(s.validate().unwrap_err().contains("100"));
         let mut s = spec();
         s.interval_ms = 600_000;
@@ -411,7 +415,12 @@ mod tests {
             50,
             " (warmed 3 of 3 instances first)",
         );
-        assert_eq!(t, Transition::Advance { share_bp: 2500 });
+        assert_eq!(
+            t,
+            Transition::Advance {
+                share_bp: BasisPoints::new(2500)
+            }
+        );
         assert_eq!(
             (r.step, r.step_started_ms, r.phase),
             (2, 50, Phase::Running)

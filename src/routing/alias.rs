@@ -34,7 +34,7 @@ impl AliasRoutes {
     /// The version a request should also be mirrored to, rolled per request.
     pub fn mirror(&self) -> Option<&Arc<Deployment>> {
         let (target, bp) = self.mirror.as_ref()?;
-        (*bp >= FULL || fastrand::u32(0..FULL) < *bp).then_some(target)
+        (*bp >= FULL.get() || fastrand::u32(0..FULL.get()) < *bp).then_some(target)
     }
 
     /// The deployments weights send traffic to, with their weights in basis points.
@@ -67,7 +67,7 @@ impl AliasRoutes {
                 key_hash(value.as_bytes()),
                 self.targets.iter().map(|(d, w)| (target_id(d.label), *w)),
             ),
-            None => pick_by_roll(weights, fastrand::u32(0..FULL)),
+            None => pick_by_roll(weights, fastrand::u32(0..FULL.get())),
         };
         &self.targets[index].0
     }

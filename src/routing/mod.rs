@@ -17,8 +17,8 @@ use http::{HeaderName, HeaderValue};
 pub use alias::AliasRoutes;
 
 use crate::model::{
-    AliasSpec, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier, ScalingPolicy,
-    VersionLabel, WeightedRoute,
+    AliasSpec, BasisPoints, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier,
+    ScalingPolicy, VersionLabel, WeightedRoute,
 };
 use alias::CompiledRule;
 
@@ -96,11 +96,11 @@ impl FunctionRoutes {
                     .collect(),
                 targets: routes
                     .iter()
-                    .filter(|route| route.weight_bp > 0)
-                    .filter_map(|route| Some((lookup(route.version)?, route.weight_bp)))
+                    .filter(|route| route.weight_bp > BasisPoints::ZERO)
+                    .filter_map(|route| Some((lookup(route.version)?, route.weight_bp.get())))
                     .collect(),
                 sticky_header: sticky.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-                mirror: mirror.and_then(|m| Some((lookup(m.version)?, m.weight_bp))),
+                mirror: mirror.and_then(|m| Some((lookup(m.version)?, m.weight_bp.get()))),
             })
         };
         let newest = versions.keys().next_back().copied();
@@ -273,7 +273,7 @@ mod tests {
                 .map(|&n| (n, deployment(VersionLabel::Number(n))))
                 .collect(),
             &DefaultPolicy {
-                latest_bp,
+                latest_bp: BasisPoints::new(latest_bp),
                 sticky_header: None,
             },
             aliases.iter().map(|(name, spec)| (*name, spec)),
@@ -310,7 +310,7 @@ mod tests {
         );
     }
 
-    const FULL_BP: u32 = crate::model::FULL;
+    const FULL_BP: u32 = crate::model::FULL.get();
 
     #[test]
     fn default_sends_its_share_to_latest() {
@@ -353,11 +353,11 @@ mod tests {
             routes: vec![
                 WeightedRoute {
                     version: VersionLabel::Number(1),
-                    weight_bp: 5000,
+                    weight_bp: BasisPoints::new(5000),
                 },
                 WeightedRoute {
                     version: VersionLabel::Number(2),
-                    weight_bp: 5000,
+                    weight_bp: BasisPoints::new(5000),
                 },
             ],
             sticky_header: Some("user-id".into()),

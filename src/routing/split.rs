@@ -68,7 +68,7 @@ fn mix(mut x: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FULL;
+    const FULL: u32 = crate::model::FULL.get();
 
     const KEYS: u32 = 100_000;
 

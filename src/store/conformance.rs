@@ -5,8 +5,8 @@
 
 use super::{MetadataStore, StoreError};
 use crate::model::{
-    AliasSpec, ConfigPatch, DefaultPolicyPatch, Digest, EventStatus, NewObject, TrafficChange,
-    TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
+    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventStatus, NewObject,
+    TrafficChange, TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
 
 /// One `#[test]` per conformance check for the store `make()` returns.
@@ -62,7 +62,7 @@ fn why() -> Why {
 
 fn share(bp: u32) -> DefaultPolicyPatch {
     DefaultPolicyPatch {
-        latest_bp: Some(bp),
+        latest_bp: Some(BasisPoints::new(bp)),
         sticky_header: None,
     }
 }
@@ -126,7 +126,7 @@ fn alias(routes: &[(u32, u32)]) -> AliasSpec {
             .iter()
             .map(|&(n, weight_bp)| WeightedRoute {
                 version: VersionLabel::Number(n),
-                weight_bp,
+                weight_bp: BasisPoints::new(weight_bp),
             })
             .collect(),
         sticky_header: None,
@@ -165,10 +165,16 @@ pub fn aliases_name_existing_versions_and_pin_them(db: &dyn MetadataStore) {
 pub fn promote_publishes_and_resets_the_latest_share_atomically(db: &dyn MetadataStore) {
     deploy(db, "f", b"a", "1");
     db.set_default_policy("f", &share(2500), &why()).unwrap();
-    assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 2500);
+    assert_eq!(
+        db.function("f").unwrap().default_policy.latest_bp,
+        BasisPoints::new(2500)
+    );
     let promoted = db.publish("f", "", true, 1, &why()).unwrap();
     assert_eq!(promoted.version.version, 1);
-    assert_eq!(db.function("f").unwrap().default_policy.latest_bp, 0);
+    assert_eq!(
+        db.function("f").unwrap().default_policy.latest_bp,
+        BasisPoints::new(0)
+    );
     assert!(db.set_default_policy("f", &share(10_001), &why()).is_err());
     assert!(matches!(
         db.set_default_policy("nope", &share(1), &why()),
@@ -187,7 +193,7 @@ pub fn every_traffic_change_is_in_the_history_with_its_reason(db: &dyn MetadataS
     db.save_rollout(
         "f",
         "{}",
-        Some(&TrafficChange::LatestShare(2500)),
+        Some(&TrafficChange::LatestShare(BasisPoints::new(2500))),
         &Why::rollout("step 1"),
         4,
     )

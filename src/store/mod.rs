@@ -19,9 +19,9 @@ pub use blobs::ModuleStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    AliasRecord, AliasSpec, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest, EventRecord,
-    EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject, ScalingPolicy,
-    TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+    AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
+    EventRecord, EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject,
+    ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
 };
 
 /// Store failures. The admin API maps the not-found cases to 404, `VersionInUse` to 409, the
@@ -99,7 +99,7 @@ pub trait MetadataStore: Send + Sync {
         digest: &Digest,
         size: u64,
         patch: &ConfigPatch,
-        latest_bp: Option<u32>,
+        latest_bp: Option<BasisPoints>,
         now_ms: i64,
         why: &Why,
     ) -> Result<(), StoreError>;

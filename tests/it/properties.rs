@@ -7,8 +7,8 @@ use fnhost::cli::units::{parse_bytes, parse_duration};
 use fnhost::engine::check_component;
 use fnhost::events::buckets::check_key;
 use fnhost::model::{
-    AliasSpec, FunctionName, Qualifier, TriggerSource, VersionLabel, check_alias_name,
-    check_bucket, format_percent, parse_percent,
+    AliasSpec, BasisPoints, FunctionName, Qualifier, TriggerSource, VersionLabel, check_alias_name,
+    check_bucket,
 };
 
 fn config() -> ProptestConfig {
@@ -48,9 +48,9 @@ proptest! {
     /// Accepted percentages are 0-100 % in basis points and print back to the same value.
     #[test]
     fn percentages(text in "[0-9.%a-z-]{0,8}") {
-        if let Ok(bp) = parse_percent(&text) {
-            prop_assert!(bp <= 10_000);
-            prop_assert_eq!(parse_percent(&format_percent(bp)), Ok(bp));
+        if let Ok(bp) = BasisPoints::parse(&text) {
+            prop_assert!(bp.get() <= 10_000);
+            prop_assert_eq!(BasisPoints::parse(&bp.to_string()), Ok(bp));
         }
     }
 
@@ -107,8 +107,8 @@ proptest! {
         if let Ok(mut spec) = serde_json::from_value::<AliasSpec>(body)
             && spec.validate().is_ok()
         {
-            let total: u32 = spec.routes.iter().map(|r| r.weight_bp).sum();
-            prop_assert_eq!(total, 10_000);
+            let total: BasisPoints = spec.routes.iter().map(|r| r.weight_bp).sum();
+            prop_assert_eq!(total.get(), 10_000);
         }
     }
 }

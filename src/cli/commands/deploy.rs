@@ -27,7 +27,7 @@ pub struct DeployArgs {
     /// Send this percentage of the function's traffic ($DEFAULT) to the new $LATEST, set in
     /// the same step as the upload (a canary); the rest stays on the newest version.
     #[arg(long, value_name = "PERCENT", value_parser = super::traffic::parse_percent_arg, conflicts_with = "publish")]
-    pub traffic: Option<u32>,
+    pub traffic: Option<crate::model::BasisPoints>,
     /// Publish the upload as a new version right away.
     #[arg(long)]
     pub publish: bool,
@@ -62,7 +62,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         query.append_pair("config", &serde_json::to_string(&patch)?);
     }
     if let Some(bp) = args.traffic {
-        query.append_pair("traffic", &crate::model::format_percent(bp));
+        query.append_pair("traffic", &bp.to_string());
     }
     let query = query.finish();
     let path = format!(
@@ -154,8 +154,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(bp) = args.traffic {
         println!(
             "$DEFAULT sends {}% of {}'s traffic to $LATEST",
-            crate::model::format_percent(bp),
-            args.name
+            bp, args.name
         );
     }
     if let Some(published) = result.get("published") {

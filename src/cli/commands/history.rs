@@ -64,7 +64,7 @@ pub fn routes(view: &Value) -> String {
                 other => other.to_string(),
             };
             let bp = r["weight_bp"].as_u64().unwrap_or(0) as u32;
-            format!("{version}:{}%", crate::model::format_percent(bp))
+            format!("{version}:{}%", crate::model::BasisPoints::new(bp))
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -11,7 +11,7 @@ use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
 use crate::cli::units::parse_millis;
-use crate::model::VersionLabel;
+use crate::model::{BasisPoints, VersionLabel};
 
 /// Roll a version out automatically: its share of the alias grows step by step while its
 /// error rate and p99 stay within limits over each interval; at the first breach its share
@@ -61,13 +61,13 @@ pub struct StartArgs {
     pub alias: Option<String>,
     /// The candidate's share at each step, in percent, ending at 100.
     #[arg(long, value_delimiter = ',', value_parser = parse_percent_arg, default_value = "1,5,25,50,100", value_name = "P,P,...")]
-    pub steps: Vec<u32>,
+    pub steps: Vec<BasisPoints>,
     /// How long each step is observed before it is judged (1s to 300s).
     #[arg(long, value_parser = parse_millis, default_value = "30s", value_name = "DURATION")]
     pub interval: u64,
     /// Roll back when the candidate's 5xx share (timeouts included) exceeds this.
     #[arg(long, value_parser = parse_percent_arg, default_value = "1%", value_name = "PERCENT")]
-    pub max_error_rate: u32,
+    pub max_error_rate: BasisPoints,
     /// Roll back when the candidate's p99 latency exceeds this.
     #[arg(long, value_parser = parse_millis, default_value = "1s", value_name = "DURATION")]
     pub max_p99: u64,
@@ -114,9 +114,9 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     let body = json!({
         "to": args.to.expect("clap requires --to"),
         "alias": args.alias,
-        "steps": args.steps.iter().map(|bp| *bp as f64 / 100.0).collect::<Vec<_>>(),
+        "steps": args.steps.iter().map(|bp| bp.percent()).collect::<Vec<_>>(),
         "interval_ms": args.interval,
-        "max_error_rate_percent": args.max_error_rate as f64 / 100.0,
+        "max_error_rate_percent": args.max_error_rate.percent(),
         "max_p99_ms": args.max_p99,
         "min_requests": args.min_requests,
     });

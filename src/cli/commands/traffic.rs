@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
+use crate::model::BasisPoints;
 use crate::model::VersionLabel;
-use crate::model::parse_percent;
 
 #[derive(Debug, Args)]
 pub struct TrafficArgs {
@@ -18,7 +18,7 @@ pub struct TrafficArgs {
     /// Share of $DEFAULT's traffic for $LATEST, in percent (up to two decimals, e.g. 0.5);
     /// the rest goes to the newest published version.
     #[arg(value_parser = parse_percent_arg, value_name = "PERCENT")]
-    pub percent: u32,
+    pub percent: BasisPoints,
     /// Route by a stable hash of this request header (e.g. user-id), so a user keeps their
     /// version while the share stays, and only moves towards $LATEST as it grows.
     #[arg(long, value_name = "HEADER", conflicts_with = "no_sticky")]
@@ -63,7 +63,7 @@ pub struct AliasSetArgs {
     pub alias: String,
     /// Weighted routes, VERSION=PERCENT.
     #[arg(required = true, value_parser = parse_route, value_name = "VERSION=PERCENT")]
-    pub routes: Vec<(VersionLabel, u32)>,
+    pub routes: Vec<(VersionLabel, BasisPoints)>,
     /// Route by a stable hash of this request header so each user keeps their version.
     #[arg(long, value_name = "HEADER")]
     pub sticky_header: Option<String>,
@@ -76,7 +76,7 @@ pub struct AliasSetArgs {
     /// always get the routed version's answer; the shadow's is compared and dropped, and
     /// functions see `fnhost-shadow: 1` on mirrored requests.
     #[arg(long, value_parser = parse_route, value_name = "VERSION=PERCENT")]
-    pub mirror: Option<(VersionLabel, u32)>,
+    pub mirror: Option<(VersionLabel, BasisPoints)>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -240,7 +240,7 @@ fn describe_routes(routes: &Value) -> String {
                 other => other.to_string(),
             };
             let bp = (r["percent"].as_f64().unwrap_or(0.0) * 100.0).round() as u32;
-            format!("{version}: {}%", crate::model::format_percent(bp))
+            format!("{version}: {}%", BasisPoints::new(bp))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -272,13 +272,13 @@ fn describe_rules(rules: &Value) -> String {
 }
 
 /// A percentage in basis points as a JSON number with at most two decimals.
-fn percent_json(bp: u32) -> Value {
-    json!(bp as f64 / 100.0)
+fn percent_json(bp: BasisPoints) -> Value {
+    json!(bp.percent())
 }
 
 /// A percentage argument (`12.5` or `12.5%`) in basis points.
-pub(super) fn parse_percent_arg(text: &str) -> Result<u32, String> {
-    parse_percent(text.trim_end_matches('%'))
+pub(super) fn parse_percent_arg(text: &str) -> Result<BasisPoints, String> {
+    BasisPoints::parse(text.trim_end_matches('%'))
 }
 
 fn parse_version(text: &str) -> Result<VersionLabel, String> {
@@ -287,7 +287,7 @@ fn parse_version(text: &str) -> Result<VersionLabel, String> {
 }
 
 /// `3=90` or `latest=12.5`.
-fn parse_route(text: &str) -> Result<(VersionLabel, u32), String> {
+fn parse_route(text: &str) -> Result<(VersionLabel, BasisPoints), String> {
     let (version, percent) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} must be VERSION=PERCENT, e.g. 3=90"))?;
@@ -312,8 +312,14 @@ mod tests {
 
     #[test]
     fn routes_and_rules_parse() {
-        assert_eq!(parse_route("3=90"), Ok((VersionLabel::Number(3), 9000)));
-        assert_eq!(parse_route("latest=0.01%"), Ok((VersionLabel::Latest, 1)));
+        assert_eq!(
+            parse_route("3=90"),
+            Ok((VersionLabel::Number(3), BasisPoints::new(9000)))
+        );
+        assert_eq!(
+            parse_route("latest=0.01%"),
+            Ok((VersionLabel::Latest, BasisPoints::new(1)))
+        );
         assert!(parse_route("3").is_err());
         assert!(parse_route("prod=10").is_err());
         assert_eq!(
@@ -325,6 +331,6 @@ mod tests {
             json!({ "header": "x-tenant", "exact": "a@b", "version": "$LATEST" })
         );
         assert!(parse_rule("nothing").is_err());
-        assert_eq!(percent_json(1250), json!(12.5));
+        assert_eq!(percent_json(BasisPoints::new(1250)), json!(12.5));
     }
 }

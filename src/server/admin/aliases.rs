@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::json_body::read_json;
 use crate::app::App;
+use crate::model::BasisPoints;
 use crate::model::{
     AliasRecord, AliasSpec, DEFAULT_ALIAS, HeaderMatch, RouteRule, VersionInfo, VersionLabel,
     WeightedRoute, Why,
 };
-use crate::model::{format_percent, parse_percent};
 use crate::registry::FunctionDetails;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -39,8 +39,8 @@ pub struct AliasView {
     updated_at_ms: Option<i64>,
 }
 
-fn percent(bp: u32) -> f64 {
-    bp as f64 / 100.0
+fn percent(bp: BasisPoints) -> f64 {
+    bp.percent()
 }
 
 fn route_views(routes: &[WeightedRoute]) -> Vec<RouteView> {
@@ -167,7 +167,7 @@ pub async fn set(
         .map(|route| {
             Ok(WeightedRoute {
                 version: route.version,
-                weight_bp: parse_percent(&route.percent.to_string()).map_err(|e| {
+                weight_bp: BasisPoints::parse(&route.percent.to_string()).map_err(|e| {
                     ApiError::bad_request(format!("version {}: {e}", route.version))
                 })?,
             })
@@ -199,7 +199,7 @@ pub async fn set(
         .map(|route| {
             Ok::<_, ApiError>(WeightedRoute {
                 version: route.version,
-                weight_bp: parse_percent(&route.percent.to_string()).map_err(|e| {
+                weight_bp: BasisPoints::parse(&route.percent.to_string()).map_err(|e| {
                     ApiError::bad_request(format!("mirror to version {}: {e}", route.version))
                 })?,
             })
@@ -256,7 +256,7 @@ pub async fn set_traffic(
     let body: TrafficRequest = read_json(request).await?;
     let latest_bp = body
         .latest_percent
-        .map(|p| parse_percent(&p.to_string()).map_err(ApiError::bad_request))
+        .map(|p| BasisPoints::parse(&p.to_string()).map_err(ApiError::bad_request))
         .transpose()?;
     let details = host
         .registry
@@ -265,12 +265,12 @@ pub async fn set_traffic(
             latest_bp,
             body.sticky_header,
             Why::admin(match latest_bp {
-                Some(bp) => format!("traffic: $LATEST at {}%", format_percent(bp)),
+                Some(bp) => format!("traffic: $LATEST at {}%", bp),
                 None => "traffic: sticky header changed".to_string(),
             }),
         )
         .await?;
-    tracing::info!(function, latest_bp, "$DEFAULT traffic updated");
+    tracing::info!(function, latest_bp = ?latest_bp, "$DEFAULT traffic updated");
     Ok(json(StatusCode::OK, &one_alias(&details, DEFAULT_ALIAS)?))
 }
 

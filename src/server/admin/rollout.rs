@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::ensure_function;
 use super::json_body::read_json;
 use crate::app::App;
+use crate::model::BasisPoints;
 use crate::model::VersionLabel;
-use crate::model::parse_percent;
 use crate::rollout::StartRequest;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
@@ -48,13 +48,16 @@ pub async fn start(
 ) -> Result<Response<Body>, ApiError> {
     let body: StartBody = read_json(request).await?;
     let percent =
-        |n: &serde_json::Number| parse_percent(&n.to_string()).map_err(ApiError::bad_request);
+        |n: &serde_json::Number| BasisPoints::parse(&n.to_string()).map_err(ApiError::bad_request);
     let to = body.to.ok_or_else(|| {
         ApiError::bad_request(r#"say which version to roll out: {"to": "latest"} or {"to": 3}"#)
     })?;
     let steps_bp = match &body.steps {
         Some(steps) => steps.iter().map(percent).collect::<Result<_, _>>()?,
-        None => vec![100, 500, 2500, 5000, 10_000],
+        None => [100, 500, 2500, 5000, 10_000]
+            .into_iter()
+            .map(BasisPoints::new)
+            .collect(),
     };
     let start = StartRequest {
         to,
@@ -63,7 +66,7 @@ pub async fn start(
         interval_ms: body.interval_ms.unwrap_or(30_000),
         max_error_rate_bp: match &body.max_error_rate_percent {
             Some(p) => percent(p)?,
-            None => 100,
+            None => BasisPoints::new(100),
         },
         max_p99_ms: body.max_p99_ms.unwrap_or(1000),
         min_requests: body.min_requests.unwrap_or(100),

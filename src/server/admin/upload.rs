@@ -23,7 +23,9 @@ use super::functions::function_name;
 use crate::app::App;
 use crate::engine::{ComponentSummary, Stage, check_component};
 use crate::invocation::discard;
-use crate::model::{ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why};
+use crate::model::{
+    BasisPoints, ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why,
+};
 use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 
@@ -90,7 +92,7 @@ struct UploadJob {
     wasm: Bytes,
     patch: ConfigPatch,
     /// `traffic=P`: `$DEFAULT`'s new share to `$LATEST`, set in the same commit.
-    latest_bp: Option<u32>,
+    latest_bp: Option<BasisPoints>,
     summary: ComponentSummary,
 }
 
@@ -112,11 +114,9 @@ impl UploadJob {
                 self.patch,
                 self.latest_bp,
                 Why::admin(match self.latest_bp {
-                    Some(bp) => format!(
-                        "deployed {} with traffic: $LATEST at {}%",
-                        self.digest,
-                        crate::model::format_percent(bp)
-                    ),
+                    Some(bp) => {
+                        format!("deployed {} with traffic: $LATEST at {}%", self.digest, bp)
+                    }
                     None => format!("deployed {}", self.digest),
                 }),
             )
@@ -232,7 +232,7 @@ async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, A
 
 /// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`, and `traffic=P`
 /// (`$DEFAULT`'s percentage to `$LATEST`).
-fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), ApiError> {
+fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<BasisPoints>), ApiError> {
     let mut patch = ConfigPatch::default();
     let mut latest_bp = None;
     let mut env = BTreeMap::new();
@@ -256,7 +256,7 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<u32>), 
             }
             "traffic" => {
                 latest_bp = Some(
-                    crate::model::parse_percent(&value)
+                    BasisPoints::parse(&value)
                         .map_err(|e| ApiError::bad_request(format!("traffic: {e}")))?,
                 )
             }
@@ -312,7 +312,7 @@ mod tests {
             "env=GREETING%3DHi%20there&env=B%3D&memory_mb=64&traffic=12.5",
         ))
         .unwrap();
-        assert_eq!(latest_bp, Some(1250));
+        assert_eq!(latest_bp, Some(BasisPoints::new(1250)));
         let env = patch.env.unwrap();
         assert_eq!(env["GREETING"], "Hi there");
         assert_eq!(env["B"], "");

@@ -3,8 +3,8 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::model::{
-    AliasRecord, AliasSpec, CodeInfo, DefaultPolicy, Digest, FunctionConfig, FunctionInfo,
-    ScalingPolicy, VersionInfo,
+    AliasRecord, AliasSpec, BasisPoints, CodeInfo, DefaultPolicy, Digest, FunctionConfig,
+    FunctionInfo, ScalingPolicy, VersionInfo,
 };
 use crate::store::{FunctionRows, Published, StoreError};
 
@@ -17,7 +17,7 @@ pub(super) fn publish(
 ) -> Result<Published, StoreError> {
     if promote {
         // Validates the function exists too; the publish below needs the same row.
-        update_default_policy(tx, name, |policy| policy.latest_bp = 0)?;
+        update_default_policy(tx, name, |policy| policy.latest_bp = BasisPoints::ZERO)?;
     }
     let (digest, config, next): (String, String, u32) = tx
         .query_row(

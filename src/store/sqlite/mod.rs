@@ -21,9 +21,9 @@ mod usage;
 
 use super::{FunctionRows, MetadataStore, Published, StoreError};
 use crate::model::{
-    AliasSpec, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionConfig,
-    HistoryEntry, NewObject, ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow,
-    VersionLabel, Why,
+    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
+    FunctionConfig, HistoryEntry, NewObject, ScalingPolicy, TrafficChange, Trigger, TriggerSource,
+    UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -89,7 +89,7 @@ impl MetadataStore for SqliteStore {
         digest: &Digest,
         size: u64,
         patch: &ConfigPatch,
-        latest_bp: Option<u32>,
+        latest_bp: Option<BasisPoints>,
         now_ms: i64,
         why: &Why,
     ) -> Result<(), StoreError> {
