@@ -313,3 +313,58 @@ async fn a_full_data_plane_leaves_the_admin_plane_reachable() {
     );
     drop(idle);
 }
+
+/// The same attack over one HTTP/2 connection: 100 streams each send 1 MB of a declared
+/// 2 MB body to an unknown function and stall. Memory stays bounded and the host answers.
+#[tokio::test]
+async fn unread_bodies_over_http2_hold_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("hello", "hello", "").await;
+    let before = rss_mib(host.pid());
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut senders = Vec::new();
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        let (sender, receiver) =
+            tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(32);
+        let body = reqwest::Body::wrap_stream(tokio_stream_of(receiver));
+        let request = client
+            .post(format!("{}/no-such-function/", host.data_url))
+            .header("content-length", "2000000")
+            .body(body)
+            .send();
+        requests.push(tokio::spawn(request));
+        for _ in 0..16 {
+            let _ = sender
+                .send(Ok(bytes::Bytes::from(vec![b'x'; 64 << 10])))
+                .await;
+        }
+        senders.push(sender);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_mib(host.pid());
+    let (status, _) = host.get_json("/v1/functions").await;
+    assert_eq!(status, 200);
+    assert_eq!(host.call("/hello/").await.status(), 200);
+    println!("RSS {before:.1} -> {during:.1} MiB with 100 stalled HTTP/2 uploads");
+    assert!(
+        during < before + 40.0,
+        "unread bodies pinned memory: RSS {before:.1} -> {during:.1} MiB"
+    );
+    drop(senders);
+    for request in requests {
+        let _ = request.await;
+    }
+}
+
+/// A stream of the chunks `receiver` yields.
+fn tokio_stream_of(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
