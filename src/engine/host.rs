@@ -100,6 +100,51 @@ impl OutboundPolicy {
     }
 }
 
+/// Denied outbound calls logged per second, host-wide; the rest are counted and the count is
+/// reported with the next line logged.
+const DENIAL_LOGS_PER_SECOND: u32 = 10;
+
+static DENIAL_LOG: LogLimiter = LogLimiter::new(DENIAL_LOGS_PER_SECOND);
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// At most `per_second` log lines per second; lock-free, approximate at second boundaries.
+struct LogLimiter {
+    per_second: u32,
+    second: std::sync::atomic::AtomicU64,
+    logged: std::sync::atomic::AtomicU32,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimiter {
+    const fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            second: std::sync::atomic::AtomicU64::new(0),
+            logged: std::sync::atomic::AtomicU32::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one logged)` if this line may be logged now.
+    fn admit(&self, now_secs: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::AcqRel;
+        if self.second.swap(now_secs, AcqRel) != now_secs {
+            self.logged.store(0, std::sync::atomic::Ordering::Release);
+        }
+        if self.logged.fetch_add(1, AcqRel) < self.per_second {
+            Some(self.suppressed.swap(0, AcqRel))
+        } else {
+            self.suppressed.fetch_add(1, AcqRel);
+            None
+        }
+    }
+}
+
 type SendFuture = Box<
     dyn Future<
             Output = Result<
@@ -120,10 +165,14 @@ impl WasiHttpHooks for OutboundPolicy {
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
         if !self.allows(request.uri()) {
-            tracing::warn!(
-                uri = %request.uri(),
-                "outbound HTTP request denied: the origin is not in the function's allow_outbound list"
-            );
+            // A function looping on a denied call must not flood the host's log.
+            if let Some(suppressed) = DENIAL_LOG.admit(now_secs()) {
+                tracing::warn!(
+                    uri = %request.uri(),
+                    suppressed,
+                    "outbound HTTP request denied: the origin is not in the function's allow_outbound list"
+                );
+            }
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         tracing::debug!(uri = %request.uri(), "outbound HTTP request allowed");
@@ -141,6 +190,19 @@ impl WasiHttpHooks for OutboundPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denial_logs_are_rate_limited_and_count_what_they_drop() {
+        let limiter = LogLimiter::new(3);
+        let first: Vec<Option<u64>> = (0..5).map(|_| limiter.admit(100)).collect();
+        assert_eq!(first, [Some(0), Some(0), Some(0), None, None]);
+        assert_eq!(
+            limiter.admit(101),
+            Some(2),
+            "the next second reports the two dropped"
+        );
+        assert_eq!(limiter.admit(101), Some(0));
+    }
 
     #[test]
     fn outbound_policy_matches_normalized_origins() {
