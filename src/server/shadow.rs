@@ -33,19 +33,17 @@ pub const SHADOW_BODY_LIMIT: u64 = 1 << 20;
 /// Marks a mirrored request.
 pub const SHADOW_HEADER: HeaderName = HeaderName::from_static("fnhost-shadow");
 
-/// Whether a request's body is small enough (by its declared length) to copy; a body of
-/// unknown length is not copied.
+/// Whether a request's body is known to be small enough to copy: empty, or of a declared
+/// length within the limit. A body of unknown length (chunked, or HTTP/2 without
+/// `content-length`) is not mirrored, so the primary never waits for a copy or fails on one.
 pub fn copyable(request: &Request<Incoming>) -> bool {
-    match request.headers().get(http::header::CONTENT_LENGTH) {
-        Some(length) => length
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n <= SHADOW_BODY_LIMIT),
-        None => !request
-            .headers()
-            .contains_key(http::header::TRANSFER_ENCODING),
-    }
+    use http_body::Body as _;
+    let body = request.body();
+    body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= SHADOW_BODY_LIMIT)
 }
 
 /// Reads the whole (small) body so it can be sent to both versions.

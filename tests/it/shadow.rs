@@ -151,3 +151,41 @@ async fn mirrored_requests_never_change_what_clients_get_and_are_compared() {
         "{usage}"
     );
 }
+
+/// A request body of unknown length (HTTP/2 without content-length) larger than the copy
+/// limit is not mirrored: the primary streams it and answers as usual, and the shadow is
+/// counted as dropped (it once got 400 because the copy hit its limit).
+#[tokio::test]
+async fn large_bodies_of_unknown_length_reach_the_primary_unmirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    for variant in ["blue", "green"] {
+        host.deploy("shop", "hostile", &format!("env=VARIANT%3D{variant}"))
+            .await;
+        assert_eq!(host.publish("shop").await.0, 201);
+    }
+    set_alias(
+        &host,
+        json!({"routes": [{"version": 1, "percent": 100}], "mirror": {"version": 2, "percent": 100}}),
+    )
+    .await;
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..32)
+        .map(|_| Ok(bytes::Bytes::from(vec![b'x'; 64 << 10])))
+        .collect();
+    let response = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(format!("{}/shop@prod/echo-size", host.data_url))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        format!("{} bytes", 32 << 16)
+    );
+    let report = settled(&host, 2, 1).await;
+    assert_eq!(report["dropped"], 1, "{report}");
+}
