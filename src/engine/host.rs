@@ -44,8 +44,12 @@ impl HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            // The same caps as the pooling allocator's, for hosts that allocate on demand.
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)
+                .memories(super::MEMORIES_PER_INSTANCE as usize)
+                .instances(super::CORE_INSTANCES_PER_INSTANCE as usize)
+                .tables(super::TABLES_PER_INSTANCE as usize)
                 .trap_on_grow_failure(true)
                 .build(),
             hooks: OutboundPolicy {

@@ -414,3 +414,64 @@ impl http_body::Body for CappedBody {
 fn describe_error_code(code: &ErrorCode) -> String {
     format!("it answered with the wasi:http error {code:?}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::store::ModuleStore;
+
+    /// A component that instantiates a memory-defining core module `copies` times.
+    fn memories(copies: usize) -> String {
+        let instances: String = (0..copies)
+            .map(|i| format!("(core instance $i{i} (instantiate $m))"))
+            .collect();
+        format!("(component (core module $m (memory 1)) {instances})")
+    }
+
+    /// One component cannot take more than its share of memories, with the pooling
+    /// allocator and without it.
+    #[tokio::test]
+    async fn a_component_gets_at_most_its_share_of_memories() {
+        for pool_instances in [4, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let modules = Arc::new(ModuleStore::open(dir.path().join("modules")).unwrap());
+            let engine = Engine::new(
+                EngineConfig {
+                    pool_instances,
+                    max_memory_mb: 64,
+                },
+                dir.path().join("compiled"),
+                modules,
+            )
+            .unwrap();
+            let linker = wasmtime::component::Linker::<HostState>::new(&engine.engine);
+            for (copies, fits) in [(2, true), (3, false)] {
+                // The pooling allocator refuses it at compile time (so at upload, with the
+                // count in the message); on demand, the store's limits refuse to instantiate.
+                let error =
+                    match wasmtime::component::Component::new(&engine.engine, memories(copies)) {
+                        Err(e) => Some(e.to_string()),
+                        Ok(component) => {
+                            let output = GuestOutput::default();
+                            let mut store = engine.new_store(&FunctionConfig::default(), &output);
+                            arm(&mut store, Instant::now() + Duration::from_secs(5));
+                            linker
+                                .instantiate_async(&mut store, &component)
+                                .await
+                                .err()
+                                .map(|e| format!("{e:?}"))
+                        }
+                    };
+                assert_eq!(
+                    error.is_none(),
+                    fits,
+                    "pool {pool_instances}, {copies} memories: {error:?}"
+                );
+                if let Some(error) = error {
+                    assert!(error.contains("memor"), "{error}");
+                }
+            }
+        }
+    }
+}

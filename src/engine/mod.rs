@@ -395,7 +395,13 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool
 }
 
 /// Linear-memory slots per instance slot: a component may have a memory per core module.
+/// Also the most memories one instance may have, so that no function takes more than its
+/// share of the pool (every toolchain we test builds components with one).
 const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Most core module instances and tables one component instance may have (componentize-py,
+/// the largest we test, instantiates 14 core modules and defines 2 tables).
+const CORE_INSTANCES_PER_INSTANCE: u32 = 64;
+const TABLES_PER_INSTANCE: u32 = 16;
 /// Wasmtime's default guard region after each memory slot.
 const MEMORY_GUARD_BYTES: u64 = 32 << 20;
 /// Wasmtime's default reservation per 64-bit linear memory; a slot is at least this big.
@@ -420,6 +426,10 @@ fn pooling_config(config: &EngineConfig) -> PoolingAllocationConfig {
         .total_memories(n.saturating_mul(MEMORIES_PER_INSTANCE))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
+        // One component cannot take more than its share of the shared pool.
+        .max_memories_per_component(MEMORIES_PER_INSTANCE)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_INSTANCE)
+        .max_tables_per_component(TABLES_PER_INSTANCE)
         .max_memory_size((config.max_memory_mb as usize) << 20)
         .max_unused_warm_slots(n.min(100))
         // Reset a freed slot by zeroing the pages the instance dirtied (found with the
