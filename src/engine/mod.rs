@@ -421,8 +421,9 @@ fn pooling_config(config: &EngineConfig) -> PoolingAllocationConfig {
     let n = config.pool_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(n)
-        // A Rust or JS component instantiates several core modules (main + adapter shims).
-        .total_core_instances(n.saturating_mul(8))
+        // Core modules per component instance: Rust and JS components instantiate 3-4
+        // (main and adapter shims), componentize-py 14, so every slot can hold a Python one.
+        .total_core_instances(n.saturating_mul(16))
         .total_memories(n.saturating_mul(MEMORIES_PER_INSTANCE))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
