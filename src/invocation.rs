@@ -254,11 +254,8 @@ impl Invoker {
             }
             InvocationError::from(failure)
         };
-        let declared = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        // hyper takes the body's exact size from its content-length.
+        let declared = http_body::Body::size_hint(request.body()).exact();
         if declared.is_some_and(|n| n > config.max_request_body_bytes) {
             discard(request.into_body()).await;
             return Err(refused(Failure::TooLarge(config.max_request_body_bytes)));
@@ -301,6 +298,7 @@ impl Invoker {
             exceeded: exceeded.clone(),
             stall: self.body_timeout,
             stall_timer: None,
+            stall_armed: false,
             stalled: stalled.clone(),
         });
         let record = (call.caller != Caller::Shadow)
@@ -457,29 +455,37 @@ const PREFETCH_BYTES: usize = 16 << 10;
 
 /// A request body whose start was read ahead (up to a bound, or all of it), then the rest.
 struct Prefetched<B> {
-    head: std::collections::VecDeque<http_body::Frame<Bytes>>,
+    /// What was read ahead, an error of the body included (the function must see it, not a
+    /// body that seems to end early).
+    head: std::collections::VecDeque<Result<http_body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    /// The rest of the body; `None` once it ended or failed.
     rest: Option<B>,
 }
 
 impl<B> Prefetched<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    /// Reads frames until the body ends or `bound` bytes are in, each within `stall`. An
-    /// error of the body itself is left for the function to see.
+    /// Reads frames until the body ends or fails, or `bound` bytes are in, each within
+    /// `stall`.
     async fn read(mut body: B, bound: usize, stall: Duration) -> Result<Self, Failure> {
         use http_body_util::BodyExt as _;
         let mut head = std::collections::VecDeque::new();
         let mut read = 0;
         while read < bound && !body.is_end_stream() {
-            let frame = match tokio::time::timeout(stall, body.frame()).await {
+            match tokio::time::timeout(stall, body.frame()).await {
                 Err(_) => return Err(Failure::BodyTimeout(stall)),
                 Ok(None) => return Ok(Self { head, rest: None }),
-                Ok(Some(Err(_))) => break,
-                Ok(Some(Ok(frame))) => frame,
-            };
-            read += frame.data_ref().map_or(0, Bytes::len);
-            head.push_back(frame);
+                Ok(Some(Err(e))) => {
+                    head.push_back(Err(e.into()));
+                    return Ok(Self { head, rest: None });
+                }
+                Ok(Some(Ok(frame))) => {
+                    read += frame.data_ref().map_or(0, Bytes::len);
+                    head.push_back(Ok(frame));
+                }
+            }
         }
         Ok(Self {
             head,
@@ -491,20 +497,21 @@ where
 impl<B> http_body::Body for Prefetched<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if let Some(frame) = this.head.pop_front() {
-            return Poll::Ready(Some(Ok(frame)));
+        if let Some(item) = this.head.pop_front() {
+            return Poll::Ready(Some(item));
         }
         match &mut this.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
+            Some(rest) => Pin::new(rest).poll_frame(cx).map_err(Into::into),
             None => Poll::Ready(None),
         }
     }
@@ -523,6 +530,8 @@ struct CappedBody<B> {
     exceeded: Arc<AtomicBool>,
     stall: Duration,
     stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `stall_timer` counts the current pause (cleared by every frame).
+    stall_armed: bool,
     stalled: Arc<AtomicBool>,
 }
 
@@ -541,7 +550,7 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.stall_timer = None;
+                this.stall_armed = false;
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
                     this.exceeded.store(true, Ordering::Release);
@@ -555,10 +564,20 @@ where
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let stall = this.stall;
-                let timer = this
-                    .stall_timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                // One timer per body, re-armed at each pause rather than allocated anew.
+                let deadline = tokio::time::Instant::now() + this.stall;
+                let timer = match &mut this.stall_timer {
+                    Some(timer) => {
+                        if !this.stall_armed {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => this
+                        .stall_timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.stall_armed = true;
                 if timer.as_mut().poll(cx).is_ready() {
                     this.stalled.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(
@@ -576,5 +595,26 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt as _, StreamBody};
+
+    /// A client that breaks off while its body is read ahead: the function still sees the
+    /// error, not a body that seems complete.
+    #[tokio::test]
+    async fn a_body_error_read_ahead_reaches_the_function() {
+        let frames: Vec<Result<http_body::Frame<Bytes>, wasmtime_wasi_http::Error>> = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"part"))),
+            Err(wasmtime_wasi_http::Error::ConnectionTerminated),
+        ];
+        let body = StreamBody::new(futures::stream::iter(frames));
+        let prefetched = Prefetched::read(body, PREFETCH_BYTES, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(prefetched.collect().await.is_err());
     }
 }

@@ -110,12 +110,6 @@ const DENIAL_LOGS_PER_SECOND: u32 = 10;
 
 static DENIAL_LOG: LogLimiter = LogLimiter::new(DENIAL_LOGS_PER_SECOND);
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// At most `per_second` log lines per second; lock-free, approximate at second boundaries.
 struct LogLimiter {
     per_second: u32,
@@ -170,7 +164,9 @@ impl WasiHttpHooks for OutboundPolicy {
     ) -> SendFuture {
         if !self.allows(request.uri()) {
             // A function looping on a denied call must not flood the host's log.
-            if let Some(suppressed) = DENIAL_LOG.admit(now_secs()) {
+            if let Some(suppressed) =
+                DENIAL_LOG.admit(crate::model::now_ms().div_euclid(1000) as u64)
+            {
                 tracing::warn!(
                     uri = %request.uri(),
                     suppressed,

@@ -283,12 +283,14 @@ impl Rollouts {
                     Transition::Hold => {
                         plan::advance(record, verdict, candidate, stable, now_ms(), "");
                     }
-                    _ => due.push((record.clone(), verdict, candidate, stable)),
+                    transition => {
+                        due.push((record.clone(), transition, verdict, candidate, stable))
+                    }
                 }
             }
         }
-        for (seen, verdict, candidate, stable) in due {
-            let note = match plan::decide(&seen, &verdict) {
+        for (seen, transition, verdict, candidate, stable) in due {
+            let note = match transition {
                 Transition::Advance { share_bp } => self.warm_before_shift(&seen, share_bp).await,
                 _ => String::new(),
             };

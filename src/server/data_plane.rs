@@ -27,12 +27,11 @@ const ALIAS_HEADER: HeaderName = HeaderName::from_static("fnhost-alias");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("fnhost-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response<Body> {
     if request.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n");
     }
     let request_id = request_id(&request);
-    let mut request = request;
     strip_reserved(request.headers_mut());
     let resolved = match Target::parse(request.uri().path()) {
         None => Err(ApiError::not_found(

@@ -8,21 +8,14 @@ use serde_json::{Value, json};
 
 use crate::common::{TestHost, rss_mib};
 
-async fn deploy_hostile(host: &TestHost, name: &str, config: Value) {
-    let query = format!(
-        "config={}",
-        form_urlencoded::byte_serialize(config.to_string().as_bytes()).collect::<String>()
-    );
-    host.deploy(name, "hostile", &query).await;
-}
-
 /// Clients that hang up while queued for a busy function leave its queue: a later request
 /// still queues and is served once the slot frees, instead of an instant 503 "queue full".
 #[tokio::test]
 async fn clients_that_hang_up_while_queued_leave_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let host = Arc::new(TestHost::start(&dir.path().join("data")).await);
-    deploy_hostile(&host, "slow", json!({"max_concurrency": 1})).await;
+    host.deploy_hostile("slow", json!({"max_concurrency": 1}))
+        .await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(150))
         .build()
@@ -254,7 +247,8 @@ async fn stalled_bodies_get_408_and_hold_no_slots() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start_with(&dir.path().join("data"), &["--body-timeout", "1s"]).await;
-    deploy_hostile(&host, "busy", json!({"max_concurrency": 2})).await;
+    host.deploy_hostile("busy", json!({"max_concurrency": 2}))
+        .await;
     let address = host.data_url.trim_start_matches("http://").to_string();
     let mut stalled = Vec::new();
     for _ in 0..20 {

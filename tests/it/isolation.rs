@@ -5,20 +5,11 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestHost, rss_mib};
+use crate::common::{TestHost, rss_mib, urlencode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Deploys `hostile` as `name` with a JSON config change.
-async fn deploy_hostile(host: &TestHost, name: &str, config: Value) {
-    let query = format!("config={}", urlencode(&config.to_string()));
-    host.deploy(name, "hostile", &query).await;
-}
-
-fn urlencode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
 async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -36,7 +27,8 @@ async fn each_hostile_behaviour_gets_its_status_and_neighbours_keep_working() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
     host.deploy("hello", "hello", "").await;
-    deploy_hostile(&host, "bad", json!({"timeout_ms": 1000, "memory_mb": 64})).await;
+    host.deploy_hostile("bad", json!({"timeout_ms": 1000, "memory_mb": 64}))
+        .await;
     let cases = [
         ("/bad/loop", 504, "timeout", "1000 ms timeout"),
         ("/bad/sleep?ms=5000", 504, "timeout", "1000 ms timeout"),
@@ -69,12 +61,8 @@ async fn each_hostile_behaviour_gets_its_status_and_neighbours_keep_working() {
 async fn cpu_budget_counts_running_not_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    deploy_hostile(
-        &host,
-        "cpu",
-        json!({"timeout_ms": 5000, "cpu_budget_ms": 100}),
-    )
-    .await;
+    host.deploy_hostile("cpu", json!({"timeout_ms": 5000, "cpu_budget_ms": 100}))
+        .await;
     let started = Instant::now();
     let (status, code, message) = error_of(host.call("/cpu/loop").await).await;
     assert_eq!((status, code.as_str()), (500, "cpu_budget"), "{message}");
@@ -90,7 +78,8 @@ async fn cpu_budget_counts_running_not_waiting() {
 async fn probe_sees_no_host_files_env_or_sockets() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    deploy_hostile(&host, "probe", json!({"env": {"OWN_SETTING": "1"}})).await;
+    host.deploy_hostile("probe", json!({"env": {"OWN_SETTING": "1"}}))
+        .await;
     let (status, _, body) = host.call_text("/probe/probe").await;
     assert_eq!(status, 200);
     println!("{body}");
@@ -127,8 +116,9 @@ async fn outbound_http_is_denied_unless_allowlisted() {
     let allowed = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    deploy_hostile(&host, "caller", json!({"allow_outbound": [allowed]})).await;
-    deploy_hostile(&host, "jailed", json!({})).await;
+    host.deploy_hostile("caller", json!({"allow_outbound": [allowed]}))
+        .await;
+    host.deploy_hostile("jailed", json!({})).await;
 
     let call = |function: &str, url: &str| format!("/{function}/outbound?url={url}");
     let (_, _, body) = host
@@ -156,7 +146,8 @@ async fn outbound_http_is_denied_unless_allowlisted() {
 async fn body_limits_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    deploy_hostile(&host, "small", json!({"max_request_body_bytes": 1024})).await;
+    host.deploy_hostile("small", json!({"max_request_body_bytes": 1024}))
+        .await;
     let url = format!("{}/small/echo-size", host.data_url);
     let ok = host
         .http
@@ -213,7 +204,8 @@ async fn body_limits_are_enforced() {
 async fn concurrency_limit_queues_then_answers_503() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start_with(&dir.path().join("data"), &["--queue-timeout", "300ms"]).await;
-    deploy_hostile(&host, "slow", json!({"max_concurrency": 2})).await;
+    host.deploy_hostile("slow", json!({"max_concurrency": 2}))
+        .await;
     host.deploy("hello", "hello", "").await;
     let requests = (0..8).map(|_| {
         host.http
@@ -245,7 +237,7 @@ async fn concurrency_limit_queues_then_answers_503() {
 async fn logs_are_captured_per_invocation_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    deploy_hostile(&host, "loud", json!({})).await;
+    host.deploy_hostile("loud", json!({})).await;
     let response = host
         .http
         .get(format!("{}/loud/flood?kib=1", host.data_url))
@@ -292,7 +284,7 @@ async fn logs_are_captured_per_invocation_and_bounded() {
     assert_eq!(entries[0]["version"], "latest");
 
     // A fresh function's log shows the request id and its output.
-    deploy_hostile(&host, "quiet", json!({})).await;
+    host.deploy_hostile("quiet", json!({})).await;
     host.http
         .get(format!("{}/quiet/flood?kib=1", host.data_url))
         .header("x-request-id", "req-xyz")
@@ -324,7 +316,8 @@ async fn noisy_neighbours_do_not_hurt_hello() {
     let dir = tempfile::tempdir().unwrap();
     let host = std::sync::Arc::new(TestHost::start(&dir.path().join("data")).await);
     host.deploy("hello", "hello", "").await;
-    deploy_hostile(&host, "noisy", json!({"timeout_ms": 500, "memory_mb": 128})).await;
+    host.deploy_hostile("noisy", json!({"timeout_ms": 500, "memory_mb": 128}))
+        .await;
     let rss_before = rss_mib(host.pid());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let noise: Vec<_> = [

@@ -170,6 +170,12 @@ impl TestHost {
         body
     }
 
+    /// Deploys `functions/hostile` as `name` with `config` (a JSON config patch).
+    pub async fn deploy_hostile(&self, name: &str, config: serde_json::Value) -> Value {
+        let query = format!("config={}", urlencode(&config.to_string()));
+        self.deploy(name, "hostile", &query).await
+    }
+
     /// Publishes and returns (status, body).
     pub async fn publish(&self, name: &str) -> (u16, Value) {
         let response = self
@@ -314,4 +320,9 @@ pub fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kib / 1024.0
+}
+
+/// `text` encoded for a URL query value.
+pub fn urlencode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
