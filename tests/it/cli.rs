@@ -500,8 +500,20 @@ async fn rollouts_objects_and_events_from_the_cli() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let events = stdout(&fnhost(&host, &["events", "copy"]));
-    assert!(events.contains("delivered"), "{events}");
+    // The output is written before the event is marked delivered (at least once): wait
+    // for the mark too.
+    let started = std::time::Instant::now();
+    loop {
+        let events = stdout(&fnhost(&host, &["events", "copy"]));
+        if events.contains("delivered") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{events}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let fetched = dir.path().join("out.txt");
     stdout(&fnhost(
         &host,
