@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Serialize;
 use tokio::sync::Notify;
 
 /// Memory kept per function: the entries' text, ids and bookkeeping together.
 pub const BYTES_PER_FUNCTION: usize = 256 * 1024;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct LogEntry {
     /// Increases by one per entry of this function; pass the last one seen as `after`.
     pub seq: u64,

@@ -14,6 +14,8 @@
 //! - [`engine`]: the one wasmtime engine, the compiled-code cache, validation of uploads,
 //!   and running one request in one fresh (pre-warmed or on-demand) instance.
 //! - [`server`]: the data plane and the admin API over HTTP/1.1 and h2c, graceful shutdown.
+//! - [`api`]: the admin API's wire types (every request and response body), shared by the
+//!   server and the CLI.
 //! - [`cli`]: the `fnhost` command: `serve` and the admin client commands.
 //! - [`scaling`]: per-version pools of pre-instantiated instances, provisioned concurrency,
 //!   and the autoscaler that sizes them and scales idle versions to zero.
@@ -32,6 +34,7 @@
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 
 pub mod admission;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod cold_start;

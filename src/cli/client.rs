@@ -8,8 +8,11 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::ClientArgs;
+use crate::api::{ErrorBody, ErrorDetail};
 
 /// A non-2xx answer from the API, carrying its status and message.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,21 @@ pub struct ApiFailure {
     pub status: u16,
     pub code: String,
     pub message: String,
+}
+
+impl ApiFailure {
+    /// From the API's error object; `status` is used when the object does not carry one.
+    pub fn from_detail(status: u16, detail: ErrorDetail) -> Self {
+        let mut message = detail.message;
+        if let Some(id) = detail.error_id {
+            message.push_str(&format!(" (error id {id})"));
+        }
+        Self {
+            status: detail.status.unwrap_or(status),
+            code: detail.code,
+            message,
+        }
+    }
 }
 
 pub struct AdminClient {
@@ -82,25 +100,55 @@ impl AdminClient {
         Err(failure(response).await.into())
     }
 
-    /// A JSON call: sends `body` (if any) and parses the JSON answer.
-    pub async fn call(
+    /// `GET path`, read as the API type `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::GET, path, Bytes::new()).await
+    }
+
+    /// `DELETE path`, read as the API type `T`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::DELETE, path, Bytes::new()).await
+    }
+
+    /// A call with `body` sent as JSON, read as the API type `T`.
+    pub async fn send_json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<serde_json::Value> {
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let bytes = serde_json::to_vec(body).context("encoding the request")?;
+        self.call(method, path, bytes.into()).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<T> {
         let response = self
             .send(
                 method,
                 path,
-                bytes,
+                body,
                 &[(header::CONTENT_TYPE, "application/json")],
             )
             .await?;
-        let bytes = response.into_body().collect().await?.to_bytes();
-        serde_json::from_slice(&bytes).context("the admin API answered with invalid JSON")
+        read_answer(response).await
     }
+}
+
+/// Reads a success answer as the API type `T`, saying what did not match if it does not.
+pub async fn read_answer<T: DeserializeOwned>(response: Response<Incoming>) -> anyhow::Result<T> {
+    let bytes = response.into_body().collect().await?.to_bytes();
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "the admin API's answer is not what this fnhost {} expects (is the host another \
+             version?)",
+            env!("CARGO_PKG_VERSION")
+        )
+    })
 }
 
 pub fn http_client() -> Client<HttpConnector, Full<Bytes>> {
@@ -116,23 +164,13 @@ pub async fn failure(response: Response<Incoming>) -> ApiFailure {
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let text = |key: &str| {
-        error
-            .and_then(|e| e.get(key))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let mut message = text("message")
-        .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()));
-    if let Some(id) = text("error_id") {
-        message.push_str(&format!(" (error id {id})"));
-    }
-    ApiFailure {
-        status,
-        code: text("code").unwrap_or_default(),
-        message,
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => ApiFailure::from_detail(status, body.error),
+        Err(_) => ApiFailure {
+            status,
+            code: String::new(),
+            message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()),
+        },
     }
 }
 

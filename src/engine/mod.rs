@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use dashmap::DashMap;
-use serde::Serialize;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -82,8 +81,7 @@ pub enum PrepareError {
 }
 
 /// Deploy stages, reported to the uploader as progress.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "stage", rename_all = "snake_case")]
+#[derive(Clone, Debug)]
 pub enum Stage {
     WaitingForCompiler,
     Compiling,
@@ -101,7 +99,7 @@ struct EngineStats {
     cache_load_failures: AtomicU64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct EngineStatus {
     pub pooling_allocator: bool,
     pub pool_instances: u32,

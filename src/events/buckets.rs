@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, WriteMultipart};
-use serde::Serialize;
 
 use crate::model::check_bucket;
 
@@ -36,7 +35,7 @@ pub enum ObjectError {
 }
 
 /// One listed object.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,

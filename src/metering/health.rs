@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Serialize;
 
 use super::InvocationRecord;
 use crate::model::LatencyHistogram;
@@ -29,7 +28,7 @@ pub struct HealthWindows {
 }
 
 /// One version's health over a window.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct VersionHealth {
     pub version: VersionLabel,
     pub window_secs: u64,

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Serialize;
 
 use crate::model::LatencyHistogram;
 use crate::model::VersionLabel;
@@ -44,7 +43,7 @@ struct Counts {
 }
 
 /// One shadow version's results, for the admin API.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct ShadowReport {
     pub version: VersionLabel,
     pub sent: u64,

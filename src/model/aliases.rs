@@ -129,16 +129,16 @@ pub enum TrafficChange {
     Promote,
 }
 
-/// One recorded alias change. `before` / `after` are the alias's routes (`null` when it was
-/// created or deleted).
-#[derive(Clone, Debug, Serialize)]
+/// One recorded alias change. `before` / `after` are the alias as it was (for `$DEFAULT`,
+/// its effective routes and sticky header), `None` when it was created or deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub id: i64,
     pub function: String,
     pub alias: String,
     pub at_ms: i64,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub before: Option<AliasSpec>,
+    pub after: Option<AliasSpec>,
     pub actor: String,
     pub reason: String,
 }
@@ -385,10 +385,9 @@ mod tests {
 }
 
 /// A stored alias.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AliasRecord {
     pub name: String,
-    #[serde(flatten)]
     pub spec: AliasSpec,
     pub updated_at_ms: i64,
 }

@@ -1,12 +1,12 @@
-//! Reports of warm capacity: each version's pool and the scaler's counters, as the admin API
-//! and `/metrics` show them.
+//! Reports of warm capacity: each version's pool and the scaler's counters. Computed, never
+//! stored, and shown as they are by the admin API (`api` re-exports them) and `/metrics`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::VersionLabel;
 
 /// One version's warm capacity, for the admin API and metrics.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub function: String,
     pub version: VersionLabel,
@@ -23,7 +23,7 @@ pub struct PoolStatus {
 }
 
 /// Counters of work done off the request path.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalerStats {
     pub prewarmed: u64,
     pub prewarm_failures: u64,

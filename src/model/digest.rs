@@ -42,3 +42,12 @@ impl Serialize for Digest {
         s.collect_str(self)
     }
 }
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.strip_prefix("sha256:")
+            .and_then(Self::from_hex)
+            .ok_or_else(|| serde::de::Error::custom("a digest is sha256: and 64 hex digits"))
+    }
+}

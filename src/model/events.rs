@@ -148,7 +148,7 @@ impl EventStatus {
 
 /// One event in the outbox. Its `id` is stable across retries, so a function can
 /// deduplicate (delivery is at least once).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
     pub id: String,
     pub trigger_id: i64,

@@ -313,7 +313,7 @@ impl<'de> Deserialize<'de> for VersionLabel {
 }
 
 /// A function as the admin API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct FunctionInfo {
     pub name: String,
     /// `$LATEST`: the code and config the next `publish` freezes.
@@ -325,7 +325,7 @@ pub struct FunctionInfo {
 }
 
 /// Code plus config, as held by `$LATEST` or a version.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct CodeInfo {
     pub digest: Digest,
     pub size: u64,
@@ -334,7 +334,7 @@ pub struct CodeInfo {
 }
 
 /// A published, immutable version.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct VersionInfo {
     pub function: String,
     pub version: u32,

@@ -18,8 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::metering::{Metering, ShadowReport, VersionHealth};
 use crate::model::{
     AliasSpec, DEFAULT_ALIAS, TrafficChange, VersionLabel, WeightedRoute, Why, now_ms,
@@ -63,18 +61,18 @@ pub struct StartRequest {
 }
 
 /// A rollout with how its current step looks so far.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct RolloutStatus {
-    #[serde(flatten)]
     pub record: RolloutRecord,
-    pub current_percent: f64,
+    /// The candidate's share now (0 once rolled back or aborted).
+    pub current_bp: BasisPoints,
     /// The current step's health so far (running rollouts only).
     pub observing: Option<StepHealth>,
     /// How mirrored (shadow) requests to each version compared with the primary's answers.
     pub shadow: Vec<ShadowReport>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct StepHealth {
     pub elapsed_ms: i64,
     pub candidate: Observed,
@@ -494,9 +492,9 @@ impl Rollouts {
             }
         });
         RolloutStatus {
-            current_percent: match record.phase {
-                Phase::RolledBack | Phase::Aborted => 0.0,
-                _ => record.share_bp().percent(),
+            current_bp: match record.phase {
+                Phase::RolledBack | Phase::Aborted => BasisPoints::ZERO,
+                _ => record.share_bp(),
             },
             record: record.clone(),
             observing,

@@ -1,9 +1,7 @@
 //! API errors and their HTTP statuses: the one place where failures become status codes.
 
-use http::{HeaderValue, Response, StatusCode, header};
-use serde::Serialize;
-
 use super::body::{Body, json};
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::engine::{InvokeError, PrepareError};
 use crate::events::buckets::ObjectError;
 use crate::invocation::Failure;
@@ -11,6 +9,7 @@ use crate::model::{InvalidConfig, InvalidName};
 use crate::rollout::RolloutError;
 use crate::routing::RouteError;
 use crate::store::StoreError;
+use http::{HeaderValue, Response, StatusCode, header};
 
 /// An error answer: status, a stable machine-readable code, and a message for humans that
 /// says what was wrong and, where known, what to do.
@@ -25,19 +24,6 @@ pub struct ApiError {
     /// The request body was left unread: tell HTTP/1 clients not to reuse the connection,
     /// which the server closes after this answer.
     pub close_connection: bool,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -69,11 +55,7 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Body> {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
-                error_id: self.error_id.as_deref(),
-            },
+            error: self.detail(false),
         };
         let mut response = json(self.status, &body);
         if self.close_connection {
@@ -89,13 +71,15 @@ impl ApiError {
         response
     }
 
-    /// The JSON `error` object alone, for errors reported inside a progress stream.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "status": self.status.as_u16(),
-            "code": self.code,
-            "message": self.message,
-        })
+    /// The `error` object; `with_status` for errors reported inside a progress stream,
+    /// whose own HTTP status is already 200.
+    pub fn detail(&self, with_status: bool) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            error_id: self.error_id.clone(),
+            status: with_status.then_some(self.status.as_u16()),
+        }
     }
 }
 

@@ -225,7 +225,7 @@ pub fn every_traffic_change_is_in_the_history_with_its_reason(db: &dyn MetadataS
     );
     assert_eq!(history[1].actor, "rollout");
     let after = history[1].after.as_ref().unwrap();
-    assert_eq!(after["routes"][1]["weight_bp"], 2500);
+    assert_eq!(after.routes[1].weight_bp, BasisPoints::new(2500));
     assert_eq!(db.alias_history("f", Some("prod"), 100).unwrap().len(), 2);
     assert_eq!(
         db.rollouts().unwrap(),

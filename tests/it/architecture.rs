@@ -106,6 +106,29 @@ fn no_import_cycle_between_top_level_modules() {
     }
 }
 
+/// The leaves stay leaves: `model` imports nothing of the crate, and `api` (the admin API's
+/// wire types, shared by server and CLI) only `model`, so both ends can use them without
+/// pulling in the host.
+#[test]
+fn leaf_modules_import_only_what_they_may() {
+    let graph = dependencies(&root().join("src"));
+    let empty = BTreeSet::new();
+    let model = graph.get("model").unwrap_or(&empty);
+    assert!(model.is_empty(), "model imports {model:?}");
+    let api = &graph["api"];
+    assert!(
+        api.iter().all(|m| m == "model"),
+        "api may import only model, imports {api:?}"
+    );
+    for user in ["server", "cli"] {
+        assert!(
+            graph[user].contains("api"),
+            "{user} speaks the API through `api`: {:?}",
+            graph[user]
+        );
+    }
+}
+
 /// Sibling modules (files of one directory) that name each other through `super::NAME`,
 /// for every directory under `src/`.
 fn sibling_dependencies(src: &Path) -> BTreeMap<String, BTreeSet<String>> {

@@ -530,3 +530,111 @@ async fn rollouts_objects_and_events_from_the_cli() {
     let missing = fnhost(&host, &["object", "get", "inbox", "nope.txt"]);
     assert_eq!(missing.status.code(), Some(1), "not found exits 1");
 }
+
+/// The table commands render what the API answers (read through the shared wire types):
+/// traffic with a sticky header, an alias with a rule and a mirror, the history of both,
+/// triggers, usage by alias, and a rollout's status; and `--json` prints the API's shape.
+#[tokio::test]
+async fn table_commands_render_the_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let hello = wasm_path("hello");
+    let hello = hello.to_str().unwrap();
+    stdout(&fnhost(&host, &["deploy", "shop", hello, "--publish"]));
+    stdout(&fnhost(&host, &["deploy", "shop", hello, "--env", "A=1"]));
+
+    let out = stdout(&fnhost(
+        &host,
+        &["traffic", "shop", "12.5", "--sticky-header", "user-id"],
+    ));
+    assert_eq!(out, "shop $DEFAULT: 1: 87.5%, $LATEST: 12.5%\n");
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "alias",
+            "set",
+            "shop",
+            "prod",
+            "1=99.99",
+            "latest=0.01",
+            "--rule",
+            "app-version^=2.@latest",
+            "--mirror",
+            "latest=20",
+        ],
+    ));
+    assert_eq!(out, "shop@prod: 1: 99.99%, $LATEST: 0.01%\n");
+    let out = stdout(&fnhost(&host, &["alias", "list", "shop"]));
+    let prod = out.lines().find(|l| l.starts_with("prod")).unwrap();
+    assert!(
+        prod.contains("(mirror $LATEST=20%)") && prod.contains("app-version^=2. -> $LATEST"),
+        "{out}"
+    );
+    let default = out.lines().find(|l| l.starts_with("$DEFAULT")).unwrap();
+    assert!(default.contains("user-id"), "{out}");
+
+    let out = stdout(&fnhost(&host, &["alias", "history", "shop"]));
+    let newest = out.lines().nth(1).unwrap();
+    assert!(
+        newest.contains("prod")
+            && newest.contains("(none)")
+            && newest.contains("1:99.99% latest:0.01%"),
+        "{out}"
+    );
+    assert!(out.contains("1:87.5% latest:12.5%"), "{out}");
+
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "trigger", "add", "shop", "--bucket", "uploads", "--prefix", "in/",
+        ],
+    ));
+    assert_eq!(out, "added trigger 1: objects in uploads/in/*\n");
+    let out = stdout(&fnhost(&host, &["trigger", "list", "shop"]));
+    assert!(out.contains("objects in uploads/in/*  $DEFAULT"), "{out}");
+
+    for _ in 0..3 {
+        let response = reqwest::get(format!("{}/shop/", host.data_url))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let out = stdout(&fnhost(&host, &["usage", "shop", "--by", "alias"]));
+    let row = out.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["shop", "$DEFAULT", "3", "0"], "{out}");
+
+    let out = stdout(&fnhost(
+        &host,
+        &[
+            "rollout",
+            "shop",
+            "--to",
+            "1",
+            "--alias",
+            "prod",
+            "--steps",
+            "50,100",
+            "--interval",
+            "60s",
+        ],
+    ));
+    assert!(
+        out.starts_with("started: step 1 sends 50% to version 1"),
+        "{out}"
+    );
+    let out = stdout(&fnhost(&host, &["rollout", "status", "shop"]));
+    assert!(
+        out.starts_with("rollout of shop version 1 through prod: running at 50% (step 1 of 2)"),
+        "{out}"
+    );
+    assert!(out.contains("stable version: $LATEST"), "{out}");
+    let status: Value = serde_json::from_str(&stdout(&fnhost(
+        &host,
+        &["rollout", "abort", "shop", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(status["phase"], "aborted");
+    assert_eq!(status["current_percent"], 0.0);
+    assert_eq!(status["spec"]["steps_bp"], serde_json::json!([5000, 10000]));
+}

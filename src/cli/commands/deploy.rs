@@ -8,7 +8,8 @@ use clap::Args;
 use http::{Method, header};
 use http_body_util::BodyExt;
 
-use super::{LimitArgs, parse_key_value, read_file};
+use super::{LimitArgs, parse_key_value, print_json, read_file};
+use crate::api::{StageView, Status, UploadEvent};
 use crate::cli::ClientArgs;
 use crate::cli::client::{AdminClient, ApiFailure};
 
@@ -43,10 +44,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let wasm = read_file(&args.file)?;
     // The host would refuse a too-large upload mid-transfer, which a client sees as a reset
     // connection; ask for the limit first and say it plainly.
-    if let Ok(status) = client.call(Method::GET, "/v1/status", None).await
-        && let Some(limit) = status["limits"]["max_upload_bytes"].as_u64()
-        && wasm.len() as u64 > limit
+    if let Ok(status) = client.get::<Status>("/v1/status").await
+        && wasm.len() as u64 > status.limits.max_upload_bytes
     {
+        let limit = status.limits.max_upload_bytes;
         anyhow::bail!(
             "{} is {}, larger than the host's upload limit of {}; strip it \
              (`wasm-tools strip`) or raise `fnhost serve --max-upload`",
@@ -105,24 +106,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         buffer.extend_from_slice(data);
         while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
-            let event: serde_json::Value = serde_json::from_slice(&line)
+            let event: UploadEvent = serde_json::from_slice(&line)
                 .context("the admin API sent an unreadable progress line")?;
-            match event["event"].as_str() {
-                Some("done") => result = Some(event["result"].clone()),
-                Some("error") => {
+            match event {
+                UploadEvent::Done { result: done } => result = Some(done),
+                UploadEvent::Error { error } => {
                     progress.finish();
-                    let error = &event["error"];
-                    return Err(ApiFailure {
-                        status: error["status"].as_u64().unwrap_or(500) as u16,
-                        code: error["code"].as_str().unwrap_or_default().to_string(),
-                        message: error["message"]
-                            .as_str()
-                            .unwrap_or("deploy failed")
-                            .to_string(),
-                    }
-                    .into());
+                    return Err(ApiFailure::from_detail(500, error).into());
                 }
-                Some("working") => progress.heartbeat(&describe(&event)),
+                UploadEvent::Working { .. } => progress.heartbeat(&describe(&event)),
                 _ => progress.show(&describe(&event)),
             }
         }
@@ -130,26 +122,20 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     progress.finish();
     let mut result = result.context("the upload stream ended before the deploy finished")?;
     if args.publish {
-        let published = client
-            .call(
-                Method::POST,
-                &format!("/v1/functions/{}/versions", args.name),
-                Some(serde_json::json!({ "description": args.description })),
-            )
-            .await?;
-        result["published"] = published;
+        let published =
+            super::manage::publish_latest(&client, &args.name, args.description.clone()).await?;
+        result.published = Some(published);
     }
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+    if print_json(&args.client, &result)? {
         return Ok(());
     }
-    let function = &result["function"];
+    let latest = &result.function.latest;
     println!(
         "deployed {} $LATEST: {} ({}), exports {}",
         args.name,
-        function["latest"]["digest"].as_str().unwrap_or("?"),
-        human_size(function["latest"]["size"].as_u64().unwrap_or(0) as usize),
-        result["handler_export"].as_str().unwrap_or("?"),
+        latest.digest,
+        human_size(latest.size as usize),
+        result.handler_export,
     );
     if let Some(bp) = args.traffic {
         println!(
@@ -157,37 +143,39 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             bp, args.name
         );
     }
-    if let Some(published) = result.get("published") {
-        let verb = if published["created"].as_bool() == Some(true) {
+    if let Some(published) = &result.published {
+        let verb = if published.created {
             "published"
         } else {
             "unchanged since"
         };
-        println!("{verb} version {}", published["version"]["version"]);
+        println!("{verb} version {}", published.version.version);
     }
     Ok(())
 }
 
-fn describe(event: &serde_json::Value) -> String {
-    let elapsed = event["elapsed_ms"].as_u64().map(|ms| ms as f64 / 1000.0);
-    match (event["event"].as_str(), event["detail"]["stage"].as_str()) {
-        (Some("validated"), _) => format!(
-            "validated: component exporting {}",
-            event["handler_export"].as_str().unwrap_or("?")
-        ),
-        (Some("stage"), Some("waiting_for_compiler")) => {
-            "waiting for another upload's compilation to finish".into()
+fn describe(event: &UploadEvent) -> String {
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    match event {
+        UploadEvent::Validated { handler_export, .. } => {
+            format!("validated: component exporting {handler_export}")
         }
-        (Some("stage"), Some("compiling")) | (Some("working"), _) => {
-            format!("compiling... {:.1}s", elapsed.unwrap_or(0.0))
+        UploadEvent::Stage { elapsed_ms, detail } => match detail {
+            StageView::WaitingForCompiler => {
+                "waiting for another upload's compilation to finish".into()
+            }
+            StageView::Compiling => format!("compiling... {:.1}s", seconds(*elapsed_ms)),
+            StageView::Compiled { compile_ms } => {
+                format!("compiled in {:.1}s", seconds(*compile_ms))
+            }
+            StageView::CacheHit => "already compiled (cache hit)".into(),
+            StageView::Linked => "linked against WASI 0.2 + wasi:http".into(),
+        },
+        UploadEvent::Working { elapsed_ms } => {
+            format!("compiling... {:.1}s", seconds(*elapsed_ms))
         }
-        (Some("stage"), Some("compiled")) => format!(
-            "compiled in {:.1}s",
-            event["detail"]["compile_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
-        ),
-        (Some("stage"), Some("cache_hit")) => "already compiled (cache hit)".into(),
-        (Some("stage"), Some("linked")) => "linked against WASI 0.2 + wasi:http".into(),
-        _ => event.to_string(),
+        UploadEvent::Done { .. } => "done".into(),
+        UploadEvent::Error { error } => error.message.clone(),
     }
 }
 

@@ -1,10 +1,11 @@
 //! `fnhost alias history NAME [ALIAS]`: who moved traffic, when, from what to what, and why.
 
 use clap::Args;
-use serde_json::Value;
 
+use crate::api::HistoryPage;
 use crate::cli::ClientArgs;
 use crate::cli::table;
+use crate::model::AliasSpec;
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -25,21 +26,20 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
         let encoded: String = form_urlencoded::byte_serialize(alias.as_bytes()).collect();
         path.push_str(&format!("&alias={encoded}"));
     }
-    let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
+    let Some(answer) = super::fetch_for_table::<HistoryPage>(&args.client, &path).await? else {
         return Ok(());
     };
-    let rows: Vec<Vec<String>> = answer["changes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = answer
+        .changes
+        .iter()
         .map(|change| {
             vec![
-                time_label(change["at_ms"].as_i64().unwrap_or(0)),
-                change["alias"].as_str().unwrap_or("-").to_string(),
-                routes(&change["before"]),
-                routes(&change["after"]),
-                change["actor"].as_str().unwrap_or("-").to_string(),
-                change["reason"].as_str().unwrap_or("").to_string(),
+                time_label(change.at_ms),
+                change.alias.clone(),
+                routes(change.before.as_ref()),
+                routes(change.after.as_ref()),
+                change.actor.clone(),
+                change.reason.clone(),
             ]
         })
         .collect();
@@ -51,21 +51,14 @@ pub async fn run(args: HistoryArgs) -> anyhow::Result<()> {
 }
 
 /// `3:90% latest:10%`, or `(none)` for a created or deleted alias.
-pub fn routes(view: &Value) -> String {
-    let Some(routes) = view["routes"].as_array() else {
+pub fn routes(spec: Option<&AliasSpec>) -> String {
+    let Some(spec) = spec else {
         return "(none)".into();
     };
-    routes
+    spec.routes
         .iter()
-        .filter(|r| r["weight_bp"].as_u64().unwrap_or(0) > 0)
-        .map(|r| {
-            let version = match &r["version"] {
-                Value::String(s) if s == "$LATEST" => "latest".to_string(),
-                other => other.to_string(),
-            };
-            let bp = r["weight_bp"].as_u64().unwrap_or(0) as u32;
-            format!("{version}:{}%", crate::model::BasisPoints::new(bp))
-        })
+        .filter(|r| r.weight_bp.get() > 0)
+        .map(|r| format!("{}:{}%", r.version, r.weight_bp))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -98,13 +91,14 @@ mod tests {
 
     #[test]
     fn renders_routes_and_times() {
-        let view = serde_json::json!({"routes": [
+        let spec: AliasSpec = serde_json::from_value(serde_json::json!({"routes": [
             {"version": 3, "weight_bp": 9000},
             {"version": "$LATEST", "weight_bp": 1000},
             {"version": 2, "weight_bp": 0}
-        ]});
-        assert_eq!(routes(&view), "3:90% latest:10%");
-        assert_eq!(routes(&Value::Null), "(none)");
+        ]}))
+        .unwrap();
+        assert_eq!(routes(Some(&spec)), "3:90% latest:10%");
+        assert_eq!(routes(None), "(none)");
         assert_eq!(time_label(0), "1970-01-01 00:00:00");
         assert_eq!(time_label(1_795_996_800_000), "2026-11-30 00:00:00");
     }

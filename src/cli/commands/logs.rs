@@ -1,9 +1,9 @@
 //! `fnhost logs NAME`: what a function printed, per invocation, optionally following.
 
 use clap::Args;
-use http::Method;
 use std::io::Write as _;
 
+use crate::api::LogPage;
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 
@@ -33,35 +33,34 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         if args.follow {
             query.append_pair("follow", "1");
         }
-        let page = client
-            .call(
-                Method::GET,
-                &format!("/v1/functions/{}/logs?{}", args.name, query.finish()),
-                None,
-            )
+        let page: LogPage = client
+            .get(&format!(
+                "/v1/functions/{}/logs?{}",
+                args.name,
+                query.finish()
+            ))
             .await?;
         // Written, not println!'d: a closed pipe (`| head`) is an error `main` ends quietly
         // on, not a panic.
         let mut out = std::io::stdout().lock();
-        for entry in page["entries"].as_array().into_iter().flatten() {
+        for entry in &page.entries {
             if args.client.json {
-                writeln!(out, "{entry}")?;
+                writeln!(out, "{}", serde_json::to_string(entry)?)?;
                 continue;
             }
-            let time = entry["time_ms"].as_i64().unwrap_or(0);
-            for line in entry["text"].as_str().unwrap_or("").lines() {
+            for line in entry.text.lines() {
                 writeln!(
                     out,
                     "{} v{} [{}] {line}",
-                    format_time(time),
-                    entry["version"].as_str().unwrap_or("?"),
-                    entry["request_id"].as_str().unwrap_or("?"),
+                    format_time(entry.time_ms),
+                    entry.version,
+                    entry.request_id,
                 )?;
             }
         }
         out.flush()?;
         drop(out);
-        after = page["next_after"].as_u64().unwrap_or(after);
+        after = page.next_after;
         if !args.follow {
             return Ok(());
         }

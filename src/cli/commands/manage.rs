@@ -2,32 +2,33 @@
 //! status. Each prints a table, or the API's JSON with `--json`.
 
 use http::Method;
-use serde_json::Value;
+use serde::Serialize;
 
-use super::{ConfigArgs, DeleteArgs, NameArgs, PublishArgs};
+use super::{ConfigArgs, DeleteArgs, NameArgs, PublishArgs, print_json, short_digest};
+use crate::api::{
+    Deleted, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, ScalingView,
+    SetProvisioned, Status, VersionList,
+};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
 
 pub async fn functions(args: ClientArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(&args)?
-        .call(Method::GET, "/v1/functions", None)
-        .await?;
+    let answer: FunctionList = AdminClient::new(&args)?.get("/v1/functions").await?;
     if print_json(&args, &answer)? {
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = list(&answer["functions"])
+    let rows: Vec<Vec<String>> = answer
+        .functions
         .iter()
         .map(|f| {
             vec![
-                text(&f["name"]),
-                f["newest_version"]
-                    .as_u64()
-                    .map_or("-".into(), |v| v.to_string()),
-                text(&f["version_count"]),
-                short_digest(&f["latest"]["digest"]),
-                format!("{}Mi", f["latest"]["config"]["memory_mb"]),
-                format!("{}ms", f["latest"]["config"]["timeout_ms"]),
+                f.name.clone(),
+                f.newest_version.map_or("-".into(), |v| v.to_string()),
+                f.version_count.to_string(),
+                short_digest(&f.latest.digest),
+                format!("{}Mi", f.latest.config.memory_mb),
+                format!("{}ms", f.latest.config.timeout_ms),
             ]
         })
         .collect();
@@ -49,29 +50,23 @@ pub async fn functions(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 pub async fn versions(args: NameArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(&args.client)?
-        .call(
-            Method::GET,
-            &format!("/v1/functions/{}/versions", args.name),
-            None,
-        )
+    let answer: VersionList = AdminClient::new(&args.client)?
+        .get(&format!("/v1/functions/{}/versions", args.name))
         .await?;
     if print_json(&args.client, &answer)? {
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = list(&answer["versions"])
+    let rows: Vec<Vec<String>> = answer
+        .versions
         .iter()
         .map(|v| {
             vec![
-                text(&v["version"]),
-                short_digest(&v["digest"]),
-                format!("{}Mi", v["config"]["memory_mb"]),
-                format!("{}ms", v["config"]["timeout_ms"]),
-                v["config"]["env"]
-                    .as_object()
-                    .map_or(0, |env| env.len())
-                    .to_string(),
-                text(&v["description"]),
+                v.version.to_string(),
+                short_digest(&v.digest),
+                format!("{}Mi", v.config.memory_mb),
+                format!("{}ms", v.config.timeout_ms),
+                v.config.env.len().to_string(),
+                v.description.clone(),
             ]
         })
         .collect();
@@ -93,31 +88,52 @@ pub async fn versions(args: NameArgs) -> anyhow::Result<()> {
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(&args.client)?
-        .call(
-            Method::POST,
-            &format!("/v1/functions/{}/versions", args.name),
-            Some(serde_json::json!({ "description": args.description })),
-        )
-        .await?;
+    let answer = publish_latest(
+        &AdminClient::new(&args.client)?,
+        &args.name,
+        args.description,
+    )
+    .await?;
     if print_json(&args.client, &answer)? {
         return Ok(());
     }
-    let version = &answer["version"];
-    if answer["created"].as_bool() == Some(true) {
+    let version = &answer.version;
+    if answer.created {
         println!(
             "published {} version {} ({})",
-            args.name,
-            version["version"],
-            text(&version["digest"])
+            args.name, version.version, version.digest
         );
     } else {
         println!(
             "{} $LATEST is identical to version {}; nothing new to publish",
-            args.name, version["version"]
+            args.name, version.version
         );
     }
     Ok(())
+}
+
+/// Publishes `name`'s `$LATEST` (shared with `deploy --publish`).
+pub async fn publish_latest(
+    client: &AdminClient,
+    name: &str,
+    description: String,
+) -> anyhow::Result<Published> {
+    client
+        .send_json(
+            Method::POST,
+            &format!("/v1/functions/{name}/versions"),
+            &PublishRequest { description },
+        )
+        .await
+}
+
+/// What `fnhost config --json` prints: the function (when one was read or changed) and its
+/// warm capacity.
+#[derive(Serialize)]
+struct ConfigShown {
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    function: Option<FunctionView>,
+    scaling: ScalingView,
 }
 
 pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
@@ -139,120 +155,101 @@ pub async fn config(args: ConfigArgs) -> anyhow::Result<()> {
             args.name
         );
     }
-    let scaling = match args.provisioned {
+    let scaling: Option<ScalingView> = match args.provisioned {
         Some(count) => Some(
             client
-                .call(
+                .send_json(
                     Method::PUT,
                     &format!("/v1/functions/{name}/scaling"),
-                    Some(serde_json::json!({ "provisioned": count, "version": version })),
+                    &SetProvisioned {
+                        provisioned: Some(count),
+                        version: version.map(str::to_string),
+                    },
                 )
                 .await?,
         ),
         None => None,
     };
-    let answer = if !patch.is_empty() {
+    let function: Option<FunctionView> = if !patch.is_empty() {
         Some(
             client
-                .call(
+                .send_json(
                     Method::PATCH,
                     &format!("/v1/functions/{name}/config"),
-                    Some(serde_json::to_value(&patch)?),
+                    &patch,
                 )
                 .await?,
         )
     } else if version.is_none() {
-        Some(
-            client
-                .call(Method::GET, &format!("/v1/functions/{name}"), None)
-                .await?,
-        )
+        let detail: FunctionDetail = client.get(&format!("/v1/functions/{name}")).await?;
+        Some(detail.function)
     } else {
         None
     };
     let scaling = match scaling {
         Some(scaling) => scaling,
-        None => {
-            client
-                .call(Method::GET, &format!("/v1/functions/{name}/scaling"), None)
-                .await?
-        }
+        None => client.get(&format!("/v1/functions/{name}/scaling")).await?,
     };
-    let shown = match answer {
-        Some(Value::Object(mut config)) => {
-            config.insert("scaling".into(), scaling.clone());
-            Value::Object(config)
-        }
-        _ => scaling.clone(),
-    };
+    let shown = ConfigShown { function, scaling };
     if print_json(&args.client, &shown)? {
         return Ok(());
     }
-    if shown.get("latest").is_some() {
-        print_latest_config(&shown);
+    if let Some(function) = &shown.function {
+        print_latest_config(function);
     }
-    print_scaling(&scaling);
+    print_scaling(&shown.scaling);
     Ok(())
 }
 
-fn print_latest_config(answer: &Value) {
-    let latest = &answer["latest"];
-    println!("function {} ($LATEST)", text(&answer["name"]));
-    println!("  digest:  {}", text(&latest["digest"]));
-    println!("  memory:  {}Mi", latest["config"]["memory_mb"]);
-    let config = &latest["config"];
-    println!("  timeout: {}ms", config["timeout_ms"]);
-    match config["cpu_budget_ms"].as_u64() {
-        Some(ms) if ms > 0 => println!("  cpu budget: {ms}ms"),
-        _ => println!("  cpu budget: none"),
+fn print_latest_config(function: &FunctionView) {
+    let latest = &function.latest;
+    let config = &latest.config;
+    println!("function {} ($LATEST)", function.name);
+    println!("  digest:  {}", latest.digest);
+    println!("  memory:  {}Mi", config.memory_mb);
+    println!("  timeout: {}ms", config.timeout_ms);
+    match config.cpu_budget_ms {
+        0 => println!("  cpu budget: none"),
+        ms => println!("  cpu budget: {ms}ms"),
     }
-    println!("  max concurrency: {}", config["max_concurrency"]);
+    println!("  max concurrency: {}", config.max_concurrency);
     println!(
         "  max bodies: request {} bytes, response {} bytes",
-        config["max_request_body_bytes"], config["max_response_body_bytes"]
+        config.max_request_body_bytes, config.max_response_body_bytes
     );
-    let outbound: Vec<String> = config["allow_outbound"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(text)
-        .collect();
-    if outbound.is_empty() {
+    if config.allow_outbound.is_empty() {
         println!("  outbound HTTP: denied");
     } else {
-        println!("  outbound HTTP: {}", outbound.join(", "));
+        println!("  outbound HTTP: {}", config.allow_outbound.join(", "));
     }
-    let env = latest["config"]["env"].as_object();
-    match env {
-        Some(env) if !env.is_empty() => {
-            println!("  env:");
-            for (key, value) in env {
-                println!("    {key}={}", text(value));
-            }
+    if config.env.is_empty() {
+        println!("  env:     (none)");
+    } else {
+        println!("  env:");
+        for (key, value) in &config.env {
+            println!("    {key}={value}");
         }
-        _ => println!("  env:     (none)"),
     }
 }
 
-fn print_scaling(scaling: &Value) {
-    let policy = &scaling["policy"];
-    let mut provisioned = format!("{} for $DEFAULT", policy["provisioned"]);
-    if let Some(versions) = policy["versions"].as_object() {
-        for (version, count) in versions {
-            provisioned.push_str(&format!(", {count} on version {version}"));
-        }
+fn print_scaling(scaling: &ScalingView) {
+    let policy = &scaling.policy;
+    let mut provisioned = format!("{} for $DEFAULT", policy.provisioned);
+    for (version, count) in &policy.versions {
+        provisioned.push_str(&format!(", {count} on version {version}"));
     }
     println!("  provisioned: {provisioned}");
-    let rows: Vec<Vec<String>> = list(&scaling["pools"])
+    let rows: Vec<Vec<String>> = scaling
+        .pools
         .iter()
         .map(|pool| {
             vec![
-                text(&pool["version"]),
-                text(&pool["warm"]),
-                text(&pool["target"]),
-                text(&pool["provisioned"]),
-                text(&pool["in_flight"]),
-                format!("{:.1}s", pool["idle_ms"].as_f64().unwrap_or(0.0) / 1000.0),
+                pool.version.to_string(),
+                pool.warm.to_string(),
+                pool.target.to_string(),
+                pool.provisioned.to_string(),
+                pool.in_flight.to_string(),
+                format!("{:.1}s", pool.idle_ms as f64 / 1000.0),
             ]
         })
         .collect();
@@ -283,9 +280,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         Some(n) => format!("/v1/functions/{}/versions/{n}", args.name),
         None => format!("/v1/functions/{}", args.name),
     };
-    let answer = AdminClient::new(&args.client)?
-        .call(Method::DELETE, &path, None)
-        .await?;
+    let answer: Deleted = AdminClient::new(&args.client)?.delete(&path).await?;
     if print_json(&args.client, &answer)? {
         return Ok(());
     }
@@ -297,35 +292,8 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
 }
 
 pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(&args)?
-        .call(Method::GET, "/v1/status", None)
-        .await?;
+    let answer: Status = AdminClient::new(&args)?.get("/v1/status").await?;
     // The status is a flat document either way; humans get it pretty-printed too.
     println!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
-}
-
-fn print_json(args: &ClientArgs, answer: &Value) -> anyhow::Result<bool> {
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(answer)?);
-    }
-    Ok(args.json)
-}
-
-fn list(value: &Value) -> Vec<Value> {
-    value.as_array().cloned().unwrap_or_default()
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-/// `sha256:` plus 12 hex digits: enough to tell versions apart in a table.
-fn short_digest(value: &Value) -> String {
-    let full = text(value);
-    full.chars().take("sha256:".len() + 12).collect()
 }

@@ -164,20 +164,42 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// GETs `path` from the admin API. With `--json` the answer is printed as it is and `None`
-/// returned; otherwise the caller renders it as a table.
-async fn fetch_for_table(
+/// GETs `path` from the admin API as the API type `T`. With `--json` the answer is printed
+/// and `None` returned; otherwise the caller renders it as a table.
+async fn fetch_for_table<T: serde::de::DeserializeOwned + serde::Serialize>(
     client: &ClientArgs,
     path: &str,
-) -> anyhow::Result<Option<serde_json::Value>> {
-    let answer = super::client::AdminClient::new(client)?
-        .call(http::Method::GET, path, None)
-        .await?;
-    if client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+) -> anyhow::Result<Option<T>> {
+    let answer: T = super::client::AdminClient::new(client)?.get(path).await?;
+    if print_json(client, &answer)? {
         return Ok(None);
     }
     Ok(Some(answer))
+}
+
+/// With `--json`, prints `answer` as the API's JSON (pretty) and returns true.
+fn print_json(client: &ClientArgs, answer: &impl serde::Serialize) -> anyhow::Result<bool> {
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    }
+    Ok(client.json)
+}
+
+/// A version as users read it in output: a number, or `$LATEST`.
+fn version_label(version: crate::model::VersionLabel) -> String {
+    match version {
+        crate::model::VersionLabel::Latest => "$LATEST".into(),
+        crate::model::VersionLabel::Number(n) => n.to_string(),
+    }
+}
+
+/// `sha256:` plus 12 hex digits: enough to tell versions apart in a table.
+fn short_digest(digest: &crate::model::Digest) -> String {
+    digest
+        .to_string()
+        .chars()
+        .take("sha256:".len() + 12)
+        .collect()
 }
 
 /// Reads a file named on the command line, saying which file failed.

@@ -8,8 +8,10 @@ use clap::{Args, Subcommand};
 use http::{Method, header};
 use http_body_util::BodyExt;
 
+use super::print_json;
+use crate::api::{Deleted, ObjectList, StoredObject};
 use crate::cli::ClientArgs;
-use crate::cli::client::AdminClient;
+use crate::cli::client::{AdminClient, read_answer};
 use crate::cli::table;
 
 #[derive(Debug, Subcommand)]
@@ -88,27 +90,19 @@ pub async fn run(command: ObjectCommand) -> anyhow::Result<()> {
                     &[(header::CONTENT_TYPE, &content_type)],
                 )
                 .await?;
-            let answer: serde_json::Value =
-                serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+            let answer: StoredObject = read_answer(response).await?;
+            if print_json(&args.client, &answer)? {
                 return Ok(());
             }
-            let events: Vec<&str> = answer["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_str())
-                .collect();
             println!(
                 "stored {}/{} ({} bytes){}",
                 args.bucket,
                 args.key,
-                answer["size"],
-                if events.is_empty() {
+                answer.size,
+                if answer.events.is_empty() {
                     String::new()
                 } else {
-                    format!("; queued event {}", events.join(", "))
+                    format!("; queued event {}", answer.events.join(", "))
                 }
             );
             Ok(())
@@ -141,28 +135,25 @@ pub async fn run(command: ObjectCommand) -> anyhow::Result<()> {
         ObjectCommand::Ls(args) => {
             let prefix: String = form_urlencoded::byte_serialize(args.prefix.as_bytes()).collect();
             let path = format!("/v1/buckets/{}/objects?prefix={prefix}", args.bucket);
-            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
+            let Some(answer) = super::fetch_for_table::<ObjectList>(&args.client, &path).await?
+            else {
                 return Ok(());
             };
-            let rows: Vec<Vec<String>> = answer["objects"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|o| {
-                    vec![
-                        o["key"].as_str().unwrap_or("").to_string(),
-                        o["size"].to_string(),
-                    ]
-                })
+            let rows: Vec<Vec<String>> = answer
+                .objects
+                .iter()
+                .map(|o| vec![o.key.clone(), o.size.to_string()])
                 .collect();
             print!("{}", table::render(&["KEY", "SIZE"], &rows));
             Ok(())
         }
         ObjectCommand::Rm(args) => {
-            AdminClient::new(&args.client)?
-                .call(Method::DELETE, &object_path(&args.bucket, &args.key), None)
+            let answer: Deleted = AdminClient::new(&args.client)?
+                .delete(&object_path(&args.bucket, &args.key))
                 .await?;
-            println!("deleted {}/{}", args.bucket, args.key);
+            if !print_json(&args.client, &answer)? {
+                println!("deleted {}/{}", args.bucket, args.key);
+            }
             Ok(())
         }
     }

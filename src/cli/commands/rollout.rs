@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{Value, json};
 
 use super::traffic::parse_percent_arg;
+use super::{print_json, version_label};
+use crate::api::{ObservedView, Percent, RolloutPhase, RolloutView, StartRollout};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
@@ -93,16 +94,16 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
         Some(RolloutAction::Abort(a)) => (a.name, a.client, Method::POST, "/abort"),
         None => return start(args.start).await,
     };
-    let answer = AdminClient::new(&client)?
-        .call(
-            method,
-            &format!("/v1/functions/{name}/rollout{suffix}"),
-            None,
-        )
-        .await?;
-    if client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    let path = format!("/v1/functions/{name}/rollout{suffix}");
+    let client_api = AdminClient::new(&client)?;
+    let answer: RolloutView = if method == Method::GET {
+        client_api.get(&path).await?
     } else {
+        client_api
+            .send_json(method, &path, &serde_json::Map::new())
+            .await?
+    };
+    if !print_json(&client, &answer)? {
         print_status(&answer);
     }
     Ok(())
@@ -111,110 +112,95 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<()> {
 async fn start(args: StartArgs) -> anyhow::Result<()> {
     let name = args.name.expect("clap requires the name");
     let client = AdminClient::new(&args.client)?;
-    let body = json!({
-        "to": args.to.expect("clap requires --to"),
-        "alias": args.alias,
-        "steps": args.steps.iter().map(|bp| bp.percent()).collect::<Vec<_>>(),
-        "interval_ms": args.interval,
-        "max_error_rate_percent": args.max_error_rate.percent(),
-        "max_p99_ms": args.max_p99,
-        "min_requests": args.min_requests,
-    });
+    let body = StartRollout {
+        to: Some(args.to.expect("clap requires --to")),
+        alias: args.alias,
+        steps: Some(args.steps.iter().copied().map(Percent).collect()),
+        interval_ms: Some(args.interval),
+        max_error_rate_percent: Some(Percent(args.max_error_rate)),
+        max_p99_ms: Some(args.max_p99),
+        min_requests: Some(args.min_requests),
+    };
     let path = format!("/v1/functions/{name}/rollout");
-    let mut answer = client.call(Method::POST, &path, Some(body)).await?;
+    let mut answer: RolloutView = client.send_json(Method::POST, &path, &body).await?;
     if !args.wait {
-        if args.client.json {
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-        } else {
-            println!("{}", text(&answer["reason"]));
+        if !print_json(&args.client, &answer)? {
+            println!("{}", answer.reason);
         }
         return Ok(());
     }
     let mut last = String::new();
     loop {
-        let reason = text(&answer["reason"]);
-        if reason != last {
+        if answer.reason != last {
             if !args.client.json {
-                println!("{reason}");
+                println!("{}", answer.reason);
             }
-            last = reason;
+            last = answer.reason.clone();
         }
-        match answer["phase"].as_str() {
-            Some("running") | Some("paused") => {}
-            Some("succeeded") => break,
-            _ => {
-                if args.client.json {
-                    println!("{}", serde_json::to_string_pretty(&answer)?);
-                }
+        match answer.phase {
+            RolloutPhase::Running | RolloutPhase::Paused => {}
+            RolloutPhase::Succeeded => break,
+            RolloutPhase::RolledBack | RolloutPhase::Aborted => {
+                print_json(&args.client, &answer)?;
                 anyhow::bail!("the rollout of {name} did not succeed: {last}");
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        answer = client.call(Method::GET, &path, None).await?;
+        answer = client.get(&path).await?;
     }
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    }
+    print_json(&args.client, &answer)?;
     Ok(())
 }
 
-fn print_status(answer: &Value) {
-    let spec = &answer["spec"];
+fn print_status(answer: &RolloutView) {
+    let spec = &answer.spec;
     println!(
         "rollout of {} version {} through {}: {} at {}% (step {} of {})",
-        text(&answer["function"]),
-        label(&spec["candidate"]),
-        text(&spec["alias"]),
-        text(&answer["phase"]),
-        percent(&answer["current_percent"]),
-        answer["step"].as_u64().unwrap_or(0) + 1,
-        spec["steps_bp"].as_array().map_or(0, Vec::len),
+        answer.function,
+        version_label(spec.candidate),
+        spec.alias,
+        phase_label(answer.phase),
+        answer.current_percent,
+        answer.step + 1,
+        spec.steps_bp.len(),
     );
-    println!("  stable version: {}", label(&spec["stable"]));
-    println!("  {}", text(&answer["reason"]));
-    if let Some(observing) = answer["observing"].as_object() {
+    println!("  stable version: {}", version_label(spec.stable));
+    println!("  {}", answer.reason);
+    if let Some(observing) = &answer.observing {
         println!(
             "  this step so far ({:.1}s): candidate {} requests, {} errors, p99 {}; stable {} requests, {} errors, p99 {}",
-            observing["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0,
-            observing["candidate"]["requests"],
-            observing["candidate"]["errors"],
-            ms(&observing["candidate"]["p99_ms"]),
-            observing["stable"]["requests"],
-            observing["stable"]["errors"],
-            ms(&observing["stable"]["p99_ms"]),
+            observing.elapsed_ms as f64 / 1000.0,
+            observing.candidate.requests,
+            observing.candidate.errors,
+            ms(observing.candidate.p99_ms),
+            observing.stable.requests,
+            observing.stable.errors,
+            ms(observing.stable.p99_ms),
         );
     }
-    for shadow in answer["shadow"].as_array().into_iter().flatten() {
+    for shadow in &answer.shadow {
         println!(
             "  shadow version {}: {} mirrored, {} matched, {} mismatched, {} dropped, {} errors, p99 {}",
-            label(&shadow["version"]),
-            shadow["sent"],
-            shadow["matches"],
-            shadow["mismatches"],
-            shadow["dropped"],
-            shadow["errors"],
-            ms(&shadow["p99_ms"]),
+            version_label(shadow.version),
+            shadow.sent,
+            shadow.matches,
+            shadow.mismatches,
+            shadow.dropped,
+            shadow.errors,
+            ms(shadow.p99_ms),
         );
     }
-    let rows: Vec<Vec<String>> = answer["judgments"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = answer
+        .judgments
+        .iter()
         .map(|j| {
             vec![
-                format!("{}%", percent(&j["step_percent"])),
-                if j["passed"].as_bool() == Some(true) {
-                    "passed".into()
-                } else {
-                    "BREACHED".into()
-                },
-                j["candidate"]["requests"].to_string(),
-                format!(
-                    "{:.2}%",
-                    j["candidate"]["error_rate"].as_f64().unwrap_or(0.0) * 100.0
-                ),
-                ms(&j["candidate"]["p99_ms"]),
-                ms(&j["stable"]["p99_ms"]),
+                format!("{}%", j.step_percent),
+                if j.passed { "passed" } else { "BREACHED" }.into(),
+                j.candidate.requests.to_string(),
+                error_rate(&j.candidate),
+                ms(j.candidate.p99_ms),
+                ms(j.stable.p99_ms),
             ]
         })
         .collect();
@@ -230,31 +216,20 @@ fn print_status(answer: &Value) {
     }
 }
 
-/// `25`, `0.5`: a percentage without a needless `.0`.
-fn percent(value: &Value) -> String {
-    let p = value.as_f64().unwrap_or(0.0);
-    if p.fract() == 0.0 {
-        format!("{p:.0}")
-    } else {
-        format!("{p}")
+fn phase_label(phase: RolloutPhase) -> &'static str {
+    match phase {
+        RolloutPhase::Running => "running",
+        RolloutPhase::Paused => "paused",
+        RolloutPhase::Succeeded => "succeeded",
+        RolloutPhase::RolledBack => "rolled_back",
+        RolloutPhase::Aborted => "aborted",
     }
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+fn error_rate(observed: &ObservedView) -> String {
+    format!("{:.2}%", observed.error_rate * 100.0)
 }
 
-fn label(value: &Value) -> String {
-    match value {
-        Value::String(s) if s == "$LATEST" => "$LATEST".into(),
-        other => text(other),
-    }
-}
-
-fn ms(value: &Value) -> String {
-    value.as_f64().map_or("-".into(), |v| format!("{v:.1}ms"))
+fn ms(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.1}ms"))
 }

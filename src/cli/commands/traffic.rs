@@ -3,8 +3,12 @@
 
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{Value, json};
 
+use super::{print_json, version_label};
+use crate::api::{
+    AliasList, AliasRequest, AliasView, Deleted, Percent, PromoteRequest, Promoted, Route, Rule,
+    TrafficRequest,
+};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
@@ -71,7 +75,7 @@ pub struct AliasSetArgs {
     /// (exact) or HEADER^=PREFIX@VERSION (prefix), e.g. 'app-version^=2.@4'. Repeatable;
     /// the first match wins.
     #[arg(long = "rule", value_parser = parse_rule, value_name = "RULE")]
-    pub rules: Vec<Value>,
+    pub rules: Vec<Rule>,
     /// Shadow traffic: also send this share of requests to VERSION (e.g. 5=20%). Clients
     /// always get the routed version's answer; the shadow's is compared and dropped, and
     /// functions see `fnhost-shadow: 1` on mirrored requests.
@@ -92,49 +96,50 @@ pub struct AliasNameArgs {
 }
 
 pub async fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
-    let mut body = json!({ "latest_percent": percent_json(args.percent) });
-    if let Some(header) = &args.sticky_header {
-        body["sticky_header"] = json!(header);
-    }
-    if args.no_sticky {
-        body["sticky_header"] = Value::Null;
-    }
-    set_traffic(&args.name, body, &args.client).await
+    let sticky_header = if args.no_sticky {
+        Some(None)
+    } else {
+        args.sticky_header.clone().map(Some)
+    };
+    let body = TrafficRequest {
+        latest_percent: Some(Percent(args.percent)),
+        sticky_header,
+    };
+    set_traffic(&args.name, &body, &args.client).await
 }
 
 pub async fn rollback(args: super::NameArgs) -> anyhow::Result<()> {
-    set_traffic(&args.name, json!({ "latest_percent": 0 }), &args.client).await
+    let body = TrafficRequest {
+        latest_percent: Some(Percent::default()),
+        sticky_header: None,
+    };
+    set_traffic(&args.name, &body, &args.client).await
 }
 
-async fn set_traffic(name: &str, body: Value, client: &ClientArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(client)?
-        .call(
-            Method::PUT,
-            &format!("/v1/functions/{name}/traffic"),
-            Some(body),
-        )
+async fn set_traffic(name: &str, body: &TrafficRequest, client: &ClientArgs) -> anyhow::Result<()> {
+    let answer: AliasView = AdminClient::new(client)?
+        .send_json(Method::PUT, &format!("/v1/functions/{name}/traffic"), body)
         .await?;
-    if client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    } else {
-        println!("{name} $DEFAULT: {}", describe_routes(&answer["routes"]));
+    if !print_json(client, &answer)? {
+        println!("{name} $DEFAULT: {}", describe_routes(&answer.routes));
     }
     Ok(())
 }
 
 pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
-    let answer = AdminClient::new(&args.client)?
-        .call(
+    let answer: Promoted = AdminClient::new(&args.client)?
+        .send_json(
             Method::POST,
             &format!("/v1/functions/{}/promote", args.name),
-            Some(json!({ "description": args.description })),
+            &PromoteRequest {
+                description: args.description,
+            },
         )
         .await?;
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+    if print_json(&args.client, &answer)? {
         return Ok(());
     }
-    let verb = if answer["created"] == true {
+    let verb = if answer.created {
         "published"
     } else {
         "already published as"
@@ -142,8 +147,8 @@ pub async fn promote(args: PromoteArgs) -> anyhow::Result<()> {
     println!(
         "{} {verb} version {}; $DEFAULT: {}",
         args.name,
-        answer["version"]["version"],
-        describe_routes(&answer["default"]["routes"])
+        answer.version.version,
+        describe_routes(&answer.default.routes)
     );
     Ok(())
 }
@@ -152,58 +157,55 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
     match command {
         AliasCommand::History(args) => super::history::run(args).await?,
         AliasCommand::Set(args) => {
-            let routes: Vec<Value> = args
-                .routes
-                .iter()
-                .map(|(version, bp)| json!({ "version": version, "percent": percent_json(*bp) }))
-                .collect();
-            let body = json!({
-                "routes": routes,
-                "sticky_header": args.sticky_header,
-                "rules": args.rules,
-                "mirror": args.mirror.map(|(version, bp)| json!({ "version": version, "percent": percent_json(bp) })),
-            });
-            let answer = AdminClient::new(&args.client)?
-                .call(
+            let route = |(version, bp): (VersionLabel, BasisPoints)| Route {
+                version,
+                percent: Percent(bp),
+            };
+            let body = AliasRequest {
+                routes: args.routes.iter().copied().map(route).collect(),
+                sticky_header: args.sticky_header.clone(),
+                rules: args.rules.clone(),
+                mirror: args.mirror.map(route),
+            };
+            let answer: AliasView = AdminClient::new(&args.client)?
+                .send_json(
                     Method::PUT,
                     &format!("/v1/functions/{}/aliases/{}", args.name, args.alias),
-                    Some(body),
+                    &body,
                 )
                 .await?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
+            if !print_json(&args.client, &answer)? {
                 println!(
                     "{}@{}: {}",
                     args.name,
                     args.alias,
-                    describe_routes(&answer["routes"])
+                    describe_routes(&answer.routes)
                 );
             }
         }
         AliasCommand::List(args) => {
             let path = format!("/v1/functions/{}/aliases", args.name);
-            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
+            let Some(answer) = super::fetch_for_table::<AliasList>(&args.client, &path).await?
+            else {
                 return Ok(());
             };
-            let rows: Vec<Vec<String>> = answer["aliases"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows: Vec<Vec<String>> = answer
+                .aliases
+                .iter()
                 .map(|alias| {
                     vec![
-                        alias["name"].as_str().unwrap_or("?").to_string(),
-                        match alias["mirror"].as_object() {
+                        alias.name.clone(),
+                        match &alias.mirror {
                             Some(mirror) => format!(
                                 "{} (mirror {}={}%)",
-                                describe_routes(&alias["routes"]),
-                                mirror["version"],
-                                mirror["percent"]
+                                describe_routes(&alias.routes),
+                                version_label(mirror.version),
+                                mirror.percent
                             ),
-                            None => describe_routes(&alias["routes"]),
+                            None => describe_routes(&alias.routes),
                         },
-                        alias["sticky_header"].as_str().unwrap_or("-").to_string(),
-                        describe_rules(&alias["rules"]),
+                        alias.sticky_header.clone().unwrap_or_else(|| "-".into()),
+                        describe_rules(&alias.rules),
                     ]
                 })
                 .collect();
@@ -213,14 +215,13 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
             );
         }
         AliasCommand::Delete(args) => {
-            AdminClient::new(&args.client)?
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/functions/{}/aliases/{}", args.name, args.alias),
-                    None,
-                )
+            let answer: Deleted = AdminClient::new(&args.client)?
+                .delete(&format!(
+                    "/v1/functions/{}/aliases/{}",
+                    args.name, args.alias
+                ))
                 .await?;
-            if !args.client.json {
+            if !print_json(&args.client, &answer)? {
                 println!("deleted alias {}@{}", args.name, args.alias);
             }
         }
@@ -229,38 +230,27 @@ pub async fn alias(command: AliasCommand) -> anyhow::Result<()> {
 }
 
 /// `3: 90%, $LATEST: 10%`.
-fn describe_routes(routes: &Value) -> String {
+fn describe_routes(routes: &[Route]) -> String {
     routes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let version = match &r["version"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let bp = (r["percent"].as_f64().unwrap_or(0.0) * 100.0).round() as u32;
-            format!("{version}: {}%", BasisPoints::new(bp))
-        })
+        .iter()
+        .map(|r| format!("{}: {}%", version_label(r.version), r.percent))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn describe_rules(rules: &Value) -> String {
+fn describe_rules(rules: &[Rule]) -> String {
     let rules: Vec<String> = rules
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|rule| {
-            let (op, value) = match (&rule["exact"], &rule["prefix"]) {
-                (Value::String(v), _) => ("=", v.clone()),
-                (_, Value::String(v)) => ("^=", v.clone()),
-                _ => ("?", String::new()),
+            let (op, value) = match (&rule.exact, &rule.prefix) {
+                (Some(v), _) => ("=", v.as_str()),
+                (_, Some(v)) => ("^=", v.as_str()),
+                _ => ("?", ""),
             };
             format!(
                 "{}{op}{value} -> {}",
-                rule["header"].as_str().unwrap_or("?"),
-                rule["version"]
+                rule.header,
+                version_label(rule.version)
             )
         })
         .collect();
@@ -269,11 +259,6 @@ fn describe_rules(rules: &Value) -> String {
     } else {
         rules.join("; ")
     }
-}
-
-/// A percentage in basis points as a JSON number with at most two decimals.
-fn percent_json(bp: BasisPoints) -> Value {
-    json!(bp.percent())
 }
 
 /// A percentage argument (`12.5` or `12.5%`) in basis points.
@@ -294,16 +279,22 @@ fn parse_route(text: &str) -> Result<(VersionLabel, BasisPoints), String> {
     Ok((parse_version(version)?, parse_percent_arg(percent)?))
 }
 
-/// `HEADER=VALUE@VERSION` or `HEADER^=PREFIX@VERSION`, as the API's rule object.
-fn parse_rule(text: &str) -> Result<Value, String> {
+/// `HEADER=VALUE@VERSION` or `HEADER^=PREFIX@VERSION`, as the API's rule.
+fn parse_rule(text: &str) -> Result<Rule, String> {
     let usage = || format!("{text:?} must be HEADER=VALUE@VERSION or HEADER^=PREFIX@VERSION");
     let (condition, version) = text.rsplit_once('@').ok_or_else(usage)?;
     let version = parse_version(version)?;
+    let rule = |header: &str, exact: Option<&str>, prefix: Option<&str>| Rule {
+        header: header.to_string(),
+        exact: exact.map(str::to_string),
+        prefix: prefix.map(str::to_string),
+        version,
+    };
     if let Some((header, prefix)) = condition.split_once("^=") {
-        return Ok(json!({ "header": header, "prefix": prefix, "version": version }));
+        return Ok(rule(header, None, Some(prefix)));
     }
     let (header, value) = condition.split_once('=').ok_or_else(usage)?;
-    Ok(json!({ "header": header, "exact": value, "version": version }))
+    Ok(rule(header, Some(value), None))
 }
 
 #[cfg(test)]
@@ -322,15 +313,19 @@ mod tests {
         );
         assert!(parse_route("3").is_err());
         assert!(parse_route("prod=10").is_err());
+        let prefix = parse_rule("app-version^=2.@4").unwrap();
         assert_eq!(
-            parse_rule("app-version^=2.@4").unwrap(),
-            json!({ "header": "app-version", "prefix": "2.", "version": 4 })
+            (
+                prefix.header.as_str(),
+                prefix.prefix.as_deref(),
+                prefix.exact
+            ),
+            ("app-version", Some("2."), None)
         );
-        assert_eq!(
-            parse_rule("x-tenant=a@b@latest").unwrap(),
-            json!({ "header": "x-tenant", "exact": "a@b", "version": "$LATEST" })
-        );
+        assert_eq!(prefix.version, VersionLabel::Number(4));
+        let exact = parse_rule("x-tenant=a@b@latest").unwrap();
+        assert_eq!(exact.exact.as_deref(), Some("a@b"));
+        assert_eq!(exact.version, VersionLabel::Latest);
         assert!(parse_rule("nothing").is_err());
-        assert_eq!(percent_json(BasisPoints::new(1250)), json!(12.5));
     }
 }

@@ -2,11 +2,13 @@
 
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{Value, json};
 
+use super::print_json;
+use crate::api::{AddTrigger, Deleted, EventList, EventView, TriggerList, TriggerView};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
+use crate::model::TriggerSource;
 
 #[derive(Debug, Subcommand)]
 pub enum TriggerCommand {
@@ -97,52 +99,41 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             if args.bucket.is_none() && args.cron.is_none() {
                 anyhow::bail!("say what fires the trigger: --bucket BUCKET or --cron SCHEDULE");
             }
-            let body = match &args.bucket {
-                Some(bucket) => json!({
-                    "bucket": bucket,
-                    "prefix": args.prefix,
-                    "suffix": args.suffix,
-                    "output_bucket": args.output_bucket,
-                    "target": args.target,
-                }),
-                None => json!({
-                    "cron": args.cron,
-                    "allow_overlap": args.allow_overlap,
-                    "target": args.target,
-                }),
+            let body = AddTrigger {
+                bucket: args.bucket,
+                prefix: args.prefix,
+                suffix: args.suffix,
+                output_bucket: args.output_bucket,
+                cron: args.cron,
+                allow_overlap: args.allow_overlap,
+                target: args.target,
             };
-            let answer = AdminClient::new(&args.client)?
-                .call(
+            let answer: TriggerView = AdminClient::new(&args.client)?
+                .send_json(
                     Method::POST,
                     &format!("/v1/functions/{}/triggers", args.name),
-                    Some(body),
+                    &body,
                 )
                 .await?;
-            if args.client.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                println!(
-                    "added trigger {}: {}",
-                    answer["id"],
-                    describe(&answer["source"])
-                );
+            if !print_json(&args.client, &answer)? {
+                println!("added trigger {}: {}", answer.id, describe(&answer.source));
             }
             Ok(())
         }
         TriggerCommand::List(args) => {
             let path = format!("/v1/functions/{}/triggers", args.name);
-            let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
+            let Some(answer) = super::fetch_for_table::<TriggerList>(&args.client, &path).await?
+            else {
                 return Ok(());
             };
-            let rows: Vec<Vec<String>> = answer["triggers"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let rows: Vec<Vec<String>> = answer
+                .triggers
+                .iter()
                 .map(|t| {
                     vec![
-                        t["id"].to_string(),
-                        describe(&t["source"]),
-                        t["target"].as_str().unwrap_or("$DEFAULT").to_string(),
+                        t.id.to_string(),
+                        describe(&t.source),
+                        t.target.clone().unwrap_or_else(|| "$DEFAULT".into()),
                     ]
                 })
                 .collect();
@@ -150,14 +141,12 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TriggerCommand::Delete(args) => {
-            AdminClient::new(&args.client)?
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/functions/{}/triggers/{}", args.name, args.id),
-                    None,
-                )
+            let answer: Deleted = AdminClient::new(&args.client)?
+                .delete(&format!("/v1/functions/{}/triggers/{}", args.name, args.id))
                 .await?;
-            println!("deleted trigger {}", args.id);
+            if !print_json(&args.client, &answer)? {
+                println!("deleted trigger {}", args.id);
+            }
             Ok(())
         }
     }
@@ -165,16 +154,14 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     if let Some(EventsAction::Retry(retry)) = args.action {
-        let answer = AdminClient::new(&retry.client)?
-            .call(
+        let answer: EventView = AdminClient::new(&retry.client)?
+            .send_json(
                 Method::POST,
                 &format!("/v1/events/{}/retry", retry.id),
-                None,
+                &serde_json::Map::new(),
             )
             .await?;
-        if retry.client.json {
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-        } else {
+        if !print_json(&retry.client, &answer)? {
             println!("event {} queued again", retry.id);
         }
         return Ok(());
@@ -182,21 +169,20 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let name = args.name.expect("clap requires the name");
     let status = if args.failed { "&status=failed" } else { "" };
     let path = format!("/v1/functions/{name}/events?limit={}{status}", args.limit);
-    let Some(answer) = super::fetch_for_table(&args.client, &path).await? else {
+    let Some(answer) = super::fetch_for_table::<EventList>(&args.client, &path).await? else {
         return Ok(());
     };
-    let rows: Vec<Vec<String>> = answer["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = answer
+        .events
+        .iter()
         .map(|e| {
             vec![
-                e["id"].as_str().unwrap_or("").to_string(),
-                e["event_type"].as_str().unwrap_or("").to_string(),
-                e["subject"].as_str().unwrap_or("-").to_string(),
-                e["status"].as_str().unwrap_or("").to_string(),
-                e["attempts"].to_string(),
-                e["last_error"].as_str().unwrap_or("").to_string(),
+                e.id.clone(),
+                e.event_type.clone(),
+                e.subject.clone().unwrap_or_else(|| "-".into()),
+                e.status.as_str().to_string(),
+                e.attempts.to_string(),
+                e.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -210,29 +196,30 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(source: &Value) -> String {
-    match source["kind"].as_str() {
-        Some("object") => {
-            let mut text = format!(
-                "objects in {}/{}*{}",
-                source["bucket"].as_str().unwrap_or(""),
-                source["prefix"].as_str().unwrap_or(""),
-                source["suffix"].as_str().unwrap_or("")
-            );
-            if let Some(output) = source["output_bucket"].as_str() {
+fn describe(source: &TriggerSource) -> String {
+    match source {
+        TriggerSource::Object {
+            bucket,
+            prefix,
+            suffix,
+            output_bucket,
+        } => {
+            let mut text = format!("objects in {bucket}/{prefix}*{suffix}");
+            if let Some(output) = output_bucket {
                 text.push_str(&format!(" -> {output}"));
             }
             text
         }
-        Some("timer") => format!(
-            "schedule \"{}\"{}",
-            source["cron"].as_str().unwrap_or(""),
-            if source["allow_overlap"] == true {
+        TriggerSource::Timer {
+            cron,
+            allow_overlap,
+        } => format!(
+            "schedule \"{cron}\"{}",
+            if *allow_overlap {
                 " (overlap allowed)"
             } else {
                 ""
             }
         ),
-        _ => source.to_string(),
     }
 }

@@ -1,9 +1,9 @@
 //! `fnhost usage [NAME]`: invocations, errors, cold starts, latency, billed time and GB-s.
 
 use clap::{Args, ValueEnum};
-use http::Method;
-use serde_json::Value;
 
+use super::print_json;
+use crate::api::{UsageGrouping, UsageReport};
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
@@ -32,49 +32,50 @@ pub enum GroupBy {
 }
 
 pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
-    let by = format!("{:?}", args.by).to_lowercase();
+    let by = match args.by {
+        GroupBy::Function => UsageGrouping::Function,
+        GroupBy::Version => UsageGrouping::Version,
+        GroupBy::Alias => UsageGrouping::Alias,
+        GroupBy::Minute => UsageGrouping::Minute,
+    }
+    .as_str();
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("since", &args.since.as_secs().max(1).to_string());
-    query.append_pair("by", &by);
+    query.append_pair("by", by);
     if let Some(name) = &args.name {
         query.append_pair("function", name);
     }
-    let report = AdminClient::new(&args.client)?
-        .call(Method::GET, &format!("/v1/usage?{}", query.finish()), None)
+    let report: UsageReport = AdminClient::new(&args.client)?
+        .get(&format!("/v1/usage?{}", query.finish()))
         .await?;
-    if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if print_json(&args.client, &report)? {
         return Ok(());
     }
     let group = by.to_uppercase();
-    let rows: Vec<Vec<String>> = report["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<Vec<String>> = report
+        .rows
+        .iter()
         .map(|row| {
             let group_value = match args.by {
                 GroupBy::Function => String::new(),
-                GroupBy::Version => text(&row["version"]),
-                GroupBy::Alias => match text(&row["alias"]) {
-                    a if a.is_empty() => "(direct)".into(),
-                    a => a,
+                GroupBy::Version => row.version.clone().unwrap_or_else(|| "-".into()),
+                GroupBy::Alias => match row.alias.as_deref() {
+                    None | Some("") => "(direct)".into(),
+                    Some(alias) => alias.to_string(),
                 },
-                GroupBy::Minute => row["minute"].as_i64().map_or("-".into(), minute_label),
+                GroupBy::Minute => row.minute.map_or("-".into(), minute_label),
             };
             vec![
-                text(&row["function"]),
+                row.function.clone(),
                 group_value,
-                text(&row["invocations"]),
-                text(&row["errors"]),
-                text(&row["cold_starts"]),
-                millis(&row["p50_ms"]),
-                millis(&row["p99_ms"]),
-                text(&row["billed_ms"]),
-                format!("{:.6}", row["gb_seconds"].as_f64().unwrap_or(0.0)),
-                format!(
-                    "{:.6}",
-                    row["provisioned_gb_seconds"].as_f64().unwrap_or(0.0)
-                ),
+                row.invocations.to_string(),
+                row.errors.to_string(),
+                row.cold_starts.to_string(),
+                millis(row.p50_ms),
+                millis(row.p99_ms),
+                row.billed_ms.to_string(),
+                format!("{:.6}", row.gb_seconds),
+                format!("{:.6}", row.provisioned_gb_seconds),
             ]
         })
         .collect();
@@ -106,16 +107,8 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn millis(value: &Value) -> String {
-    value.as_f64().map_or("-".into(), |ms| format!("{ms:.2}ms"))
+fn millis(value: Option<f64>) -> String {
+    value.map_or("-".into(), |ms| format!("{ms:.2}ms"))
 }
 
 /// `HH:MM` UTC of a Unix minute.

@@ -2,66 +2,31 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
 
 use super::json_body::read_json;
-use crate::app::App;
-use crate::model::BasisPoints;
-use crate::model::{
-    AliasRecord, AliasSpec, DEFAULT_ALIAS, HeaderMatch, RouteRule, VersionInfo, VersionLabel,
-    WeightedRoute, Why,
+use crate::api::{
+    AliasList, AliasRequest, AliasView, Deleted, DeletedItem, Percent, PromoteRequest, Promoted,
+    Route, Rule, TrafficRequest,
 };
+use crate::app::App;
+use crate::model::{AliasRecord, DEFAULT_ALIAS, Why};
 use crate::registry::FunctionDetails;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
-
-/// A route as the API shows it: weights as percentages.
-#[derive(Serialize)]
-pub struct RouteView {
-    version: VersionLabel,
-    percent: f64,
-}
-
-/// An alias as the API shows it; `$DEFAULT` also reports `latest_percent`.
-#[derive(Serialize)]
-pub struct AliasView {
-    name: String,
-    routes: Vec<RouteView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sticky_header: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    rules: Vec<RouteRule>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latest_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mirror: Option<RouteView>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    updated_at_ms: Option<i64>,
-}
-
-fn percent(bp: BasisPoints) -> f64 {
-    bp.percent()
-}
-
-fn route_views(routes: &[WeightedRoute]) -> Vec<RouteView> {
-    routes
-        .iter()
-        .map(|r| RouteView {
-            version: r.version,
-            percent: percent(r.weight_bp),
-        })
-        .collect()
-}
 
 /// `$DEFAULT` first, then the custom aliases by name.
 pub fn alias_views(details: &FunctionDetails) -> Vec<AliasView> {
     let policy = &details.default_policy;
     let default = AliasView {
         name: DEFAULT_ALIAS.to_string(),
-        routes: route_views(&policy.routes(details.info.newest_version)),
+        routes: policy
+            .routes(details.info.newest_version)
+            .iter()
+            .map(Route::from)
+            .collect(),
         sticky_header: policy.sticky_header.clone(),
         rules: Vec::new(),
-        latest_percent: Some(percent(policy.latest_bp)),
+        latest_percent: Some(Percent(policy.latest_bp)),
         mirror: None,
         updated_at_ms: None,
     };
@@ -73,22 +38,13 @@ pub fn alias_views(details: &FunctionDetails) -> Vec<AliasView> {
 fn custom_view(alias: &AliasRecord) -> AliasView {
     AliasView {
         name: alias.name.clone(),
-        routes: route_views(&alias.spec.routes),
+        routes: alias.spec.routes.iter().map(Route::from).collect(),
         sticky_header: alias.spec.sticky_header.clone(),
-        rules: alias.spec.rules.clone(),
+        rules: alias.spec.rules.iter().map(Rule::from).collect(),
         latest_percent: None,
-        mirror: alias.spec.mirror.as_ref().map(|m| RouteView {
-            version: m.version,
-            percent: percent(m.weight_bp),
-        }),
+        mirror: alias.spec.mirror.as_ref().map(Route::from),
         updated_at_ms: Some(alias.updated_at_ms),
     }
-}
-
-#[derive(Serialize)]
-struct AliasList {
-    function: String,
-    aliases: Vec<AliasView>,
 }
 
 pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
@@ -116,39 +72,6 @@ fn one_alias(details: &FunctionDetails, alias: &str) -> Result<AliasView, ApiErr
         })
 }
 
-/// `PUT .../aliases/ALIAS` body.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AliasRequest {
-    routes: Vec<RouteRequest>,
-    #[serde(default)]
-    sticky_header: Option<String>,
-    #[serde(default)]
-    rules: Vec<RuleRequest>,
-    /// Shadow traffic: `{"version": 5, "percent": 20}`.
-    #[serde(default)]
-    mirror: Option<RouteRequest>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteRequest {
-    version: VersionLabel,
-    /// A JSON number with at most two decimals; kept as written so 0.01 stays exact.
-    percent: serde_json::Number,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleRequest {
-    header: String,
-    #[serde(default)]
-    exact: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-    version: VersionLabel,
-}
-
 pub async fn set(
     host: &App,
     function: &str,
@@ -156,61 +79,7 @@ pub async fn set(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: AliasRequest = read_json(request).await?;
-    if body.routes.is_empty() {
-        return Err(ApiError::bad_request(
-            "an alias needs routes: {\"routes\": [{\"version\": 3, \"percent\": 90}, ...]}",
-        ));
-    }
-    let routes = body
-        .routes
-        .iter()
-        .map(|route| {
-            Ok(WeightedRoute {
-                version: route.version,
-                weight_bp: BasisPoints::parse(&route.percent.to_string()).map_err(|e| {
-                    ApiError::bad_request(format!("version {}: {e}", route.version))
-                })?,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    let rules = body
-        .rules
-        .into_iter()
-        .map(|rule| {
-            let matcher = match (rule.exact, rule.prefix) {
-                (Some(value), None) => HeaderMatch::Exact(value),
-                (None, Some(prefix)) => HeaderMatch::Prefix(prefix),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "rule on {:?} needs exactly one of \"exact\" or \"prefix\"",
-                        rule.header
-                    )));
-                }
-            };
-            Ok(RouteRule {
-                header: rule.header,
-                matcher,
-                version: rule.version,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    let mirror = body
-        .mirror
-        .map(|route| {
-            Ok::<_, ApiError>(WeightedRoute {
-                version: route.version,
-                weight_bp: BasisPoints::parse(&route.percent.to_string()).map_err(|e| {
-                    ApiError::bad_request(format!("mirror to version {}: {e}", route.version))
-                })?,
-            })
-        })
-        .transpose()?;
-    let spec = AliasSpec {
-        routes,
-        sticky_header: body.sticky_header,
-        rules,
-        mirror,
-    };
+    let spec = body.into_spec().map_err(ApiError::bad_request)?;
     let why = Why::admin(format!("alias {alias} set through the admin API"));
     let details = host.registry.set_alias(function, alias, spec, why).await?;
     tracing::info!(function, alias, "alias updated");
@@ -222,30 +91,12 @@ pub async fn delete(host: &App, function: &str, alias: &str) -> Result<Response<
     host.registry.delete_alias(function, alias, why).await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "deleted": { "function": function, "alias": alias } }),
+        &Deleted::new(DeletedItem {
+            function: Some(function.to_string()),
+            alias: Some(alias.to_string()),
+            ..Default::default()
+        }),
     ))
-}
-
-/// `PUT .../traffic` body: `$DEFAULT`'s share to `$LATEST`, and optionally its sticky header
-/// (`null` removes it).
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrafficRequest {
-    #[serde(default)]
-    latest_percent: Option<serde_json::Number>,
-    #[serde(default, with = "double_option")]
-    sticky_header: Option<Option<String>>,
-}
-
-/// Tells an absent field (keep) from an explicit `null` (clear).
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
 }
 
 pub async fn set_traffic(
@@ -254,10 +105,7 @@ pub async fn set_traffic(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: TrafficRequest = read_json(request).await?;
-    let latest_bp = body
-        .latest_percent
-        .map(|p| BasisPoints::parse(&p.to_string()).map_err(ApiError::bad_request))
-        .transpose()?;
+    let latest_bp = body.latest_percent.map(|p| p.0);
     let details = host
         .registry
         .set_default_policy(
@@ -272,20 +120,6 @@ pub async fn set_traffic(
         .await?;
     tracing::info!(function, latest_bp = ?latest_bp, "$DEFAULT traffic updated");
     Ok(json(StatusCode::OK, &one_alias(&details, DEFAULT_ALIAS)?))
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PromoteRequest {
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Serialize)]
-struct Promoted {
-    created: bool,
-    version: VersionInfo,
-    default: AliasView,
 }
 
 /// Publishes `$LATEST` and gives the new version all of `$DEFAULT`'s traffic, atomically.
@@ -318,7 +152,7 @@ pub async fn promote(
         },
         &Promoted {
             created: published.created,
-            version: published.version,
+            version: published.version.into(),
             default: one_alias(&details, DEFAULT_ALIAS)?,
         },
     ))

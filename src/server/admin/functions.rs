@@ -2,30 +2,25 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
 
 use super::json_body::read_json;
+use crate::api::{
+    Deleted, DeletedItem, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published,
+    VersionList, VersionView,
+};
 use crate::app::App;
-use crate::model::{ConfigPatch, FunctionInfo, FunctionName, VersionInfo, Why};
+use crate::model::{ConfigPatch, FunctionName, Why};
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
-#[derive(Serialize)]
-struct FunctionList {
-    functions: Vec<FunctionInfo>,
-}
-
 pub async fn list(host: &App) -> Result<Response<Body>, ApiError> {
     let functions = host.registry.list().await?;
-    Ok(json(StatusCode::OK, &FunctionList { functions }))
-}
-
-#[derive(Serialize)]
-struct FunctionWithVersions {
-    #[serde(flatten)]
-    info: FunctionInfo,
-    versions: Vec<VersionInfo>,
-    aliases: Vec<super::aliases::AliasView>,
+    Ok(json(
+        StatusCode::OK,
+        &FunctionList {
+            functions: functions.into_iter().map(FunctionView::from).collect(),
+        },
+    ))
 }
 
 pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
@@ -33,9 +28,13 @@ pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let aliases = super::aliases::alias_views(&details);
     Ok(json(
         StatusCode::OK,
-        &FunctionWithVersions {
-            info: details.info,
-            versions: details.versions,
+        &FunctionDetail {
+            function: details.info.into(),
+            versions: details
+                .versions
+                .into_iter()
+                .map(VersionView::from)
+                .collect(),
             aliases,
         },
     ))
@@ -45,7 +44,10 @@ pub async fn delete(host: &App, name: &str) -> Result<Response<Body>, ApiError> 
     host.delete_function(name).await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "deleted": { "function": name } }),
+        &Deleted::new(DeletedItem {
+            function: Some(name.to_string()),
+            ..Default::default()
+        }),
     ))
 }
 
@@ -56,13 +58,7 @@ pub async fn update_config(
 ) -> Result<Response<Body>, ApiError> {
     let patch: ConfigPatch = read_json(request).await?;
     let info = host.registry.update_config(name, patch).await?;
-    Ok(json(StatusCode::OK, &info))
-}
-
-#[derive(Serialize)]
-struct VersionList {
-    function: String,
-    versions: Vec<VersionInfo>,
+    Ok(json(StatusCode::OK, &FunctionView::from(info)))
 }
 
 pub async fn versions(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
@@ -71,7 +67,11 @@ pub async fn versions(host: &App, name: &str) -> Result<Response<Body>, ApiError
         StatusCode::OK,
         &VersionList {
             function: details.info.name,
-            versions: details.versions,
+            versions: details
+                .versions
+                .into_iter()
+                .map(VersionView::from)
+                .collect(),
         },
     ))
 }
@@ -89,21 +89,7 @@ pub async fn version(host: &App, name: &str, number: &str) -> Result<Response<Bo
                 number,
             ))
         })?;
-    Ok(json(StatusCode::OK, &version))
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishRequest {
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Serialize)]
-struct PublishResponse {
-    /// False when `$LATEST` was identical to the newest version, which is returned.
-    created: bool,
-    version: VersionInfo,
+    Ok(json(StatusCode::OK, &VersionView::from(version)))
 }
 
 pub async fn publish(
@@ -128,9 +114,9 @@ pub async fn publish(
     };
     Ok(json(
         status,
-        &PublishResponse {
+        &Published {
             created: published.created,
-            version: published.version,
+            version: published.version.into(),
         },
     ))
 }
@@ -144,7 +130,11 @@ pub async fn delete_version(
     host.delete_version(name, number).await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "deleted": { "function": name, "version": number } }),
+        &Deleted::new(DeletedItem {
+            function: Some(name.to_string()),
+            version: Some(number),
+            ..Default::default()
+        }),
     ))
 }
 

@@ -1,24 +1,16 @@
 //! `GET /v1/functions/NAME/history?alias=ALIAS&limit=N`: the audit trail of traffic changes,
 //! newest first, manual and automatic alike.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use serde::Serialize;
-
 use super::ensure_function;
+use crate::api::{HistoryChange, HistoryPage};
 use crate::app::App;
-use crate::model::HistoryEntry;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
-
-#[derive(Serialize)]
-struct History {
-    function: String,
-    changes: Vec<HistoryEntry>,
-}
 
 pub async fn get(
     host: &App,
@@ -44,9 +36,21 @@ pub async fn get(
     }
     Ok(json(
         StatusCode::OK,
-        &History {
+        &HistoryPage {
             function: function.to_string(),
-            changes,
+            changes: changes
+                .into_iter()
+                .map(|change| HistoryChange {
+                    id: change.id,
+                    function: change.function,
+                    alias: change.alias,
+                    at_ms: change.at_ms,
+                    before: change.before,
+                    after: change.after,
+                    actor: change.actor,
+                    reason: change.reason,
+                })
+                .collect(),
         },
     ))
 }

@@ -6,26 +6,16 @@
 
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use serde::Serialize;
-
 use super::ensure_function;
+use crate::api::{LogLine, LogPage};
 use crate::app::App;
-use crate::function_logs::LogEntry;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 const FOLLOW_WAIT: Duration = Duration::from_secs(25);
 const DEFAULT_LIMIT: usize = 200;
-
-#[derive(Serialize)]
-struct LogPage {
-    function: String,
-    entries: Vec<LogEntry>,
-    /// Pass as `after` to read on from here.
-    next_after: u64,
-}
 
 pub async fn read(
     host: &App,
@@ -63,7 +53,16 @@ pub async fn read(
         StatusCode::OK,
         &LogPage {
             function: function.to_string(),
-            entries,
+            entries: entries
+                .into_iter()
+                .map(|e| LogLine {
+                    seq: e.seq,
+                    time_ms: e.time_ms,
+                    request_id: e.request_id,
+                    version: e.version,
+                    text: e.text,
+                })
+                .collect(),
             next_after,
         },
     ))

@@ -16,9 +16,9 @@ mod usage;
 
 use std::sync::Arc;
 
+use crate::api::{EngineView, LimitsView, ScalingStatus, Status};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde::Serialize;
 
 use super::body::{Body, json, text};
 use super::error::ApiError;
@@ -326,47 +326,32 @@ fn authorized(host: &App, request: &Request<Incoming>) -> bool {
             == 0
 }
 
-#[derive(Serialize)]
-struct Status {
-    version: &'static str,
-    uptime_secs: u64,
-    functions: usize,
-    limits: Limits,
-    engine: crate::engine::EngineStatus,
-    scaling: ScalingStatus,
-}
-
-#[derive(Serialize)]
-struct ScalingStatus {
-    warm_instances: u32,
-    max_warm: u32,
-    idle_timeout_ms: u64,
-    #[serde(flatten)]
-    stats: crate::model::ScalerStats,
-}
-
-/// Limits clients should check before sending (the CLI does, before a large upload).
-#[derive(Serialize)]
-struct Limits {
-    max_upload_bytes: u64,
-}
-
 fn status(host: &App) -> Response<Body> {
+    let engine = host.engine.status();
     json(
         StatusCode::OK,
         &Status {
-            version: env!("CARGO_PKG_VERSION"),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: host.started.elapsed().as_secs(),
             functions: host.router.snapshot().len(),
-            limits: Limits {
+            limits: LimitsView {
                 max_upload_bytes: host.max_upload_bytes,
             },
-            engine: host.engine.status(),
+            engine: EngineView {
+                pooling_allocator: engine.pooling_allocator,
+                pool_instances: engine.pool_instances,
+                reserved_address_space_bytes: engine.reserved_address_space_bytes,
+                compiles: engine.compiles,
+                compile_ms_total: engine.compile_ms_total,
+                compiled_cache_loads: engine.compiled_cache_loads,
+                compiled_cache_load_failures: engine.compiled_cache_load_failures,
+                loaded_components: engine.loaded_components,
+            },
             scaling: ScalingStatus {
                 warm_instances: host.scaler.warm_total(),
                 max_warm: host.scaler.options().max_warm,
                 idle_timeout_ms: host.scaler.options().idle_timeout.as_millis() as u64,
-                stats: host.scaler.stats(),
+                counters: host.scaler.stats(),
             },
         },
     )

@@ -2,24 +2,14 @@
 //! (streamed both ways) and `GET /v1/buckets/BUCKET/objects?prefix=P` to list. A `PUT` is
 //! answered only after the events it fires are durably queued.
 
+use crate::api::{Deleted, DeletedItem, ObjectList, ObjectView, StoredObject};
+use crate::app::App;
+use crate::events::buckets::guess_content_type;
+use crate::server::body::{Body, BoxError, json};
+use crate::server::error::ApiError;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
-use serde::Serialize;
-
-use crate::app::App;
-use crate::events::buckets::{ObjectInfo, guess_content_type};
-use crate::server::body::{Body, BoxError, json};
-use crate::server::error::ApiError;
-
-#[derive(Serialize)]
-struct Stored {
-    bucket: String,
-    key: String,
-    size: u64,
-    /// The ids of the events this object fired (one per matching trigger).
-    events: Vec<String>,
-}
 
 pub async fn put(
     host: &App,
@@ -55,7 +45,7 @@ pub async fn put(
     }
     Ok(json(
         StatusCode::CREATED,
-        &Stored {
+        &StoredObject {
             bucket: bucket.to_string(),
             key: key.to_string(),
             size,
@@ -84,14 +74,12 @@ pub async fn delete(host: &App, bucket: &str, key: &str) -> Result<Response<Body
     host.events.buckets.delete(bucket, key).await?;
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "deleted": { "bucket": bucket, "key": key } }),
+        &Deleted::new(DeletedItem {
+            bucket: Some(bucket.to_string()),
+            key: Some(key.to_string()),
+            ..Default::default()
+        }),
     ))
-}
-
-#[derive(Serialize)]
-struct Listing {
-    bucket: String,
-    objects: Vec<ObjectInfo>,
 }
 
 pub async fn list(
@@ -118,9 +106,16 @@ pub async fn list(
         .await?;
     Ok(json(
         StatusCode::OK,
-        &Listing {
+        &ObjectList {
             bucket: bucket.to_string(),
-            objects,
+            objects: objects
+                .into_iter()
+                .map(|o| ObjectView {
+                    key: o.key,
+                    size: o.size,
+                    last_modified_ms: o.last_modified_ms,
+                })
+                .collect(),
         },
     ))
 }

@@ -2,34 +2,15 @@
 //! concurrency and each version's warm pool; `PUT` sets provisioned concurrency for the
 //! function (`$DEFAULT`'s versions, split by weight) or for one version.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
-
 use super::ensure_function;
 use super::json_body::read_json;
+use crate::api::{ScalingView, SetProvisioned};
 use crate::app::App;
-use crate::model::PoolStatus;
 use crate::model::{ScalingPolicy, VersionLabel};
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
-
-#[derive(Serialize)]
-struct ScalingView {
-    function: String,
-    policy: ScalingPolicy,
-    /// One entry per version with a warm pool (recently used or provisioned).
-    pools: Vec<PoolStatus>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetProvisioned {
-    provisioned: Option<u32>,
-    /// `latest` or a version number; absent for the whole function.
-    #[serde(default)]
-    version: Option<String>,
-}
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let policy = match host.router.snapshot().function(name) {

@@ -2,49 +2,17 @@
 //! `DELETE .../triggers/ID`, `GET .../events?status=failed` (the dead-letter list) and
 //! `POST /v1/events/ID/retry`.
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
-
 use super::ensure_function;
 use super::json_body::read_json;
+use crate::api::{
+    AddTrigger, Deleted, DeletedItem, EventList, EventView, TriggerList, TriggerView,
+};
 use crate::app::App;
-use crate::model::{EventRecord, EventStatus, Trigger, TriggerSource};
+use crate::model::EventStatus;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
-
-/// `POST .../triggers`: an object trigger (`bucket` ...) or a timer (`cron` ...).
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddTrigger {
-    #[serde(default)]
-    bucket: Option<String>,
-    #[serde(default)]
-    prefix: String,
-    #[serde(default)]
-    suffix: String,
-    #[serde(default)]
-    output_bucket: Option<String>,
-    #[serde(default)]
-    cron: Option<String>,
-    #[serde(default)]
-    allow_overlap: bool,
-    /// The alias or version events go to; `$DEFAULT` when absent.
-    #[serde(default)]
-    target: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Triggers {
-    function: String,
-    triggers: Vec<Trigger>,
-}
-
-#[derive(Serialize)]
-struct Events {
-    function: String,
-    events: Vec<EventRecord>,
-}
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 
 pub async fn add(
     host: &App,
@@ -52,23 +20,7 @@ pub async fn add(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: AddTrigger = read_json(request).await?;
-    let source = match (body.bucket, body.cron) {
-        (Some(bucket), None) => TriggerSource::Object {
-            bucket,
-            prefix: body.prefix,
-            suffix: body.suffix,
-            output_bucket: body.output_bucket,
-        },
-        (None, Some(cron)) => TriggerSource::Timer {
-            cron,
-            allow_overlap: body.allow_overlap,
-        },
-        _ => {
-            return Err(ApiError::bad_request(
-                r#"give either {"bucket": "uploads", ...} for object events or {"cron": "0 */5 * * * *"} for a timer"#,
-            ));
-        }
-    };
+    let source = body.source().map_err(ApiError::bad_request)?;
     if let Some(target) = &body.target {
         host.router
             .snapshot()
@@ -82,7 +34,7 @@ pub async fn add(
         .add_trigger(function, body.target, source)
         .await?;
     host.events.timers_changed.notify_one();
-    Ok(json(StatusCode::CREATED, &trigger))
+    Ok(json(StatusCode::CREATED, &TriggerView::from(trigger)))
 }
 
 pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
@@ -90,9 +42,9 @@ pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError
     let triggers = host.registry.triggers(Some(function.to_string())).await?;
     Ok(json(
         StatusCode::OK,
-        &Triggers {
+        &TriggerList {
             function: function.to_string(),
-            triggers,
+            triggers: triggers.into_iter().map(TriggerView::from).collect(),
         },
     ))
 }
@@ -105,7 +57,11 @@ pub async fn delete(host: &App, function: &str, id: &str) -> Result<Response<Bod
     host.events.timers_changed.notify_one();
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "deleted": { "function": function, "trigger": id } }),
+        &Deleted::new(DeletedItem {
+            function: Some(function.to_string()),
+            trigger: Some(id),
+            ..Default::default()
+        }),
     ))
 }
 
@@ -136,9 +92,9 @@ pub async fn events(
     let events = host.registry.events(function, status, limit).await?;
     Ok(json(
         StatusCode::OK,
-        &Events {
+        &EventList {
             function: function.to_string(),
-            events,
+            events: events.into_iter().map(EventView::from).collect(),
         },
     ))
 }
@@ -146,5 +102,5 @@ pub async fn events(
 pub async fn retry(host: &App, id: &str) -> Result<Response<Body>, ApiError> {
     let event = host.registry.retry_event(id).await?;
     host.events.deliveries.notify_one();
-    Ok(json(StatusCode::OK, &event))
+    Ok(json(StatusCode::OK, &EventView::from(event)))
 }

@@ -16,29 +16,20 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::functions::function_name;
+use crate::api::{StageView, UploadEvent, Uploaded};
 use crate::app::App;
 use crate::engine::{ComponentSummary, Stage, check_component};
 use crate::invocation::discard;
-use crate::model::{
-    BasisPoints, ConfigPatch, Digest, FunctionConfig, FunctionInfo, FunctionName, Why,
-};
+use crate::model::{BasisPoints, ConfigPatch, Digest, FunctionConfig, FunctionName, Why};
 use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 
 pub const PROGRESS_CONTENT_TYPE: &str = "application/x-ndjson";
 /// How often a progress stream reports that compilation is still running.
 const HEARTBEAT: Duration = Duration::from_millis(500);
-
-/// What a finished upload returns (and the final `done` event carries).
-#[derive(Serialize)]
-struct Uploaded {
-    function: FunctionInfo,
-    handler_export: String,
-}
 
 pub async fn upload(
     host: &Arc<App>,
@@ -123,8 +114,9 @@ impl UploadJob {
             .await?;
         tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");
         Ok(Uploaded {
-            function,
+            function: function.into(),
             handler_export: self.summary.handler_export,
+            published: None,
         })
     }
 
@@ -132,23 +124,21 @@ impl UploadJob {
     /// even if the client goes away, so a disconnect never leaves a half-applied upload.
     fn stream(self, host: Arc<App>) -> Response<Body> {
         let (lines, receiver) = mpsc::channel::<Bytes>(64);
-        let received = serde_json::json!({
-            "event": "validated",
-            "digest": self.digest,
-            "size": self.wasm.len(),
-            "handler_export": self.summary.handler_export,
-            "imports": self.summary.imports.len(),
-        });
+        let received = UploadEvent::Validated {
+            digest: self.digest,
+            size: self.wasm.len() as u64,
+            handler_export: self.summary.handler_export.clone(),
+            imports: self.summary.imports.len(),
+        };
         let _ = lines.try_send(line(&received));
         tokio::spawn(async move {
             let started = Instant::now();
             let stage_lines = lines.clone();
             let on_stage = move |stage: Stage| {
-                let _ = stage_lines.try_send(line(&serde_json::json!({
-                    "event": "stage",
-                    "elapsed_ms": started.elapsed().as_millis() as u64,
-                    "detail": stage,
-                })));
+                let _ = stage_lines.try_send(line(&UploadEvent::Stage {
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    detail: stage_view(stage),
+                }));
             };
             let work = self.run(&host, &on_stage);
             tokio::pin!(work);
@@ -158,16 +148,19 @@ impl UploadJob {
                 tokio::select! {
                     outcome = &mut work => break outcome,
                     _ = heartbeat.tick() => {
-                        let _ = lines.try_send(line(&serde_json::json!({
-                            "event": "working",
-                            "elapsed_ms": started.elapsed().as_millis() as u64,
-                        })));
+                        let _ = lines.try_send(line(&UploadEvent::Working {
+                            elapsed_ms: started.elapsed().as_millis() as u64,
+                        }));
                     }
                 }
             };
             let last = match outcome {
-                Ok(uploaded) => serde_json::json!({ "event": "done", "result": uploaded }),
-                Err(error) => serde_json::json!({ "event": "error", "error": error.to_json() }),
+                Ok(uploaded) => UploadEvent::Done {
+                    result: Box::new(uploaded),
+                },
+                Err(error) => UploadEvent::Error {
+                    error: error.detail(true),
+                },
             };
             let _ = lines.send(line(&last)).await;
         });
@@ -184,8 +177,18 @@ impl UploadJob {
     }
 }
 
-fn line(value: &serde_json::Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).expect("events serialize");
+fn stage_view(stage: Stage) -> StageView {
+    match stage {
+        Stage::WaitingForCompiler => StageView::WaitingForCompiler,
+        Stage::Compiling => StageView::Compiling,
+        Stage::Compiled { compile_ms } => StageView::Compiled { compile_ms },
+        Stage::CacheHit => StageView::CacheHit,
+        Stage::Linked => StageView::Linked,
+    }
+}
+
+fn line(event: &UploadEvent) -> Bytes {
+    let mut bytes = serde_json::to_vec(event).expect("events serialize");
     bytes.push(b'\n');
     bytes.into()
 }

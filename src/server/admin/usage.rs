@@ -4,57 +4,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
-use serde::Serialize;
-
 use super::ensure_function;
+use crate::api::{
+    Health, ShadowView, UsageGrouping as GroupBy, UsageLine, UsageReport, VersionHealthView,
+};
 use crate::app::App;
-use crate::metering::HostGauges;
+use crate::metering::{HostGauges, ShadowReport, VersionHealth};
 use crate::model::{UsageRow, gb_seconds};
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
-
-/// How usage rows are grouped (always within a function).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GroupBy {
-    Function,
-    Version,
-    Alias,
-    Minute,
-}
-
-#[derive(Serialize)]
-struct UsageLine {
-    function: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alias: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    minute: Option<i64>,
-    invocations: u64,
-    errors: u64,
-    cold_starts: u64,
-    status_2xx: u64,
-    status_3xx: u64,
-    status_4xx: u64,
-    status_5xx: u64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    billed_ms: u64,
-    gb_seconds: f64,
-    /// Provisioned instance time, billed apart from invocations.
-    provisioned_ms: u64,
-    provisioned_gb_seconds: f64,
-}
-
-#[derive(Serialize)]
-struct UsageReport {
-    since_ms: i64,
-    by: &'static str,
-    rows: Vec<UsageLine>,
-}
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
 
 /// `?function=NAME&since=SECONDS&by=function|version|alias|minute`: stored minutes plus what
 /// is not flushed yet, so the answer is current.
@@ -69,17 +29,11 @@ pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<B
                 })?
             }
             "by" => {
-                by = match value.as_ref() {
-                    "function" => GroupBy::Function,
-                    "version" => GroupBy::Version,
-                    "alias" => GroupBy::Alias,
-                    "minute" => GroupBy::Minute,
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "by={other:?}: group by function, version, alias or minute"
-                        )));
-                    }
-                }
+                by = GroupBy::parse(&value).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "by={value:?}: group by function, version, alias or minute"
+                    ))
+                })?
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -141,12 +95,7 @@ pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<B
         StatusCode::OK,
         &UsageReport {
             since_ms,
-            by: match by {
-                GroupBy::Function => "function",
-                GroupBy::Version => "version",
-                GroupBy::Alias => "alias",
-                GroupBy::Minute => "minute",
-            },
+            by,
             rows: lines,
         },
     ))
@@ -182,12 +131,31 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-#[derive(Serialize)]
-struct Health {
-    function: String,
-    versions: Vec<crate::metering::VersionHealth>,
-    /// Mirrored requests per shadow version, since the host started.
-    shadow: Vec<crate::metering::ShadowReport>,
+/// The API's view of a shadow version's comparisons (also part of a rollout's status).
+pub fn shadow_view(report: ShadowReport) -> ShadowView {
+    ShadowView {
+        version: report.version,
+        sent: report.sent,
+        matches: report.matches,
+        mismatches: report.mismatches,
+        unknown: report.unknown,
+        dropped: report.dropped,
+        errors: report.errors,
+        p50_ms: report.p50_ms,
+        p99_ms: report.p99_ms,
+    }
+}
+
+fn version_health_view(health: VersionHealth) -> VersionHealthView {
+    VersionHealthView {
+        version: health.version,
+        window_secs: health.window_secs,
+        requests: health.requests,
+        errors: health.errors,
+        error_rate: health.error_rate,
+        p50_ms: health.p50_ms,
+        p99_ms: health.p99_ms,
+    }
 }
 
 /// `?window=SECONDS` (default 60, at most 300).
@@ -220,8 +188,18 @@ pub async fn health(
         StatusCode::OK,
         &Health {
             function: function.to_string(),
-            versions: host.metering.health(function, Duration::from_secs(window)),
-            shadow: host.metering.shadow_report(function),
+            versions: host
+                .metering
+                .health(function, Duration::from_secs(window))
+                .into_iter()
+                .map(version_health_view)
+                .collect(),
+            shadow: host
+                .metering
+                .shadow_report(function)
+                .into_iter()
+                .map(shadow_view)
+                .collect(),
         },
     ))
 }

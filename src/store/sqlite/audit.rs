@@ -8,12 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
-use serde_json::Value;
-
 use super::functions::{aliases, default_policy, versions};
-use crate::model::{DEFAULT_ALIAS, HistoryEntry, Why};
+use crate::model::{AliasSpec, DEFAULT_ALIAS, HistoryEntry, Why};
 use crate::store::StoreError;
+use rusqlite::{OptionalExtension, Transaction, params};
 
 /// Runs `write` and records each alias of `function` whose routes it changed.
 pub(super) fn audited<T>(
@@ -39,8 +37,8 @@ pub(super) fn audited<T>(
                 function,
                 name,
                 now,
-                old.map(Value::to_string),
-                new.map(Value::to_string),
+                old.map(spec_json),
+                new.map(spec_json),
                 why.actor,
                 why.reason
             ],
@@ -54,7 +52,7 @@ pub(super) fn audited<T>(
 fn alias_views(
     tx: &Transaction<'_>,
     function: &str,
-) -> Result<BTreeMap<String, Value>, StoreError> {
+) -> Result<BTreeMap<String, AliasSpec>, StoreError> {
     let exists = tx
         .query_row(
             "SELECT 1 FROM functions WHERE name = ?1",
@@ -69,18 +67,21 @@ fn alias_views(
     }
     let policy = default_policy(tx, function)?;
     let newest = versions(tx, function)?.last().map(|v| v.version);
-    let mut default = serde_json::json!({ "routes": policy.routes(newest) });
-    if let Some(header) = &policy.sticky_header {
-        default["sticky_header"] = Value::from(header.as_str());
-    }
+    let default = AliasSpec {
+        routes: policy.routes(newest),
+        sticky_header: policy.sticky_header.clone(),
+        rules: Vec::new(),
+        mirror: None,
+    };
     views.insert(DEFAULT_ALIAS.to_string(), default);
     for alias in aliases(tx, function)? {
-        views.insert(
-            alias.name,
-            serde_json::to_value(&alias.spec).expect("alias specs serialize"),
-        );
+        views.insert(alias.name, alias.spec);
     }
     Ok(views)
+}
+
+fn spec_json(spec: &AliasSpec) -> String {
+    serde_json::to_string(spec).expect("alias specs serialize")
 }
 
 /// The newest `limit` changes of `function` (one alias, or all), newest first.
@@ -105,7 +106,7 @@ pub(super) fn history(
             r.get::<_, String>(6)?,
         ))
     })?;
-    let parse = |text: Option<String>| -> Result<Option<Value>, StoreError> {
+    let parse = |text: Option<String>| -> Result<Option<AliasSpec>, StoreError> {
         text.map(|t| super::parse_json(&t, "alias history entry"))
             .transpose()
     };

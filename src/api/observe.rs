@@ -1,0 +1,173 @@
+//! What the host reports: usage, health, logs and its own status.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::ScalerStats as ScalerCounters;
+use crate::model::VersionLabel;
+
+/// How usage rows are grouped (always within a function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGrouping {
+    Function,
+    Version,
+    Alias,
+    Minute,
+}
+
+impl UsageGrouping {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Version => "version",
+            Self::Alias => "alias",
+            Self::Minute => "minute",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "function" => Self::Function,
+            "version" => Self::Version,
+            "alias" => Self::Alias,
+            "minute" => Self::Minute,
+            _ => return None,
+        })
+    }
+}
+
+/// `GET /v1/usage`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub since_ms: i64,
+    pub by: UsageGrouping,
+    pub rows: Vec<UsageLine>,
+}
+
+/// One group's usage; `version`, `alias` or `minute` is set by the grouping.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageLine {
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Empty for requests that named a version directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Unix minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minute: Option<i64>,
+    pub invocations: u64,
+    pub errors: u64,
+    pub cold_starts: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub billed_ms: u64,
+    pub gb_seconds: f64,
+    /// Provisioned instance time, billed apart from invocations.
+    pub provisioned_ms: u64,
+    pub provisioned_gb_seconds: f64,
+}
+
+/// `GET /v1/functions/NAME/health`: rolling per-version health and shadow comparisons.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub function: String,
+    pub versions: Vec<VersionHealthView>,
+    /// Mirrored requests per shadow version, since the host started.
+    pub shadow: Vec<ShadowView>,
+}
+
+/// A version's requests over the last `window_secs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionHealthView {
+    pub version: VersionLabel,
+    pub window_secs: u64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Errors (5xx, timeouts included) per request; 0 when there were no requests.
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// How a shadow version's answers compared with the primary's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowView {
+    pub version: VersionLabel,
+    pub sent: u64,
+    pub matches: u64,
+    pub mismatches: u64,
+    /// No verdict: the primary's answer was not seen in full (its client went away).
+    pub unknown: u64,
+    /// Not sent: the host or the shadow version was busy, or the body was too big to copy.
+    pub dropped: u64,
+    /// Shadow answers with a 5xx status or a failed invocation.
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// `GET /v1/functions/NAME/logs`: what the function printed, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub function: String,
+    pub entries: Vec<LogLine>,
+    /// Pass as `after` to read on from here.
+    pub next_after: u64,
+}
+
+/// What one invocation printed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Increases by one per entry of this function.
+    pub seq: u64,
+    pub time_ms: i64,
+    pub request_id: String,
+    pub version: String,
+    pub text: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub functions: usize,
+    pub limits: LimitsView,
+    pub engine: EngineView,
+    pub scaling: ScalingStatus,
+}
+
+/// Limits clients should check before sending (the CLI does, before a large upload).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsView {
+    pub max_upload_bytes: u64,
+}
+
+/// The engine: its instance pool and compile work so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineView {
+    pub pooling_allocator: bool,
+    pub pool_instances: u32,
+    /// Virtual address space the pool reserves up front (not memory).
+    pub reserved_address_space_bytes: u64,
+    pub compiles: u64,
+    pub compile_ms_total: u64,
+    pub compiled_cache_loads: u64,
+    pub compiled_cache_load_failures: u64,
+    pub loaded_components: usize,
+}
+
+/// Warm instances host-wide and the scaler's work off the request path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingStatus {
+    pub warm_instances: u32,
+    pub max_warm: u32,
+    pub idle_timeout_ms: u64,
+    #[serde(flatten)]
+    pub counters: ScalerCounters,
+}

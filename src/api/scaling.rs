@@ -1,0 +1,26 @@
+//! Warm capacity: provisioned concurrency and each version's warm pool.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::PoolStatus as PoolView;
+use crate::model::ScalingPolicy;
+
+/// `GET /v1/functions/NAME/scaling` (and what `PUT` answers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingView {
+    pub function: String,
+    pub policy: ScalingPolicy,
+    /// One entry per version with a warm pool (recently used or provisioned).
+    pub pools: Vec<PoolView>,
+}
+
+/// `PUT /v1/functions/NAME/scaling`: provisioned concurrency for the function (`$DEFAULT`'s
+/// versions, split by weight) or, with `version`, for one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetProvisioned {
+    pub provisioned: Option<u32>,
+    /// `latest` or a version number; absent for the whole function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
