@@ -152,6 +152,8 @@ pub struct LimitsView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineView {
     pub pooling_allocator: bool,
+    /// Memory protection keys guard the pool's memory slots.
+    pub memory_protection_keys: bool,
     pub pool_instances: u32,
     /// Virtual address space the pool reserves up front (not memory).
     pub reserved_address_space_bytes: u64,

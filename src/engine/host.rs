@@ -6,19 +6,19 @@
 //! UDP unless asked), clocks and random available, outbound HTTP only to the function's
 //! allowlisted origins, stdout and stderr captured (bounded) for the function's log.
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::guest_output::GuestOutput;
+use super::limits::InstanceLimits;
 use crate::model::FunctionConfig;
 
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: InstanceLimits,
     hooks: OutboundPolicy,
     /// When the current request (or, for a warm instance, its instantiation) must end; the
     /// epoch callback interrupts the guest past it. Re-armed when a warm instance is taken.
@@ -39,19 +39,11 @@ impl HostState {
             wasi.env(key, value);
         }
         wasi.stdout(output.clone()).stderr(output.clone());
-        let memory_bytes = (config.memory_mb as usize) << 20;
         Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            // The same caps as the pooling allocator's, for hosts that allocate on demand.
-            limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .memories(super::MEMORIES_PER_INSTANCE as usize)
-                .instances(super::CORE_INSTANCES_PER_INSTANCE as usize)
-                .tables(super::TABLES_PER_INSTANCE as usize)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: InstanceLimits::new(config.memory_mb),
             hooks: OutboundPolicy {
                 allowed: config.allow_outbound.clone(),
             },

@@ -329,10 +329,13 @@ fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool
             other => InvokeError::Trap(other.to_string()),
         };
     }
-    let text = format!("{error:#}");
-    if text.contains("forcing trap when growing memory") {
+    if error
+        .downcast_ref::<super::limits::MemoryBudgetExceeded>()
+        .is_some()
+    {
         return InvokeError::MemoryLimit(limits.memory_mb);
     }
+    let text = format!("{error:#}");
     tracing::debug!(error = %text, "guest failure");
     InvokeError::Trap("the function failed while handling the request".into())
 }
@@ -440,6 +443,7 @@ mod tests {
                 EngineConfig {
                     pool_instances,
                     max_memory_mb: 64,
+                    ..EngineConfig::default()
                 },
                 dir.path().join("compiled"),
                 modules,

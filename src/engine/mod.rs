@@ -10,6 +10,7 @@ mod compiled_cache;
 mod guest_output;
 mod host;
 mod invoke;
+mod limits;
 mod validate;
 
 use std::path::PathBuf;
@@ -45,6 +46,11 @@ pub struct EngineConfig {
     pub pool_instances: u32,
     /// The largest linear memory any instance may have, in MiB (the pool's slot size).
     pub max_memory_mb: u32,
+    /// Memory protection keys for the pool's memory slots: where the CPU has them (Intel
+    /// MPK, `pku` in /proc/cpuinfo), slots are striped across keys and a running instance
+    /// can touch only its own stripe's memory, a hardware wall besides the guard pages.
+    /// Experimental in wasmtime 48, so off unless the operator asks.
+    pub memory_protection_keys: wasmtime::Enabled,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +58,7 @@ impl Default for EngineConfig {
         Self {
             pool_instances: 1000,
             max_memory_mb: 4096,
+            memory_protection_keys: wasmtime::Enabled::No,
         }
     }
 }
@@ -102,6 +109,8 @@ struct EngineStats {
 #[derive(Debug)]
 pub struct EngineStatus {
     pub pooling_allocator: bool,
+    /// Memory protection keys guard the pool's slots (asked for and available).
+    pub memory_protection_keys: bool,
     pub pool_instances: u32,
     /// Virtual address space the pool reserves up front (not memory: pages are committed
     /// only as instances touch them).
@@ -260,6 +269,9 @@ impl Engine {
     pub fn status(&self) -> EngineStatus {
         EngineStatus {
             pooling_allocator: self.pooling,
+            memory_protection_keys: self.pooling
+                && self.config.memory_protection_keys != wasmtime::Enabled::No
+                && PoolingAllocationConfig::are_memory_protection_keys_available(),
             pool_instances: if self.pooling {
                 self.config.pool_instances
             } else {
@@ -378,6 +390,20 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool
     let mut wasm = wasmtime::Config::new();
     wasm.epoch_interruption(true);
     wasm.memory_init_cow(true);
+    if config.memory_protection_keys == wasmtime::Enabled::Yes
+        && (config.pool_instances == 0
+            || !PoolingAllocationConfig::are_memory_protection_keys_available())
+    {
+        anyhow::bail!(
+            "memory protection keys were asked for (--memory-protection-keys yes) but {}; \
+             use `auto` to use them only where available",
+            if config.pool_instances == 0 {
+                "the instance pool is off (--pool-instances 0)"
+            } else {
+                "this CPU or kernel has none (no `pku` in /proc/cpuinfo)"
+            }
+        );
+    }
     if config.pool_instances > 0 {
         let mut pooled = wasm.clone();
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
@@ -437,7 +463,8 @@ fn pooling_config(config: &EngineConfig) -> PoolingAllocationConfig {
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT)
         .async_stack_keep_resident(STACK_KEEP_RESIDENT)
-        .pagemap_scan(wasmtime::Enabled::Auto);
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .memory_protection_keys(config.memory_protection_keys);
     pool
 }
 

@@ -339,6 +339,7 @@ fn status(host: &App) -> Response<Body> {
             },
             engine: EngineView {
                 pooling_allocator: engine.pooling_allocator,
+                memory_protection_keys: engine.memory_protection_keys,
                 pool_instances: engine.pool_instances,
                 reserved_address_space_bytes: engine.reserved_address_space_bytes,
                 compiles: engine.compiles,
