@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::app::{App, AppOptions};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, IpRange, NetworkPolicy};
 use crate::events::buckets::Buckets;
 use crate::registry::Registry;
 use crate::routing::Router;
@@ -96,6 +96,12 @@ pub struct ServeArgs {
     /// by default; /v1/status says whether they are in use.
     #[arg(long, value_enum, default_value_t = Mpk::No, value_name = "WHEN")]
     pub memory_protection_keys: Mpk,
+    /// Let functions' outbound HTTP reach this non-public address range, e.g. 10.20.0.0/16
+    /// for an internal API (repeat for several). Without it, functions reach only public
+    /// addresses: never loopback, private, link-local (cloud metadata) or other special
+    /// ranges, whatever names they allowlist. Checked on the resolved address.
+    #[arg(long, value_parser = IpRange::parse, value_name = "CIDR")]
+    pub outbound_allow_private: Vec<IpRange>,
     /// A version with no requests for this long releases its warm instances (keeping only
     /// provisioned ones); after twice this its compiled code leaves memory too.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -173,6 +179,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Mpk::Auto => wasmtime::Enabled::Auto,
                 Mpk::Yes => wasmtime::Enabled::Yes,
             },
+            network: Arc::new(NetworkPolicy {
+                allow_private: args.outbound_allow_private.clone(),
+            }),
         },
         args.data_dir.join("compiled"),
         registry.modules().clone(),
@@ -246,6 +255,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "  connections: {max_connections} data plane, {} admin plane; head within {:?}, bodies may pause {:?}",
         args.max_admin_connections, args.header_read_timeout, args.body_timeout
     );
+    if args.outbound_allow_private.is_empty() {
+        println!("  outbound:    public addresses only (and only to allowlisted origins)");
+    } else {
+        let ranges: Vec<String> = args
+            .outbound_allow_private
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "  outbound:    public addresses and {} (and only to allowlisted origins)",
+            ranges.join(", ")
+        );
+    }
     let options = server::ServeOptions {
         grace: args.shutdown_grace,
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),

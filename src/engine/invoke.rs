@@ -241,7 +241,7 @@ impl Engine {
     /// A fresh store with the function's limits. The only place limits are set; deadlines
     /// are set by [`arm`].
     fn new_store(&self, config: &FunctionConfig, output: &GuestOutput) -> Store<HostState> {
-        let mut state = HostState::new(config, output);
+        let mut state = HostState::new(config, output, self.config.network.clone());
         state.budget_ticks = match config.cpu_budget_ms {
             0 => u64::MAX,
             ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),

@@ -11,6 +11,7 @@ mod guest_output;
 mod host;
 mod invoke;
 mod limits;
+mod outbound;
 mod validate;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub use guest_output::GUEST_OUTPUT_LIMIT;
 pub use host::HostState;
 pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, WarmInstance};
+pub use outbound::{IpRange, NetworkPolicy};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
 use crate::model::Digest;
@@ -51,6 +53,9 @@ pub struct EngineConfig {
     /// can touch only its own stripe's memory, a hardware wall besides the guard pages.
     /// Experimental in wasmtime 48, so off unless the operator asks.
     pub memory_protection_keys: wasmtime::Enabled,
+    /// Where functions' outbound HTTP may connect (public addresses, plus what the operator
+    /// allows).
+    pub network: Arc<NetworkPolicy>,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +64,7 @@ impl Default for EngineConfig {
             pool_instances: 1000,
             max_memory_mb: 4096,
             memory_protection_keys: wasmtime::Enabled::No,
+            network: Arc::default(),
         }
     }
 }

@@ -93,14 +93,19 @@ async fn probe_sees_no_host_files_env_or_sockets() {
 }
 
 /// Outbound HTTP fails unless the origin is allowlisted; the allowed call reaches a real
-/// local server, and denials are logged.
+/// local server only because the operator allows loopback, and denials are logged. Without
+/// that, an allowlisted loopback address, or a name that resolves to one (DNS rebinding
+/// looks the same), is refused before any connection.
 #[tokio::test]
 async fn outbound_http_is_denied_unless_allowlisted() {
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = upstream.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
     tokio::spawn(async move {
         loop {
             let (stream, _) = upstream.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_request| async {
                     Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
@@ -114,17 +119,29 @@ async fn outbound_http_is_denied_unless_allowlisted() {
         }
     });
     let allowed = format!("http://127.0.0.1:{port}");
+    let by_name = format!("http://localhost:{port}");
+    let allow = json!({"allow_outbound": [allowed, by_name]});
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(&dir.path().join("data")).await;
-    host.deploy_hostile("caller", json!({"allow_outbound": [allowed]}))
-        .await;
+    let host = TestHost::start_with(
+        &dir.path().join("data"),
+        &[
+            "--outbound-allow-private",
+            "127.0.0.0/8",
+            "--outbound-allow-private",
+            "::1",
+        ],
+    )
+    .await;
+    host.deploy_hostile("caller", allow.clone()).await;
     host.deploy_hostile("jailed", json!({})).await;
 
     let call = |function: &str, url: &str| format!("/{function}/outbound?url={url}");
-    let (_, _, body) = host
-        .call_text(&call("caller", &format!("{allowed}/ping")))
-        .await;
-    assert_eq!(body, "status 200");
+    for origin in [&allowed, &by_name] {
+        let (_, _, body) = host
+            .call_text(&call("caller", &format!("{origin}/ping")))
+            .await;
+        assert_eq!(body, "status 200", "{origin}");
+    }
     let (_, _, body) = host
         .call_text(&call("jailed", &format!("{allowed}/ping")))
         .await;
@@ -136,7 +153,28 @@ async fn outbound_http_is_denied_unless_allowlisted() {
     let (_, details) = host.get_json("/v1/functions/caller").await;
     assert_eq!(
         details["latest"]["config"]["allow_outbound"],
-        json!([format!("{allowed}")])
+        json!([allowed, by_name])
+    );
+
+    // The default network policy: public addresses only.
+    let dir = tempfile::tempdir().unwrap();
+    let strict = TestHost::start(&dir.path().join("data")).await;
+    strict.deploy_hostile("caller", allow).await;
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    for origin in [&allowed, &by_name] {
+        let (_, _, body) = strict
+            .call_text(&call("caller", &format!("{origin}/ping")))
+            .await;
+        assert!(body.contains("DestinationIpProhibited"), "{origin}: {body}");
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "no connection was made"
+    );
+    assert!(
+        strict.log().contains("resolves to 127.0.0.1"),
+        "the denial says where the name led"
     );
 }
 
