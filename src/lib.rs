@@ -32,6 +32,7 @@
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
+//! - [`seccomp`]: the system-call filter `fnhost serve` installs once started.
 
 pub mod admission;
 pub mod api;
@@ -49,6 +50,7 @@ pub mod registry;
 pub mod rollout;
 pub mod routing;
 pub mod scaling;
+pub mod seccomp;
 pub mod server;
 mod shutdown;
 pub mod store;

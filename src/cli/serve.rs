@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// ranges, whatever names they allowlist. Checked on the resolved address.
     #[arg(long, value_parser = IpRange::parse, value_name = "CIDR")]
     pub outbound_allow_private: Vec<IpRange>,
+    /// The system-call filter installed once the host has started: no program execution, no
+    /// new processes, no ptrace, mounts, namespaces, BPF or kernel modules, whatever happens
+    /// inside (Linux x86_64 and aarch64). `off` for debugging (e.g. under strace -f).
+    #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "ON|OFF")]
+    pub seccomp: OnOff,
     /// A version with no requests for this long releases its warm instances (keeping only
     /// provisioned ones); after twice this its compiled code leaves memory too.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -289,7 +294,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let tasks = host.start(args.usage_flush_interval, args.event_retention);
-    let served = server::run(host.clone(), data, admin, shutdown_signal(), options).await;
+    let shutdown = shutdown_signal();
+    // Last, once everything that needs more than serving has run.
+    if args.seccomp == OnOff::On {
+        crate::seccomp::install()?;
+        println!("  seccomp:     on (system calls outside the serving set fail)");
+    } else {
+        println!("  seccomp:     off");
+    }
+    let served = server::run(host.clone(), data, admin, shutdown, options).await;
     tasks.shutdown(args.shutdown_grace).await;
     host.flush_usage().await;
     served
@@ -467,4 +480,11 @@ pub enum Mpk {
     No,
     Auto,
     Yes,
+}
+
+/// A switch (`--seccomp on|off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }

@@ -362,3 +362,24 @@ fn tokio_stream_of(
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
+
+/// The serving process runs under its seccomp filter (mode 2 in /proc), unless switched off,
+/// and still serves: every other test runs with it on.
+#[tokio::test]
+async fn the_host_runs_under_its_seccomp_filter() {
+    let mode = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("on")).await;
+    assert_eq!(mode(host.pid()), "2", "filter mode");
+    host.deploy("hello", "hello", "").await;
+    assert_eq!(host.call_text("/hello/").await.0, 200);
+    let off = TestHost::start_with(&dir.path().join("off"), &["--seccomp", "off"]).await;
+    assert_eq!(mode(off.pid()), "0");
+}
