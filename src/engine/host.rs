@@ -15,6 +15,14 @@ use super::limits::InstanceLimits;
 use super::outbound::{NetworkPolicy, OutboundPolicy};
 use crate::model::FunctionConfig;
 
+/// Most resources (header fields, requests, bodies, streams, pollables...) one instance may
+/// hold at once: they live in host memory, outside the linear-memory limit. A request handler
+/// uses a few dozen; past the cap, creating one traps.
+pub const MAX_RESOURCES: usize = 1_000;
+/// Most host memory one set of header fields may take (roughly: names, values and map
+/// overhead), so headers a function builds stay within what an HTTP peer would accept.
+pub const FIELD_SIZE_LIMIT: usize = 64 * 1024;
+
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -44,10 +52,14 @@ impl HostState {
             wasi.env(key, value);
         }
         wasi.stdout(output.clone()).stderr(output.clone());
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_SIZE_LIMIT);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             limits: InstanceLimits::new(config.memory_mb),
             hooks: OutboundPolicy::new(config.allow_outbound.clone(), network),
             deadline: std::time::Instant::now(),

@@ -335,6 +335,23 @@ fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool
     {
         return InvokeError::MemoryLimit(limits.memory_mb);
     }
+    if let Some(wasmtime::component::ResourceTableError::Full) = error.downcast_ref() {
+        return InvokeError::Trap(format!(
+            "the function held more than {} resources at once (header fields, bodies, \
+             streams, requests)",
+            super::host::MAX_RESOURCES
+        ));
+    }
+    if let Some(
+        wasmtime_wasi_http::FieldMapError::TotalSizeTooBig
+        | wasmtime_wasi_http::FieldMapError::TooManyFields,
+    ) = error.downcast_ref()
+    {
+        return InvokeError::Trap(format!(
+            "the function built header fields over the limit of {} KiB",
+            super::host::FIELD_SIZE_LIMIT / 1024
+        ));
+    }
     let text = format!("{error:#}");
     tracing::debug!(error = %text, "guest failure");
     InvokeError::Trap("the function failed while handling the request".into())

@@ -418,3 +418,34 @@ async fn noisy_neighbours_do_not_hurt_hello() {
     assert!(noisy_requests >= 4, "the neighbours ran: {noisy_requests}");
     let _ = Method::GET;
 }
+
+/// Host memory a function holds outside its linear memory is capped: a guest that creates
+/// thousands of 48 KiB header-field resources and holds them all is stopped by the resource
+/// table and field caps, the host's memory stays bounded, and it keeps serving.
+#[tokio::test]
+async fn header_fields_and_resources_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy_hostile("fields", json!({})).await;
+    let before = crate::common::rss_mib(host.pid());
+    // Uncapped, 4,000 fields of 48 KiB are about 190 MiB of host memory per request.
+    let (status, _, body) = host.call_text("/fields/fields?n=4000&kib=48").await;
+    let peak = crate::common::rss_mib(host.pid());
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("more than 1000 resources"), "{body}");
+    assert!(
+        peak - before < 96.0,
+        "host memory grew {:.0} MiB (from {before:.0} MiB)",
+        peak - before
+    );
+    // Fields bigger than their cap stop the function too (wasi-http traps), with the cap.
+    let (status, _, body) = host.call_text("/fields/fields?n=1&kib=100").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("header fields over the limit of 64 KiB"),
+        "{body}"
+    );
+    // Normal use is untouched.
+    let (status, _, body) = host.call_text("/fields/fields?n=100&kib=1").await;
+    assert_eq!((status, body.as_str()), (200, "holding 100 fields"));
+}

@@ -9,6 +9,8 @@
 //! - `/outbound?url=U`: makes an outbound HTTP GET; answers the status or the error
 //! - `/flood?kib=N`: prints N KiB to stdout and stderr, then answers
 //! - `/echo-size`: reads the whole request body and answers its length
+//! - `/fields?n=N&kib=K`: creates N header-field resources of K KiB each and holds them all
+//!   (host memory outside linear memory; stopped by the resource and field caps)
 //! - any other path: answers 200 (naming the `VARIANT` env var, if set), or, driven by
 //!   config (for rollout tests), waits `DELAY_MS` first and answers 500 for `FAIL_PERCENT`
 //!   percent of requests (at random), or while its `fnhost-attempt` header is at most
@@ -72,6 +74,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
                 format!("flooded {kib} KiB")
             }
             "/echo-size" => format!("{} bytes", body_len(request)),
+            "/fields" => {
+                let n: usize = param("n").and_then(|v| v.parse().ok()).unwrap_or(100_000);
+                let kib: usize = param("kib").and_then(|v| v.parse().ok()).unwrap_or(60);
+                fields(n, kib)
+            }
             _ => {
                 let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
                 if let Some(ms) = env("DELAY_MS") {
@@ -108,6 +115,19 @@ fn respond(out: ResponseOutparam, status: u16, text: &str) {
     }
     drop(stream);
     OutgoingBody::finish(body, None).expect("body finishes once");
+}
+
+fn fields(n: usize, kib: usize) -> String {
+    let value = vec![b'v'; kib * 1024];
+    let mut held = Vec::new();
+    for i in 0..n {
+        let fields = Fields::new();
+        if let Err(e) = fields.append("x-big", &value) {
+            return format!("field {i} refused: {e:?}");
+        }
+        held.push(fields);
+    }
+    format!("holding {} fields", held.len())
 }
 
 fn spin() -> String {
