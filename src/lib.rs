@@ -31,6 +31,7 @@
 //!   events as CloudEvents, and cron timers.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
+//! - `drain`: reading and dropping unread request bodies within a bound (early answers).
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 //! - [`seccomp`]: the system-call filter `fnhost serve` installs once started.
 
@@ -39,6 +40,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod cold_start;
+mod drain;
 mod durable_file;
 pub mod engine;
 pub mod events;

@@ -24,8 +24,59 @@ pub fn check_component(bytes: &[u8]) -> Result<ComponentSummary, InvalidComponen
     let mut depth = 0usize;
     let mut exports = Vec::new();
     let mut imports = Vec::new();
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut totals = Counts::default();
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| malformed(bytes, &e))?;
+        match &payload {
+            Payload::Version { encoding, .. } => frames.push(match encoding {
+                Encoding::Module => Frame::Module(Counts::default()),
+                Encoding::Component => Frame::Component {
+                    modules: Vec::new(),
+                    counts: Counts::default(),
+                },
+            }),
+            Payload::MemorySection(reader) => {
+                if let Some(Frame::Module(counts)) = frames.last_mut() {
+                    counts.memories += reader.count();
+                }
+            }
+            Payload::TableSection(reader) => {
+                if let Some(Frame::Module(counts)) = frames.last_mut() {
+                    counts.tables += reader.count();
+                }
+            }
+            Payload::InstanceSection(reader) => {
+                if let Some(Frame::Component { modules, counts }) = frames.last_mut() {
+                    for instance in reader.clone() {
+                        let instance = instance.map_err(|e| malformed(bytes, &e))?;
+                        // Instances made of other instances' exports create nothing.
+                        if let wasmparser::Instance::Instantiate { module_index, .. } = instance {
+                            counts.core_instances += 1;
+                            if let Some(module) = modules.get(module_index as usize) {
+                                counts.memories += module.memories;
+                                counts.tables += module.tables;
+                            }
+                        }
+                    }
+                }
+            }
+            Payload::End(_) => match frames.pop() {
+                // A module's counts matter where it is instantiated.
+                Some(Frame::Module(counts)) => {
+                    if let Some(Frame::Component { modules, .. }) = frames.last_mut() {
+                        modules.push(counts);
+                    }
+                }
+                // A nested component is counted as instantiated once where it is defined.
+                Some(Frame::Component { counts, .. }) => match frames.last_mut() {
+                    Some(Frame::Component { counts: parent, .. }) => parent.add(&counts),
+                    _ => totals = counts,
+                },
+                None => {}
+            },
+            _ => {}
+        }
         match payload {
             Payload::Version { encoding, .. } => {
                 if depth == 0 && encoding == Encoding::Module {
@@ -55,6 +106,7 @@ pub fn check_component(bytes: &[u8]) -> Result<ComponentSummary, InvalidComponen
             _ => {}
         }
     }
+    totals.check()?;
     match exports
         .iter()
         .find(|e| e.starts_with(HANDLER_EXPORT_PREFIX))
@@ -76,6 +128,61 @@ pub fn check_component(bytes: &[u8]) -> Result<ComponentSummary, InvalidComponen
             )))
         }
     }
+}
+
+/// What one instance of a component (or core module) creates. Counted from the binary, so a
+/// component over fnhost's per-instance caps is refused at upload with fnhost's own words;
+/// the pool (or the store's limiter) enforces the same caps when it instantiates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    memories: u32,
+    tables: u32,
+    core_instances: u32,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.memories += other.memories;
+        self.tables += other.tables;
+        self.core_instances += other.core_instances;
+    }
+
+    fn check(&self) -> Result<(), InvalidComponent> {
+        let over = |what: &str, found: u32, max: u32| {
+            Err(InvalidComponent(format!(
+                "the component creates {found} {what} per instance; fnhost allows at most {max} \
+                 so that no function takes more than its share of the instance pool (components \
+                 built by cargo for wasm32-wasip2, componentize-js and componentize-py fit)"
+            )))
+        };
+        if self.memories > super::MEMORIES_PER_INSTANCE {
+            return over(
+                "linear memories (one memory limit covers them all)",
+                self.memories,
+                super::MEMORIES_PER_INSTANCE,
+            );
+        }
+        if self.core_instances > super::CORE_INSTANCES_PER_INSTANCE {
+            return over(
+                "core module instances",
+                self.core_instances,
+                super::CORE_INSTANCES_PER_INSTANCE,
+            );
+        }
+        if self.tables > super::TABLES_PER_INSTANCE {
+            return over("tables", self.tables, super::TABLES_PER_INSTANCE);
+        }
+        Ok(())
+    }
+}
+
+enum Frame {
+    Module(Counts),
+    Component {
+        /// Per core module defined here, in index order: what one instance of it creates.
+        modules: Vec<Counts>,
+        counts: Counts,
+    },
 }
 
 fn malformed(bytes: &[u8], err: &wasmparser::BinaryReaderError) -> InvalidComponent {
@@ -113,6 +220,46 @@ mod tests {
         let component = wat::parse_str("(component)").unwrap();
         let err = check_component(&component).unwrap_err();
         assert!(err.0.contains("exports nothing"), "{err}");
+    }
+
+    /// A component over the per-instance caps is refused at upload, before compiling, with
+    /// what it creates; one at the caps passes this check.
+    #[test]
+    fn counts_memories_tables_and_instances() {
+        let component = |copies: usize, tables: usize| {
+            let table_defs = "(table 1 funcref)".repeat(tables);
+            let instances: String = (0..copies)
+                .map(|i| format!("(core instance $i{i} (instantiate $m))"))
+                .collect();
+            wat::parse_str(format!(
+                "(component (core module $m (memory 1) {table_defs}) {instances})"
+            ))
+            .unwrap()
+        };
+        let check = |bytes: &[u8]| match check_component(bytes) {
+            Err(e) if e.0.contains("per instance") => Err(e.0),
+            _ => Ok(()), // refused later for exporting nothing, which is not this check
+        };
+        assert_eq!(check(&component(2, 1)), Ok(()));
+        let memories = check(&component(3, 0)).unwrap_err();
+        assert!(memories.contains("creates 3 linear memories"), "{memories}");
+        let tables = check(&component(1, 17)).unwrap_err();
+        assert!(tables.contains("creates 17 tables"), "{tables}");
+        let nested = wat::parse_str(
+            "(component (component (core module $m (memory 1)) (core instance (instantiate $m)) \
+             (core instance (instantiate $m)) (core instance (instantiate $m))))",
+        )
+        .unwrap();
+        assert!(check(&nested).unwrap_err().contains("3 linear memories"));
+        let instances: String = (0..65)
+            .map(|i| format!("(core instance $i{i} (instantiate $m))"))
+            .collect();
+        let many = wat::parse_str(format!("(component (core module $m) {instances})")).unwrap();
+        assert!(
+            check(&many)
+                .unwrap_err()
+                .contains("65 core module instances")
+        );
     }
 
     #[test]

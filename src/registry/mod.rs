@@ -12,20 +12,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::model::{
-    AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
-    FunctionInfo, FunctionName, HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy,
-    TrafficChange, VersionInfo, VersionLabel, Why, check_alias_name, now_ms,
+    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
+    HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, TrafficChange, VersionLabel, Why,
+    check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{FunctionRows, MetadataStore, ModuleStore, Published, SqliteStore, StoreError};
-
-/// A function with its versions and aliases, as the admin API returns them.
-pub struct FunctionDetails {
-    pub info: FunctionInfo,
-    pub versions: Vec<VersionInfo>,
-    pub default_policy: DefaultPolicy,
-    pub aliases: Vec<AliasRecord>,
-}
 
 pub struct Registry {
     db: Arc<dyn MetadataStore>,
@@ -33,17 +25,6 @@ pub struct Registry {
     router: Arc<Router>,
     /// Serialises writes so the routing snapshot follows commit order.
     writes: tokio::sync::Mutex<()>,
-}
-
-impl From<FunctionRows> for FunctionDetails {
-    fn from(rows: FunctionRows) -> Self {
-        Self {
-            info: rows.info,
-            versions: rows.versions,
-            default_policy: rows.default_policy,
-            aliases: rows.aliases,
-        }
-    }
 }
 
 impl Registry {
@@ -104,10 +85,10 @@ impl Registry {
         Ok(all.into_iter().map(|rows| rows.info).collect())
     }
 
-    pub async fn function(&self, name: &str) -> Result<FunctionDetails, StoreError> {
+    pub async fn function(&self, name: &str) -> Result<FunctionRows, StoreError> {
         let name = name.to_string();
         let rows = self.blocking(move |db| db.function(&name)).await?;
-        Ok(rows.into())
+        Ok(rows)
     }
 
     /// Makes `wasm` the function's `$LATEST` (creating the function on first upload) with
@@ -197,7 +178,7 @@ impl Registry {
         alias: &str,
         mut spec: AliasSpec,
         why: Why,
-    ) -> Result<FunctionDetails, StoreError> {
+    ) -> Result<FunctionRows, StoreError> {
         check_alias_name(alias)?;
         spec.validate()?;
         self.write(function, {
@@ -212,7 +193,7 @@ impl Registry {
         function: &str,
         alias: &str,
         why: Why,
-    ) -> Result<FunctionDetails, StoreError> {
+    ) -> Result<FunctionRows, StoreError> {
         self.write(function, {
             let (function, alias) = (function.to_string(), alias.to_string());
             move |db| db.delete_alias(&function, &alias, &why)
@@ -227,7 +208,7 @@ impl Registry {
         latest_bp: Option<BasisPoints>,
         sticky_header: Option<Option<String>>,
         why: Why,
-    ) -> Result<FunctionDetails, StoreError> {
+    ) -> Result<FunctionRows, StoreError> {
         self.write(function, {
             let function = function.to_string();
             let patch = DefaultPolicyPatch {
@@ -278,11 +259,11 @@ impl Registry {
         &self,
         function: &str,
         op: impl FnOnce(&dyn MetadataStore) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<FunctionDetails, StoreError> {
+    ) -> Result<FunctionRows, StoreError> {
         let _write = self.writes.lock().await;
         self.blocking(op).await?;
         let rows = self.refresh_routes(function).await?;
-        Ok(rows.into())
+        Ok(rows)
     }
 
     /// Deletes a function and its versions; returns the digests of modules nothing uses now,

@@ -10,12 +10,12 @@ use crate::api::{
 };
 use crate::app::App;
 use crate::model::{AliasRecord, DEFAULT_ALIAS, Why};
-use crate::registry::FunctionDetails;
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
+use crate::store::FunctionRows;
 
 /// `$DEFAULT` first, then the custom aliases by name.
-pub fn alias_views(details: &FunctionDetails) -> Vec<AliasView> {
+pub fn alias_views(details: &FunctionRows) -> Vec<AliasView> {
     let policy = &details.default_policy;
     let default = AliasView {
         name: DEFAULT_ALIAS.to_string(),
@@ -63,7 +63,7 @@ pub async fn get(host: &App, function: &str, alias: &str) -> Result<Response<Bod
     one_alias(&details, alias).map(|view| json(StatusCode::OK, &view))
 }
 
-fn one_alias(details: &FunctionDetails, alias: &str) -> Result<AliasView, ApiError> {
+fn one_alias(details: &FunctionRows, alias: &str) -> Result<AliasView, ApiError> {
     alias_views(details)
         .into_iter()
         .find(|view| view.name == alias)

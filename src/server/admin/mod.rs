@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use super::body::{Body, json, text};
 use super::error::ApiError;
 use crate::app::App;
-use crate::invocation::discard;
+use crate::drain::discard;
 
 /// One admin operation, parsed from method and path before any handler runs.
 #[derive(Debug, PartialEq, Eq)]

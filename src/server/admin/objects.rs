@@ -22,11 +22,8 @@ pub async fn put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // hyper takes the body's exact size from its content-length.
+    let declared = http_body::Body::size_hint(request.body()).exact();
     if declared.is_some_and(|n| n > host.events.buckets.max_object_bytes) {
         let mut error = ApiError::from(crate::events::buckets::ObjectError::TooLarge(
             host.events.buckets.max_object_bytes,
