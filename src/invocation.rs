@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
 use crate::admission::{Admission, Permit, Rejected};
@@ -30,29 +31,31 @@ use crate::model::VersionLabel;
 use crate::routing::Deployment;
 use crate::scaling::Scaler;
 
-/// The request body a function reads: streamed from the client, or a copy held in memory
-/// so it can be sent twice.
+/// The request body a function reads: streamed from the client, a copy held in memory (an
+/// event's payload), or another body (a mirrored request's, as it streams).
 pub enum RequestBody {
     Streaming(Incoming),
     Buffered(Option<Bytes>),
+    Boxed(UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>),
 }
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
+            Self::Streaming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Self::Buffered(bytes) => Poll::Ready(
                 bytes
                     .take()
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(http_body::Frame::data(b))),
             ),
+            Self::Boxed(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -60,6 +63,7 @@ impl http_body::Body for RequestBody {
         match self {
             Self::Streaming(body) => body.is_end_stream(),
             Self::Buffered(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Self::Boxed(body) => body.is_end_stream(),
         }
     }
 
@@ -69,6 +73,7 @@ impl http_body::Body for RequestBody {
             Self::Buffered(bytes) => {
                 http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            Self::Boxed(body) => body.size_hint(),
         }
     }
 }

@@ -153,19 +153,16 @@ async fn mirror(
         }
     };
     let (parts, body) = request.into_parts();
-    let bytes = shadow::buffer(body).await?;
-    let mut copy = Request::new(RequestBody::Buffered(Some(bytes.clone())));
+    let (primary, copy_body, cut) = shadow::tee(body);
+    let mut copy = Request::new(copy_body);
     *copy.method_mut() = parts.method.clone();
     *copy.uri_mut() = uri;
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
     let (sender, receiver) = oneshot::channel();
     let id = request_id.to_str().unwrap_or("").to_string();
-    shadow::spawn(host.clone(), target.clone(), copy, receiver, id);
-    Ok((
-        Request::from_parts(parts, RequestBody::Buffered(Some(bytes))),
-        Some(sender),
-    ))
+    shadow::spawn(host.clone(), target.clone(), copy, receiver, id, cut);
+    Ok((Request::from_parts(parts, primary), Some(sender)))
 }
 
 /// Headers only fnhost may set on a request a function sees: `fnhost-*` (`fnhost-shadow`

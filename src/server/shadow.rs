@@ -1,9 +1,11 @@
 //! Shadow traffic on the data plane. When an alias mirrors a share of its requests to a
-//! candidate version, the request body is copied (up to [`SHADOW_BODY_LIMIT`]), the primary
-//! answers the client exactly as without a mirror, and the copy runs on the shadow version in
-//! its own task, marked with `fnhost-shadow: 1` so functions can skip side effects. The
-//! shadow's status and body are compared with the primary's (by hash, as both stream) and
-//! the outcome recorded per version; the client never waits for the shadow.
+//! candidate version, the primary answers the client exactly as without a mirror, and a copy
+//! runs on the shadow version in its own task, marked with `fnhost-shadow: 1` so functions
+//! can skip side effects. The request body is copied as the primary reads it ([`Tee`]), up to
+//! [`SHADOW_BODY_LIMIT`]: the primary never waits for the copy, and a body that turns out
+//! bigger (or that the primary leaves unread) cuts the copy off, which counts the shadow as
+//! dropped. The shadow's status and body are compared with the primary's (by hash, as both
+//! stream) and the outcome recorded per version; the client never waits for the shadow.
 //!
 //! Shadow work is bounded: at most [`crate::app::SHADOW_CONCURRENCY`] run at once host-wide, and a shadow
 //! only runs if its function has a free concurrency slot right now. Otherwise it is dropped
@@ -12,17 +14,17 @@
 use std::hash::{DefaultHasher, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::body::{Body, BoxError};
-use super::error::ApiError;
 use crate::app::App;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
@@ -33,26 +35,167 @@ pub const SHADOW_BODY_LIMIT: u64 = 1 << 20;
 /// Marks a mirrored request.
 pub const SHADOW_HEADER: HeaderName = HeaderName::from_static("fnhost-shadow");
 
-/// Whether a request's body is known to be small enough to copy: empty, or of a declared
-/// length within the limit. A body of unknown length (chunked, or HTTP/2 without
-/// `content-length`) is not mirrored, so the primary never waits for a copy or fails on one.
+/// Whether a request's body may fit the copy: not declared bigger than the limit. A body of
+/// unknown length (chunked, or HTTP/2 without `content-length`) is copied as it streams and
+/// cut off if it grows past the limit.
 pub fn copyable(request: &Request<Incoming>) -> bool {
     use http_body::Body as _;
-    let body = request.body();
-    body.is_end_stream()
-        || body
-            .size_hint()
-            .exact()
-            .is_some_and(|n| n <= SHADOW_BODY_LIMIT)
+    request
+        .body()
+        .size_hint()
+        .exact()
+        .is_none_or(|n| n <= SHADOW_BODY_LIMIT)
 }
 
-/// Reads the whole (small) body so it can be sent to both versions.
-pub async fn buffer(body: Incoming) -> Result<Bytes, ApiError> {
-    Limited::new(body, SHADOW_BODY_LIMIT as usize)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))
+/// A chunk of the copy, or word that the copy was cut off.
+type Chunk = Result<Bytes, Cut>;
+
+#[derive(Debug)]
+struct Cut;
+
+/// Splits the client's body into the primary's (which streams it) and the shadow's copy
+/// (which receives each chunk as the primary reads it). `cut` is set if the copy could not
+/// be made whole.
+pub fn tee(body: Incoming) -> (RequestBody, RequestBody, Arc<AtomicBool>) {
+    use http_body::Body as _;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let cut = Arc::new(AtomicBool::new(false));
+    let copy = MirrorBody {
+        receiver,
+        ended: body.is_end_stream(),
+        size_hint: body.size_hint(),
+    };
+    let primary = Tee {
+        inner: body,
+        copy: Some(sender),
+        copied: 0,
+        ended: false,
+        cut: cut.clone(),
+    };
+    (
+        RequestBody::Boxed(primary.boxed_unsync()),
+        RequestBody::Boxed(copy.boxed_unsync()),
+        cut,
+    )
+}
+
+/// The primary's request body: the client's, each chunk also sent to the shadow until the
+/// copy would pass [`SHADOW_BODY_LIMIT`]. Sending never waits (the copy is bounded by the
+/// limit, not by the shadow's pace).
+struct Tee {
+    inner: Incoming,
+    copy: Option<mpsc::UnboundedSender<Chunk>>,
+    copied: u64,
+    ended: bool,
+    cut: Arc<AtomicBool>,
+}
+
+impl Tee {
+    fn cut_off(&mut self) {
+        if let Some(copy) = self.copy.take() {
+            self.cut.store(true, Ordering::Release);
+            let _ = copy.send(Err(Cut));
+        }
+    }
+}
+
+impl http_body::Body for Tee {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if this.copied + len > SHADOW_BODY_LIMIT {
+                        this.cut_off();
+                    } else if let Some(copy) = &this.copy {
+                        this.copied += len;
+                        if copy.send(Ok(data.clone())).is_err() {
+                            // The shadow is gone (dropped for want of a slot, or done).
+                            this.copy = None;
+                        }
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.cut_off(),
+            Poll::Ready(None) => {
+                this.ended = true;
+                this.copy = None; // the copy ends where the body does
+            }
+            Poll::Pending => {}
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        // Read to its end (hyper may not poll a body that says it has ended): the copy is
+        // whole. Otherwise the primary left some unread, and the copy cannot be finished.
+        let whole = self.ended || http_body::Body::is_end_stream(&self.inner);
+        if whole {
+            self.copy = None;
+        } else {
+            self.cut_off();
+        }
+    }
+}
+
+/// The shadow's request body: the chunks the primary has read so far, then its end.
+struct MirrorBody {
+    receiver: mpsc::UnboundedReceiver<Chunk>,
+    ended: bool,
+    size_hint: http_body::SizeHint,
+}
+
+impl http_body::Body for MirrorBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.receiver.poll_recv(cx) {
+            Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            Poll::Ready(Some(Err(Cut))) => {
+                this.ended = true;
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated)))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.size_hint
+    }
 }
 
 /// What is compared: the status and a hash of the body.
@@ -70,6 +213,7 @@ pub fn spawn(
     mut request: Request<RequestBody>,
     primary: oneshot::Receiver<Answer>,
     request_id: String,
+    cut: Arc<AtomicBool>,
 ) {
     tokio::spawn(async move {
         let metering = host.metering.clone();
@@ -94,6 +238,8 @@ pub fn spawn(
         let error = answer.status >= 500;
         let wait = Duration::from_millis(shadow.config.timeout_ms) + Duration::from_secs(5);
         let outcome = match tokio::time::timeout(wait, primary).await {
+            // The copy of the body was not whole: nothing to compare.
+            _ if cut.load(Ordering::Acquire) => ShadowOutcome::Dropped,
             Ok(Ok(primary)) if primary == answer => ShadowOutcome::Match,
             Ok(Ok(_)) => ShadowOutcome::Mismatch,
             _ => ShadowOutcome::Unknown,

@@ -189,3 +189,46 @@ async fn large_bodies_of_unknown_length_reach_the_primary_unmirrored() {
     let report = settled(&host, 2, 1).await;
     assert_eq!(report["dropped"], 1, "{report}");
 }
+
+/// A body of unknown length that fits the copy limit is mirrored as it streams: the shadow
+/// reads the same bytes the primary does, and the answers are compared (they were never
+/// mirrored before the copy streamed).
+#[tokio::test]
+async fn bodies_of_unknown_length_are_mirrored_as_they_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    for variant in ["blue", "green"] {
+        host.deploy("shop", "hostile", &format!("env=VARIANT%3D{variant}"))
+            .await;
+        assert_eq!(host.publish("shop").await.0, 201);
+    }
+    set_alias(
+        &host,
+        json!({"routes": [{"version": 1, "percent": 100}], "mirror": {"version": 2, "percent": 100}}),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..4)
+            .map(|_| Ok(bytes::Bytes::from(vec![b'x'; 64 << 10])))
+            .collect();
+        let response = client
+            .post(format!("{}/shop@prod/echo-size", host.data_url))
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), format!("{} bytes", 4 << 16));
+    }
+    let report = settled(&host, 2, 3).await;
+    assert_eq!(report["dropped"], 0, "{report}");
+    assert_eq!(report["sent"], 3, "{report}");
+    assert_eq!(
+        report["matches"], 3,
+        "the shadow read the same 256 KiB: {report}"
+    );
+}
