@@ -48,6 +48,9 @@ pub struct App {
     pub admin_token: String,
     pub max_upload_bytes: u64,
     pub started: Instant,
+    /// Set when shutdown starts: `/readyz` fails so load balancers move traffic away while
+    /// the host still serves (`--drain-delay`), before it stops accepting.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The settings an app starts with.
@@ -131,6 +134,7 @@ impl App {
             admin_token,
             max_upload_bytes,
             started: Instant::now(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM before connections are closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+    /// On SIGTERM, keep serving this long with `/readyz` answering 503 (`/healthz` stays
+    /// 200), so a load balancer's health check moves traffic away first; then stop accepting
+    /// and drain in-flight requests for --shutdown-grace. Set it above the balancer's check
+    /// interval times its fall count (e.g. 2s for HAProxy `inter 500ms fall 3`).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_delay: Duration,
     /// How long a request may wait for a free slot when its function is at its concurrency
     /// limit before it gets 503 with Retry-After.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
@@ -275,6 +281,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let options = server::ServeOptions {
         grace: args.shutdown_grace,
+        drain_delay: args.drain_delay,
         max_header_bytes: usize::try_from(args.max_header_size).unwrap_or(usize::MAX),
         header_read_timeout: args.header_read_timeout,
         max_connections,

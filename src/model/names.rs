@@ -5,8 +5,8 @@ use std::fmt;
 /// The rule, quoted verbatim in every refusal so users know what to type instead.
 pub const NAME_RULE: &str = "function names are lowercase DNS labels: 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'";
 
-/// Names the data plane keeps for itself (`/healthz`).
-const RESERVED: &[&str] = &["healthz"];
+/// Names the data plane keeps for itself (`/healthz`, `/readyz`).
+const RESERVED: &[&str] = &["healthz", "readyz"];
 
 /// A validated function name: a lowercase DNS label, so it is safe in URLs, file names and
 /// metric labels without escaping.

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use http::uri::PathAndQuery;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{Body, BoxError, text};
+use super::body::{Body, BoxError};
 use super::error::ApiError;
 use super::shadow::{self, Answer, ObservedBody};
 use crate::app::App;
@@ -29,8 +29,8 @@ const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("fnhost-request-id
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response<Body> {
-    if request.uri().path() == "/healthz" {
-        return text(StatusCode::OK, "ok\n");
+    if let Some(response) = super::probe(host, request.uri().path()) {
+        return response;
     }
     let request_id = request_id(&request);
     strip_reserved(request.headers_mut());

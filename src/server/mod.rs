@@ -93,6 +93,24 @@ pub struct ServeOptions {
     pub h2_max_streams: u32,
     /// HTTP/2: how often an idle connection is pinged, and how long the answer may take.
     pub h2_keep_alive: Duration,
+    /// After the stop signal, how long the host keeps serving with `/readyz` failing, so a
+    /// load balancer's health check takes it out of rotation before it stops accepting.
+    pub drain_delay: Duration,
+}
+
+/// The probes both planes answer without a token: `/healthz` (alive: 200 until the process
+/// ends) and `/readyz` (ready for traffic: 503 once shutdown has started).
+fn probe(host: &App, path: &str) -> Option<http::Response<body::Body>> {
+    use std::sync::atomic::Ordering;
+    match path {
+        "/healthz" => Some(body::text(http::StatusCode::OK, "ok\n")),
+        "/readyz" if host.draining.load(Ordering::Acquire) => Some(body::text(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining\n",
+        )),
+        "/readyz" => Some(body::text(http::StatusCode::OK, "ready\n")),
+        _ => None,
+    }
 }
 
 /// Serves both planes until `shutdown` resolves, then drains for at most the grace period.
@@ -123,12 +141,28 @@ pub async fn run(
     let data_slots = Arc::new(Semaphore::new(options.max_connections));
     let admin_slots = Arc::new(Semaphore::new(options.max_admin_connections));
     let grace = options.grace;
-    tokio::pin!(shutdown);
+    // Stop signal, then (if configured) a delay serving with readiness failing.
+    let drain_delay = options.drain_delay;
+    let host_for_stop = host.clone();
+    let stop = async move {
+        shutdown.await;
+        host_for_stop
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        if !drain_delay.is_zero() {
+            tracing::info!(
+                delay_secs = drain_delay.as_secs_f64(),
+                "draining: /readyz fails, still serving until load balancers have noticed"
+            );
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
+    tokio::pin!(stop);
     loop {
         let (accepted, plane, slot) = tokio::select! {
             (accepted, slot) = accept(&data, &data_slots) => (accepted, Plane::Data, slot),
             (accepted, slot) = accept(&admin, &admin_slots) => (accepted, Plane::Admin, slot),
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         let stream = match accepted {
             Ok((stream, _peer)) => stream,

@@ -157,3 +157,39 @@ fn a_zero_usage_flush_interval_is_refused() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// With --drain-delay, SIGTERM first makes `/readyz` fail on both planes while the host keeps
+/// serving requests (`/healthz` stays 200), so a load balancer moves traffic away before any
+/// connection is refused; then the host stops accepting and exits.
+#[tokio::test]
+async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_drain_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut host = TestHost::start_with(&dir.path().join("data"), &["--drain-delay", "2s"]).await;
+    host.deploy("hello", "hello", "").await;
+    let get = |url: String| async move {
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(
+        get(format!("{}/readyz", host.data_url)).await,
+        (200, "ready\n".to_string())
+    );
+    host.send_sigterm();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for base in [&host.data_url, &host.admin_url] {
+        assert_eq!(
+            get(format!("{base}/readyz")).await,
+            (503, "draining\n".to_string())
+        );
+        assert_eq!(get(format!("{base}/healthz")).await.0, 200);
+    }
+    let (status, body) = get(format!("{}/hello/", host.data_url)).await;
+    assert_eq!((status, body.as_str()), (200, "Hello, world!\n"));
+    assert!(host.try_wait().is_none(), "exited during the drain delay");
+    assert!(host.terminate_wait(), "exits cleanly after the delay");
+}

@@ -20,7 +20,7 @@ use crate::api::{EngineView, LimitsView, ScalingStatus, Status};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::body::{Body, json, text};
+use super::body::{Body, json};
 use super::error::ApiError;
 use crate::app::App;
 use crate::drain::discard;
@@ -221,8 +221,8 @@ impl<'a> AdminRoute<'a> {
 }
 
 pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
-    if request.uri().path() == "/healthz" {
-        return text(StatusCode::OK, "ok\n");
+    if let Some(response) = crate::server::probe(host, request.uri().path()) {
+        return response;
     }
     if !authorized(host, &request) {
         let mut response = ApiError::new(
