@@ -159,16 +159,7 @@ async fn mirrored_requests_never_change_what_clients_get_and_are_compared() {
 async fn large_bodies_of_unknown_length_reach_the_primary_unmirrored() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    for variant in ["blue", "green"] {
-        host.deploy("shop", "hostile", &format!("env=VARIANT%3D{variant}"))
-            .await;
-        assert_eq!(host.publish("shop").await.0, 201);
-    }
-    set_alias(
-        &host,
-        json!({"routes": [{"version": 1, "percent": 100}], "mirror": {"version": 2, "percent": 100}}),
-    )
-    .await;
+    all_of_prod_mirrored_to_version_2(&host).await;
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..32)
         .map(|_| Ok(bytes::Bytes::from(vec![b'x'; 64 << 10])))
         .collect();
@@ -197,16 +188,7 @@ async fn large_bodies_of_unknown_length_reach_the_primary_unmirrored() {
 async fn bodies_of_unknown_length_are_mirrored_as_they_stream() {
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("data")).await;
-    for variant in ["blue", "green"] {
-        host.deploy("shop", "hostile", &format!("env=VARIANT%3D{variant}"))
-            .await;
-        assert_eq!(host.publish("shop").await.0, 201);
-    }
-    set_alias(
-        &host,
-        json!({"routes": [{"version": 1, "percent": 100}], "mirror": {"version": 2, "percent": 100}}),
-    )
-    .await;
+    all_of_prod_mirrored_to_version_2(&host).await;
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -231,4 +213,19 @@ async fn bodies_of_unknown_length_are_mirrored_as_they_stream() {
         report["matches"], 3,
         "the shadow read the same 256 KiB: {report}"
     );
+}
+
+/// `shop`: versions 1 (blue) and 2 (green) of the hostile function; `prod` sends everything to
+/// 1 and mirrors everything to 2.
+async fn all_of_prod_mirrored_to_version_2(host: &TestHost) {
+    for variant in ["blue", "green"] {
+        host.deploy("shop", "hostile", &format!("env=VARIANT%3D{variant}"))
+            .await;
+        assert_eq!(host.publish("shop").await.0, 201);
+    }
+    set_alias(
+        host,
+        json!({"routes": [{"version": 1, "percent": 100}], "mirror": {"version": 2, "percent": 100}}),
+    )
+    .await;
 }
