@@ -1,11 +1,11 @@
 //! The admin API's wire types: every JSON body the admin API reads or writes, defined once
 //! and used by both ends, the server (`server::admin`) and the client (`cli`).
 //!
-//! These types are the API's contract, kept apart from what the store and the services hold:
-//! a storage record can change shape without changing the API, and a change to the API is a
-//! change to this module, seen by both ends at compile time. Conversions from the model's
-//! leaf types live here; conversions from a service's own reports live in the handler that
-//! serves them. The module depends on `model` only.
+//! These types are the API's contract, kept apart from what the store holds: a storage
+//! record can change shape without changing the API, and a change to the API is a change to
+//! this module, seen by both ends at compile time. Conversions from storage records live
+//! here; reports computed from live counters (`model::capacity`, `model::health`) are
+//! re-exported as they are. The module depends on `model` only.
 //!
 //! Percentages travel as JSON numbers with at most two decimals ([`Percent`]), read exactly
 //! (0.01 stays 1 basis point, never 0.0099...).

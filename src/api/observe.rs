@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::ScalerStats as ScalerCounters;
-use crate::model::VersionLabel;
+pub use crate::model::{
+    EngineStatus as EngineView, ShadowReport as ShadowView, VersionHealth as VersionHealthView,
+};
 
 /// How usage rows are grouped (always within a function).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,36 +83,6 @@ pub struct Health {
     pub shadow: Vec<ShadowView>,
 }
 
-/// A version's requests over the last `window_secs`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VersionHealthView {
-    pub version: VersionLabel,
-    pub window_secs: u64,
-    pub requests: u64,
-    pub errors: u64,
-    /// Errors (5xx, timeouts included) per request; 0 when there were no requests.
-    pub error_rate: f64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-}
-
-/// How a shadow version's answers compared with the primary's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ShadowView {
-    pub version: VersionLabel,
-    pub sent: u64,
-    pub matches: u64,
-    pub mismatches: u64,
-    /// No verdict: the primary's answer was not seen in full (its client went away).
-    pub unknown: u64,
-    /// Not sent: the host or the shadow version was busy, or the body was too big to copy.
-    pub dropped: u64,
-    /// Shadow answers with a 5xx status or a failed invocation.
-    pub errors: u64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-}
-
 /// `GET /v1/functions/NAME/logs`: what the function printed, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPage {
@@ -146,22 +118,6 @@ pub struct Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitsView {
     pub max_upload_bytes: u64,
-}
-
-/// The engine: its instance pool and compile work so far.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EngineView {
-    pub pooling_allocator: bool,
-    /// Memory protection keys guard the pool's memory slots.
-    pub memory_protection_keys: bool,
-    pub pool_instances: u32,
-    /// Virtual address space the pool reserves up front (not memory).
-    pub reserved_address_space_bytes: u64,
-    pub compiles: u64,
-    pub compile_ms_total: u64,
-    pub compiled_cache_loads: u64,
-    pub compiled_cache_load_failures: u64,
-    pub loaded_components: usize,
 }
 
 /// Warm instances host-wide and the scaler's work off the request path.

@@ -33,7 +33,7 @@ pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, Warm
 pub use outbound::{IpRange, NetworkPolicy};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 
-use crate::model::Digest;
+use crate::model::{Digest, EngineStatus};
 use crate::store::ModuleStore;
 use compiled_cache::CompiledCache;
 
@@ -110,22 +110,6 @@ struct EngineStats {
     compile_ms: AtomicU64,
     cache_loads: AtomicU64,
     cache_load_failures: AtomicU64,
-}
-
-#[derive(Debug)]
-pub struct EngineStatus {
-    pub pooling_allocator: bool,
-    /// Memory protection keys guard the pool's slots (asked for and available).
-    pub memory_protection_keys: bool,
-    pub pool_instances: u32,
-    /// Virtual address space the pool reserves up front (not memory: pages are committed
-    /// only as instances touch them).
-    pub reserved_address_space_bytes: u64,
-    pub compiles: u64,
-    pub compile_ms_total: u64,
-    pub compiled_cache_loads: u64,
-    pub compiled_cache_load_failures: u64,
-    pub loaded_components: usize,
 }
 
 pub struct Engine {

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use super::InvocationRecord;
 use crate::model::LatencyHistogram;
-use crate::model::VersionLabel;
+use crate::model::{VersionHealth, VersionLabel};
 
 /// The longest window kept.
 const KEEP_SECONDS: i64 = 300;
@@ -25,19 +25,6 @@ struct Second {
 #[derive(Default)]
 pub struct HealthWindows {
     versions: DashMap<(Arc<str>, VersionLabel), Mutex<VecDeque<Second>>>,
-}
-
-/// One version's health over a window.
-#[derive(Clone, Debug)]
-pub struct VersionHealth {
-    pub version: VersionLabel,
-    pub window_secs: u64,
-    pub requests: u64,
-    pub errors: u64,
-    /// Errors (5xx, timeouts included) per request; 0 when there were no requests.
-    pub error_rate: f64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
 }
 
 impl HealthWindows {

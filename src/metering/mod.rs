@@ -19,11 +19,10 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-pub use health::VersionHealth;
 pub use metrics::HostGauges;
-pub use shadow::{ShadowOutcome, ShadowReport};
+pub use shadow::ShadowOutcome;
 
-use crate::model::{UsageRow, VersionLabel, billed_ms, mib_ms};
+use crate::model::{ShadowReport, UsageRow, VersionHealth, VersionLabel, billed_ms, mib_ms};
 use health::HealthWindows;
 use metrics::Metrics;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::model::LatencyHistogram;
-use crate::model::VersionLabel;
+use crate::model::{ShadowReport, VersionLabel};
 
 /// How one mirrored request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,21 +40,6 @@ struct Counts {
     dropped: u64,
     errors: u64,
     latency: LatencyHistogram,
-}
-
-/// One shadow version's results, for the admin API.
-#[derive(Clone, Debug)]
-pub struct ShadowReport {
-    pub version: VersionLabel,
-    pub sent: u64,
-    pub matches: u64,
-    pub mismatches: u64,
-    pub unknown: u64,
-    pub dropped: u64,
-    /// Shadow answers with a 5xx status or a failed invocation.
-    pub errors: u64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
 }
 
 #[derive(Default)]

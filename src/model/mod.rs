@@ -7,6 +7,7 @@ mod capacity;
 mod digest;
 mod events;
 mod function;
+mod health;
 mod names;
 mod percent;
 pub mod usage;
@@ -25,6 +26,7 @@ pub use function::{
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
     InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
+pub use health::{EngineStatus, ShadowReport, VersionHealth};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 pub use percent::{BasisPoints, FULL};
 pub use usage::{LatencyHistogram, UsageRow, billed_ms, gb_seconds, mib_ms};

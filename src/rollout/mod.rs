@@ -18,11 +18,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metering::{Metering, ShadowReport, VersionHealth};
+use crate::metering::Metering;
 use crate::model::{
     AliasSpec, DEFAULT_ALIAS, TrafficChange, VersionLabel, WeightedRoute, Why, now_ms,
 };
 use crate::model::{BasisPoints, FULL};
+use crate::model::{ShadowReport, VersionHealth};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::{Scaler, warm_target};

@@ -16,7 +16,7 @@ mod usage;
 
 use std::sync::Arc;
 
-use crate::api::{EngineView, LimitsView, ScalingStatus, Status};
+use crate::api::{LimitsView, ScalingStatus, Status};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -327,7 +327,6 @@ fn authorized(host: &App, request: &Request<Incoming>) -> bool {
 }
 
 fn status(host: &App) -> Response<Body> {
-    let engine = host.engine.status();
     json(
         StatusCode::OK,
         &Status {
@@ -337,17 +336,7 @@ fn status(host: &App) -> Response<Body> {
             limits: LimitsView {
                 max_upload_bytes: host.max_upload_bytes,
             },
-            engine: EngineView {
-                pooling_allocator: engine.pooling_allocator,
-                memory_protection_keys: engine.memory_protection_keys,
-                pool_instances: engine.pool_instances,
-                reserved_address_space_bytes: engine.reserved_address_space_bytes,
-                compiles: engine.compiles,
-                compile_ms_total: engine.compile_ms_total,
-                compiled_cache_loads: engine.compiled_cache_loads,
-                compiled_cache_load_failures: engine.compiled_cache_load_failures,
-                loaded_components: engine.loaded_components,
-            },
+            engine: host.engine.status(),
             scaling: ScalingStatus {
                 warm_instances: host.scaler.warm_total(),
                 max_warm: host.scaler.options().max_warm,

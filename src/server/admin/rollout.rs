@@ -6,7 +6,6 @@ use hyper::body::Incoming;
 
 use super::ensure_function;
 use super::json_body::read_json;
-use super::usage::shadow_view;
 use crate::api::{
     JudgmentView, ObservedView, Percent, RolloutPhase, RolloutSpecView, RolloutView, StartRollout,
     StepHealthView,
@@ -118,7 +117,7 @@ fn view(status: RolloutStatus) -> RolloutView {
             candidate: observed(health.candidate),
             stable: observed(health.stable),
         }),
-        shadow: status.shadow.into_iter().map(shadow_view).collect(),
+        shadow: status.shadow,
     }
 }
 

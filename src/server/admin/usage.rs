@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::ensure_function;
-use crate::api::{
-    Health, ShadowView, UsageGrouping as GroupBy, UsageLine, UsageReport, VersionHealthView,
-};
+use crate::api::{Health, UsageGrouping as GroupBy, UsageLine, UsageReport};
 use crate::app::App;
-use crate::metering::{HostGauges, ShadowReport, VersionHealth};
+use crate::metering::HostGauges;
 use crate::model::{UsageRow, gb_seconds};
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
@@ -131,33 +129,6 @@ fn resident_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// The API's view of a shadow version's comparisons (also part of a rollout's status).
-pub fn shadow_view(report: ShadowReport) -> ShadowView {
-    ShadowView {
-        version: report.version,
-        sent: report.sent,
-        matches: report.matches,
-        mismatches: report.mismatches,
-        unknown: report.unknown,
-        dropped: report.dropped,
-        errors: report.errors,
-        p50_ms: report.p50_ms,
-        p99_ms: report.p99_ms,
-    }
-}
-
-fn version_health_view(health: VersionHealth) -> VersionHealthView {
-    VersionHealthView {
-        version: health.version,
-        window_secs: health.window_secs,
-        requests: health.requests,
-        errors: health.errors,
-        error_rate: health.error_rate,
-        p50_ms: health.p50_ms,
-        p99_ms: health.p99_ms,
-    }
-}
-
 /// `?window=SECONDS` (default 60, at most 300).
 pub async fn health(
     host: &App,
@@ -188,18 +159,8 @@ pub async fn health(
         StatusCode::OK,
         &Health {
             function: function.to_string(),
-            versions: host
-                .metering
-                .health(function, Duration::from_secs(window))
-                .into_iter()
-                .map(version_health_view)
-                .collect(),
-            shadow: host
-                .metering
-                .shadow_report(function)
-                .into_iter()
-                .map(shadow_view)
-                .collect(),
+            versions: host.metering.health(function, Duration::from_secs(window)),
+            shadow: host.metering.shadow_report(function),
         },
     ))
 }
