@@ -72,6 +72,8 @@ struct Host {
 
 impl Host {
     fn start(fnhost: &Path, data_dir: &Path) -> anyhow::Result<Host> {
+        // The host's log, kept beside the data directory for when a start fails.
+        let log = data_dir.with_extension("log");
         let mut child = Command::new(fnhost)
             .args([
                 "serve",
@@ -85,7 +87,12 @@ impl Host {
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            )
             .spawn()
             .with_context(|| format!("starting {}", fnhost.display()))?;
         let stdout = child.stdout.take().expect("piped");
@@ -110,7 +117,14 @@ impl Host {
         // Keep reading what the host prints, so it never writes into a closed pipe.
         std::thread::spawn(move || for _ in lines {});
         let (Some(data_url), Some(admin_url)) = (data_url, admin_url) else {
-            bail!("the host did not print its addresses (did it fail to start?)");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the host did not start (no addresses printed); the end of its log ({}):\n{}",
+                log.display(),
+                tail.join("\n")
+            );
         };
         let token = std::fs::read_to_string(data_dir.join("admin.token"))?
             .trim()
