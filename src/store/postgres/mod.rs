@@ -1,0 +1,5 @@
+//! The PostgreSQL implementation of the metadata store (fleet mode). Work in progress on this
+//! branch: the test server harness first.
+
+#[cfg(test)]
+pub(crate) mod test_server;

@@ -1,0 +1,171 @@
+//! A real PostgreSQL server for tests: Debian's `postgresql` package, `initdb` in a temporary
+//! directory, listening on a free loopback port; one server per test process, a fresh
+//! database per test. The server refuses to run as root, so as root it runs as the
+//! `postgres` user the package creates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct TestPostgres {
+    _dir: tempfile::TempDir,
+    server: std::sync::Mutex<Child>,
+    port: u16,
+    next_database: AtomicU32,
+}
+
+impl TestPostgres {
+    /// The process's server, started on first use.
+    pub fn shared() -> &'static TestPostgres {
+        static SERVER: OnceLock<TestPostgres> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let server = TestPostgres::start().expect("starting a test PostgreSQL server");
+            // Statics are never dropped: stop the server when the test process exits.
+            SERVER_PID.store(server.server.lock().unwrap().id(), Ordering::Relaxed);
+            unsafe { libc::atexit(stop_server) };
+            server
+        })
+    }
+
+    /// A new, empty database; its connection string.
+    pub fn fresh_database(&self) -> String {
+        let n = self.next_database.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test_{}_{n}", std::process::id());
+        let mut admin = postgres::Client::connect(&self.dsn("postgres"), postgres::NoTls)
+            .expect("connecting to the test server");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("creating a test database");
+        self.dsn(&name)
+    }
+
+    fn dsn(&self, database: &str) -> String {
+        format!(
+            "postgres://fnhost@127.0.0.1:{}/{database}?connect_timeout=10",
+            self.port
+        )
+    }
+
+    fn start() -> anyhow::Result<TestPostgres> {
+        let bin = server_binaries()?;
+        let dir = tempfile::Builder::new().prefix("fnhost-pg").tempdir()?;
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()?;
+            anyhow::ensure!(
+                status.success(),
+                "chown of the test database directory failed"
+            );
+        }
+        let data = dir.path().join("data");
+        let run = |program: &Path| {
+            let mut command = if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            };
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+            command
+        };
+        let status = run(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "fnhost", "--no-sync"])
+            .status()?;
+        anyhow::ensure!(status.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let server = run(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "max_connections=200"])
+            .spawn()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the test PostgreSQL server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let server = TestPostgres {
+            _dir: dir,
+            server: std::sync::Mutex::new(server),
+            port,
+            next_database: AtomicU32::new(0),
+        };
+        // Accepting connections may lag the port by a moment.
+        while postgres::Client::connect(&server.dsn("postgres"), postgres::NoTls).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "the test PostgreSQL server does not accept connections"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if let Ok(mut server) = self.server.lock() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Stops the shared server (SIGTERM to its process, which runuser passes on).
+extern "C" fn stop_server() {
+    let pid = SERVER_PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+}
+
+/// `/usr/lib/postgresql/VERSION/bin`, the newest installed.
+fn server_binaries() -> anyhow::Result<PathBuf> {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; install PostgreSQL (apt-get install postgresql)",
+                root.display()
+            )
+        })?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| anyhow::anyhow!("no PostgreSQL server under {}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fresh_database_answers() {
+        let dsn = super::TestPostgres::shared().fresh_database();
+        let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+        let row = client.query_one("SELECT 40 + 2", &[]).unwrap();
+        assert_eq!(row.get::<_, i32>(0), 42);
+    }
+}
