@@ -1,0 +1,220 @@
+//! The PostgreSQL schema as numbered migrations, tracked in `fnhost_schema`. Append only: a
+//! shipped migration is never edited. Nodes of a fleet may start at once: migrating holds a
+//! transaction-scoped advisory lock, so one node migrates and the others then find the schema
+//! current. A database from a newer fnhost is refused rather than misread; two adjacent
+//! releases share a schema during a rolling upgrade because migrations only add.
+
+use postgres::Client;
+
+use crate::store::StoreError;
+
+/// Key of the advisory lock that serialises migrations across nodes.
+const MIGRATION_LOCK: i64 = 0x666e_686f_7374; // "fnhost"
+
+/// Each entry upgrades the schema by one step. The same tables as the SQLite store, in
+/// PostgreSQL's types: BIGINT for every integer, BIGSERIAL ids, TEXT for JSON documents.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: functions with their mutable $LATEST, immutable versions, module blobs.
+    r#"
+    CREATE TABLE modules (
+        digest      TEXT PRIMARY KEY,
+        size        BIGINT NOT NULL,
+        created_at  BIGINT NOT NULL
+    );
+    CREATE TABLE functions (
+        name              TEXT PRIMARY KEY,
+        latest_digest     TEXT NOT NULL REFERENCES modules(digest),
+        latest_config     TEXT NOT NULL,
+        latest_updated_at BIGINT NOT NULL,
+        next_version      BIGINT NOT NULL DEFAULT 1,
+        created_at        BIGINT NOT NULL,
+        default_policy    TEXT NOT NULL DEFAULT '{}',
+        scaling           TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE versions (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        number      BIGINT NOT NULL,
+        digest      TEXT NOT NULL REFERENCES modules(digest),
+        config      TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  BIGINT NOT NULL,
+        PRIMARY KEY (function, number)
+    );
+    -- A published version never changes: enforce it where no code path can forget it.
+    CREATE FUNCTION versions_are_immutable() RETURNS trigger AS $$
+    BEGIN
+        RAISE EXCEPTION 'published versions are immutable';
+    END;
+    $$ LANGUAGE plpgsql;
+    CREATE TRIGGER versions_are_immutable BEFORE UPDATE ON versions
+        FOR EACH ROW EXECUTE FUNCTION versions_are_immutable();
+    CREATE TABLE aliases (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        updated_at  BIGINT NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    -- Usage per function, version, alias and minute (kept when a function is deleted: it is
+    -- billing history).
+    CREATE TABLE usage_minutes (
+        function           TEXT NOT NULL,
+        version            TEXT NOT NULL,
+        alias              TEXT NOT NULL,
+        minute             BIGINT NOT NULL,
+        invocations        BIGINT NOT NULL,
+        errors             BIGINT NOT NULL,
+        cold_starts        BIGINT NOT NULL,
+        status_2xx         BIGINT NOT NULL,
+        status_3xx         BIGINT NOT NULL,
+        status_4xx         BIGINT NOT NULL,
+        status_5xx         BIGINT NOT NULL,
+        duration_us        BIGINT NOT NULL,
+        billed_ms          BIGINT NOT NULL,
+        mib_ms             BIGINT NOT NULL,
+        histogram          TEXT NOT NULL,
+        provisioned_ms     BIGINT NOT NULL DEFAULT 0,
+        provisioned_mib_ms BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (function, version, alias, minute)
+    );
+    CREATE INDEX usage_by_minute ON usage_minutes (minute);
+    CREATE TABLE alias_history (
+        id          BIGSERIAL PRIMARY KEY,
+        function    TEXT NOT NULL,
+        alias       TEXT NOT NULL,
+        at_ms       BIGINT NOT NULL,
+        before      TEXT,
+        after       TEXT,
+        actor       TEXT NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX alias_history_by_function ON alias_history (function, id);
+    CREATE TABLE rollouts (
+        function    TEXT PRIMARY KEY REFERENCES functions(name) ON DELETE CASCADE,
+        state       TEXT NOT NULL,
+        updated_at  BIGINT NOT NULL
+    );
+    CREATE TABLE triggers (
+        id          BIGSERIAL PRIMARY KEY,
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target      TEXT,
+        spec        TEXT NOT NULL,
+        created_at  BIGINT NOT NULL
+    );
+    CREATE TABLE events (
+        id              TEXT PRIMARY KEY,
+        trigger_id      BIGINT NOT NULL,
+        function        TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        target          TEXT,
+        type            TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        subject         TEXT,
+        bucket          TEXT,
+        content_type    TEXT,
+        size            BIGINT NOT NULL,
+        output_bucket   TEXT,
+        hops            BIGINT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        BIGINT NOT NULL,
+        next_attempt_ms BIGINT NOT NULL,
+        last_error      TEXT,
+        created_ms      BIGINT NOT NULL,
+        updated_ms      BIGINT NOT NULL
+    );
+    CREATE INDEX events_due ON events (status, next_attempt_ms);
+    CREATE INDEX events_by_function ON events (function, created_ms);
+    "#,
+];
+
+/// Brings the schema up to date, or refuses a newer one.
+pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(database)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(database)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS fnhost_schema (version BIGINT NOT NULL)")
+        .map_err(database)?;
+    let current: i64 = tx
+        .query_opt("SELECT version FROM fnhost_schema", &[])
+        .map_err(database)?
+        .map_or(0, |row| row.get(0));
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Corrupt(format!(
+            "the database schema is version {current}, newer than this fnhost understands ({}); \
+             upgrade fnhost",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(sql).map_err(database)?;
+        let version = index as i64 + 1;
+        tx.execute("DELETE FROM fnhost_schema", &[])
+            .map_err(database)?;
+        tx.execute(
+            "INSERT INTO fnhost_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .map_err(database)?;
+    }
+    tx.commit().map_err(database)
+}
+
+pub(super) fn database(e: postgres::Error) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::postgres::test_server::TestPostgres;
+
+    #[test]
+    fn migrates_once_even_when_nodes_start_together_and_refuses_newer_schemas() {
+        let dsn = TestPostgres::shared().fresh_database();
+        let nodes: Vec<_> = (0..4)
+            .map(|_| {
+                let dsn = dsn.clone();
+                std::thread::spawn(move || {
+                    let mut client = Client::connect(&dsn, postgres::NoTls).unwrap();
+                    migrate(&mut client)
+                })
+            })
+            .collect();
+        for node in nodes {
+            node.join().unwrap().unwrap();
+        }
+        let mut client = Client::connect(&dsn, postgres::NoTls).unwrap();
+        let version: i64 = client
+            .query_one("SELECT version FROM fnhost_schema", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        client
+            .batch_execute("UPDATE fnhost_schema SET version = version + 1")
+            .unwrap();
+        let error = migrate(&mut client).unwrap_err();
+        assert!(error.to_string().contains("upgrade fnhost"), "{error}");
+    }
+
+    #[test]
+    fn published_versions_cannot_change() {
+        let dsn = TestPostgres::shared().fresh_database();
+        let mut client = Client::connect(&dsn, postgres::NoTls).unwrap();
+        migrate(&mut client).unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO modules VALUES ('d', 1, 0);
+                 INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
+                     VALUES ('f', 'd', '{}', 0, 0);
+                 INSERT INTO versions (function, number, digest, config, created_at)
+                     VALUES ('f', 1, 'd', '{}', 0);",
+            )
+            .unwrap();
+        let error = client
+            .batch_execute("UPDATE versions SET description = 'x'")
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("immutable") || format!("{error:?}").contains("immutable"),
+            "{error:?}"
+        );
+    }
+}
