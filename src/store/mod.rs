@@ -11,6 +11,7 @@
 mod blobs;
 #[cfg(test)]
 pub(crate) mod conformance;
+pub(crate) mod decode;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,6 +1,7 @@
 //! The PostgreSQL implementation of the metadata store (fleet mode). Work in progress on this
 //! branch: the test server harness first.
 
+mod functions;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_server;

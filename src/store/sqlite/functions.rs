@@ -6,6 +6,7 @@ use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, CodeInfo, DefaultPolicy, Digest, FunctionConfig,
     FunctionInfo, ScalingPolicy, VersionInfo,
 };
+pub(super) use crate::store::decode::{parse_config, parse_digest, parse_json};
 use crate::store::{FunctionRows, Published, StoreError};
 
 pub(super) fn publish(
@@ -301,22 +302,4 @@ pub(super) fn aliases(tx: &Transaction<'_>, name: &str) -> Result<Vec<AliasRecor
             })
         })
         .collect()
-}
-
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
-    text: &str,
-    what: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("stored {what} {text:?} does not parse: {e}")))
-}
-
-pub(super) fn parse_config(text: &str) -> Result<FunctionConfig, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("stored config {text:?} does not parse: {e}")))
-}
-
-pub(super) fn parse_digest(text: &str) -> Result<Digest, StoreError> {
-    Digest::from_hex(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("stored digest {text:?} is not sha256 hex")))
 }
