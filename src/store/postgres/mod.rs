@@ -7,3 +7,4 @@ mod rollouts;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_server;
+mod usage;
