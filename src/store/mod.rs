@@ -12,6 +12,7 @@ mod blobs;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub(crate) mod decode;
+pub(crate) mod outbox;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,10 +1,419 @@
-//! The PostgreSQL implementation of the metadata store (fleet mode). Work in progress on this
-//! branch: the test server harness first.
+//! The PostgreSQL implementation of the metadata store, for fleet mode: many fnhost nodes
+//! sharing one database. Each trait method is one transaction, as in SQLite; where several
+//! nodes can race, rows are locked (a function's row while publishing, usage minutes while
+//! merging) or skipped (`FOR UPDATE SKIP LOCKED` when claiming events). Only this directory
+//! knows PostgreSQL's SQL: `schema.rs` (migrations under an advisory lock), `functions.rs`,
+//! `audit.rs`, `rollouts.rs`, `events.rs`, `usage.rs`.
 
 mod audit;
+mod events;
 mod functions;
 mod rollouts;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_server;
 mod usage;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls, Transaction};
+
+use super::{FunctionRows, MetadataStore, Published, StoreError};
+use crate::model::{
+    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
+    FunctionConfig, HistoryEntry, NewObject, ScalingPolicy, TrafficChange, Trigger, TriggerSource,
+    UsageRow, VersionLabel, Why,
+};
+use crate::store::decode::parse_digest;
+use audit::audited;
+use functions::*;
+use schema::database;
+
+pub struct PostgresStore {
+    dsn: String,
+    client: Mutex<Client>,
+}
+
+impl PostgresStore {
+    /// Connects to `dsn` (`postgres://user:password@host:port/database`) and brings the schema
+    /// up to date.
+    pub fn connect(dsn: &str) -> Result<Self, StoreError> {
+        let mut client = Client::connect(dsn, NoTls).map_err(database)?;
+        schema::migrate(&mut client)?;
+        Ok(Self {
+            dsn: dsn.to_string(),
+            client: Mutex::new(client),
+        })
+    }
+
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        // A lost connection (database restart, network) is replaced on the next call.
+        if client.is_closed() {
+            *client = Client::connect(&self.dsn, NoTls).map_err(database)?;
+        }
+        let mut tx = client.transaction().map_err(database)?;
+        let out = f(&mut tx)?;
+        tx.commit().map_err(database)?;
+        Ok(out)
+    }
+}
+
+impl MetadataStore for PostgresStore {
+    fn load_all(&self) -> Result<Vec<FunctionRows>, StoreError> {
+        self.with_tx(|tx| {
+            let names: Vec<String> = tx
+                .query("SELECT name FROM functions ORDER BY name", &[])
+                .map_err(database)?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            names.iter().map(|name| function_rows(tx, name)).collect()
+        })
+    }
+
+    fn function(&self, name: &str) -> Result<FunctionRows, StoreError> {
+        self.with_tx(|tx| function_rows(tx, name))
+    }
+
+    fn set_latest(
+        &self,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+        patch: &ConfigPatch,
+        latest_bp: Option<BasisPoints>,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, name, why, |tx| {
+                tx.execute(
+                    "INSERT INTO modules (digest, size, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    &[&digest.to_hex(), &(size as i64), &now_ms],
+                )
+                .map_err(database)?;
+                let current = latest_config(tx, name)?;
+                let config = patch.apply(current.as_ref().unwrap_or(&FunctionConfig::default()))?;
+                let config = serde_json::to_string(&config).expect("config serializes");
+                tx.execute(
+                    "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at,
+                            created_at)
+                     VALUES ($1, $2, $3, $4, $4)
+                     ON CONFLICT (name) DO UPDATE SET latest_digest = $2, latest_config = $3,
+                                                      latest_updated_at = $4",
+                    &[&name, &digest.to_hex(), &config, &now_ms],
+                )
+                .map_err(database)?;
+                if let Some(bp) = latest_bp {
+                    update_default_policy(tx, name, |policy| policy.latest_bp = bp)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn set_latest_config(
+        &self,
+        name: &str,
+        patch: &ConfigPatch,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            let current = latest_config(tx, name)?
+                .ok_or_else(|| StoreError::UnknownFunction(name.to_string()))?;
+            let config = serde_json::to_string(&patch.apply(&current)?).expect("config serializes");
+            tx.execute(
+                "UPDATE functions SET latest_config = $2, latest_updated_at = $3 WHERE name = $1",
+                &[&name, &config, &now_ms],
+            )
+            .map_err(database)?;
+            Ok(())
+        })
+    }
+
+    fn publish(
+        &self,
+        name: &str,
+        description: &str,
+        promote: bool,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<Published, StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, name, why, |tx| {
+                publish(tx, name, description, promote, now_ms)
+            })
+        })
+    }
+
+    fn delete_function(&self, name: &str, why: &Why) -> Result<Vec<Digest>, StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, name, why, |tx| {
+                let deleted = tx
+                    .execute("DELETE FROM functions WHERE name = $1", &[&name])
+                    .map_err(database)?;
+                if deleted == 0 {
+                    return Err(StoreError::UnknownFunction(name.to_string()));
+                }
+                drop_unreferenced_modules(tx)
+            })
+        })
+    }
+
+    fn delete_version(
+        &self,
+        name: &str,
+        number: u32,
+        why: &Why,
+    ) -> Result<Vec<Digest>, StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, name, why, |tx| {
+                latest_config(tx, name)?
+                    .ok_or_else(|| StoreError::UnknownFunction(name.to_string()))?;
+                let label = VersionLabel::Number(number);
+                let users: Vec<String> = aliases(tx, name)?
+                    .into_iter()
+                    .filter(|alias| alias.spec.targets().any(|t| t == label))
+                    .map(|alias| alias.name)
+                    .collect();
+                if !users.is_empty() {
+                    return Err(StoreError::VersionInUse {
+                        function: name.to_string(),
+                        version: number,
+                        aliases: users,
+                    });
+                }
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM versions WHERE function = $1 AND number = $2",
+                        &[&name, &i64::from(number)],
+                    )
+                    .map_err(database)?;
+                if deleted == 0 {
+                    return Err(StoreError::UnknownVersion(name.to_string(), number));
+                }
+                let mut policy = scaling(tx, name)?;
+                if policy.versions.remove(&label.to_string()).is_some() {
+                    store_scaling(tx, name, &policy)?;
+                }
+                drop_unreferenced_modules(tx)
+            })
+        })
+    }
+
+    fn known_modules(&self) -> Result<HashSet<Digest>, StoreError> {
+        self.with_tx(|tx| {
+            tx.query("SELECT digest FROM modules", &[])
+                .map_err(database)?
+                .iter()
+                .map(|row| parse_digest(row.get(0)))
+                .collect()
+        })
+    }
+
+    fn set_provisioned(
+        &self,
+        function: &str,
+        target: Option<VersionLabel>,
+        count: u32,
+    ) -> Result<ScalingPolicy, StoreError> {
+        self.with_tx(|tx| {
+            let mut policy = scaling(tx, function)?;
+            match target {
+                None => policy.provisioned = count,
+                Some(label) => {
+                    if let VersionLabel::Number(n) = label
+                        && version(tx, function, n)?.is_none()
+                    {
+                        return Err(StoreError::UnknownVersion(function.to_string(), n));
+                    }
+                    if count == 0 {
+                        policy.versions.remove(&label.to_string());
+                    } else {
+                        policy.versions.insert(label.to_string(), count);
+                    }
+                }
+            }
+            store_scaling(tx, function, &policy)?;
+            Ok(policy)
+        })
+    }
+
+    fn set_alias(
+        &self,
+        function: &str,
+        alias: &str,
+        spec: &AliasSpec,
+        now_ms: i64,
+        why: &Why,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, function, why, |tx| {
+                store_alias(tx, function, alias, spec, now_ms)
+            })
+        })
+    }
+
+    fn delete_alias(&self, function: &str, alias: &str, why: &Why) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, function, why, |tx| {
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM aliases WHERE function = $1 AND name = $2",
+                        &[&function, &alias],
+                    )
+                    .map_err(database)?;
+                if deleted == 0 {
+                    latest_config(tx, function)?
+                        .ok_or_else(|| StoreError::UnknownFunction(function.to_string()))?;
+                    return Err(StoreError::UnknownAlias(
+                        function.to_string(),
+                        alias.to_string(),
+                    ));
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn set_default_policy(
+        &self,
+        function: &str,
+        patch: &DefaultPolicyPatch,
+        why: &Why,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            audited(tx, function, why, |tx| {
+                update_default_policy(tx, function, |policy| patch.apply(policy))
+            })
+        })
+    }
+
+    fn save_rollout(
+        &self,
+        function: &str,
+        state: &str,
+        change: Option<&TrafficChange>,
+        why: &Why,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| rollouts::save(tx, function, state, change, why, now_ms))
+    }
+
+    fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with_tx(rollouts::all)
+    }
+
+    fn alias_history(
+        &self,
+        function: &str,
+        alias: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.with_tx(|tx| audit::history(tx, function, alias, limit))
+    }
+
+    fn add_trigger(
+        &self,
+        function: &str,
+        target: Option<&str>,
+        source: &TriggerSource,
+        now_ms: i64,
+    ) -> Result<Trigger, StoreError> {
+        self.with_tx(|tx| events::add_trigger(tx, function, target, source, now_ms))
+    }
+
+    fn triggers(&self, function: Option<&str>) -> Result<Vec<Trigger>, StoreError> {
+        self.with_tx(|tx| events::triggers(tx, function))
+    }
+
+    fn delete_trigger(&self, function: &str, id: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::delete_trigger(tx, function, id))
+    }
+
+    fn enqueue_object(
+        &self,
+        object: &NewObject<'_>,
+        now_ms: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::enqueue_object(tx, object, now_ms))
+    }
+
+    fn enqueue_timer(
+        &self,
+        trigger: &Trigger,
+        allow_overlap: bool,
+        now_ms: i64,
+    ) -> Result<Option<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::enqueue_timer(tx, trigger, allow_overlap, now_ms))
+    }
+
+    fn claim_due(&self, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::claim_due(tx, now_ms, limit))
+    }
+
+    fn settle_event(
+        &self,
+        id: &str,
+        status: EventStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::settle(tx, id, status, attempts, next_attempt_ms, error, now_ms))
+    }
+
+    fn requeue_running(&self, now_ms: i64) -> Result<usize, StoreError> {
+        self.with_tx(|tx| events::requeue_running(tx, now_ms))
+    }
+
+    fn prune_delivered_events(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.with_tx(|tx| events::prune_delivered(tx, before_ms))
+    }
+
+    fn events(
+        &self,
+        function: &str,
+        status: Option<EventStatus>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::events(tx, function, status, limit))
+    }
+
+    fn retry_event(&self, id: &str, now_ms: i64) -> Result<EventRecord, StoreError> {
+        self.with_tx(|tx| events::retry(tx, id, now_ms))
+    }
+
+    fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        self.with_tx(|tx| usage::add(tx, rows))
+    }
+
+    fn usage(
+        &self,
+        function: Option<&str>,
+        since_minute: i64,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.with_tx(|tx| usage::since(tx, function, since_minute))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::conformance_tests;
+    use test_server::TestPostgres;
+
+    fn store() -> ((), PostgresStore) {
+        let dsn = TestPostgres::shared().fresh_database();
+        ((), PostgresStore::connect(&dsn).unwrap())
+    }
+
+    conformance_tests!(store);
+}

@@ -2,8 +2,6 @@
 //! after a crash each event is in exactly one state; `running` ones go back to `pending` at
 //! start (delivery is at least once).
 
-use std::collections::{HashMap, HashSet};
-
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::functions::parse_json;
@@ -11,6 +9,7 @@ use crate::model::{
     EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
 };
 use crate::store::StoreError;
+use crate::store::outbox::{find_loop, new_event};
 
 const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
     content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
@@ -58,56 +57,6 @@ pub(super) fn add_trigger(
         source: source.clone(),
         created_ms: now_ms,
     })
-}
-
-/// A cycle of buckets through object triggers' outputs (`uploads -> thumbnails -> uploads`),
-/// if any. A trigger whose output lands in its own bucket under a matching key is one.
-fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
-    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
-    for trigger in triggers {
-        if let TriggerSource::Object {
-            bucket,
-            output_bucket: Some(output),
-            ..
-        } = &trigger.source
-        {
-            edges.entry(bucket).or_default().push(output);
-        }
-    }
-    fn visit<'a>(
-        node: &'a str,
-        edges: &HashMap<&'a str, Vec<&'a str>>,
-        path: &mut Vec<&'a str>,
-        done: &mut HashSet<&'a str>,
-    ) -> Option<Vec<String>> {
-        if let Some(start) = path.iter().position(|n| *n == node) {
-            let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
-            cycle.push(node.to_string());
-            return Some(cycle);
-        }
-        if !done.insert(node) {
-            return None;
-        }
-        path.push(node);
-        for next in edges.get(node).into_iter().flatten() {
-            if let Some(cycle) = visit(next, edges, path, done) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        None
-    }
-    let mut done = HashSet::new();
-    let mut starts: Vec<&str> = edges.keys().copied().collect();
-    starts.sort();
-    for start in starts {
-        let mut path = Vec::new();
-        done.clear();
-        if let Some(cycle) = visit(start, &edges, &mut path, &mut done) {
-            return Some(cycle);
-        }
-    }
-    None
 }
 
 pub(super) fn triggers(
@@ -392,33 +341,4 @@ fn select(
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// A pending event of `trigger` with no subject or body; object events fill those in.
-fn new_event(trigger: &Trigger, event_type: &str, source: String, now_ms: i64) -> EventRecord {
-    EventRecord {
-        id: new_event_id(),
-        trigger_id: trigger.id,
-        function: trigger.function.clone(),
-        target: trigger.target.clone(),
-        event_type: event_type.to_string(),
-        source,
-        subject: None,
-        bucket: None,
-        content_type: None,
-        size: 0,
-        output_bucket: None,
-        hops: 0,
-        status: EventStatus::Pending,
-        attempts: 0,
-        next_attempt_ms: now_ms,
-        last_error: None,
-        created_ms: now_ms,
-        updated_ms: now_ms,
-    }
-}
-
-/// A unique, stable id, as CloudEvents `ce-id`.
-fn new_event_id() -> String {
-    format!("evt-{:032x}", fastrand::u128(..))
 }

@@ -1,0 +1,359 @@
+//! Triggers and the event outbox, as `store/sqlite/events.rs`. Claiming due events skips rows
+//! another node has locked (`FOR UPDATE SKIP LOCKED`), so nodes never claim the same event.
+
+use postgres::Transaction;
+use postgres::types::ToSql;
+
+use super::functions::latest_config;
+use super::schema::database;
+use crate::model::{
+    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
+};
+use crate::store::StoreError;
+use crate::store::decode::parse_json;
+use crate::store::outbox::{find_loop, new_event};
+
+type Tx<'a, 'b> = &'a mut Transaction<'b>;
+
+const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
+    content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
+    created_ms, updated_ms";
+
+pub(super) fn add_trigger(
+    tx: Tx,
+    function: &str,
+    target: Option<&str>,
+    source: &TriggerSource,
+    now_ms: i64,
+) -> Result<Trigger, StoreError> {
+    latest_config(tx, function)?
+        .ok_or_else(|| StoreError::UnknownFunction(function.to_string()))?;
+    if let TriggerSource::Object { .. } = source {
+        // Serialises trigger changes fleet-wide, so two nodes cannot add the two halves of a loop.
+        tx.execute("LOCK TABLE triggers IN SHARE ROW EXCLUSIVE MODE", &[])
+            .map_err(database)?;
+        let mut all = triggers(tx, None)?;
+        all.push(Trigger {
+            id: 0,
+            function: function.to_string(),
+            target: target.map(str::to_string),
+            source: source.clone(),
+            created_ms: now_ms,
+        });
+        if let Some(cycle) = find_loop(&all) {
+            return Err(InvalidConfig(format!(
+                "this trigger would make a loop: {}; objects written to an output bucket must not trigger the function again",
+                cycle.join(" -> ")
+            ))
+            .into());
+        }
+    }
+    let spec = serde_json::to_string(source).expect("triggers serialize");
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO triggers (function, target, spec, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+            &[&function, &target, &spec, &now_ms],
+        )
+        .map_err(database)?
+        .get(0);
+    Ok(Trigger {
+        id,
+        function: function.to_string(),
+        target: target.map(str::to_string),
+        source: source.clone(),
+        created_ms: now_ms,
+    })
+}
+
+pub(super) fn triggers(tx: Tx, function: Option<&str>) -> Result<Vec<Trigger>, StoreError> {
+    tx.query(
+        "SELECT id, function, target, spec, created_at FROM triggers
+         WHERE $1::TEXT IS NULL OR function = $1 ORDER BY id",
+        &[&function],
+    )
+    .map_err(database)?
+    .iter()
+    .map(|row| {
+        Ok(Trigger {
+            id: row.get(0),
+            function: row.get(1),
+            target: row.get(2),
+            source: parse_json(row.get(3), "trigger")?,
+            created_ms: row.get(4),
+        })
+    })
+    .collect()
+}
+
+pub(super) fn delete_trigger(tx: Tx, function: &str, id: i64) -> Result<(), StoreError> {
+    let deleted = tx
+        .execute(
+            "DELETE FROM triggers WHERE function = $1 AND id = $2",
+            &[&function, &id],
+        )
+        .map_err(database)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "function {function:?} has no trigger {id}"
+        )));
+    }
+    Ok(())
+}
+
+/// Queues one event per object trigger that `object` fires.
+pub(super) fn enqueue_object(
+    tx: Tx,
+    object: &NewObject<'_>,
+    now_ms: i64,
+) -> Result<Vec<EventRecord>, StoreError> {
+    if object.hops > MAX_HOPS {
+        tracing::warn!(
+            bucket = object.bucket,
+            key = object.key,
+            hops = object.hops,
+            "object written by a chain of {} triggers; not triggering more",
+            object.hops
+        );
+        return Ok(Vec::new());
+    }
+    let mut queued = Vec::new();
+    for trigger in triggers(tx, None)?
+        .into_iter()
+        .filter(|t| t.source.matches(object.bucket, object.key))
+    {
+        let output_bucket = match &trigger.source {
+            TriggerSource::Object { output_bucket, .. } => output_bucket.clone(),
+            TriggerSource::Timer { .. } => None,
+        };
+        let event = EventRecord {
+            subject: Some(object.key.to_string()),
+            bucket: Some(object.bucket.to_string()),
+            content_type: object.content_type.map(str::to_string),
+            size: object.size,
+            output_bucket,
+            hops: object.hops,
+            ..new_event(
+                &trigger,
+                "fnhost.object.created",
+                format!("/buckets/{}", object.bucket),
+                now_ms,
+            )
+        };
+        insert(tx, &event)?;
+        queued.push(event);
+    }
+    Ok(queued)
+}
+
+/// Queues a timer event, unless the trigger forbids overlap and one is still queued or
+/// running.
+pub(super) fn enqueue_timer(
+    tx: Tx,
+    trigger: &Trigger,
+    allow_overlap: bool,
+    now_ms: i64,
+) -> Result<Option<EventRecord>, StoreError> {
+    if !allow_overlap {
+        let busy = tx
+            .query_opt(
+                "SELECT id FROM events WHERE trigger_id = $1 AND status IN ('pending', 'running')
+                 LIMIT 1",
+                &[&trigger.id],
+            )
+            .map_err(database)?;
+        if busy.is_some() {
+            return Ok(None);
+        }
+    }
+    let event = new_event(
+        trigger,
+        "fnhost.timer.fired",
+        format!("/triggers/{}", trigger.id),
+        now_ms,
+    );
+    insert(tx, &event)?;
+    Ok(Some(event))
+}
+
+fn insert(tx: Tx, e: &EventRecord) -> Result<(), StoreError> {
+    let (size, hops, attempts) = (e.size as i64, i64::from(e.hops), i64::from(e.attempts));
+    tx.execute(
+        &format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+             $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ),
+        &[
+            &e.id,
+            &e.trigger_id,
+            &e.function,
+            &e.target,
+            &e.event_type,
+            &e.source,
+            &e.subject,
+            &e.bucket,
+            &e.content_type,
+            &size,
+            &e.output_bucket,
+            &hops,
+            &e.status.as_str(),
+            &attempts,
+            &e.next_attempt_ms,
+            &e.last_error,
+            &e.created_ms,
+            &e.updated_ms,
+        ],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+/// Marks up to `limit` due pending events running and returns them, oldest due first;
+/// rows another node is claiming at the same moment are skipped, not waited for.
+pub(super) fn claim_due(tx: Tx, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+    let events = select(
+        tx,
+        "WHERE status = 'pending' AND next_attempt_ms <= $1
+         ORDER BY next_attempt_ms, created_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &[&now_ms, &i64::from(limit)],
+    )?;
+    for event in &events {
+        tx.execute(
+            "UPDATE events SET status = 'running', updated_ms = $2 WHERE id = $1",
+            &[&event.id, &now_ms],
+        )
+        .map_err(database)?;
+    }
+    Ok(events
+        .into_iter()
+        .map(|mut e| {
+            e.status = EventStatus::Running;
+            e
+        })
+        .collect())
+}
+
+/// Records the outcome of an attempt.
+pub(super) fn settle(
+    tx: Tx,
+    id: &str,
+    status: EventStatus,
+    attempts: u32,
+    next_attempt_ms: i64,
+    error: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE events SET status = $2, attempts = $3, next_attempt_ms = $4, last_error = $5,
+                           updated_ms = $6 WHERE id = $1",
+        &[
+            &id,
+            &status.as_str(),
+            &i64::from(attempts),
+            &next_attempt_ms,
+            &error,
+            &now_ms,
+        ],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+/// Events a stopped host was delivering go back to pending. (In a fleet this must only take
+/// back the stopped node's events: a lease per claim is the next step.)
+pub(super) fn requeue_running(tx: Tx, now_ms: i64) -> Result<usize, StoreError> {
+    Ok(tx
+        .execute(
+            "UPDATE events SET status = 'pending', next_attempt_ms = $1, updated_ms = $1
+             WHERE status = 'running'",
+            &[&now_ms],
+        )
+        .map_err(database)? as usize)
+}
+
+/// Deletes delivered events last changed before `before_ms`. Dead letters stay until retried.
+pub(super) fn prune_delivered(tx: Tx, before_ms: i64) -> Result<usize, StoreError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM events WHERE status = 'delivered' AND updated_ms < $1",
+            &[&before_ms],
+        )
+        .map_err(database)? as usize)
+}
+
+pub(super) fn events(
+    tx: Tx,
+    function: &str,
+    status: Option<EventStatus>,
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
+    select(
+        tx,
+        "WHERE function = $1 AND ($2::TEXT IS NULL OR status = $2)
+         ORDER BY created_ms DESC, id LIMIT $3",
+        &[
+            &function,
+            &status.map(EventStatus::as_str),
+            &i64::from(limit),
+        ],
+    )
+}
+
+/// Sends a dead-lettered event again, with a fresh count of attempts.
+pub(super) fn retry(tx: Tx, id: &str, now_ms: i64) -> Result<EventRecord, StoreError> {
+    let updated = tx
+        .execute(
+            "UPDATE events SET status = 'pending', attempts = 0, next_attempt_ms = $2,
+                    updated_ms = $2
+             WHERE id = $1 AND status = 'failed'",
+            &[&id, &now_ms],
+        )
+        .map_err(database)?;
+    let event = select(tx, "WHERE id = $1", &[&id])?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("no event {id:?}")))?;
+    if updated == 0 {
+        return Err(InvalidConfig(format!(
+            "event {id} is {}, not failed; only dead-lettered events can be retried",
+            event.status.as_str()
+        ))
+        .into());
+    }
+    Ok(event)
+}
+
+fn select(
+    tx: Tx,
+    filter: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<EventRecord>, StoreError> {
+    let rows = tx
+        .query(
+            &format!("SELECT {EVENT_COLUMNS} FROM events {filter}"),
+            params,
+        )
+        .map_err(database)?;
+    Ok(rows
+        .iter()
+        .map(|r| EventRecord {
+            id: r.get(0),
+            trigger_id: r.get(1),
+            function: r.get(2),
+            target: r.get(3),
+            event_type: r.get(4),
+            source: r.get(5),
+            subject: r.get(6),
+            bucket: r.get(7),
+            content_type: r.get(8),
+            size: r.get::<_, i64>(9) as u64,
+            output_bucket: r.get(10),
+            hops: r.get::<_, i64>(11) as u32,
+            status: EventStatus::parse(r.get(12)).unwrap_or(EventStatus::Failed),
+            attempts: r.get::<_, i64>(13) as u32,
+            next_attempt_ms: r.get(14),
+            last_error: r.get(15),
+            created_ms: r.get(16),
+            updated_ms: r.get(17),
+        })
+        .collect())
+}
