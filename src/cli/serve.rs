@@ -18,6 +18,7 @@ use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::ScalingOptions;
 use crate::server;
+use crate::store::MetadataLocation;
 
 /// How often the autoscaler recomputes warm targets and meters provisioned time.
 const SCALING_TICK: Duration = Duration::from_secs(1);
@@ -35,9 +36,20 @@ pub struct ServeArgs {
     /// Address of the admin API (/v1/..., bearer token). Keep it off public networks.
     #[arg(long, default_value = DEFAULT_ADMIN_LISTEN, value_name = "ADDR")]
     pub admin_listen: SocketAddr,
-    /// Directory for metadata (SQLite), module blobs, compiled code and the admin token.
+    /// Directory for metadata (SQLite, unless --registry says otherwise), module blobs,
+    /// compiled code and the admin token.
     #[arg(long, env = "FNHOST_DATA_DIR", default_value = super::DEFAULT_DATA_DIR, value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Where metadata lives: SQLite in the data directory by default (one node), or a
+    /// PostgreSQL database shared by a fleet of nodes, postgres://USER:PASSWORD@HOST/DB
+    /// (schema created and migrated at start).
+    #[arg(
+        long,
+        env = "FNHOST_REGISTRY",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub registry: Option<String>,
     /// Largest accepted upload; bigger ones get 413.
     #[arg(long, default_value = "64Mi", value_parser = parse_bytes, value_name = "SIZE")]
     pub max_upload: u64,
@@ -174,12 +186,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::default());
-    let data_dir = args.data_dir.clone();
+    let location = MetadataLocation::parse(args.registry.as_deref(), &args.data_dir)?;
     let registry = {
-        let router = router.clone();
-        tokio::task::spawn_blocking(move || Registry::open(&data_dir, router))
+        let (router, at, data_dir) = (router.clone(), location.clone(), args.data_dir.clone());
+        tokio::task::spawn_blocking(move || Registry::open(&at, &data_dir, router))
             .await?
-            .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?
+            .with_context(|| format!("opening the registry ({location})"))?
     };
     let engine = Engine::new(
         EngineConfig {
@@ -240,6 +252,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         host.router.snapshot().len(),
         args.data_dir.display()
     );
+    println!("  metadata:    {location}");
     let engine_status = host.engine.status();
     if engine_status.pooling_allocator {
         println!(

@@ -17,7 +17,9 @@ use crate::model::{
     check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
-use crate::store::{FunctionRows, MetadataStore, ModuleStore, Published, SqliteStore, StoreError};
+use crate::store::{
+    FunctionRows, MetadataLocation, MetadataStore, ModuleStore, Published, StoreError,
+};
 
 pub struct Registry {
     db: Arc<dyn MetadataStore>,
@@ -28,10 +30,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens (or creates) the registry in `data_dir`, removes what a crash may have left
-    /// behind, and loads every function's routes into `router`.
-    pub fn open(data_dir: &Path, router: Arc<Router>) -> Result<Self, StoreError> {
-        let db = SqliteStore::open(&data_dir.join("metadata.sqlite3"))?;
+    /// Opens (or creates) the metadata store at `location` and the module blobs in
+    /// `data_dir`, removes what a crash may have left behind, and loads every function's
+    /// routes into `router`.
+    pub fn open(
+        location: &MetadataLocation,
+        data_dir: &Path,
+        router: Arc<Router>,
+    ) -> Result<Self, StoreError> {
+        let db = location.open()?;
         let modules = ModuleStore::open(data_dir.join("modules"))?;
         let known = db.known_modules()?;
         for digest in modules.list()? {
@@ -46,7 +53,7 @@ impl Registry {
         }
         tracing::info!(functions = all.len(), "registry loaded");
         Ok(Self {
-            db: Arc::new(db) as Arc<dyn MetadataStore>,
+            db,
             modules: Arc::new(modules),
             router,
             writes: tokio::sync::Mutex::new(()),

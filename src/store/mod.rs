@@ -17,8 +17,11 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use blobs::ModuleStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
@@ -26,6 +29,74 @@ use crate::model::{
     EventRecord, EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject,
     ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
 };
+
+/// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataLocation {
+    /// The embedded default: one SQLite file, one node.
+    Sqlite(PathBuf),
+    /// Fleet mode: a PostgreSQL database many nodes share.
+    Postgres(String),
+}
+
+impl MetadataLocation {
+    /// `spec`: none for SQLite in `data_dir`, `postgres://...` (or `postgresql://...`), or
+    /// `sqlite:PATH`.
+    pub fn parse(spec: Option<&str>, data_dir: &Path) -> Result<Self, InvalidConfig> {
+        let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(Self::Sqlite(data_dir.join("metadata.sqlite3")));
+        };
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            return Ok(Self::Postgres(spec.to_string()));
+        }
+        if let Some(path) = spec.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if !path.is_empty() {
+                return Ok(Self::Sqlite(PathBuf::from(path)));
+            }
+        }
+        Err(InvalidConfig(format!(
+            "--registry {:?}: use postgres://USER:PASSWORD@HOST:PORT/DATABASE for a fleet, or \
+             sqlite:PATH (the default is {} in the data directory)",
+            redact(spec),
+            "metadata.sqlite3"
+        )))
+    }
+
+    /// Opens (creating or migrating) the store.
+    pub fn open(&self) -> Result<Arc<dyn MetadataStore>, StoreError> {
+        Ok(match self {
+            Self::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+            Self::Postgres(dsn) => Arc::new(PostgresStore::connect(dsn)?),
+        })
+    }
+
+    /// Whether several nodes may share it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+}
+
+/// Shown in logs and status: the connection string without its password.
+impl std::fmt::Display for MetadataLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "SQLite {}", path.display()),
+            Self::Postgres(dsn) => write!(f, "PostgreSQL {}", redact(dsn)),
+        }
+    }
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`.
+fn redact(dsn: &str) -> String {
+    match url::Url::parse(dsn) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => dsn.to_string(),
+    }
+}
 
 /// Store failures. The admin API maps the not-found cases to 404, `VersionInUse` to 409, the
 /// invalid ones to 400 and the rest to 500.
@@ -234,4 +305,33 @@ pub trait MetadataStore: Send + Sync {
     /// Stored usage from `since_minute` on, for one function or all.
     fn usage(&self, function: Option<&str>, since_minute: i64)
     -> Result<Vec<UsageRow>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_locations_parse_and_hide_passwords() {
+        let dir = Path::new("/data");
+        assert_eq!(
+            MetadataLocation::parse(None, dir).unwrap(),
+            MetadataLocation::Sqlite(dir.join("metadata.sqlite3"))
+        );
+        assert_eq!(
+            MetadataLocation::parse(Some("sqlite:///tmp/m.db"), dir).unwrap(),
+            MetadataLocation::Sqlite("/tmp/m.db".into())
+        );
+        let pg = MetadataLocation::parse(Some("postgres://fn:s3cret@db:5432/fnhost"), dir).unwrap();
+        assert!(pg.is_shared());
+        assert_eq!(
+            pg.to_string(),
+            "PostgreSQL postgres://fn:***@db:5432/fnhost"
+        );
+        let err = MetadataLocation::parse(Some("mysql://u:s3cret@db/x"), dir).unwrap_err();
+        assert!(
+            err.0.contains("postgres://") && !err.0.contains("s3cret"),
+            "{err}"
+        );
+    }
 }

@@ -3,11 +3,36 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{EventRecord, EventStatus, Trigger, TriggerSource};
+use crate::model::{
+    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
+};
+
+/// Refuses a new object trigger that would close a loop with the `existing` ones.
+pub(crate) fn check_no_loop(
+    mut existing: Vec<Trigger>,
+    function: &str,
+    target: Option<&str>,
+    source: &TriggerSource,
+) -> Result<(), InvalidConfig> {
+    existing.push(Trigger {
+        id: 0,
+        function: function.to_string(),
+        target: target.map(str::to_string),
+        source: source.clone(),
+        created_ms: 0,
+    });
+    match find_loop(&existing) {
+        Some(cycle) => Err(InvalidConfig(format!(
+            "this trigger would make a loop: {}; objects written to an output bucket must not trigger the function again",
+            cycle.join(" -> ")
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// A cycle of buckets through object triggers' outputs (`uploads -> thumbnails -> uploads`),
 /// if any. A trigger whose output lands in its own bucket under a matching key is one.
-pub(crate) fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
+fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
     let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
     for trigger in triggers {
         if let TriggerSource::Object {
@@ -53,6 +78,49 @@ pub(crate) fn find_loop(triggers: &[Trigger]) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+/// The events a new object fires: one per matching object trigger among `triggers`, none
+/// past the hop limit (a chain of triggers writing objects that fire triggers).
+pub(crate) fn object_events(
+    triggers: Vec<Trigger>,
+    object: &NewObject<'_>,
+    now_ms: i64,
+) -> Vec<EventRecord> {
+    if object.hops > MAX_HOPS {
+        tracing::warn!(
+            bucket = object.bucket,
+            key = object.key,
+            hops = object.hops,
+            "object written by a chain of {} triggers; not triggering more",
+            object.hops
+        );
+        return Vec::new();
+    }
+    triggers
+        .into_iter()
+        .filter(|t| t.source.matches(object.bucket, object.key))
+        .map(|trigger| {
+            let output_bucket = match &trigger.source {
+                TriggerSource::Object { output_bucket, .. } => output_bucket.clone(),
+                TriggerSource::Timer { .. } => None,
+            };
+            EventRecord {
+                subject: Some(object.key.to_string()),
+                bucket: Some(object.bucket.to_string()),
+                content_type: object.content_type.map(str::to_string),
+                size: object.size,
+                output_bucket,
+                hops: object.hops,
+                ..new_event(
+                    &trigger,
+                    "fnhost.object.created",
+                    format!("/buckets/{}", object.bucket),
+                    now_ms,
+                )
+            }
+        })
+        .collect()
 }
 
 /// A pending event of `trigger` with no subject or body; object events fill those in.

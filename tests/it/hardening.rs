@@ -377,7 +377,13 @@ async fn the_host_runs_under_its_seccomp_filter() {
     };
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(&dir.path().join("on")).await;
-    assert_eq!(mode(host.pid()), "2", "filter mode");
+    // The filter goes on after the listeners are bound, just before serving starts.
+    let pid = host.pid();
+    crate::common::eventually(Duration::from_secs(10), "seccomp mode 2", || async move {
+        let mode = mode(pid);
+        (mode != "2").then(|| format!("mode {mode}"))
+    })
+    .await;
     host.deploy("hello", "hello", "").await;
     assert_eq!(host.call_text("/hello/").await.0, 200);
     let off = TestHost::start_with(&dir.path().join("off"), &["--seccomp", "off"]).await;

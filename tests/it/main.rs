@@ -2,6 +2,9 @@
 //! processes (built from this crate, with functions built from functions/) over HTTP.
 
 mod common;
+/// The real PostgreSQL server the unit tests use, shared so both start it the same way.
+#[path = "../../src/store/postgres/test_server.rs"]
+mod postgres_server;
 
 mod architecture;
 
@@ -10,6 +13,7 @@ mod aliases;
 mod cli;
 mod crash;
 mod events;
+mod fleet;
 mod hardening;
 mod invoke;
 mod isolation;

@@ -118,27 +118,12 @@ pub(super) fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Digest, FULL, FunctionConfig, VersionLabel, WeightedRoute};
+    use crate::model::{FULL, VersionLabel, WeightedRoute};
     use crate::store::postgres::functions::{publish, store_alias};
-    use crate::store::postgres::test_server::TestPostgres;
 
     #[test]
     fn every_traffic_change_is_recorded_with_who_and_why() {
-        let dsn = TestPostgres::shared().fresh_database();
-        let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-        super::super::schema::migrate(&mut client).unwrap();
-        let digest = Digest::of(b"m").to_hex();
-        let config = serde_json::to_string(&FunctionConfig::default()).unwrap();
-        client
-            .execute("INSERT INTO modules VALUES ($1, 1, 0)", &[&digest])
-            .unwrap();
-        client
-            .execute(
-                "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
-                 VALUES ('f', $1, $2, 0, 0)",
-                &[&digest, &config],
-            )
-            .unwrap();
+        let mut client = super::super::tests::database_with_function("f");
         let mut tx = client.transaction().unwrap();
         audited(&mut tx, "f", &Why::admin("publish"), |tx| {
             publish(tx, "f", "", false, 1)

@@ -6,12 +6,10 @@ use postgres::types::ToSql;
 
 use super::functions::latest_config;
 use super::schema::database;
-use crate::model::{
-    EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
-};
+use crate::model::{EventRecord, EventStatus, InvalidConfig, NewObject, Trigger, TriggerSource};
 use crate::store::StoreError;
 use crate::store::decode::parse_json;
-use crate::store::outbox::{find_loop, new_event};
+use crate::store::outbox::{check_no_loop, new_event, object_events};
 
 type Tx<'a, 'b> = &'a mut Transaction<'b>;
 
@@ -32,21 +30,7 @@ pub(super) fn add_trigger(
         // Serialises trigger changes fleet-wide, so two nodes cannot add the two halves of a loop.
         tx.execute("LOCK TABLE triggers IN SHARE ROW EXCLUSIVE MODE", &[])
             .map_err(database)?;
-        let mut all = triggers(tx, None)?;
-        all.push(Trigger {
-            id: 0,
-            function: function.to_string(),
-            target: target.map(str::to_string),
-            source: source.clone(),
-            created_ms: now_ms,
-        });
-        if let Some(cycle) = find_loop(&all) {
-            return Err(InvalidConfig(format!(
-                "this trigger would make a loop: {}; objects written to an output bucket must not trigger the function again",
-                cycle.join(" -> ")
-            ))
-            .into());
-        }
+        check_no_loop(triggers(tx, None)?, function, target, source)?;
     }
     let spec = serde_json::to_string(source).expect("triggers serialize");
     let id: i64 = tx
@@ -107,43 +91,11 @@ pub(super) fn enqueue_object(
     object: &NewObject<'_>,
     now_ms: i64,
 ) -> Result<Vec<EventRecord>, StoreError> {
-    if object.hops > MAX_HOPS {
-        tracing::warn!(
-            bucket = object.bucket,
-            key = object.key,
-            hops = object.hops,
-            "object written by a chain of {} triggers; not triggering more",
-            object.hops
-        );
-        return Ok(Vec::new());
+    let events = object_events(triggers(tx, None)?, object, now_ms);
+    for event in &events {
+        insert(tx, event)?;
     }
-    let mut queued = Vec::new();
-    for trigger in triggers(tx, None)?
-        .into_iter()
-        .filter(|t| t.source.matches(object.bucket, object.key))
-    {
-        let output_bucket = match &trigger.source {
-            TriggerSource::Object { output_bucket, .. } => output_bucket.clone(),
-            TriggerSource::Timer { .. } => None,
-        };
-        let event = EventRecord {
-            subject: Some(object.key.to_string()),
-            bucket: Some(object.bucket.to_string()),
-            content_type: object.content_type.map(str::to_string),
-            size: object.size,
-            output_bucket,
-            hops: object.hops,
-            ..new_event(
-                &trigger,
-                "fnhost.object.created",
-                format!("/buckets/{}", object.bucket),
-                now_ms,
-            )
-        };
-        insert(tx, &event)?;
-        queued.push(event);
-    }
-    Ok(queued)
+    Ok(events)
 }
 
 /// Queues a timer event, unless the trigger forbids overlap and one is still queued or

@@ -258,25 +258,10 @@ pub(super) fn aliases(tx: Tx, name: &str) -> Result<Vec<AliasRecord>, StoreError
 mod tests {
     use super::*;
     use crate::model::WeightedRoute;
-    use crate::store::postgres::test_server::TestPostgres;
 
     #[test]
     fn publish_numbers_versions_once_and_aliases_check_them() {
-        let dsn = TestPostgres::shared().fresh_database();
-        let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-        super::super::schema::migrate(&mut client).unwrap();
-        let digest = Digest::of(b"module").to_hex();
-        let config = serde_json::to_string(&FunctionConfig::default()).unwrap();
-        client
-            .execute("INSERT INTO modules VALUES ($1, 6, 0)", &[&digest])
-            .unwrap();
-        client
-            .execute(
-                "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
-                 VALUES ('f', $1, $2, 0, 0)",
-                &[&digest, &config],
-            )
-            .unwrap();
+        let mut client = super::super::tests::database_with_function("f");
         let mut tx = client.transaction().unwrap();
         let first = publish(&mut tx, "f", "one", false, 1).unwrap();
         assert!(first.created);

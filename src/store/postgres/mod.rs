@@ -416,4 +416,25 @@ mod tests {
     }
 
     conformance_tests!(store);
+
+    /// A migrated database holding function `name` (with a module and default config), for
+    /// tests of one query module.
+    pub(super) fn database_with_function(name: &str) -> Client {
+        let dsn = TestPostgres::shared().fresh_database();
+        let mut client = Client::connect(&dsn, NoTls).unwrap();
+        schema::migrate(&mut client).unwrap();
+        let digest = Digest::of(name.as_bytes()).to_hex();
+        let config = serde_json::to_string(&FunctionConfig::default()).unwrap();
+        client
+            .execute("INSERT INTO modules VALUES ($1, 1, 0)", &[&digest])
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
+                 VALUES ($1, $2, $3, 0, 0)",
+                &[&name, &digest, &config],
+            )
+            .unwrap();
+        client
+    }
 }
