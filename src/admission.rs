@@ -154,6 +154,11 @@ impl Admission {
         });
     }
 
+    /// Requests running now across every function.
+    pub fn host_in_flight(&self) -> u32 {
+        self.host.in_flight.load(Ordering::Acquire)
+    }
+
     /// Requests of `function` running now.
     pub fn in_flight(&self, function: &str) -> u32 {
         self.gates

@@ -36,7 +36,7 @@ impl Rig {
     pub async fn new(wasm: Vec<u8>, pool_instances: u32) -> anyhow::Result<Self> {
         check_component(&wasm)?;
         let dir = tempfile::tempdir()?;
-        let modules = Arc::new(ModuleStore::open(dir.path().join("modules"))?);
+        let modules = Arc::new(ModuleStore::open(dir.path().join("modules"), None)?);
         let digest = Digest::of(&wasm);
         modules.put(&digest, &wasm)?;
         let engine = Engine::new(

@@ -11,6 +11,7 @@
 //! (0.01 stays 1 basis point, never 0.0099...).
 
 mod events;
+mod fleet;
 mod functions;
 mod observe;
 mod percent;
@@ -24,6 +25,7 @@ pub use events::{
     AddTrigger, EventList, EventView, ObjectList, ObjectView, StoredObject, TriggerList,
     TriggerView,
 };
+pub use fleet::{NodeList, NodeView};
 pub use functions::{
     CodeView, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, StageView,
     UploadEvent, Uploaded, VersionList, VersionView,

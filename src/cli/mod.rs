@@ -60,6 +60,9 @@ pub enum Command {
     Invoke(commands::InvokeArgs),
     /// Show the host's status: engine, pool and compiled-cache counters.
     Status(ClientArgs),
+    /// List the fleet's live nodes: address, fnhost version, uptime, requests in flight,
+    /// warm instances and the age of the last heartbeat (a node silent for 5s drops out).
+    Nodes(ClientArgs),
     /// Set the share of the function's traffic ($DEFAULT) that goes to $LATEST; the rest
     /// goes to the newest published version. Grow it while the release looks healthy.
     Traffic(commands::TrafficArgs),

@@ -14,6 +14,7 @@ use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::app::{App, AppOptions};
 use crate::engine::{Engine, EngineConfig, IpRange, NetworkPolicy};
 use crate::events::buckets::Buckets;
+use crate::model::{NodeRecord, now_ms};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::ScalingOptions;
@@ -99,6 +100,10 @@ pub struct ServeArgs {
     /// dead letters are kept until retried.
     #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
     pub event_retention: Duration,
+    /// How long an event this node claimed for delivery stays its own: renewed while it is
+    /// delivered, so when a node dies another node delivers its events after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub event_lease: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
     /// not memory; the amount is printed at start.
@@ -168,6 +173,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--max-connections, --max-admin-connections and --h2-max-streams must be above zero"
         );
     }
+    if args.event_lease < Duration::from_secs(1) {
+        anyhow::bail!(
+            "--event-lease must be at least 1s (it is renewed a third of the way through)"
+        );
+    }
     if args.usage_flush_interval.is_zero() {
         anyhow::bail!(
             "--usage-flush-interval must be above zero (it is how often usage is written; \
@@ -187,9 +197,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::default());
     let location = MetadataLocation::parse(args.registry.as_deref(), &args.data_dir)?;
+    let buckets = Buckets::open(
+        args.object_store.as_deref(),
+        &args.data_dir,
+        args.max_object,
+    )?;
+    // In a fleet, modules (and compiled code) live in the object store too, so every node
+    // can serve every version.
+    let shared_blobs = match (location.is_shared(), &args.object_store) {
+        (true, Some(_)) => Some(buckets.store()),
+        (true, None) => {
+            tracing::warn!(
+                "the registry is shared but --object-store is not set: uploaded modules stay in \
+                 this node's data directory, and other nodes cannot serve them"
+            );
+            None
+        }
+        (false, _) => None,
+    };
     let registry = {
         let (router, at, data_dir) = (router.clone(), location.clone(), args.data_dir.clone());
-        tokio::task::spawn_blocking(move || Registry::open(&at, &data_dir, router))
+        tokio::task::spawn_blocking(move || Registry::open(&at, &data_dir, shared_blobs, router))
             .await?
             .with_context(|| format!("opening the registry ({location})"))?
     };
@@ -209,10 +237,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.join("compiled"),
         registry.modules().clone(),
     )?;
-    engine.retain_compiled(&registry.known_modules().await?);
-    let token = server::load_or_create_admin_token(&args.data_dir)?;
+    let known = registry.known_modules().await?;
+    engine.retain_compiled(&known);
+    if registry.modules().is_shared() {
+        let modules = registry.modules().clone();
+        tokio::spawn(async move {
+            match modules.collect_shared_garbage(&known).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(objects = n, "removed shared modules no version uses"),
+                Err(e) => tracing::warn!(error = %e, "could not clean the shared module store"),
+            }
+        });
+    }
+    let token = if registry.is_shared() {
+        server::fleet_admin_token(&registry, &args.data_dir).await?
+    } else {
+        server::load_or_create_admin_token(&args.data_dir)?
+    };
     let data = bind(args.listen, "--listen").await?;
     let admin = bind(args.admin_listen, "--admin-listen").await?;
+    let (data_address, admin_address) = (data.local_addr()?, admin.local_addr()?);
     let max_warm = args.max_warm.unwrap_or(match args.pool_instances {
         0 => 250,
         n => n / 4,
@@ -224,11 +268,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.pool_instances
         );
     }
-    let buckets = Buckets::open(
-        args.object_store.as_deref(),
-        &args.data_dir,
-        args.max_object,
-    )?;
     let host = Arc::new(App::new(
         registry,
         router,
@@ -244,6 +283,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             buckets,
             body_timeout: args.body_timeout,
+            event_lease: args.event_lease,
         },
     ));
     println!(
@@ -253,6 +293,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     println!("  metadata:    {location}");
+    println!(
+        "  modules:     {}",
+        if host.registry.modules().is_shared() {
+            format!("shared through {}", host.events.buckets.description)
+        } else {
+            format!("{}", args.data_dir.join("modules").display())
+        }
+    );
     let engine_status = host.engine.status();
     if engine_status.pooling_allocator {
         println!(
@@ -306,14 +354,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .load()
         .await
         .context("loading rollouts from the registry")?;
-    let requeued = host.registry.requeue_running_events().await?;
-    if requeued > 0 {
-        tracing::info!(
-            events = requeued,
-            "re-sending events whose delivery the last stop interrupted"
-        );
+    // Alone on its store, a starting node knows every running event was cut off by its own
+    // last stop; in a fleet other nodes may be delivering them, so leases decide.
+    if !host.registry.is_shared() {
+        let requeued = host.registry.requeue_running_events().await?;
+        if requeued > 0 {
+            tracing::info!(
+                events = requeued,
+                "re-sending events whose delivery the last stop interrupted"
+            );
+        }
     }
-    let tasks = host.start(args.usage_flush_interval, args.event_retention);
+    let node = NodeRecord {
+        id: format!("{:016x}", fastrand::u64(..)),
+        data_address: data_address.to_string(),
+        admin_address: admin_address.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_ms: now_ms(),
+        heartbeat_ms: 0,
+        in_flight: 0,
+        warm_instances: 0,
+    };
+    let tasks = host.start(args.usage_flush_interval, args.event_retention, node);
     let shutdown = shutdown_signal();
     // Last, once everything that needs more than serving has run.
     if args.seccomp == OnOff::On {

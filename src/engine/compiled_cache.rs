@@ -34,8 +34,13 @@ impl CompiledCache {
     }
 
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.cwasm", digest.to_hex(), self.engine_key))
+        self.dir.join(self.file_name(digest))
+    }
+
+    /// The artifact's file name, which is also its name in the fleet's shared store: the
+    /// engine hash in it keeps nodes of different builds apart.
+    pub fn file_name(&self, digest: &Digest) -> String {
+        format!("{}-{}.cwasm", digest.to_hex(), self.engine_key)
     }
 
     /// Drops an artifact that failed to load, so the next load recompiles.

@@ -455,7 +455,7 @@ mod tests {
     async fn a_component_gets_at_most_its_share_of_memories() {
         for pool_instances in [4, 0] {
             let dir = tempfile::tempdir().unwrap();
-            let modules = Arc::new(ModuleStore::open(dir.path().join("modules")).unwrap());
+            let modules = Arc::new(ModuleStore::open(dir.path().join("modules"), None).unwrap());
             let engine = Engine::new(
                 EngineConfig {
                     pool_instances,

@@ -110,6 +110,8 @@ struct EngineStats {
     compile_ms: AtomicU64,
     cache_loads: AtomicU64,
     cache_load_failures: AtomicU64,
+    /// Compiled code fetched from the fleet's shared store instead of compiled here.
+    shared_loads: AtomicU64,
 }
 
 pub struct Engine {
@@ -169,7 +171,7 @@ impl Engine {
             stage(Stage::CacheHit);
             return Ok(ready);
         }
-        let component = match self.load_cached(digest).await {
+        let component = match self.load_compiled(digest).await {
             Some(component) => {
                 stage(Stage::CacheHit);
                 component
@@ -192,18 +194,16 @@ impl Engine {
         }
         let cell = self.loaded.entry(digest).or_default().clone();
         cell.get_or_try_init(|| async {
-            let component = match self.load_cached(digest).await {
+            let component = match self.load_compiled(digest).await {
                 Some(component) => component,
                 None => {
                     tracing::info!(%digest, "compiled code missing from the cache; recompiling");
-                    let wasm_path = self.modules.path(&digest);
-                    let wasm = tokio::fs::read(&wasm_path).await.map_err(|e| {
-                        PrepareError::Storage(anyhow::anyhow!(
-                            "reading module {}: {e}",
-                            wasm_path.display()
-                        ))
-                    })?;
-                    self.compile(digest, wasm.into(), &|_| {}).await?
+                    let wasm = self
+                        .modules
+                        .fetch(&digest)
+                        .await
+                        .map_err(|e| PrepareError::Storage(e.into()))?;
+                    self.compile(digest, wasm, &|_| {}).await?
                 }
             };
             self.link(digest, &component)
@@ -276,12 +276,30 @@ impl Engine {
             compile_ms_total: self.stats.compile_ms.load(Ordering::Relaxed),
             compiled_cache_loads: self.stats.cache_loads.load(Ordering::Relaxed),
             compiled_cache_load_failures: self.stats.cache_load_failures.load(Ordering::Relaxed),
+            compiled_shared_loads: self.stats.shared_loads.load(Ordering::Relaxed),
             loaded_components: self
                 .loaded
                 .iter()
                 .filter(|e| e.value().initialized())
                 .count(),
         }
+    }
+
+    /// Compiled code from this node's cache, or else shared by another node of the fleet.
+    async fn load_compiled(&self, digest: Digest) -> Option<Component> {
+        if let Some(component) = self.load_cached(digest).await {
+            return Some(component);
+        }
+        let path = self.cache.path(&digest);
+        if !self
+            .modules
+            .fetch_compiled(&self.cache.file_name(&digest), &path)
+            .await
+        {
+            return None;
+        }
+        self.stats.shared_loads.fetch_add(1, Ordering::Relaxed);
+        self.load_cached(digest).await
     }
 
     /// Loads a compiled artifact; a missing, stale or corrupt file is a miss, never an error.
@@ -343,11 +361,23 @@ impl Engine {
                 .map_err(|e| PrepareError::Storage(e.into()))?;
             // Load back from the file: the mmapped artifact is what every later start uses,
             // and it lets the kernel share and page out code.
-            unsafe { Component::deserialize_file(&engine, &path) }
-                .map_err(|e| PrepareError::Storage(e.into()))
+            let loaded = unsafe { Component::deserialize_file(&engine, &path) }
+                .map_err(|e| PrepareError::Storage(e.into()))?;
+            Ok::<_, PrepareError>((loaded, serialized))
         })
         .await
         .expect("compile task panicked")?;
+        let (compiled, serialized) = compiled;
+        if self.modules.is_shared() {
+            // Other nodes load this instead of compiling; requests need not wait for it.
+            let modules = self.modules.clone();
+            let name = self.cache.file_name(&digest);
+            tokio::spawn(async move {
+                if let Err(e) = modules.share_compiled(&name, &serialized).await {
+                    tracing::warn!(%digest, error = %e, "could not share compiled code with the fleet");
+                }
+            });
+        }
         let ms = started.elapsed().as_millis() as u64;
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
         self.stats.compile_ms.fetch_add(ms, Ordering::Relaxed);

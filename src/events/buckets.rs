@@ -103,6 +103,11 @@ impl Buckets {
         })
     }
 
+    /// The object store behind the buckets (for fnhost's own objects under `_fnhost/`).
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// Streams `body` into `bucket`/`key`, refusing it past the size limit. Returns its size.
     pub async fn put<S, E>(&self, bucket: &str, key: &str, body: S) -> Result<u64, ObjectError>
     where

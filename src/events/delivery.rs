@@ -43,7 +43,11 @@ const OUTPUT_KEY: HeaderName = HeaderName::from_static("fnhost-output-key");
 pub async fn run(events: Arc<Events>, mut stop: Stop) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     while !stop.is_stopped() {
-        let claimed = match events.registry.claim_due_events(BATCH).await {
+        let claimed = match events
+            .registry
+            .claim_due_events(BATCH, events.lease_ms())
+            .await
+        {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "could not read the event outbox; retrying");
@@ -52,11 +56,18 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
             }
         };
         let full = claimed.len() as u32 == BATCH;
+        events
+            .in_hand
+            .lock()
+            .unwrap()
+            .extend(claimed.iter().map(|e| e.id.clone()));
         for event in claimed {
             let slot = slots.clone().acquire_owned().await.expect("never closed");
             let events = events.clone();
             tokio::spawn(async move {
+                let id = event.id.clone();
                 deliver(&events, event).await;
+                events.in_hand.lock().unwrap().remove(&id);
                 drop(slot);
             });
         }
@@ -70,6 +81,26 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
     }
     // Every slot back means every delivery under way has settled.
     let _ = slots.acquire_many(CONCURRENCY as u32).await;
+}
+
+/// Renews the leases of the events this node holds, three times per lease, until shutdown.
+pub async fn renew_leases(events: Arc<Events>, mut stop: Stop) {
+    let mut ticker = tokio::time::interval(events.lease / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.stopped() => return,
+        }
+        let ids: Vec<String> = events.in_hand.lock().unwrap().iter().cloned().collect();
+        if let Err(e) = events
+            .registry
+            .renew_event_leases(ids, events.lease_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "could not renew event leases; other nodes may deliver them again");
+        }
+    }
 }
 
 /// How often delivered events past their retention are deleted.

@@ -7,7 +7,9 @@ pub mod buckets;
 pub mod delivery;
 pub mod timers;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -26,6 +28,11 @@ pub struct Events {
     pub deliveries: Notify,
     /// Wakes the timer loop (triggers added or deleted, or a function deleted).
     pub timers_changed: Notify,
+    /// How long a claimed event stays this node's: renewed while it is delivered, so only
+    /// a node that died (or lost the database for this long) gives its events up to others.
+    pub lease: Duration,
+    /// Events this node claimed and has not settled: the ones whose leases it renews.
+    pub(crate) in_hand: Mutex<HashSet<String>>,
 }
 
 impl Events {
@@ -34,6 +41,7 @@ impl Events {
         router: Arc<Router>,
         invoker: Arc<Invoker>,
         buckets: Buckets,
+        lease: Duration,
     ) -> Self {
         Self {
             registry,
@@ -42,6 +50,12 @@ impl Events {
             buckets,
             deliveries: Notify::new(),
             timers_changed: Notify::new(),
+            lease,
+            in_hand: Mutex::new(HashSet::new()),
         }
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 }

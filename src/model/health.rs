@@ -50,5 +50,7 @@ pub struct EngineStatus {
     pub compile_ms_total: u64,
     pub compiled_cache_loads: u64,
     pub compiled_cache_load_failures: u64,
+    /// Compiled code fetched from the fleet's shared store instead of compiled here.
+    pub compiled_shared_loads: u64,
     pub loaded_components: usize,
 }

@@ -6,6 +6,7 @@ mod aliases;
 mod capacity;
 mod digest;
 mod events;
+mod fleet;
 mod function;
 mod health;
 mod names;
@@ -21,6 +22,7 @@ pub use digest::Digest;
 pub use events::{
     EventRecord, EventStatus, MAX_HOPS, NewObject, Trigger, TriggerSource, check_bucket,
 };
+pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{
     CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,

@@ -65,8 +65,30 @@ impl Registry {
             .await
     }
 
-    pub async fn claim_due_events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        self.blocking(move |db| db.claim_due(now_ms(), limit)).await
+    /// Claims up to `limit` due events for `lease_ms` (see [`Self::renew_event_leases`]).
+    pub async fn claim_due_events(
+        &self,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.blocking(move |db| {
+            let now = now_ms();
+            db.claim_due(now, now + lease_ms, limit)
+        })
+        .await
+    }
+
+    /// Keeps claimed events this node is still delivering from being claimed again.
+    pub async fn renew_event_leases(
+        &self,
+        ids: Vec<String>,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |db| db.renew_leases(&ids, now_ms() + lease_ms))
+            .await
     }
 
     pub async fn settle_event(

@@ -13,16 +13,19 @@ use bytes::Bytes;
 
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
-    HistoryEntry, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, TrafficChange, VersionLabel, Why,
-    check_alias_name, now_ms,
+    HistoryEntry, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS, NodeRecord, ScalingPolicy,
+    TrafficChange, VersionLabel, Why, check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{
-    FunctionRows, MetadataLocation, MetadataStore, ModuleStore, Published, StoreError,
+    ChangeFeed, FunctionRows, MetadataLocation, MetadataStore, ModuleStore, Published, SharedBlobs,
+    StoreError,
 };
 
 pub struct Registry {
     db: Arc<dyn MetadataStore>,
+    /// Whether other nodes write to `db` too.
+    shared: bool,
     modules: Arc<ModuleStore>,
     router: Arc<Router>,
     /// Serialises writes so the routing snapshot follows commit order.
@@ -31,15 +34,24 @@ pub struct Registry {
 
 impl Registry {
     /// Opens (or creates) the metadata store at `location` and the module blobs in
-    /// `data_dir`, removes what a crash may have left behind, and loads every function's
-    /// routes into `router`.
+    /// `data_dir` (and in `shared_blobs`, the fleet's object store, when given), removes what
+    /// a crash may have left behind, and loads every function's routes into `router`.
     pub fn open(
         location: &MetadataLocation,
         data_dir: &Path,
+        shared_blobs: Option<Arc<dyn object_store::ObjectStore>>,
         router: Arc<Router>,
     ) -> Result<Self, StoreError> {
         let db = location.open()?;
-        let modules = ModuleStore::open(data_dir.join("modules"))?;
+        let shared = location.is_shared();
+        let shared_blobs = match shared_blobs {
+            None => None,
+            Some(store) => Some(SharedBlobs {
+                store,
+                artifact_key: artifact_key(&*db)?,
+            }),
+        };
+        let modules = ModuleStore::open(data_dir.join("modules"), shared_blobs)?;
         let known = db.known_modules()?;
         for digest in modules.list()? {
             if !known.contains(&digest) {
@@ -54,6 +66,7 @@ impl Registry {
         tracing::info!(functions = all.len(), "registry loaded");
         Ok(Self {
             db,
+            shared,
             modules: Arc::new(modules),
             router,
             writes: tokio::sync::Mutex::new(()),
@@ -114,9 +127,11 @@ impl Registry {
         let _write = self.writes.lock().await;
         let modules = self.modules.clone();
         let size = wasm.len() as u64;
-        tokio::task::spawn_blocking(move || modules.put(&digest, &wasm))
+        let local = wasm.clone();
+        tokio::task::spawn_blocking(move || modules.put(&digest, &local))
             .await
             .expect("module write task panicked")?;
+        self.modules.publish(&digest, wasm).await?;
         let fname = name.to_string();
         self.blocking(move |db| {
             db.set_latest(&fname, &digest, size, &patch, latest_bp, now_ms(), &why)
@@ -261,6 +276,79 @@ impl Registry {
             .await
     }
 
+    /// Re-reads one function another node changed and swaps in its routes, under the write
+    /// lock so routes still follow commit order. Returns false when the function is gone.
+    pub async fn refresh(&self, name: &str) -> Result<bool, StoreError> {
+        let _write = self.writes.lock().await;
+        match self.refresh_routes(name).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::UnknownFunction(_)) => {
+                self.router.replace_function(name, None);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Re-reads every function (after changes may have been missed) and swaps in their
+    /// routes; returns the functions that are gone.
+    pub async fn resync(&self) -> Result<Vec<String>, StoreError> {
+        let _write = self.writes.lock().await;
+        let all = self.blocking(|db| db.load_all()).await?;
+        let present: std::collections::HashSet<&str> =
+            all.iter().map(|rows| rows.info.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .router
+            .snapshot()
+            .names()
+            .filter(|name| !present.contains(name))
+            .map(str::to_string)
+            .collect();
+        for rows in &all {
+            self.router
+                .replace_function(&rows.info.name, Some(routes_of(rows)));
+        }
+        for name in &gone {
+            self.router.replace_function(name, None);
+        }
+        Ok(gone)
+    }
+
+    /// The store's feed of other nodes' changes (`None` unless the store is shared).
+    pub fn watch(&self) -> Option<ChangeFeed> {
+        self.db.watch()
+    }
+
+    /// Whether other nodes share this registry (fleet mode).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The host setting `name`, set to `initial` if it has none (see
+    /// [`MetadataStore::setting_or_init`]).
+    pub async fn setting_or_init(&self, name: &str, initial: String) -> Result<String, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| db.setting_or_init(&name, &initial))
+            .await
+    }
+
+    /// Records this node's heartbeat, forgetting nodes silent for [`NODE_EXPIRY_MS`].
+    pub async fn heartbeat(&self, node: NodeRecord) -> Result<(), StoreError> {
+        self.blocking(move |db| db.heartbeat(&node, node.heartbeat_ms - NODE_EXPIRY_MS))
+            .await
+    }
+
+    /// The nodes alive now (heartbeat within [`NODE_EXPIRY_MS`]).
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.blocking(|db| db.nodes(now_ms() - NODE_EXPIRY_MS))
+            .await
+    }
+
+    /// Takes this node out of the membership (a clean stop).
+    pub async fn leave(&self, id: String) -> Result<(), StoreError> {
+        self.blocking(move |db| db.leave(&id)).await
+    }
+
     /// Runs one write under the write lock, then refreshes the function's routes.
     async fn write(
         &self,
@@ -331,6 +419,20 @@ impl Registry {
             .await
             .expect("database task panicked")
     }
+}
+
+/// The fleet's key for authenticating shared compiled code: made by the first node, kept in
+/// the registry (never in the object store it protects).
+fn artifact_key(db: &dyn MetadataStore) -> Result<Vec<u8>, StoreError> {
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| {
+        StoreError::Io(std::io::Error::other(format!(
+            "reading the OS random source: {e}"
+        )))
+    })?;
+    let stored = db.setting_or_init("artifact_key", &hex::encode(fresh))?;
+    hex::decode(stored.trim())
+        .map_err(|_| StoreError::Corrupt("the registry's artifact_key setting is not hex".into()))
 }
 
 fn routes_of(rows: &FunctionRows) -> FunctionRoutes {

@@ -213,6 +213,11 @@ impl RoutingTable {
         self.functions.values()
     }
 
+    /// Every function's name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(|name| &**name)
+    }
+
     pub fn len(&self) -> usize {
         self.functions.len()
     }

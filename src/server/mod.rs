@@ -37,6 +37,44 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Reads the admin token from `<data-dir>/admin.token`, creating a random one (mode 0600) on
 /// first start.
 pub fn load_or_create_admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(token) = read_admin_token(data_dir)? {
+        return Ok(token);
+    }
+    let token = new_token()?;
+    write_admin_token(data_dir, &token)?;
+    tracing::info!("created a new admin token");
+    Ok(token)
+}
+
+/// The fleet's admin token, kept in the shared registry: the first node to start stores its
+/// own (an existing `admin.token`, or a new one), and every node writes the stored one to its
+/// data directory's `admin.token` (0600), so the CLI works the same against any node.
+pub async fn fleet_admin_token(
+    registry: &crate::registry::Registry,
+    data_dir: &Path,
+) -> anyhow::Result<String> {
+    let local = read_admin_token(data_dir)?;
+    let candidate = match &local {
+        Some(token) => token.clone(),
+        None => new_token()?,
+    };
+    let token = registry
+        .setting_or_init(FLEET_TOKEN_SETTING, candidate)
+        .await
+        .context("reading the fleet's admin token from the registry")?;
+    if local.as_deref() != Some(token.as_str()) {
+        write_admin_token(data_dir, &token)?;
+        tracing::info!("wrote the fleet's admin token to this node's data directory");
+    }
+    Ok(token)
+}
+
+/// The registry setting that holds the fleet's admin token.
+const FLEET_TOKEN_SETTING: &str = "admin_token";
+
+/// `admin.token` from `data_dir` if it exists and is not empty; refuses one other users
+/// may read.
+fn read_admin_token(data_dir: &Path) -> anyhow::Result<Option<String>> {
     let path = data_dir.join("admin.token");
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(&path) {
@@ -53,19 +91,25 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> anyhow::Result<String> {
         }
     }
     match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
+    let path = data_dir.join("admin.token");
+    crate::durable_file::write(&path, format!("{token}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// 32 random bytes in hex.
+fn new_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| anyhow::anyhow!("reading the OS random source: {e}"))?;
-    let token = hex::encode(bytes);
-    crate::durable_file::write(&path, format!("{token}\n").as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tracing::info!(path = %path.display(), "created a new admin token");
-    Ok(token)
+    Ok(hex::encode(bytes))
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -25,6 +25,8 @@ macro_rules! conformance_tests {
             timer_ticks_do_not_overlap_unless_allowed,
             only_old_delivered_events_are_pruned,
             usage_batches_merge_by_key,
+            expired_leases_are_claimed_again_and_renewed_ones_are_not,
+            settings_keep_the_first_value_and_nodes_expire,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -317,14 +319,14 @@ pub fn object_events_are_queued_claimed_settled_and_retried(db: &dyn MetadataSto
     let queued = db.enqueue_object(&object("img/x.png"), 2).unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].output_bucket.as_deref(), Some("thumbs"));
-    // Claimed once: a second claim finds nothing due.
-    let claimed = db.claim_due(3, 10).unwrap();
+    // Claimed once: a second claim finds nothing due while the lease holds.
+    let claimed = db.claim_due(3, 1_000, 10).unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].status, EventStatus::Running);
-    assert!(db.claim_due(3, 10).unwrap().is_empty());
+    assert!(db.claim_due(3, 1_000, 10).unwrap().is_empty());
     // A stopped host's running events go back to pending (at least once).
     assert_eq!(db.requeue_running(4).unwrap(), 1);
-    let id = db.claim_due(5, 10).unwrap()[0].id.clone();
+    let id = db.claim_due(5, 1_000, 10).unwrap()[0].id.clone();
     db.settle_event(&id, EventStatus::Failed, 5, 6, Some("boom"), 6)
         .unwrap();
     let failed = db.events("f", Some(EventStatus::Failed), 10).unwrap();
@@ -361,7 +363,7 @@ pub fn timer_ticks_do_not_overlap_unless_allowed(db: &dyn MetadataStore) {
     assert!(db.enqueue_timer(&trigger, false, 2).unwrap().is_some());
     assert!(db.enqueue_timer(&trigger, false, 3).unwrap().is_none());
     assert!(db.enqueue_timer(&trigger, true, 3).unwrap().is_some());
-    for event in db.claim_due(4, 10).unwrap() {
+    for event in db.claim_due(4, 1_000, 10).unwrap() {
         db.settle_event(&event.id, EventStatus::Delivered, 1, 4, None, 4)
             .unwrap();
     }
@@ -402,7 +404,7 @@ pub fn only_old_delivered_events_are_pruned(db: &dyn MetadataStore) {
     for now in [10, 20, 30, 40] {
         db.enqueue_timer(&trigger, true, now).unwrap();
     }
-    let claimed = db.claim_due(50, 10).unwrap();
+    let claimed = db.claim_due(50, 1_000, 10).unwrap();
     assert_eq!(claimed.len(), 4);
     // Delivered long ago, delivered recently, dead-lettered long ago; one left running.
     db.settle_event(&claimed[0].id, EventStatus::Delivered, 1, 60, None, 60)
@@ -422,4 +424,64 @@ pub fn only_old_delivered_events_are_pruned(db: &dyn MetadataStore) {
     assert!(left.contains(&EventStatus::Failed), "dead letters stay");
     assert!(left.contains(&EventStatus::Running));
     assert_eq!(db.prune_delivered_events(100).unwrap(), 0);
+}
+
+pub fn expired_leases_are_claimed_again_and_renewed_ones_are_not(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "1");
+    let source = TriggerSource::Timer {
+        cron: "* * * * * *".into(),
+        allow_overlap: true,
+    };
+    let trigger = db.add_trigger("f", None, &source, 1).unwrap();
+    db.enqueue_timer(&trigger, true, 10).unwrap();
+    db.enqueue_timer(&trigger, true, 10).unwrap();
+    let claimed = db.claim_due(10, 100, 10).unwrap();
+    assert_eq!(claimed.len(), 2);
+    // One holder keeps delivering (renews), the other died: only its event is claimed again.
+    db.renew_leases(std::slice::from_ref(&claimed[0].id), 300)
+        .unwrap();
+    let again = db.claim_due(150, 400, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[1].id);
+    assert_eq!(again[0].status, EventStatus::Running);
+    assert!(db.claim_due(250, 400, 10).unwrap().is_empty());
+    // A settled event's lease is not renewed back to life.
+    db.settle_event(&claimed[0].id, EventStatus::Delivered, 1, 260, None, 260)
+        .unwrap();
+    db.renew_leases(std::slice::from_ref(&claimed[0].id), 10_000)
+        .unwrap();
+    let delivered = db.events("f", Some(EventStatus::Delivered), 10).unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        db.claim_due(500, 600, 10).unwrap().len(),
+        1,
+        "only the expired one"
+    );
+}
+
+pub fn settings_keep_the_first_value_and_nodes_expire(db: &dyn MetadataStore) {
+    assert_eq!(db.setting_or_init("admin_token", "first").unwrap(), "first");
+    assert_eq!(
+        db.setting_or_init("admin_token", "second").unwrap(),
+        "first"
+    );
+    let node = |id: &str, heartbeat_ms| crate::model::NodeRecord {
+        id: id.into(),
+        data_address: format!("10.0.0.{}:8080", id.len()),
+        admin_address: "127.0.0.1:8081".into(),
+        version: "1.0.0".into(),
+        started_ms: 1,
+        heartbeat_ms,
+        in_flight: 3,
+        warm_instances: 4,
+    };
+    db.heartbeat(&node("a", 100), 0).unwrap();
+    db.heartbeat(&node("bb", 200), 0).unwrap();
+    assert_eq!(db.nodes(0).unwrap(), vec![node("a", 100), node("bb", 200)]);
+    assert_eq!(db.nodes(150).unwrap(), vec![node("bb", 200)]);
+    // A heartbeat updates the row; one past the expiry removes silent nodes for good.
+    db.heartbeat(&node("bb", 300), 150).unwrap();
+    assert_eq!(db.nodes(0).unwrap(), vec![node("bb", 300)]);
+    db.leave("bb").unwrap();
+    assert!(db.nodes(0).unwrap().is_empty());
 }

@@ -20,14 +20,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use blobs::ModuleStore;
+pub use blobs::{ModuleStore, SharedBlobs};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
     EventRecord, EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject,
-    ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+    NodeRecord, ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
+    VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -272,8 +273,17 @@ pub trait MetadataStore: Send + Sync {
         allow_overlap: bool,
         now_ms: i64,
     ) -> Result<Option<EventRecord>, StoreError>;
-    /// Marks up to `limit` due pending events `running` and returns them.
-    fn claim_due(&self, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+    /// Marks up to `limit` due events `running` under a lease until `lease_until_ms`, and
+    /// returns them: pending ones whose attempt is due, and running ones whose lease expired
+    /// (their node died mid-delivery). Concurrent callers never claim the same event.
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Extends the leases of running events `ids` (still being delivered) to `until_ms`.
+    fn renew_leases(&self, ids: &[String], until_ms: i64) -> Result<(), StoreError>;
     #[allow(clippy::too_many_arguments)] // one row's every column that changes
     fn settle_event(
         &self,
@@ -305,7 +315,37 @@ pub trait MetadataStore: Send + Sync {
     /// Stored usage from `since_minute` on, for one function or all.
     fn usage(&self, function: Option<&str>, since_minute: i64)
     -> Result<Vec<UsageRow>, StoreError>;
+
+    // --- the host and its fleet ---
+
+    /// The host setting `name` (such as the admin token), storing `initial` first when it
+    /// has none; nodes racing to initialise it all get the value stored first.
+    fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError>;
+    /// Records `node`'s heartbeat and forgets nodes silent since before `expired_before_ms`.
+    fn heartbeat(&self, node: &NodeRecord, expired_before_ms: i64) -> Result<(), StoreError>;
+    /// Nodes that heartbeated at or after `since_ms`, by data address.
+    fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Removes a node that is leaving (a clean stop).
+    fn leave(&self, id: &str) -> Result<(), StoreError>;
+    /// The functions other nodes change, as they commit; `None` for a store no other node
+    /// shares. Reads must follow: a function named here is re-read from the store.
+    fn watch(&self) -> Option<ChangeFeed> {
+        None
+    }
 }
+
+/// What another node changed, from [`MetadataStore::watch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This function's rows changed (or it was deleted): re-read it.
+    Function(String),
+    /// Changes may have been missed (the feed reconnected, or a periodic check): re-read
+    /// everything.
+    Resync,
+}
+
+/// The receiving end of a store's change feed.
+pub type ChangeFeed = tokio::sync::mpsc::UnboundedReceiver<Change>;
 
 #[cfg(test)]
 mod tests {

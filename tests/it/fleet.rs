@@ -1,6 +1,8 @@
 //! Fleet mode: fnhost nodes on a real PostgreSQL server (`--registry postgres://...`).
 
-use crate::common::TestHost;
+use std::time::Duration;
+
+use crate::common::{TestHost, eventually};
 use crate::postgres_server::TestPostgres;
 
 /// Everything acknowledged on PostgreSQL survives kill -9: functions, versions, configs,
@@ -15,13 +17,7 @@ async fn a_node_on_postgres_keeps_everything_across_kill_9() {
     host.deploy("hello", "hello", "env=GREETING%3Done").await;
     host.publish("hello").await;
     host.deploy("hello", "hello", "env=GREETING%3Dtwo").await;
-    let alias = host
-        .admin(reqwest::Method::PUT, "/v1/functions/hello/aliases/prod")
-        .json(&serde_json::json!({"routes": [{"version": 1, "percent": 100}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(alias.status(), 200, "{}", alias.text().await.unwrap());
+    set_alias(&host, "prod", 1).await;
     let trigger = host
         .admin(reqwest::Method::POST, "/v1/functions/hello/triggers")
         .json(&serde_json::json!({"cron": "0 0 * * * *"}))
@@ -80,4 +76,103 @@ async fn fresh_database() -> String {
     tokio::task::spawn_blocking(|| TestPostgres::shared().fresh_database())
         .await
         .unwrap()
+}
+
+/// Three nodes on one PostgreSQL and one shared object store: they share the admin token;
+/// a function deployed on one serves on the others (compiled once, the others load the
+/// shared code); alias flips and deletes reach every node; `nodes` lists the members and a
+/// node killed with -9 drops out.
+#[tokio::test]
+async fn three_nodes_share_functions_token_changes_and_membership() {
+    let dsn = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let store = format!("file://{}", shared.display());
+    let flags = ["--registry", dsn.as_str(), "--object-store", store.as_str()];
+    let a = TestHost::start_with(&dir.path().join("a"), &flags).await;
+    let b = TestHost::start_with(&dir.path().join("b"), &flags).await;
+    let c = TestHost::start_with(&dir.path().join("c"), &flags).await;
+    assert_eq!(a.token, b.token, "one admin token for the fleet");
+    assert_eq!(a.token, c.token);
+
+    a.deploy("hello", "hello", "env=GREETING%3Done").await;
+    a.publish("hello").await;
+    set_alias(&a, "prod", 1).await;
+    for node in [&b, &c] {
+        answers_eventually(node, "/hello@prod", "one, world!\n").await;
+    }
+    let (_, status) = b.get_json("/v1/status").await;
+    assert_eq!(
+        status["engine"]["compiles"], 0,
+        "compiled once per fleet: {status}"
+    );
+    assert_eq!(status["engine"]["compiled_shared_loads"], 1, "{status}");
+
+    // A flip on one node is in force on the others.
+    a.deploy("hello", "hello", "env=GREETING%3Dtwo").await;
+    a.publish("hello").await;
+    set_alias(&b, "prod", 2).await;
+    for node in [&a, &c] {
+        answers_eventually(node, "/hello@prod", "two, world!\n").await;
+    }
+
+    let (_, nodes) = c.get_json("/v1/nodes").await;
+    assert_eq!(nodes["fleet"], true);
+    let addresses: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["data_address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 3, "{nodes}");
+    let c_address = c.data_url.trim_start_matches("http://").to_string();
+    assert!(addresses.contains(&c_address.as_str()), "{nodes}");
+
+    // Deleted on one node: gone everywhere.
+    let deleted = c
+        .admin(reqwest::Method::DELETE, "/v1/functions/hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    eventually(
+        Duration::from_secs(10),
+        "the delete on another node",
+        || async {
+            let code = a.call("/hello").await.status();
+            (code != 404).then(|| format!("status {code}"))
+        },
+    )
+    .await;
+
+    c.kill9();
+    eventually(Duration::from_secs(15), "a killed node leaving", || async {
+        let (_, nodes) = a.get_json("/v1/nodes").await;
+        let count = nodes["nodes"].as_array().map_or(0, Vec::len);
+        (count != 2).then(|| format!("{nodes}"))
+    })
+    .await;
+}
+
+/// Waits until `node` answers `path` with `body` (a change made on another node arrived).
+async fn answers_eventually(node: &TestHost, path: &str, body: &str) {
+    eventually(Duration::from_secs(10), path, || async {
+        let answer = node.call_text(path).await;
+        (answer.2 != body).then(|| format!("{answer:?}"))
+    })
+    .await;
+}
+
+async fn set_alias(host: &TestHost, alias: &str, version: u32) {
+    let answer = host
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/v1/functions/hello/aliases/{alias}"),
+        )
+        .json(&serde_json::json!({"routes": [{"version": version, "percent": 100}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
 }

@@ -4,10 +4,12 @@
 use http::Method;
 use serde::Serialize;
 
-use super::{ConfigArgs, DeleteArgs, NameArgs, PublishArgs, print_json, short_digest};
+use super::{
+    ConfigArgs, DeleteArgs, NameArgs, PublishArgs, fetch_for_table, print_json, short_digest,
+};
 use crate::api::{
-    Deleted, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, ScalingView,
-    SetProvisioned, Status, VersionList,
+    Deleted, FunctionDetail, FunctionList, FunctionView, NodeList, PublishRequest, Published,
+    ScalingView, SetProvisioned, Status, VersionList,
 };
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
@@ -287,6 +289,49 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     match args.version {
         Some(n) => println!("deleted {} version {n}", args.name),
         None => println!("deleted function {} and all its versions", args.name),
+    }
+    Ok(())
+}
+
+pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
+    let Some(answer) = fetch_for_table::<NodeList>(&args, "/v1/nodes").await? else {
+        return Ok(());
+    };
+    let ago = |ms: i64| format!("{:.1}s", (answer.now_ms - ms).max(0) as f64 / 1000.0);
+    let rows: Vec<Vec<String>> = answer
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.data_address.clone(),
+                n.admin_address.clone(),
+                n.version.clone(),
+                ago(n.started_ms),
+                n.in_flight.to_string(),
+                n.warm_instances.to_string(),
+                format!("{} ago", ago(n.heartbeat_ms)),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "DATA PLANE",
+                "ADMIN",
+                "VERSION",
+                "UPTIME",
+                "IN FLIGHT",
+                "WARM",
+                "HEARTBEAT"
+            ],
+            &rows
+        )
+    );
+    if !answer.fleet {
+        println!(
+            "(one node: the registry is SQLite; run nodes with --registry postgres://... for a fleet)"
+        );
     }
     Ok(())
 }

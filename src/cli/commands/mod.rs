@@ -150,6 +150,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Delete(args) => manage::delete(args).await,
         Command::Invoke(args) => invoke::run(args).await,
         Command::Status(args) => manage::status(args).await,
+        Command::Nodes(args) => manage::nodes(args).await,
         Command::Traffic(args) => traffic::traffic(args).await,
         Command::Rollback(args) => traffic::rollback(args).await,
         Command::Promote(args) => traffic::promote(args).await,

@@ -16,7 +16,7 @@ mod usage;
 
 use std::sync::Arc;
 
-use crate::api::{LimitsView, ScalingStatus, Status};
+use crate::api::{LimitsView, NodeList, ScalingStatus, Status};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -29,6 +29,7 @@ use crate::drain::discard;
 #[derive(Debug, PartialEq, Eq)]
 enum AdminRoute<'a> {
     Status,
+    Nodes,
     ListFunctions,
     GetFunction(&'a str),
     DeleteFunction(&'a str),
@@ -84,6 +85,10 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "status"] => match *method {
                 Method::GET => Some(Self::Status),
+                _ => None,
+            },
+            ["v1", "nodes"] => match *method {
+                Method::GET => Some(Self::Nodes),
                 _ => None,
             },
             ["v1", "functions"] => match *method {
@@ -258,6 +263,7 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     match route {
         AdminRoute::Status => Ok(status(host)),
+        AdminRoute::Nodes => nodes(host).await,
         AdminRoute::ListFunctions => functions::list(host).await,
         AdminRoute::GetFunction(name) => functions::get(host, name).await,
         AdminRoute::DeleteFunction(name) => functions::delete(host, name).await,
@@ -345,6 +351,18 @@ fn status(host: &App) -> Response<Body> {
             },
         },
     )
+}
+
+async fn nodes(host: &App) -> Result<Response<Body>, ApiError> {
+    let nodes = host.registry.nodes().await?;
+    Ok(json(
+        StatusCode::OK,
+        &NodeList {
+            fleet: host.registry.is_shared(),
+            now_ms: crate::model::now_ms(),
+            nodes,
+        },
+    ))
 }
 
 /// 404 unless `function` exists, answered from the routing snapshot (no database read).

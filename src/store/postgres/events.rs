@@ -162,17 +162,25 @@ fn insert(tx: Tx, e: &EventRecord) -> Result<(), StoreError> {
 
 /// Marks up to `limit` due pending events running and returns them, oldest due first;
 /// rows another node is claiming at the same moment are skipped, not waited for.
-pub(super) fn claim_due(tx: Tx, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+/// A running event's `next_attempt_ms` is its lease: when it passes (its node died), the event
+/// is due again. Rows another node is claiming right now are skipped, not waited for.
+pub(super) fn claim_due(
+    tx: Tx,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
     let events = select(
         tx,
-        "WHERE status = 'pending' AND next_attempt_ms <= $1
+        "WHERE status IN ('pending', 'running') AND next_attempt_ms <= $1
          ORDER BY next_attempt_ms, created_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
         &[&now_ms, &i64::from(limit)],
     )?;
     for event in &events {
         tx.execute(
-            "UPDATE events SET status = 'running', updated_ms = $2 WHERE id = $1",
-            &[&event.id, &now_ms],
+            "UPDATE events SET status = 'running', next_attempt_ms = $3, updated_ms = $2
+             WHERE id = $1",
+            &[&event.id, &now_ms, &lease_until_ms],
         )
         .map_err(database)?;
     }
@@ -221,6 +229,15 @@ pub(super) fn requeue_running(tx: Tx, now_ms: i64) -> Result<usize, StoreError> 
             &[&now_ms],
         )
         .map_err(database)? as usize)
+}
+
+pub(super) fn renew_leases(tx: Tx, ids: &[String], until_ms: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE events SET next_attempt_ms = $2 WHERE id = ANY($1) AND status = 'running'",
+        &[&ids, &until_ms],
+    )
+    .map_err(database)?;
+    Ok(())
 }
 
 /// Deletes delivered events last changed before `before_ms`. Dead letters stay until retried.

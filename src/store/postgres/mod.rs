@@ -7,7 +7,9 @@
 
 mod audit;
 mod events;
+mod fleet;
 mod functions;
+mod listen;
 mod rollouts;
 mod schema;
 #[cfg(test)]
@@ -19,20 +21,25 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
 
-use super::{FunctionRows, MetadataStore, Published, StoreError};
+use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HistoryEntry, NewObject, ScalingPolicy, TrafficChange, Trigger, TriggerSource,
-    UsageRow, VersionLabel, Why,
+    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TrafficChange, Trigger,
+    TriggerSource, UsageRow, VersionLabel, Why,
 };
 use crate::store::decode::parse_digest;
 use audit::audited;
 use functions::*;
 use schema::database;
 
+/// The NOTIFY channel of committed changes; payload `NODE FUNCTION`.
+const CHANNEL: &str = "fnhost_changes";
+
 pub struct PostgresStore {
     dsn: String,
     client: Mutex<Client>,
+    /// Tags this process's notifications, so it skips the changes it made itself.
+    node: String,
 }
 
 impl PostgresStore {
@@ -44,6 +51,23 @@ impl PostgresStore {
         Ok(Self {
             dsn: dsn.to_string(),
             client: Mutex::new(client),
+            node: format!("{:016x}", fastrand::u64(..)),
+        })
+    }
+
+    /// Runs `f` in a transaction that also tells every node `function` changed: NOTIFY is
+    /// transactional, so the others hear of it exactly when (and only if) it commits.
+    fn with_change<T>(
+        &self,
+        function: &str,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_tx(|tx| {
+            let out = f(tx)?;
+            let payload = format!("{} {function}", self.node);
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .map_err(database)?;
+            Ok(out)
         })
     }
 
@@ -90,7 +114,7 @@ impl MetadataStore for PostgresStore {
         now_ms: i64,
         why: &Why,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(name, |tx| {
             audited(tx, name, why, |tx| {
                 tx.execute(
                     "INSERT INTO modules (digest, size, created_at) VALUES ($1, $2, $3)
@@ -124,7 +148,7 @@ impl MetadataStore for PostgresStore {
         patch: &ConfigPatch,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(name, |tx| {
             let current = latest_config(tx, name)?
                 .ok_or_else(|| StoreError::UnknownFunction(name.to_string()))?;
             let config = serde_json::to_string(&patch.apply(&current)?).expect("config serializes");
@@ -145,7 +169,7 @@ impl MetadataStore for PostgresStore {
         now_ms: i64,
         why: &Why,
     ) -> Result<Published, StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(name, |tx| {
             audited(tx, name, why, |tx| {
                 publish(tx, name, description, promote, now_ms)
             })
@@ -153,7 +177,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn delete_function(&self, name: &str, why: &Why) -> Result<Vec<Digest>, StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(name, |tx| {
             audited(tx, name, why, |tx| {
                 let deleted = tx
                     .execute("DELETE FROM functions WHERE name = $1", &[&name])
@@ -172,7 +196,7 @@ impl MetadataStore for PostgresStore {
         number: u32,
         why: &Why,
     ) -> Result<Vec<Digest>, StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(name, |tx| {
             audited(tx, name, why, |tx| {
                 latest_config(tx, name)?
                     .ok_or_else(|| StoreError::UnknownFunction(name.to_string()))?;
@@ -223,7 +247,7 @@ impl MetadataStore for PostgresStore {
         target: Option<VersionLabel>,
         count: u32,
     ) -> Result<ScalingPolicy, StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(function, |tx| {
             let mut policy = scaling(tx, function)?;
             match target {
                 None => policy.provisioned = count,
@@ -253,7 +277,7 @@ impl MetadataStore for PostgresStore {
         now_ms: i64,
         why: &Why,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(function, |tx| {
             audited(tx, function, why, |tx| {
                 store_alias(tx, function, alias, spec, now_ms)
             })
@@ -261,7 +285,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn delete_alias(&self, function: &str, alias: &str, why: &Why) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(function, |tx| {
             audited(tx, function, why, |tx| {
                 let deleted = tx
                     .execute(
@@ -288,7 +312,7 @@ impl MetadataStore for PostgresStore {
         patch: &DefaultPolicyPatch,
         why: &Why,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        self.with_change(function, |tx| {
             audited(tx, function, why, |tx| {
                 update_default_policy(tx, function, |policy| patch.apply(policy))
             })
@@ -303,7 +327,9 @@ impl MetadataStore for PostgresStore {
         why: &Why,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| rollouts::save(tx, function, state, change, why, now_ms))
+        self.with_change(function, |tx| {
+            rollouts::save(tx, function, state, change, why, now_ms)
+        })
     }
 
     fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
@@ -326,7 +352,9 @@ impl MetadataStore for PostgresStore {
         source: &TriggerSource,
         now_ms: i64,
     ) -> Result<Trigger, StoreError> {
-        self.with_tx(|tx| events::add_trigger(tx, function, target, source, now_ms))
+        self.with_change(function, |tx| {
+            events::add_trigger(tx, function, target, source, now_ms)
+        })
     }
 
     fn triggers(&self, function: Option<&str>) -> Result<Vec<Trigger>, StoreError> {
@@ -334,7 +362,7 @@ impl MetadataStore for PostgresStore {
     }
 
     fn delete_trigger(&self, function: &str, id: i64) -> Result<(), StoreError> {
-        self.with_tx(|tx| events::delete_trigger(tx, function, id))
+        self.with_change(function, |tx| events::delete_trigger(tx, function, id))
     }
 
     fn enqueue_object(
@@ -354,8 +382,17 @@ impl MetadataStore for PostgresStore {
         self.with_tx(|tx| events::enqueue_timer(tx, trigger, allow_overlap, now_ms))
     }
 
-    fn claim_due(&self, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        self.with_tx(|tx| events::claim_due(tx, now_ms, limit))
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::claim_due(tx, now_ms, lease_until_ms, limit))
+    }
+
+    fn renew_leases(&self, ids: &[String], until_ms: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::renew_leases(tx, ids, until_ms))
     }
 
     fn settle_event(
@@ -401,6 +438,32 @@ impl MetadataStore for PostgresStore {
         since_minute: i64,
     ) -> Result<Vec<UsageRow>, StoreError> {
         self.with_tx(|tx| usage::since(tx, function, since_minute))
+    }
+
+    fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
+        self.with_tx(|tx| fleet::setting_or_init(tx, name, initial))
+    }
+
+    fn heartbeat(&self, node: &NodeRecord, expired_before_ms: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::heartbeat(tx, node, expired_before_ms))
+    }
+
+    fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.with_tx(|tx| fleet::nodes(tx, since_ms))
+    }
+
+    fn leave(&self, id: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::leave(tx, id))
+    }
+
+    fn watch(&self) -> Option<ChangeFeed> {
+        let (sender, feed) = tokio::sync::mpsc::unbounded_channel();
+        let (dsn, node) = (self.dsn.clone(), self.node.clone());
+        std::thread::Builder::new()
+            .name("fnhost-pg-listen".into())
+            .spawn(move || listen::run(&dsn, &node, &sender))
+            .expect("spawning the change listener");
+        Some(feed)
     }
 }
 

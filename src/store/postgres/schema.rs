@@ -1,8 +1,13 @@
 //! The PostgreSQL schema as numbered migrations, tracked in `fnhost_schema`. Append only: a
 //! shipped migration is never edited. Nodes of a fleet may start at once: migrating holds a
 //! transaction-scoped advisory lock, so one node migrates and the others then find the schema
-//! current. A database from a newer fnhost is refused rather than misread; two adjacent
-//! releases share a schema during a rolling upgrade because migrations only add.
+//! current.
+//!
+//! Rolling upgrades: a migration normally only adds (tables, columns with defaults), so the
+//! release before it keeps working on the migrated database while the fleet is upgraded node
+//! by node. `fnhost_schema.readable_by` is the oldest schema version whose fnhost may still
+//! use the database; a migration listed in [`BREAKS_OLDER`] raises it to itself, and a node
+//! refuses a database it cannot use rather than misread it.
 
 use postgres::Client;
 
@@ -123,35 +128,70 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_due ON events (status, next_attempt_ms);
     CREATE INDEX events_by_function ON events (function, created_ms);
+    CREATE TABLE settings (
+        name        TEXT PRIMARY KEY,
+        value       TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        id              TEXT PRIMARY KEY,
+        data_address    TEXT NOT NULL,
+        admin_address   TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        started_ms      BIGINT NOT NULL,
+        heartbeat_ms    BIGINT NOT NULL,
+        in_flight       BIGINT NOT NULL,
+        warm_instances  BIGINT NOT NULL
+    );
     "#,
 ];
 
-/// Brings the schema up to date, or refuses a newer one.
+/// Migrations after which fnhost releases that do not know them must stop (none yet). Ship
+/// such a migration one release after the code that no longer needs the old shape.
+const BREAKS_OLDER: &[usize] = &[];
+
+/// Brings the schema up to date, or refuses a newer one this release cannot use.
 pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(database)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(database)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS fnhost_schema (version BIGINT NOT NULL)")
-        .map_err(database)?;
-    let current: i64 = tx
-        .query_opt("SELECT version FROM fnhost_schema", &[])
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS fnhost_schema (
+            version     BIGINT NOT NULL,
+            readable_by BIGINT NOT NULL DEFAULT 1
+        )",
+    )
+    .map_err(database)?;
+    let (current, readable_by): (i64, i64) = tx
+        .query_opt("SELECT version, readable_by FROM fnhost_schema", &[])
         .map_err(database)?
-        .map_or(0, |row| row.get(0));
-    if current > MIGRATIONS.len() as i64 {
-        return Err(StoreError::Corrupt(format!(
-            "the database schema is version {current}, newer than this fnhost understands ({}); \
-             upgrade fnhost",
-            MIGRATIONS.len()
-        )));
+        .map_or((0, 1), |row| (row.get(0), row.get(1)));
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        if readable_by > known {
+            return Err(StoreError::Corrupt(format!(
+                "the database schema is version {current}, which fnhost releases knowing fewer \
+                 than {readable_by} migrations cannot use (this one knows {known}); upgrade fnhost"
+            )));
+        }
+        tracing::info!(
+            schema = current,
+            known,
+            "database schema is newer but compatible (a rolling upgrade is under way)"
+        );
+        return tx.commit().map_err(database);
     }
+    let mut readable_by = readable_by;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.batch_execute(sql).map_err(database)?;
         let version = index as i64 + 1;
+        if BREAKS_OLDER.contains(&(index + 1)) {
+            readable_by = version;
+        }
         tx.execute("DELETE FROM fnhost_schema", &[])
             .map_err(database)?;
         tx.execute(
-            "INSERT INTO fnhost_schema (version) VALUES ($1)",
-            &[&version],
+            "INSERT INTO fnhost_schema (version, readable_by) VALUES ($1, $2)",
+            &[&version, &readable_by],
         )
         .map_err(database)?;
     }
@@ -168,7 +208,7 @@ mod tests {
     use crate::store::postgres::test_server::TestPostgres;
 
     #[test]
-    fn migrates_once_even_when_nodes_start_together_and_refuses_newer_schemas() {
+    fn migrates_once_even_when_nodes_start_together_and_refuses_incompatible_schemas() {
         let dsn = TestPostgres::shared().fresh_database();
         let nodes: Vec<_> = (0..4)
             .map(|_| {
@@ -188,8 +228,14 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(version, MIGRATIONS.len() as i64);
+        // The next release added a table: this one keeps working during the rolling upgrade.
         client
             .batch_execute("UPDATE fnhost_schema SET version = version + 1")
+            .unwrap();
+        migrate(&mut client).unwrap();
+        // A release after that changed a shape this one relies on: refused.
+        client
+            .batch_execute("UPDATE fnhost_schema SET readable_by = version")
             .unwrap();
         let error = migrate(&mut client).unwrap_err();
         assert!(error.to_string().contains("upgrade fnhost"), "{error}");

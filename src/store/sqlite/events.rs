@@ -157,20 +157,24 @@ fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), StoreError> {
 }
 
 /// Marks up to `limit` due pending events running and returns them, oldest due first.
+/// A running event's `next_attempt_ms` is its lease: when it passes, the event is due again.
 pub(super) fn claim_due(
     tx: &Transaction<'_>,
     now_ms: i64,
+    lease_until_ms: i64,
     limit: u32,
 ) -> Result<Vec<EventRecord>, StoreError> {
     let events = select(
         tx,
-        "WHERE status = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, created_ms LIMIT ?2",
+        "WHERE status IN ('pending', 'running') AND next_attempt_ms <= ?1
+         ORDER BY next_attempt_ms, created_ms LIMIT ?2",
         params![now_ms, limit],
     )?;
     for event in &events {
         tx.execute(
-            "UPDATE events SET status = 'running', updated_ms = ?2 WHERE id = ?1",
-            params![event.id, now_ms],
+            "UPDATE events SET status = 'running', next_attempt_ms = ?3, updated_ms = ?2
+             WHERE id = ?1",
+            params![event.id, now_ms, lease_until_ms],
         )?;
     }
     Ok(events
@@ -214,6 +218,19 @@ pub(super) fn requeue_running(tx: &Transaction<'_>, now_ms: i64) -> Result<usize
          WHERE status = 'running'",
         [now_ms],
     )?)
+}
+
+pub(super) fn renew_leases(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    until_ms: i64,
+) -> Result<(), StoreError> {
+    let mut statement =
+        tx.prepare("UPDATE events SET next_attempt_ms = ?2 WHERE id = ?1 AND status = 'running'")?;
+    for id in ids {
+        statement.execute(params![id, until_ms])?;
+    }
+    Ok(())
 }
 
 /// Deletes delivered events last changed before `before_ms`. Dead letters stay until retried.

@@ -14,6 +14,7 @@ use rusqlite::{Connection, Transaction, params};
 
 mod audit;
 mod events;
+mod fleet;
 mod functions;
 mod rollouts;
 mod schema;
@@ -22,8 +23,8 @@ mod usage;
 use super::{FunctionRows, MetadataStore, Published, StoreError};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HistoryEntry, NewObject, ScalingPolicy, TrafficChange, Trigger, TriggerSource,
-    UsageRow, VersionLabel, Why,
+    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TrafficChange, Trigger,
+    TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -336,8 +337,17 @@ impl MetadataStore for SqliteStore {
         self.with_tx(|tx| events::enqueue_timer(tx, trigger, allow_overlap, now_ms))
     }
 
-    fn claim_due(&self, now_ms: i64, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        self.with_tx(|tx| events::claim_due(tx, now_ms, limit))
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::claim_due(tx, now_ms, lease_until_ms, limit))
+    }
+
+    fn renew_leases(&self, ids: &[String], until_ms: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::renew_leases(tx, ids, until_ms))
     }
 
     fn settle_event(
@@ -398,6 +408,22 @@ impl MetadataStore for SqliteStore {
         since_minute: i64,
     ) -> Result<Vec<UsageRow>, StoreError> {
         self.with_tx(|tx| usage::since(tx, function, since_minute))
+    }
+
+    fn setting_or_init(&self, name: &str, initial: &str) -> Result<String, StoreError> {
+        self.with_tx(|tx| fleet::setting_or_init(tx, name, initial))
+    }
+
+    fn heartbeat(&self, node: &NodeRecord, expired_before_ms: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::heartbeat(tx, node, expired_before_ms))
+    }
+
+    fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.with_tx(|tx| fleet::nodes(tx, since_ms))
+    }
+
+    fn leave(&self, id: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::leave(tx, id))
     }
 
     /// Every module digest the metadata knows (blobs outside this set are orphans).

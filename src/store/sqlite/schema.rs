@@ -130,6 +130,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_due ON events (status, next_attempt_ms);
     CREATE INDEX events_by_function ON events (function, created_ms);
     "#,
+    // 7: host settings (the admin token), and node heartbeats (one node here, many on
+    // PostgreSQL, the same tables in both).
+    r#"
+    CREATE TABLE settings (
+        name        TEXT PRIMARY KEY,
+        value       TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        id              TEXT PRIMARY KEY,
+        data_address    TEXT NOT NULL,
+        admin_address   TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        started_ms      INTEGER NOT NULL,
+        heartbeat_ms    INTEGER NOT NULL,
+        in_flight       INTEGER NOT NULL,
+        warm_instances  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

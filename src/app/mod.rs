@@ -8,6 +8,8 @@
 //! (timers, rollouts), then the consumers (deliveries finish what they claimed), then the
 //! scaler, and last the usage flush, so the final usage includes everything that ran.
 
+mod fleet;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use crate::events::buckets::Buckets;
 use crate::function_logs::FunctionLogs;
 use crate::invocation::Invoker;
 use crate::metering::Metering;
-use crate::model::Why;
+use crate::model::{NodeRecord, Why};
 use crate::registry::Registry;
 use crate::rollout::Rollouts;
 use crate::routing::Router;
@@ -63,6 +65,8 @@ pub struct AppOptions {
     pub buckets: Buckets,
     /// How long a request body may stop arriving before the request fails with 408.
     pub body_timeout: Duration,
+    /// How long an event claimed by this node stays its own without a renewal.
+    pub event_lease: Duration,
 }
 
 impl App {
@@ -79,6 +83,7 @@ impl App {
             scaling,
             buckets,
             body_timeout,
+            event_lease,
         } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
@@ -119,6 +124,7 @@ impl App {
             router.clone(),
             invoker.clone(),
             buckets,
+            event_lease,
         ));
         Self {
             registry,
@@ -147,13 +153,19 @@ impl App {
             .delete_function(name, Why::admin("function deleted"))
             .await?;
         unused.iter().for_each(|digest| self.engine.forget(digest));
+        self.forget_function(name).await;
+        Ok(())
+    }
+
+    /// Drops what every subsystem keeps for a function that no longer exists (deleted here,
+    /// or by another node of the fleet).
+    async fn forget_function(&self, name: &str) {
         self.logs.remove(name);
         self.metering.forget(name);
         self.invoker.admission.forget(name);
         self.scaler.forget(name);
         self.rollouts.forget(name).await;
         self.events.timers_changed.notify_one();
-        Ok(())
     }
 
     /// Deletes one version, and its compiled code if no other version uses it.
@@ -191,13 +203,27 @@ impl App {
         }
     }
 
-    /// Starts the background loops. `usage_flush_interval` must be above zero.
+    /// Starts the background loops. `usage_flush_interval` must be above zero. `node`
+    /// describes this process for the fleet's membership.
     pub fn start(
         self: &Arc<Self>,
         usage_flush_interval: Duration,
         event_retention: Duration,
+        node: NodeRecord,
     ) -> Tasks {
         let mut tasks = Tasks::default();
+        // First to start, last to stop: the node stays a member while it drains.
+        let app = self.clone();
+        tasks.spawn_last("heartbeat", move |stop| {
+            fleet::heartbeat(app.clone(), node.clone(), stop)
+        });
+        if let Some(feed) = self.registry.watch() {
+            let app = self.clone();
+            let feed = Arc::new(tokio::sync::Mutex::new(feed));
+            tasks.spawn("change feed", move |stop| {
+                fleet::follow(app.clone(), feed.clone(), stop)
+            });
+        }
         let app = self.clone();
         tasks.spawn("event pruning", move |stop| {
             crate::events::delivery::prune(app.events.clone(), event_retention, stop)
@@ -212,6 +238,11 @@ impl App {
         tasks.spawn("event deliveries", move |stop| {
             crate::events::delivery::run(app.events.clone(), stop)
         });
+        // After deliveries stop, so a delivery finishing during shutdown keeps its lease.
+        let app = self.clone();
+        tasks.spawn("event leases", move |stop| {
+            crate::events::delivery::renew_leases(app.events.clone(), stop)
+        });
         let app = self.clone();
         tasks.spawn("scaler", move |stop| app.scaler.clone().run(stop));
         let app = self.clone();
@@ -225,7 +256,22 @@ impl App {
 /// The running background loops, in the order they stop.
 #[derive(Default)]
 pub struct Tasks {
-    loops: Vec<(&'static str, StopSender, tokio::task::JoinHandle<()>)>,
+    loops: Vec<Loop>,
+    /// Stopped after every other loop.
+    last: Vec<Loop>,
+}
+
+/// A running loop: its name, how to stop it, and its task.
+type Loop = (&'static str, StopSender, tokio::task::JoinHandle<()>);
+
+/// Starts `make(stop)` under [`supervise`].
+fn supervised<F, Fut>(name: &'static str, make: F) -> Loop
+where
+    F: Fn(Stop) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (sender, stop) = shutdown::channel();
+    (name, sender, tokio::spawn(supervise(name, make, stop)))
 }
 
 impl Tasks {
@@ -236,16 +282,23 @@ impl Tasks {
         F: Fn(Stop) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let (sender, stop) = shutdown::channel();
-        let handle = tokio::spawn(supervise(name, make, stop));
-        self.loops.push((name, sender, handle));
+        self.loops.push(supervised(name, make));
+    }
+
+    /// Like [`Self::spawn`], but stopped after all the others.
+    fn spawn_last<F, Fut>(&mut self, name: &'static str, make: F)
+    where
+        F: Fn(Stop) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.last.push(supervised(name, make));
     }
 
     /// Stops each loop in turn, waiting for it to finish its unit of work, for at most
     /// `grace` in all; a loop still busy then is aborted.
     pub async fn shutdown(self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        for (name, sender, mut handle) in self.loops {
+        for (name, sender, mut handle) in self.loops.into_iter().chain(self.last) {
             sender.stop();
             if tokio::time::timeout_at(deadline, &mut handle)
                 .await

@@ -1,0 +1,89 @@
+//! The node's part in a fleet: its heartbeat (membership, load) and following the changes
+//! other nodes commit, so every node's routing table tracks the shared registry. On a
+//! store no other node shares (SQLite) the heartbeat still runs, so `fnhost nodes` shows the
+//! one node, and there is no change feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::App;
+use crate::model::{HEARTBEAT_MS, NodeRecord, now_ms};
+use crate::shutdown::Stop;
+use crate::store::{Change, ChangeFeed};
+
+/// The backstop behind the change feed: every node re-reads the whole registry this often,
+/// so a change whose notification was lost is in force within this long.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Writes this node's heartbeat every [`HEARTBEAT_MS`] until shutdown, then leaves.
+pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Stop) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(HEARTBEAT_MS as u64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.stopped() => break,
+        }
+        node.heartbeat_ms = now_ms();
+        node.in_flight = u64::from(app.invoker.admission.host_in_flight());
+        node.warm_instances = u64::from(app.scaler.warm_total());
+        match app.registry.heartbeat(node.clone()).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "could not write this node's heartbeat");
+            }
+            Err(_) => {}
+        }
+    }
+    if let Err(e) = app.registry.leave(node.id.clone()).await {
+        tracing::warn!(error = %e, "could not leave the fleet's membership");
+    }
+}
+
+/// Applies other nodes' changes as they arrive, and re-reads everything every
+/// [`RESYNC_EVERY`], until shutdown.
+pub(super) async fn follow(
+    app: Arc<App>,
+    feed: Arc<tokio::sync::Mutex<ChangeFeed>>,
+    mut stop: Stop,
+) {
+    let mut feed = feed.lock().await;
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await; // the feed asks for a resync itself once it is listening
+    loop {
+        let change = tokio::select! {
+            change = feed.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            _ = resync.tick() => Change::Resync,
+            () = stop.stopped() => return,
+        };
+        apply(&app, change).await;
+    }
+}
+
+async fn apply(app: &App, change: Change) {
+    match change {
+        Change::Function(name) => match app.registry.refresh(&name).await {
+            Ok(true) => {}
+            Ok(false) => app.forget_function(&name).await,
+            Err(e) => {
+                tracing::warn!(function = %name, error = %e, "could not apply another node's change; resyncing later");
+            }
+        },
+        Change::Resync => match app.registry.resync().await {
+            Ok(gone) => {
+                for name in gone {
+                    app.forget_function(&name).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
+        },
+    }
+    // Triggers may have changed with the function.
+    app.events.timers_changed.notify_one();
+}
