@@ -1,7 +1,9 @@
 //! Timer triggers: each fires on its cron schedule (with seconds, UTC) by queueing a
 //! `fnhost.timer.fired` event. A trigger that does not allow overlap skips a tick while its
 //! previous event is still queued or running, so a slow run never piles up. Ticks missed
-//! while the host was down are not replayed.
+//! while the host was down are not replayed. In a fleet every node runs this loop and each
+//! tick's event is queued once (its id names the tick), so a tick fires once fleet-wide and
+//! still fires while any node is up.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Events;
-use crate::model::{Trigger, TriggerSource};
+use crate::model::{TimerTick, Trigger, TriggerSource};
 use crate::shutdown::Stop;
 
 /// The longest the loop sleeps, so schedules are re-read even without a wake-up.
@@ -40,11 +42,16 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
         for timer in timers.values_mut().filter(|t| t.next <= now) {
             match events
                 .registry
-                .enqueue_timer(timer.trigger.clone(), timer.allow_overlap)
+                .enqueue_timer(
+                    timer.trigger.clone(),
+                    timer.next.timestamp_millis(),
+                    timer.allow_overlap,
+                )
                 .await
             {
-                Ok(Some(_)) => events.deliveries.notify_one(),
-                Ok(None) => tracing::info!(
+                Ok(TimerTick::Queued) => events.deliveries.notify_one(),
+                Ok(TimerTick::AlreadyQueued) => {}
+                Ok(TimerTick::Busy) => tracing::info!(
                     trigger = timer.trigger.id,
                     function = %timer.trigger.function,
                     "timer tick skipped: the previous run is still queued or running"

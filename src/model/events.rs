@@ -112,6 +112,18 @@ pub fn check_bucket(name: &str) -> Result<(), InvalidConfig> {
     }
 }
 
+/// What became of one timer tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerTick {
+    /// This node queued the tick's event.
+    Queued,
+    /// Not queued: the previous run is still queued or running (overlap not allowed).
+    Busy,
+    /// Another node (or an earlier try) already queued this tick: each tick fires once
+    /// fleet-wide.
+    AlreadyQueued,
+}
+
 /// Where an event is in its delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

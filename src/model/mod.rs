@@ -20,7 +20,7 @@ pub use aliases::{
 pub use capacity::{PoolStatus, ScalerStats};
 pub use digest::Digest;
 pub use events::{
-    EventRecord, EventStatus, MAX_HOPS, NewObject, Trigger, TriggerSource, check_bucket,
+    EventRecord, EventStatus, MAX_HOPS, NewObject, TimerTick, Trigger, TriggerSource, check_bucket,
 };
 pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{

@@ -2,7 +2,9 @@
 //! (Delivery itself is `crate::events`.)
 
 use super::Registry;
-use crate::model::{EventRecord, EventStatus, NewObject, Trigger, TriggerSource, now_ms};
+use crate::model::{
+    EventRecord, EventStatus, NewObject, TimerTick, Trigger, TriggerSource, now_ms,
+};
 use crate::store::StoreError;
 
 impl Registry {
@@ -56,12 +58,14 @@ impl Registry {
         .await
     }
 
+    /// Queues the tick of `trigger` scheduled at `tick_ms` (once per tick fleet-wide).
     pub async fn enqueue_timer(
         &self,
         trigger: Trigger,
+        tick_ms: i64,
         allow_overlap: bool,
-    ) -> Result<Option<EventRecord>, StoreError> {
-        self.blocking(move |db| db.enqueue_timer(&trigger, allow_overlap, now_ms()))
+    ) -> Result<TimerTick, StoreError> {
+        self.blocking(move |db| db.enqueue_timer(&trigger, tick_ms, allow_overlap, now_ms()))
             .await
     }
 

@@ -6,7 +6,7 @@
 use super::{MetadataStore, StoreError};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventStatus, NewObject,
-    TrafficChange, TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
+    TimerTick, TrafficChange, TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
 
 /// One `#[test]` per conformance check for the store `make()` returns.
@@ -360,14 +360,28 @@ pub fn timer_ticks_do_not_overlap_unless_allowed(db: &dyn MetadataStore) {
         allow_overlap: false,
     };
     let trigger = db.add_trigger("f", None, &source, 1).unwrap();
-    assert!(db.enqueue_timer(&trigger, false, 2).unwrap().is_some());
-    assert!(db.enqueue_timer(&trigger, false, 3).unwrap().is_none());
-    assert!(db.enqueue_timer(&trigger, true, 3).unwrap().is_some());
+    let queued = |tick| tick == TimerTick::Queued;
+    assert!(queued(db.enqueue_timer(&trigger, 2, false, 2).unwrap()));
+    // The same tick again (another node firing it): queued once.
+    assert_eq!(
+        db.enqueue_timer(&trigger, 2, true, 2).unwrap(),
+        TimerTick::AlreadyQueued
+    );
+    assert_eq!(
+        db.enqueue_timer(&trigger, 3, false, 3).unwrap(),
+        TimerTick::Busy
+    );
+    assert!(queued(db.enqueue_timer(&trigger, 3, true, 3).unwrap()));
     for event in db.claim_due(4, 1_000, 10).unwrap() {
         db.settle_event(&event.id, EventStatus::Delivered, 1, 4, None, 4)
             .unwrap();
     }
-    assert!(db.enqueue_timer(&trigger, false, 5).unwrap().is_some());
+    assert!(queued(db.enqueue_timer(&trigger, 5, false, 5).unwrap()));
+    // A delivered tick is not queued again either.
+    assert_eq!(
+        db.enqueue_timer(&trigger, 3, true, 6).unwrap(),
+        TimerTick::AlreadyQueued
+    );
 }
 
 pub fn usage_batches_merge_by_key(db: &dyn MetadataStore) {
@@ -402,7 +416,7 @@ pub fn only_old_delivered_events_are_pruned(db: &dyn MetadataStore) {
     };
     let trigger = db.add_trigger("f", None, &source, 1).unwrap();
     for now in [10, 20, 30, 40] {
-        db.enqueue_timer(&trigger, true, now).unwrap();
+        db.enqueue_timer(&trigger, now, true, now).unwrap();
     }
     let claimed = db.claim_due(50, 1_000, 10).unwrap();
     assert_eq!(claimed.len(), 4);
@@ -433,8 +447,8 @@ pub fn expired_leases_are_claimed_again_and_renewed_ones_are_not(db: &dyn Metada
         allow_overlap: true,
     };
     let trigger = db.add_trigger("f", None, &source, 1).unwrap();
-    db.enqueue_timer(&trigger, true, 10).unwrap();
-    db.enqueue_timer(&trigger, true, 10).unwrap();
+    db.enqueue_timer(&trigger, 9, true, 10).unwrap();
+    db.enqueue_timer(&trigger, 10, true, 10).unwrap();
     let claimed = db.claim_due(10, 100, 10).unwrap();
     assert_eq!(claimed.len(), 2);
     // One holder keeps delivering (renews), the other died: only its event is claimed again.

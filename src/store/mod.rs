@@ -27,8 +27,8 @@ pub use sqlite::SqliteStore;
 use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
     EventRecord, EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject,
-    NodeRecord, ScalingPolicy, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
-    VersionLabel, Why,
+    NodeRecord, ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow,
+    VersionInfo, VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -266,13 +266,15 @@ pub trait MetadataStore: Send + Sync {
         object: &NewObject<'_>,
         now_ms: i64,
     ) -> Result<Vec<EventRecord>, StoreError>;
-    /// Queues one timer tick (none while one is still pending, unless `allow_overlap`).
+    /// Queues the timer tick scheduled at `tick_ms`: once per tick however many nodes fire
+    /// it, and none while the previous one is pending or running unless `allow_overlap`.
     fn enqueue_timer(
         &self,
         trigger: &Trigger,
+        tick_ms: i64,
         allow_overlap: bool,
         now_ms: i64,
-    ) -> Result<Option<EventRecord>, StoreError>;
+    ) -> Result<TimerTick, StoreError>;
     /// Marks up to `limit` due events `running` under a lease until `lease_until_ms`, and
     /// returns them: pending ones whose attempt is due, and running ones whose lease expired
     /// (their node died mid-delivery). Concurrent callers never claim the same event.

@@ -123,6 +123,20 @@ pub(crate) fn object_events(
         .collect()
 }
 
+/// The event of `trigger`'s tick scheduled at `tick_ms`. Its id names the tick, so every
+/// node that fires the same tick makes the same event and the store keeps the first.
+pub(crate) fn timer_event(trigger: &Trigger, tick_ms: i64, now_ms: i64) -> EventRecord {
+    EventRecord {
+        id: format!("evt-tick-{}-{tick_ms}", trigger.id),
+        ..new_event(
+            trigger,
+            "fnhost.timer.fired",
+            format!("/triggers/{}", trigger.id),
+            now_ms,
+        )
+    }
+}
+
 /// A pending event of `trigger` with no subject or body; object events fill those in.
 pub(crate) fn new_event(
     trigger: &Trigger,

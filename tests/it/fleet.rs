@@ -176,3 +176,78 @@ async fn set_alias(host: &TestHost, alias: &str, version: u32) {
         .unwrap();
     assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
 }
+
+/// Events across nodes: a node killed with -9 mid-delivery loses nothing (another node
+/// delivers once the lease expires), and a timer every node runs fires once per tick.
+#[tokio::test]
+async fn events_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
+    let dsn = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let store = format!("file://{}", shared.display());
+    let flags = [
+        "--registry",
+        dsn.as_str(),
+        "--object-store",
+        store.as_str(),
+        "--event-lease",
+        "2s",
+    ];
+    let a = TestHost::start_with(&dir.path().join("a"), &flags).await;
+    a.deploy("slow", "hostile", "env=DELAY_MS%3D3000").await;
+    let trigger = a
+        .admin(reqwest::Method::POST, "/v1/functions/slow/triggers")
+        .json(&serde_json::json!({"bucket": "inbox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status(), 201);
+    let put = a
+        .admin(reqwest::Method::PUT, "/v1/buckets/inbox/objects/order-1")
+        .body("order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    eventually(Duration::from_secs(10), "node a delivering", || async {
+        let (_, running) = a.get_json("/v1/functions/slow/events?status=running").await;
+        let count = running["events"].as_array().map_or(0, Vec::len);
+        (count != 1).then(|| format!("{running}"))
+    })
+    .await;
+    a.kill9();
+
+    let b = TestHost::start_with(&dir.path().join("b"), &flags).await;
+    eventually(
+        Duration::from_secs(20),
+        "node b delivering a's event",
+        || async {
+            let (_, done) = b
+                .get_json("/v1/functions/slow/events?status=delivered")
+                .await;
+            let count = done["events"].as_array().map_or(0, Vec::len);
+            (count != 1).then(|| format!("{done}"))
+        },
+    )
+    .await;
+
+    // Two nodes run the same timer: each tick is queued once.
+    let c = TestHost::start_with(&dir.path().join("c"), &flags).await;
+    b.deploy("tick", "hostile", "").await;
+    let trigger = c
+        .admin(reqwest::Method::POST, "/v1/functions/tick/triggers")
+        .json(&serde_json::json!({"cron": "* * * * * *"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status(), 201);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let (_, ticks) = b.get_json("/v1/functions/tick/events?limit=100").await;
+    let ticks = ticks["events"].as_array().unwrap();
+    assert!(
+        (3..=6).contains(&ticks.len()),
+        "{} ticks in 4.5 s from two nodes: {ticks:#?}",
+        ticks.len()
+    );
+}

@@ -6,10 +6,12 @@ use postgres::types::ToSql;
 
 use super::functions::latest_config;
 use super::schema::database;
-use crate::model::{EventRecord, EventStatus, InvalidConfig, NewObject, Trigger, TriggerSource};
+use crate::model::{
+    EventRecord, EventStatus, InvalidConfig, NewObject, TimerTick, Trigger, TriggerSource,
+};
 use crate::store::StoreError;
 use crate::store::decode::parse_json;
-use crate::store::outbox::{check_no_loop, new_event, object_events};
+use crate::store::outbox::{check_no_loop, object_events, timer_event};
 
 type Tx<'a, 'b> = &'a mut Transaction<'b>;
 
@@ -98,14 +100,23 @@ pub(super) fn enqueue_object(
     Ok(events)
 }
 
-/// Queues a timer event, unless the trigger forbids overlap and one is still queued or
-/// running.
+/// Queues the event of a timer tick, once per tick fleet-wide (nodes firing the same tick
+/// make the same event id; the insert keeps the first), and unless the trigger forbids
+/// overlap and its previous event is still queued or running.
 pub(super) fn enqueue_timer(
     tx: Tx,
     trigger: &Trigger,
+    tick_ms: i64,
     allow_overlap: bool,
     now_ms: i64,
-) -> Result<Option<EventRecord>, StoreError> {
+) -> Result<TimerTick, StoreError> {
+    let event = timer_event(trigger, tick_ms, now_ms);
+    let queued = tx
+        .query_opt("SELECT 1 FROM events WHERE id = $1", &[&event.id])
+        .map_err(database)?;
+    if queued.is_some() {
+        return Ok(TimerTick::AlreadyQueued);
+    }
     if !allow_overlap {
         let busy = tx
             .query_opt(
@@ -115,49 +126,49 @@ pub(super) fn enqueue_timer(
             )
             .map_err(database)?;
         if busy.is_some() {
-            return Ok(None);
+            return Ok(TimerTick::Busy);
         }
     }
-    let event = new_event(
-        trigger,
-        "fnhost.timer.fired",
-        format!("/triggers/{}", trigger.id),
-        now_ms,
-    );
-    insert(tx, &event)?;
-    Ok(Some(event))
+    if insert(tx, &event)? {
+        Ok(TimerTick::Queued)
+    } else {
+        Ok(TimerTick::AlreadyQueued)
+    }
 }
 
-fn insert(tx: Tx, e: &EventRecord) -> Result<(), StoreError> {
+/// Inserts an event; false when one with its id exists (a tick another node queued).
+fn insert(tx: Tx, e: &EventRecord) -> Result<bool, StoreError> {
     let (size, hops, attempts) = (e.size as i64, i64::from(e.hops), i64::from(e.attempts));
-    tx.execute(
-        &format!(
-            "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-             $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        ),
-        &[
-            &e.id,
-            &e.trigger_id,
-            &e.function,
-            &e.target,
-            &e.event_type,
-            &e.source,
-            &e.subject,
-            &e.bucket,
-            &e.content_type,
-            &size,
-            &e.output_bucket,
-            &hops,
-            &e.status.as_str(),
-            &attempts,
-            &e.next_attempt_ms,
-            &e.last_error,
-            &e.created_ms,
-            &e.updated_ms,
-        ],
-    )
-    .map_err(database)?;
-    Ok(())
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+             $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (id) DO NOTHING"
+            ),
+            &[
+                &e.id,
+                &e.trigger_id,
+                &e.function,
+                &e.target,
+                &e.event_type,
+                &e.source,
+                &e.subject,
+                &e.bucket,
+                &e.content_type,
+                &size,
+                &e.output_bucket,
+                &hops,
+                &e.status.as_str(),
+                &attempts,
+                &e.next_attempt_ms,
+                &e.last_error,
+                &e.created_ms,
+                &e.updated_ms,
+            ],
+        )
+        .map_err(database)?;
+    Ok(inserted == 1)
 }
 
 /// Marks up to `limit` due pending events running and returns them, oldest due first;

@@ -5,9 +5,11 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::functions::parse_json;
-use crate::model::{EventRecord, EventStatus, InvalidConfig, NewObject, Trigger, TriggerSource};
+use crate::model::{
+    EventRecord, EventStatus, InvalidConfig, NewObject, TimerTick, Trigger, TriggerSource,
+};
 use crate::store::StoreError;
-use crate::store::outbox::{check_no_loop, new_event, object_events};
+use crate::store::outbox::{check_no_loop, object_events, timer_event};
 
 const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
     content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
@@ -99,34 +101,32 @@ pub(super) fn enqueue_object(
     Ok(events)
 }
 
-/// Queues a timer event, unless the trigger forbids overlap and one is still queued or
-/// running. Returns whether one was queued.
+/// Queues the event of a timer tick, once per tick, and unless the trigger forbids overlap
+/// and its previous event is still queued or running.
 pub(super) fn enqueue_timer(
     tx: &Transaction<'_>,
     trigger: &Trigger,
+    tick_ms: i64,
     allow_overlap: bool,
     now_ms: i64,
-) -> Result<Option<EventRecord>, StoreError> {
-    if !allow_overlap {
-        let busy: Option<String> = tx
-            .query_row(
-                "SELECT id FROM events WHERE trigger_id = ?1 AND status IN ('pending', 'running') LIMIT 1",
-                [trigger.id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if busy.is_some() {
-            return Ok(None);
-        }
+) -> Result<TimerTick, StoreError> {
+    let event = timer_event(trigger, tick_ms, now_ms);
+    let exists = |sql: &str, key: &dyn rusqlite::ToSql| -> Result<bool, StoreError> {
+        Ok(tx.query_row(sql, [key], |_| Ok(())).optional()?.is_some())
+    };
+    if exists("SELECT 1 FROM events WHERE id = ?1", &event.id)? {
+        return Ok(TimerTick::AlreadyQueued);
     }
-    let event = new_event(
-        trigger,
-        "fnhost.timer.fired",
-        format!("/triggers/{}", trigger.id),
-        now_ms,
-    );
+    if !allow_overlap
+        && exists(
+            "SELECT 1 FROM events WHERE trigger_id = ?1 AND status IN ('pending', 'running') LIMIT 1",
+            &trigger.id,
+        )?
+    {
+        return Ok(TimerTick::Busy);
+    }
     insert(tx, &event)?;
-    Ok(Some(event))
+    Ok(TimerTick::Queued)
 }
 
 fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), StoreError> {

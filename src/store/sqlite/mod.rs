@@ -23,8 +23,8 @@ mod usage;
 use super::{FunctionRows, MetadataStore, Published, StoreError};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TrafficChange, Trigger,
-    TriggerSource, UsageRow, VersionLabel, Why,
+    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick, TrafficChange,
+    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -331,10 +331,11 @@ impl MetadataStore for SqliteStore {
     fn enqueue_timer(
         &self,
         trigger: &Trigger,
+        tick_ms: i64,
         allow_overlap: bool,
         now_ms: i64,
-    ) -> Result<Option<EventRecord>, StoreError> {
-        self.with_tx(|tx| events::enqueue_timer(tx, trigger, allow_overlap, now_ms))
+    ) -> Result<TimerTick, StoreError> {
+        self.with_tx(|tx| events::enqueue_timer(tx, trigger, tick_ms, allow_overlap, now_ms))
     }
 
     fn claim_due(
