@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestHost, rss_mib};
+use crate::common::{TestHost, eventually, rss_mib};
 
 /// Clients that hang up while queued for a busy function leave its queue: a later request
 /// still queues and is served once the slot frees, instead of an instant 503 "queue full".
@@ -25,7 +25,7 @@ async fn clients_that_hang_up_while_queued_leave_the_queue() {
         tokio::spawn(async move { host.call(&format!("/slow/sleep?ms={ms}")).await.status() })
     };
     let busy = hold(1500);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    holds_the_slot(&host).await;
     for _ in 0..2 {
         let hung_up = impatient
             .get(format!("{}/slow/sleep?ms=1", host.data_url))
@@ -35,12 +35,28 @@ async fn clients_that_hang_up_while_queued_leave_the_queue() {
     }
     assert_eq!(busy.await.unwrap(), 200);
     let busy = hold(500);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    holds_the_slot(&host).await;
     let response = host.call("/slow/sleep?ms=1").await;
     let status = response.status();
     let body = response.text().await.unwrap();
     assert_eq!(status, 200, "queued, then served: {body}");
     assert_eq!(busy.await.unwrap(), 200);
+}
+
+/// Waits until a request holds the only slot of `slow`: on a loaded machine the first request
+/// may still be compiling or connecting after a fixed pause, and the "queued" one would run.
+async fn holds_the_slot(host: &TestHost) {
+    eventually(
+        Duration::from_secs(10),
+        "the slow request holding its slot",
+        || async {
+            let in_flight = host
+                .metric("fnhost_in_flight", &[("function", "slow")])
+                .await;
+            (in_flight < 1.0).then(|| format!("{in_flight} in flight"))
+        },
+    )
+    .await;
 }
 
 /// A live request cannot pose as a shadow or an event delivery: the function never sees a

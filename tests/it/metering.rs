@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::TestHost;
+use crate::common::{TestHost, sample_sum};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -195,20 +195,4 @@ async fn metrics_parse_and_match_the_requests_sent() {
     assert_eq!(value("fnhost_in_flight", &[("function", "shop")]), 0.0);
     // Bounded labels: no request ids or paths anywhere.
     assert!(!text.contains("request_id") && !text.contains("path="));
-}
-
-/// The sum of the samples of `name` whose labels include `labels`.
-fn sample_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
 }

@@ -194,6 +194,14 @@ impl TestHost {
         response.text().await.unwrap()
     }
 
+    /// The sum of the `/metrics` samples of `name` whose labels include `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics().await;
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("valid Prometheus text");
+        sample_sum(&scrape, name, labels)
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.admin(Method::GET, path).send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
@@ -325,4 +333,20 @@ pub fn rss_mib(pid: u32) -> f64 {
 /// `text` encoded for a URL query value.
 pub fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The sum of the samples of `name` whose labels include `labels`.
+pub fn sample_sum(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }
