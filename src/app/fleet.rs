@@ -1,5 +1,6 @@
 //! The node's part in a fleet: its heartbeat (membership, load) and following the changes
-//! other nodes commit, so every node's routing table tracks the shared registry. On a
+//! other nodes commit, so every node's routing table (and its view of rollouts, whose
+//! health it publishes) tracks the shared registry. On a
 //! store no other node shares (SQLite) the heartbeat still runs, so `fnhost nodes` shows the
 //! one node, and there is no change feed.
 
@@ -69,20 +70,30 @@ pub(super) async fn follow(
 async fn apply(app: &App, change: Change) {
     match change {
         Change::Function(name) => match app.registry.refresh(&name).await {
-            Ok(true) => {}
+            // Routes first, then the rollout, whose warm-up needs the candidate routed.
+            Ok(true) => {
+                if let Err(e) = app.rollouts.refresh(&name).await {
+                    tracing::warn!(function = %name, error = %e, "could not read another node's rollout change; resyncing later");
+                }
+            }
             Ok(false) => app.forget_function(&name).await,
             Err(e) => {
                 tracing::warn!(function = %name, error = %e, "could not apply another node's change; resyncing later");
             }
         },
-        Change::Resync => match app.registry.resync().await {
-            Ok(gone) => {
-                for name in gone {
-                    app.forget_function(&name).await;
+        Change::Resync => {
+            match app.registry.resync().await {
+                Ok(gone) => {
+                    for name in gone {
+                        app.forget_function(&name).await;
+                    }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
-        },
+            if let Err(e) = app.rollouts.reload().await {
+                tracing::warn!(error = %e, "could not resync rollouts with the registry");
+            }
+        }
     }
     // Triggers may have changed with the function.
     app.events.timers_changed.notify_one();

@@ -213,9 +213,9 @@ impl App {
     ) -> Tasks {
         let mut tasks = Tasks::default();
         // First to start, last to stop: the node stays a member while it drains.
-        let app = self.clone();
+        let (app, record) = (self.clone(), node.clone());
         tasks.spawn_last("heartbeat", move |stop| {
-            fleet::heartbeat(app.clone(), node.clone(), stop)
+            fleet::heartbeat(app.clone(), record.clone(), stop)
         });
         if let Some(feed) = self.registry.watch() {
             let app = self.clone();
@@ -232,8 +232,16 @@ impl App {
         tasks.spawn("timers", move |stop| {
             crate::events::timers::run(app.events.clone(), stop)
         });
-        let app = self.clone();
-        tasks.spawn("rollouts", move |stop| app.rollouts.clone().run(stop));
+        let (app, id) = (self.clone(), node.id.clone());
+        tasks.spawn("rollouts", move |stop| {
+            app.rollouts.clone().run(id.clone(), stop)
+        });
+        if self.registry.is_shared() {
+            let (app, id) = (self.clone(), node.id.clone());
+            tasks.spawn("rollout health", move |stop| {
+                app.rollouts.clone().publish_health(id.clone(), stop)
+            });
+        }
         let app = self.clone();
         tasks.spawn("event deliveries", move |stop| {
             crate::events::delivery::run(app.events.clone(), stop)

@@ -350,19 +350,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         h2_max_streams: args.h2_max_streams,
         h2_keep_alive: args.h2_keep_alive,
     };
-    if host.registry.is_shared() {
-        // Each node would resume every stored rollout and drive it twice: until rollouts
-        // are driven by one elected node, a rollout belongs to the node that started it.
-        tracing::warn!(
-            "fleet mode: rollouts are driven (and shown) by the node that starts them, and \
-             are not resumed when a node restarts"
-        );
-    } else {
-        host.rollouts
-            .load()
-            .await
-            .context("loading rollouts from the registry")?;
-    }
+    host.rollouts
+        .load()
+        .await
+        .context("loading rollouts from the registry")?;
     // Alone on its store, a starting node knows every running event was cut off by its own
     // last stop; in a fleet other nodes may be delivering them, so leases decide.
     if !host.registry.is_shared() {

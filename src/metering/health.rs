@@ -9,7 +9,7 @@ use dashmap::DashMap;
 
 use super::InvocationRecord;
 use crate::model::LatencyHistogram;
-use crate::model::{VersionHealth, VersionLabel};
+use crate::model::{HealthSample, VersionHealth, VersionLabel, summarize};
 
 /// The longest window kept.
 const KEEP_SECONDS: i64 = 300;
@@ -56,42 +56,33 @@ impl HealthWindows {
         self.versions.retain(|(f, _), _| &**f != function);
     }
 
+    /// Each version's health over the last `window` (the current second included).
     pub fn snapshot(&self, function: &str, window: Duration) -> Vec<VersionHealth> {
         let now = crate::model::now_ms().div_euclid(1000);
-        let since = now - window.as_secs() as i64;
-        let mut out: Vec<VersionHealth> = self
-            .versions
-            .iter()
-            .filter(|e| &*e.key().0 == function)
-            .map(|e| {
-                let seconds = e.value().lock().unwrap_or_else(|p| p.into_inner());
-                let (mut requests, mut errors) = (0, 0);
-                let mut latency = LatencyHistogram::default();
-                for second in seconds.iter().filter(|s| s.second > since) {
-                    requests += second.requests;
-                    errors += second.errors;
-                    latency.merge(&second.latency);
-                }
-                let ms = |q| latency.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
-                VersionHealth {
-                    version: e.key().1,
-                    window_secs: window.as_secs(),
-                    requests,
-                    errors,
-                    error_rate: if requests == 0 {
-                        0.0
-                    } else {
-                        errors as f64 / requests as f64
-                    },
-                    p50_ms: ms(0.5),
-                    p99_ms: ms(0.99),
-                }
-            })
-            .collect();
-        out.sort_by_key(|h| match h.version {
-            VersionLabel::Number(n) => n,
-            VersionLabel::Latest => u32::MAX,
-        });
+        let samples = self.samples(function, now - window.as_secs() as i64 + 1, now + 1);
+        summarize(&samples, window.as_secs())
+    }
+
+    /// `function`'s per-second samples with `from <= second < to`, one per version and
+    /// second (the second under way included when `to` is past it).
+    pub fn samples(&self, function: &str, from: i64, to: i64) -> Vec<HealthSample> {
+        let mut out = Vec::new();
+        for entry in self.versions.iter().filter(|e| &*e.key().0 == function) {
+            let seconds = entry.value().lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(
+                seconds
+                    .iter()
+                    .filter(|s| (from..to).contains(&s.second))
+                    .map(|s| HealthSample {
+                        function: function.to_string(),
+                        version: entry.key().1,
+                        second: s.second,
+                        requests: s.requests,
+                        errors: s.errors,
+                        latency: s.latency.clone(),
+                    }),
+            );
+        }
         out
     }
 }

@@ -22,7 +22,9 @@ use dashmap::DashMap;
 pub use metrics::HostGauges;
 pub use shadow::ShadowOutcome;
 
-use crate::model::{ShadowReport, UsageRow, VersionHealth, VersionLabel, billed_ms, mib_ms};
+use crate::model::{
+    HealthSample, ShadowReport, UsageRow, VersionHealth, VersionLabel, billed_ms, mib_ms,
+};
 use health::HealthWindows;
 use metrics::Metrics;
 
@@ -167,6 +169,11 @@ impl Metering {
     /// Health of each version of `function` over the last `window`.
     pub fn health(&self, function: &str, window: Duration) -> Vec<VersionHealth> {
         self.health.snapshot(function, window)
+    }
+
+    /// `function`'s per-second health samples with `from <= second < to` (Unix seconds).
+    pub fn health_samples(&self, function: &str, from: i64, to: i64) -> Vec<HealthSample> {
+        self.health.samples(function, from, to)
     }
 
     /// Forgets a deleted function's health windows. Its usage stays (billing history) and

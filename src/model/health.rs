@@ -1,10 +1,66 @@
-//! Reports computed from live counters, never stored, and shown as they are by the admin API
-//! (`api` re-exports them): a version's rolling health, a shadow version's comparisons, and
-//! the engine's status. Like `capacity.rs`, leaf types the services fill in.
+//! Reports computed from live counters and shown as they are by the admin API (`api`
+//! re-exports them): a version's rolling health, a shadow version's comparisons, and the
+//! engine's status. Like `capacity.rs`, leaf types the services fill in. Health is also kept
+//! as per-second [`HealthSample`]s, which a fleet's nodes publish so a rollout is judged on
+//! every node's traffic; [`summarize`] turns samples from anywhere into [`VersionHealth`].
 
 use serde::{Deserialize, Serialize};
 
-use super::VersionLabel;
+use super::{LatencyHistogram, VersionLabel};
+
+/// One version's requests in one second on one node: the unit health windows keep and fleet
+/// nodes publish. Samples of the same version add up (histograms merge).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthSample {
+    pub function: String,
+    pub version: VersionLabel,
+    /// Unix second.
+    pub second: i64,
+    pub requests: u64,
+    /// Requests answered with a 5xx status (timeouts included).
+    pub errors: u64,
+    pub latency: LatencyHistogram,
+}
+
+/// Each version's health over `window_secs`, summed from `samples` (any nodes, any seconds:
+/// the caller picked them), ordered by version with `$LATEST` last.
+pub fn summarize(samples: &[HealthSample], window_secs: u64) -> Vec<VersionHealth> {
+    let mut by_version: std::collections::BTreeMap<
+        u32,
+        (VersionLabel, u64, u64, LatencyHistogram),
+    > = std::collections::BTreeMap::new();
+    for sample in samples {
+        let order = match sample.version {
+            VersionLabel::Number(n) => n,
+            VersionLabel::Latest => u32::MAX,
+        };
+        let entry = by_version
+            .entry(order)
+            .or_insert_with(|| (sample.version, 0, 0, LatencyHistogram::default()));
+        entry.1 += sample.requests;
+        entry.2 += sample.errors;
+        entry.3.merge(&sample.latency);
+    }
+    by_version
+        .into_values()
+        .map(|(version, requests, errors, latency)| {
+            let ms = |q| latency.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+            VersionHealth {
+                version,
+                window_secs,
+                requests,
+                errors,
+                error_rate: if requests == 0 {
+                    0.0
+                } else {
+                    errors as f64 / requests as f64
+                },
+                p50_ms: ms(0.5),
+                p99_ms: ms(0.99),
+            }
+        })
+        .collect()
+}
 
 /// One version's health over a window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,4 +109,54 @@ pub struct EngineStatus {
     /// Compiled code fetched from the fleet's shared store instead of compiled here.
     pub compiled_shared_loads: u64,
     pub loaded_components: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn sample(
+        version: VersionLabel,
+        second: i64,
+        requests: u64,
+        errors: u64,
+        ms: u64,
+    ) -> HealthSample {
+        let mut latency = LatencyHistogram::default();
+        for _ in 0..requests {
+            latency.record(Duration::from_millis(ms));
+        }
+        HealthSample {
+            function: "f".into(),
+            version,
+            second,
+            requests,
+            errors,
+            latency,
+        }
+    }
+
+    #[test]
+    fn samples_from_many_nodes_add_up_per_version() {
+        let one = VersionLabel::Number(1);
+        let latest = VersionLabel::Latest;
+        let samples = [
+            sample(latest, 10, 90, 0, 5),
+            sample(one, 10, 100, 1, 5),
+            sample(latest, 11, 10, 10, 400),
+            sample(one, 11, 100, 1, 5),
+        ];
+        let health = summarize(&samples, 2);
+        assert_eq!(health.len(), 2);
+        assert_eq!(health[0].version, one, "numbers first, $LATEST last");
+        assert_eq!((health[0].requests, health[0].errors), (200, 2));
+        assert!((health[0].error_rate - 0.01).abs() < 1e-9);
+        assert_eq!((health[1].requests, health[1].errors), (100, 10));
+        // 10 of 100 took 400 ms: the p99 sits among them, the p50 does not.
+        assert!(health[1].p99_ms.unwrap() >= 400.0, "{:?}", health[1].p99_ms);
+        assert!(health[1].p50_ms.unwrap() < 10.0);
+        assert!(summarize(&[], 5).is_empty());
+    }
 }

@@ -28,7 +28,7 @@ pub use function::{
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
     InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
-pub use health::{EngineStatus, ShadowReport, VersionHealth};
+pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 pub use percent::{BasisPoints, FULL};
 pub use usage::{LatencyHistogram, UsageRow, billed_ms, gb_seconds, mib_ms};

@@ -13,13 +13,13 @@ use bytes::Bytes;
 
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
-    HistoryEntry, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS, NodeRecord, ScalingPolicy,
-    TrafficChange, VersionLabel, Why, check_alias_name, now_ms,
+    HealthSample, HistoryEntry, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS, NodeRecord,
+    ScalingPolicy, TrafficChange, VersionLabel, Why, check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{
     ChangeFeed, FunctionRows, MetadataLocation, MetadataStore, ModuleStore, Published, SharedBlobs,
-    StoreError,
+    StoreError, StoredRollout,
 };
 
 pub struct Registry {
@@ -243,24 +243,35 @@ impl Registry {
     }
 
     /// Stores a rollout's state (JSON, opaque here) and applies its traffic change in one
-    /// commit, then refreshes routes.
+    /// commit if the stored rollout is still at `revision` (see
+    /// [`MetadataStore::save_rollout`]), then refreshes routes. Returns the new revision.
     pub async fn save_rollout(
         &self,
         function: &str,
+        revision: i64,
         state: String,
         change: Option<TrafficChange>,
         why: Why,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let _write = self.writes.lock().await;
         let fname = function.to_string();
-        self.blocking(move |db| db.save_rollout(&fname, &state, change.as_ref(), &why, now_ms()))
+        let revision = self
+            .blocking(move |db| {
+                db.save_rollout(&fname, revision, &state, change.as_ref(), &why, now_ms())
+            })
             .await?;
         self.refresh_routes(function).await?;
-        Ok(())
+        Ok(revision)
     }
 
-    /// Every stored rollout as (function, state JSON).
-    pub async fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// `function`'s stored rollout, if any.
+    pub async fn rollout(&self, function: &str) -> Result<Option<StoredRollout>, StoreError> {
+        let function = function.to_string();
+        self.blocking(move |db| db.rollout(&function)).await
+    }
+
+    /// Every stored rollout.
+    pub async fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
         self.blocking(|db| db.rollouts()).await
     }
 
@@ -347,6 +358,56 @@ impl Registry {
     /// Takes this node out of the membership (a clean stop).
     pub async fn leave(&self, id: String) -> Result<(), StoreError> {
         self.blocking(move |db| db.leave(&id)).await
+    }
+
+    /// Takes or keeps the lease `name` for `holder` for `ttl` from now (see
+    /// [`MetadataStore::acquire_lease`]).
+    pub async fn acquire_lease(
+        &self,
+        name: &'static str,
+        holder: String,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let until = now + ttl.as_millis() as i64;
+        self.blocking(move |db| db.acquire_lease(name, &holder, now, until))
+            .await
+    }
+
+    pub async fn release_lease(
+        &self,
+        name: &'static str,
+        holder: String,
+    ) -> Result<(), StoreError> {
+        self.blocking(move |db| db.release_lease(name, &holder))
+            .await
+    }
+
+    /// Publishes this node's per-second health samples for the fleet.
+    pub async fn add_health(
+        &self,
+        node: String,
+        samples: Vec<HealthSample>,
+    ) -> Result<(), StoreError> {
+        self.blocking(move |db| db.add_health(&node, &samples))
+            .await
+    }
+
+    /// Every node's health samples of `function` with `from <= second < to`.
+    pub async fn health(
+        &self,
+        function: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HealthSample>, StoreError> {
+        let function = function.to_string();
+        self.blocking(move |db| db.health(&function, from, to))
+            .await
+    }
+
+    /// Deletes health samples of seconds before `before`.
+    pub async fn prune_health(&self, before: i64) -> Result<usize, StoreError> {
+        self.blocking(move |db| db.prune_health(before)).await
     }
 
     /// Runs one write under the write lock, then refreshes the function's routes.

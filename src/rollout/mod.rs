@@ -4,14 +4,25 @@
 //! first breach and, for `$DEFAULT`, promoting it when the last step passes.
 //!
 //! Every step is a traffic change committed together with the rollout's state (see
-//! `registry::save_rollout`) and recorded in the alias history with its reason. After a
-//! restart a running rollout observes its current step again from the start: health windows
-//! live in memory, so it never judges, let alone advances, on what it cannot see.
+//! `registry::save_rollout`) and recorded in the alias history with its reason. The store
+//! is the truth: every save is a compare-and-swap on the rollout's revision, so a decision
+//! made on a state someone else changed meanwhile (an admin's pause on another node,
+//! another driver) changes nothing and is made again on the new state.
+//!
+//! One node drives (`lease.rs`): alone, this node; in a fleet, the holder of the registry's
+//! rollout lease, judging on the health every node publishes (`health.rs`). When the driver
+//! dies, the next one judges the same step on the same published requests: no judgment is
+//! skipped and none made twice. Alone, health windows live in memory, so after a restart a
+//! running rollout observes its current step again from the start rather than judge on
+//! what it cannot see.
 //!
 //! Before a step raises the candidate's share, its warm pool is grown to the concurrency the
 //! new share is expected to bring (warm-before-shift), so the step causes no burst of cold
-//! starts.
+//! starts: on the driver, which waits briefly for it, and on every node as soon as it sees
+//! the step before (each warms for its own traffic).
 
+pub mod health;
+mod lease;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -19,22 +30,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metering::Metering;
+use crate::model::ShadowReport;
 use crate::model::{
     AliasSpec, DEFAULT_ALIAS, TrafficChange, VersionLabel, WeightedRoute, Why, now_ms,
 };
 use crate::model::{BasisPoints, FULL};
-use crate::model::{ShadowReport, VersionHealth};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::{Scaler, warm_target};
 use crate::shutdown::Stop;
-use crate::store::StoreError;
-use plan::{Observed, Phase, RolloutRecord, RolloutSpec, Transition, judge};
+use crate::store::{StoreError, StoredRollout};
+use health::HealthSource;
+use lease::Lease;
+use plan::{Observed, Phase, RolloutRecord, RolloutSpec, Transition, Verdict, judge};
 
 /// How often running rollouts are looked at.
 const TICK: Duration = Duration::from_millis(250);
 /// The longest a step waits for the candidate's warm instances before shifting anyway.
 const WARM_WAIT: Duration = Duration::from_secs(2);
+/// How often the driver deletes health samples too old to matter (fleet only).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Admin changes retry this often when a concurrent save wins the compare-and-swap.
+const ADMIN_ATTEMPTS: usize = 3;
 
 /// Why a rollout request cannot be done; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +97,39 @@ pub struct StepHealth {
     pub stable: Observed,
 }
 
+/// A rollout as this node last read or wrote it, with the revision that save needs.
+#[derive(Clone)]
+struct Held {
+    revision: i64,
+    record: RolloutRecord,
+}
+
+impl Held {
+    /// A stored rollout, or `None` (logged) when its state does not parse.
+    fn parse(stored: &StoredRollout) -> Option<Self> {
+        match serde_json::from_str(&stored.state) {
+            Ok(record) => Some(Self {
+                revision: stored.revision,
+                record,
+            }),
+            Err(e) => {
+                tracing::error!(function = %stored.function, error = %e, "stored rollout unreadable; ignoring it");
+                None
+            }
+        }
+    }
+}
+
 pub struct Rollouts {
     registry: Arc<Registry>,
     router: Arc<Router>,
     metering: Arc<Metering>,
     scaler: Arc<Scaler>,
-    /// The newest rollout of each function. The async lock also serialises admin calls with
-    /// the tick, so each decision sees the state the last one left.
-    records: tokio::sync::Mutex<HashMap<String, RolloutRecord>>,
+    health: HealthSource,
+    /// The newest rollout of each function as this node last saw it: what the driver looks
+    /// at each tick and what a fleet node publishes health for. The async lock serialises
+    /// this node's saves, so each of them starts from the state the last one left.
+    records: tokio::sync::Mutex<HashMap<String, Held>>,
 }
 
 impl Rollouts {
@@ -98,6 +140,7 @@ impl Rollouts {
         scaler: Arc<Scaler>,
     ) -> Self {
         Self {
+            health: HealthSource::new(registry.clone(), metering.clone()),
             registry,
             router,
             metering,
@@ -106,17 +149,19 @@ impl Rollouts {
         }
     }
 
-    /// Loads stored rollouts; running ones start observing their current step afresh.
+    /// Loads stored rollouts at start. Alone, running ones observe their current step
+    /// afresh (the health they were judged on died with the last process); in a fleet the
+    /// published health survives, and the stored step goes on as it was.
     pub async fn load(&self) -> Result<(), StoreError> {
+        if self.registry.is_shared() {
+            return self.reload().await;
+        }
         let mut records = self.records.lock().await;
-        for (function, state) in self.registry.rollouts().await? {
-            let mut record: RolloutRecord = match serde_json::from_str(&state) {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::error!(%function, error = %e, "stored rollout unreadable; ignoring it");
-                    continue;
-                }
+        for stored in self.registry.rollouts().await? {
+            let Some(mut held) = Held::parse(&stored) else {
+                continue;
             };
+            let record = &mut held.record;
             if record.phase == Phase::Running {
                 record.step_started_ms = now_ms();
                 record.reason = format!(
@@ -124,10 +169,45 @@ impl Rollouts {
                     record.step + 1,
                     record.share_bp()
                 );
-                self.save(&mut record, None, Actor::Rollout).await?;
-                tracing::info!(%function, step = record.step + 1, "resuming rollout");
+                held.revision = self
+                    .save(held.revision, record, None, Actor::Rollout)
+                    .await?;
+                tracing::info!(function = %stored.function, step = record.step + 1, "resuming rollout");
             }
-            records.insert(function, record);
+            records.insert(stored.function, held);
+        }
+        Ok(())
+    }
+
+    /// Re-reads every stored rollout (a fleet node's resync, or a new driver's start).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let stored = self.registry.rollouts().await?;
+        let mut records = self.records.lock().await;
+        records.clear();
+        for stored in stored {
+            if let Some(held) = Held::parse(&stored) {
+                records.insert(stored.function, held);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads `function`'s rollout after another node changed it; a running step new to
+    /// this node gets its warm-before-shift here.
+    pub async fn refresh(&self, function: &str) -> Result<(), StoreError> {
+        let stored = self.registry.rollout(function).await?;
+        let mut records = self.records.lock().await;
+        match stored.as_ref().and_then(Held::parse) {
+            Some(held) => {
+                let known = records.get(function).map(|h| h.revision);
+                if known.is_none_or(|revision| revision < held.revision) {
+                    self.prewarm(&held.record);
+                    records.insert(function.to_string(), held);
+                }
+            }
+            None => {
+                records.remove(function);
+            }
         }
         Ok(())
     }
@@ -139,9 +219,11 @@ impl Rollouts {
         request: StartRequest,
     ) -> Result<RolloutStatus, RolloutError> {
         let mut records = self.records.lock().await;
-        if let Some(current) = records.get(function)
-            && current.phase.is_active()
+        let current = self.stored(function).await?;
+        if let Some(current) = &current
+            && current.record.phase.is_active()
         {
+            let current = &current.record;
             return Err(RolloutError::Conflict(format!(
                 "a rollout of {function} is already {} at step {} ({}%); pause, resume or abort it first",
                 phase_name(current.phase),
@@ -171,18 +253,30 @@ impl Rollouts {
             record.spec.candidate
         );
         let change = self.traffic(&record, record.share_bp()).await?;
-        self.save(&mut record, Some(change), Actor::Rollout).await?;
-        let status = self.status_of(&record);
-        records.insert(function.to_string(), record);
+        let revision = current.map_or(0, |c| c.revision);
+        let revision = match self
+            .save(revision, &mut record, Some(change), Actor::Rollout)
+            .await
+        {
+            Err(StoreError::Conflict(_)) => {
+                return Err(RolloutError::Conflict(format!(
+                    "another rollout of {function} was started meanwhile; see `fnhost rollout {function}`"
+                )));
+            }
+            other => other?,
+        };
+        self.prewarm(&record);
+        let status = self.status_of(&record).await?;
+        records.insert(function.to_string(), Held { revision, record });
         Ok(status)
     }
 
+    /// The rollout as stored (the same answer on every node), with its step's health.
     pub async fn status(&self, function: &str) -> Result<RolloutStatus, RolloutError> {
-        let records = self.records.lock().await;
-        let record = records.get(function).ok_or_else(|| {
+        let held = self.stored(function).await?.ok_or_else(|| {
             RolloutError::NotFound(format!("function {function:?} has no rollout"))
         })?;
-        Ok(self.status_of(record))
+        self.status_of(&held.record).await
     }
 
     pub async fn pause(&self, function: &str) -> Result<RolloutStatus, RolloutError> {
@@ -243,69 +337,105 @@ impl Rollouts {
         self.records.lock().await.remove(function);
     }
 
-    /// Judges and advances running rollouts until the task is dropped.
-    pub async fn run(self: Arc<Self>, mut stop: Stop) {
+    /// Drives rollouts while this node holds the lease (always, alone), until `stop`;
+    /// a clean stop hands the lease on at once.
+    pub async fn run(self: Arc<Self>, node: String, mut stop: Stop) {
+        let mut lease = Lease::new(self.registry.clone(), node);
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
-                () = stop.stopped() => return,
+                () = stop.stopped() => {
+                    lease.release().await;
+                    return;
+                }
+            }
+            let (drives, newly) = lease.drive().await;
+            if !drives {
+                continue;
+            }
+            if newly
+                && self.registry.is_shared()
+                && let Err(e) = self.reload().await
+            {
+                tracing::error!(error = %e, "could not read the rollouts to drive; retrying");
+                continue;
             }
             if let Err(e) = self.tick().await {
                 tracing::error!(error = %e, "rollout step failed; retrying at the next tick");
             }
+            if self.registry.is_shared() && pruned.elapsed() >= PRUNE_EVERY {
+                pruned = tokio::time::Instant::now();
+                self.health.prune().await;
+            }
         }
     }
 
-    /// One pass over running rollouts. The records lock is held only to judge and to
-    /// commit, never across warming the candidate (up to [`WARM_WAIT`]), so status, pause
-    /// and abort answer at once; a rollout paused or aborted meanwhile is left as it is.
+    /// Publishes this node's health of the versions under rollout for the fleet's driver,
+    /// until `stop` (fleet nodes only).
+    pub async fn publish_health(self: Arc<Self>, node: String, stop: Stop) {
+        let running = || async {
+            self.records
+                .lock()
+                .await
+                .values()
+                .filter(|h| h.record.phase == Phase::Running)
+                .map(|h| {
+                    let spec = &h.record.spec;
+                    (
+                        h.record.function.clone(),
+                        [spec.candidate, spec.stable],
+                        h.record.step_started_ms,
+                    )
+                })
+                .collect()
+        };
+        self.health.publish(node, running, stop).await;
+    }
+
+    /// One pass over running rollouts: each one whose step has been observed for its
+    /// interval is judged, and the decision saved on the revision it was judged on. The
+    /// records lock is held only to save, never while reading health or warming the
+    /// candidate (up to [`WARM_WAIT`]), so status, pause and abort answer at once.
     pub async fn tick(&self) -> Result<(), RolloutError> {
-        let mut due = Vec::new();
-        {
-            let mut records = self.records.lock().await;
-            for record in records.values_mut() {
-                if record.phase != Phase::Running
-                    || self.router.snapshot().function(&record.function).is_none()
-                {
-                    continue;
-                }
-                let elapsed = now_ms() - record.step_started_ms;
-                if elapsed < record.spec.interval_ms as i64 {
-                    continue;
-                }
-                let (candidate, stable) = self.observe(record, elapsed);
-                let verdict = judge(&record.spec, &candidate, &stable);
-                match plan::decide(record, &verdict) {
-                    // Only the reason changes; it is not worth a commit.
-                    Transition::Hold => {
-                        plan::advance(record, verdict, candidate, stable, now_ms(), "");
-                    }
-                    transition => {
-                        due.push((record.clone(), transition, verdict, candidate, stable))
-                    }
-                }
+        let running: Vec<Held> = {
+            let snapshot = self.router.snapshot();
+            self.records
+                .lock()
+                .await
+                .values()
+                .filter(|h| {
+                    h.record.phase == Phase::Running
+                        && snapshot.function(&h.record.function).is_some()
+                })
+                .cloned()
+                .collect()
+        };
+        for held in running {
+            let record = &held.record;
+            let window = self.health.step(record, now_ms()).await?;
+            if window.elapsed_ms < record.spec.interval_ms as i64 {
+                continue;
             }
-        }
-        for (seen, transition, verdict, candidate, stable) in due {
+            let verdict = judge(&record.spec, &window.candidate, &window.stable);
+            let transition = plan::decide(record, &verdict);
             let note = match transition {
-                Transition::Advance { share_bp } => self.warm_before_shift(&seen, share_bp).await,
+                // Too few requests: keep observing; `status` shows why.
+                Transition::Hold => continue,
+                Transition::Advance { share_bp } => self.warm_before_shift(record, share_bp).await,
                 _ => String::new(),
             };
-            let mut records = self.records.lock().await;
-            let Some(record) = records.get_mut(&seen.function) else {
-                continue;
-            };
-            if record.phase != Phase::Running
-                || record.step != seen.step
-                || record.step_started_ms != seen.step_started_ms
-            {
-                continue;
-            }
             let mut updated = record.clone();
-            let transition =
-                plan::advance(&mut updated, verdict, candidate, stable, now_ms(), &note);
+            let transition = plan::advance(
+                &mut updated,
+                verdict,
+                window.candidate,
+                window.stable,
+                now_ms(),
+                &note,
+            );
             let change = match transition {
                 Transition::Hold => None,
                 Transition::RollBack => {
@@ -318,13 +448,43 @@ impl Rollouts {
                 }
                 Transition::Advance { share_bp } => Some(self.traffic(&updated, share_bp).await?),
             };
-            self.save(&mut updated, change, Actor::Rollout).await?;
-            *record = updated;
-            if transition == (Transition::Finish { promote: true }) {
-                self.warm_promoted(record);
+            let mut records = self.records.lock().await;
+            match self
+                .save(held.revision, &mut updated, change, Actor::Rollout)
+                .await
+            {
+                Ok(revision) => {
+                    if transition == (Transition::Finish { promote: true }) {
+                        self.warm_promoted(&updated);
+                    }
+                    self.prewarm(&updated);
+                    records.insert(
+                        updated.function.clone(),
+                        Held {
+                            revision,
+                            record: updated,
+                        },
+                    );
+                }
+                // Paused, aborted or driven elsewhere since it was read: look again.
+                Err(StoreError::Conflict(_)) => {
+                    drop(records);
+                    self.refresh(&held.record.function).await?;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
+    }
+
+    /// `function`'s rollout as stored now.
+    async fn stored(&self, function: &str) -> Result<Option<Held>, StoreError> {
+        Ok(self
+            .registry
+            .rollout(function)
+            .await?
+            .as_ref()
+            .and_then(Held::parse))
     }
 
     /// Builds and checks a spec against the function's current routes.
@@ -424,15 +584,40 @@ impl Rollouts {
     /// Grows the candidate's warm pool to what `share_bp` of the alias's recent concurrency
     /// needs, waiting (briefly) until it is there. Returns a note for the step's reason.
     async fn warm_before_shift(&self, record: &RolloutRecord, share_bp: BasisPoints) -> String {
+        let Some(warm) = self.boost_candidate(record, share_bp) else {
+            return String::new();
+        };
+        let (function, candidate) = (&record.function, record.spec.candidate);
+        let deadline = tokio::time::Instant::now() + WARM_WAIT;
+        while self.scaler.warm_of(function, candidate) < warm
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ready = self.scaler.warm_of(function, candidate);
+        format!(" (warmed {ready} of {warm} instances first)")
+    }
+
+    /// Warms the candidate on this node for the share the *next* step gives it, as soon
+    /// as the current step is known: on every node of a fleet, each for its own traffic,
+    /// so the shift finds instances waiting everywhere, not only on the driver.
+    fn prewarm(&self, record: &RolloutRecord) {
+        if record.phase == Phase::Running
+            && let Some(next) = record.spec.steps_bp.get(record.step + 1)
+        {
+            self.boost_candidate(record, *next);
+        }
+    }
+
+    /// Grows the candidate's warm pool on this node to what `share_bp` of the alias's
+    /// recent concurrency here needs, held for the step; returns the target.
+    fn boost_candidate(&self, record: &RolloutRecord, share_bp: BasisPoints) -> Option<u32> {
         let spec = &record.spec;
-        let Some(deployment) = self
+        let deployment = self
             .router
             .snapshot()
             .function(&record.function)
-            .and_then(|routes| routes.deployment(spec.candidate).cloned())
-        else {
-            return String::new();
-        };
+            .and_then(|routes| routes.deployment(spec.candidate).cloned())?;
         let total = self
             .scaler
             .recent_concurrency(&record.function, &[spec.stable, spec.candidate]);
@@ -440,14 +625,7 @@ impl Rollouts {
         let warm = warm_target(expected.max(1), false, 0, deployment.config.max_concurrency);
         let hold = Duration::from_millis(spec.interval_ms) + Duration::from_secs(30);
         self.scaler.boost(&deployment, warm, hold);
-        let deadline = tokio::time::Instant::now() + WARM_WAIT;
-        while self.scaler.warm_of(&record.function, spec.candidate) < warm
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let ready = self.scaler.warm_of(&record.function, spec.candidate);
-        format!(" (warmed {ready} of {warm} instances first)")
+        Some(warm)
     }
 
     /// After a promotion, `$DEFAULT`'s traffic moves from `$LATEST`'s pool to the new
@@ -468,68 +646,81 @@ impl Rollouts {
         self.scaler.boost(newest, warm, hold);
     }
 
-    fn observe(&self, record: &RolloutRecord, elapsed_ms: i64) -> (Observed, Observed) {
-        let window = Duration::from_millis(elapsed_ms.max(1000) as u64)
-            .min(Duration::from_millis(plan::MAX_INTERVAL_MS));
-        let health = self.metering.health(&record.function, window);
-        let of = |label: VersionLabel| {
-            health
-                .iter()
-                .find(|h| h.version == label)
-                .map(observed)
-                .unwrap_or_default()
-        };
-        (of(record.spec.candidate), of(record.spec.stable))
-    }
-
-    fn status_of(&self, record: &RolloutRecord) -> RolloutStatus {
-        let observing = (record.phase == Phase::Running).then(|| {
-            let elapsed_ms = now_ms() - record.step_started_ms;
-            let (candidate, stable) = self.observe(record, elapsed_ms);
-            StepHealth {
-                elapsed_ms,
-                candidate,
-                stable,
+    /// `record` with its step's health so far; a step past its interval that still
+    /// waits says why (too few requests, or a breach the stable version shares).
+    async fn status_of(&self, record: &RolloutRecord) -> Result<RolloutStatus, RolloutError> {
+        let mut record = record.clone();
+        let observing = if record.phase == Phase::Running {
+            let window = self.health.step(&record, now_ms()).await?;
+            if window.elapsed_ms >= record.spec.interval_ms as i64
+                && let Verdict::Wait(reason) =
+                    judge(&record.spec, &window.candidate, &window.stable)
+            {
+                record.reason = reason;
             }
-        });
-        RolloutStatus {
+            Some(StepHealth {
+                elapsed_ms: window.elapsed_ms.max(0),
+                candidate: window.candidate,
+                stable: window.stable,
+            })
+        } else {
+            None
+        };
+        Ok(RolloutStatus {
             current_bp: match record.phase {
                 Phase::RolledBack | Phase::Aborted => BasisPoints::ZERO,
                 _ => record.share_bp(),
             },
-            record: record.clone(),
-            observing,
             shadow: self.metering.shadow_report(&record.function),
-        }
+            record,
+            observing,
+        })
     }
 
+    /// Applies an admin's `change` to the stored rollout and saves it with its traffic
+    /// change, reading again when a concurrent save (the driver's step) got there first.
     async fn change_phase(
         &self,
         function: &str,
-        change: impl FnOnce(&mut RolloutRecord) -> Result<Option<BasisPoints>, String>,
+        change: impl Fn(&mut RolloutRecord) -> Result<Option<BasisPoints>, String>,
     ) -> Result<RolloutStatus, RolloutError> {
         let mut records = self.records.lock().await;
-        let record = records.get_mut(function).ok_or_else(|| {
-            RolloutError::NotFound(format!("function {function:?} has no rollout"))
-        })?;
-        let mut updated = record.clone();
-        let share = change(&mut updated).map_err(RolloutError::Conflict)?;
-        let traffic = match share {
-            Some(bp) => Some(self.traffic(&updated, bp).await?),
-            None => None,
-        };
-        self.save(&mut updated, traffic, Actor::Admin).await?;
-        *record = updated;
-        Ok(self.status_of(record))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut held = self.stored(function).await?.ok_or_else(|| {
+                RolloutError::NotFound(format!("function {function:?} has no rollout"))
+            })?;
+            let share = change(&mut held.record).map_err(RolloutError::Conflict)?;
+            let traffic = match share {
+                Some(bp) => Some(self.traffic(&held.record, bp).await?),
+                None => None,
+            };
+            match self
+                .save(held.revision, &mut held.record, traffic, Actor::Admin)
+                .await
+            {
+                Ok(revision) => {
+                    held.revision = revision;
+                    let status = self.status_of(&held.record).await?;
+                    records.insert(function.to_string(), held);
+                    return Ok(status);
+                }
+                Err(StoreError::Conflict(_)) if attempt < ADMIN_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
-    /// Persists `record` with its traffic change; the alias history gets the record's reason.
+    /// Persists `record` with its traffic change if the stored rollout is still at
+    /// `revision`; the alias history gets the record's reason. Returns the new revision.
     async fn save(
         &self,
+        revision: i64,
         record: &mut RolloutRecord,
         change: Option<TrafficChange>,
         actor: Actor,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         record.updated_ms = now_ms();
         let why = match actor {
             Actor::Admin => Why::admin(record.reason.clone()),
@@ -537,7 +728,7 @@ impl Rollouts {
         };
         let state = serde_json::to_string(record).expect("rollouts serialize");
         self.registry
-            .save_rollout(&record.function, state, change, why)
+            .save_rollout(&record.function, revision, state, change, why)
             .await
     }
 }
@@ -547,15 +738,6 @@ impl Rollouts {
 enum Actor {
     Admin,
     Rollout,
-}
-
-fn observed(health: &VersionHealth) -> Observed {
-    Observed {
-        requests: health.requests,
-        errors: health.errors,
-        error_rate: health.error_rate,
-        p99_ms: health.p99_ms,
-    }
 }
 
 fn phase_name(phase: Phase) -> &'static str {

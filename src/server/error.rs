@@ -106,6 +106,7 @@ impl From<StoreError> for ApiError {
             StoreError::VersionInUse { .. } => {
                 Self::new(StatusCode::CONFLICT, "version_in_use", e.to_string())
             }
+            StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::InvalidConfig(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
             }

@@ -27,6 +27,9 @@ macro_rules! conformance_tests {
             usage_batches_merge_by_key,
             expired_leases_are_claimed_again_and_renewed_ones_are_not,
             settings_keep_the_first_value_and_nodes_expire,
+            rollout_saves_are_compare_and_swap,
+            leases_have_one_holder_until_they_expire,
+            health_samples_from_every_node_are_kept_per_second,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -194,6 +197,7 @@ pub fn every_traffic_change_is_in_the_history_with_its_reason(db: &dyn MetadataS
         .unwrap();
     db.save_rollout(
         "f",
+        0,
         "{}",
         Some(&TrafficChange::LatestShare(BasisPoints::new(2500))),
         &Why::rollout("step 1"),
@@ -229,15 +233,131 @@ pub fn every_traffic_change_is_in_the_history_with_its_reason(db: &dyn MetadataS
     let after = history[1].after.as_ref().unwrap();
     assert_eq!(after.routes[1].weight_bp, BasisPoints::new(2500));
     assert_eq!(db.alias_history("f", Some("prod"), 100).unwrap().len(), 2);
+    let stored = db.rollouts().unwrap();
     assert_eq!(
-        db.rollouts().unwrap(),
-        [("f".to_string(), "{}".to_string())]
+        (
+            stored.len(),
+            stored[0].function.as_str(),
+            stored[0].revision
+        ),
+        (1, "f", 1)
     );
     // A rollout of an unknown function changes nothing.
     assert!(matches!(
-        db.save_rollout("g", "{}", None, &why(), 5),
+        db.save_rollout("g", 0, "{}", None, &why(), 5),
         Err(StoreError::UnknownFunction(_))
     ));
+}
+
+pub fn rollout_saves_are_compare_and_swap(db: &dyn MetadataStore) {
+    deploy(db, "f", b"one", "1");
+    db.publish("f", "", false, 1, &why()).unwrap();
+    let step = |bp| Some(TrafficChange::LatestShare(BasisPoints::new(bp)));
+    assert_eq!(db.rollout("f").unwrap(), None);
+    let first = db
+        .save_rollout("f", 0, "first", step(100).as_ref(), &why(), 2)
+        .unwrap();
+    assert_eq!(first, 1);
+    // A second start from "nothing stored" loses: someone started first.
+    assert!(matches!(
+        db.save_rollout("f", 0, "second", step(5000).as_ref(), &why(), 3),
+        Err(StoreError::Conflict(_))
+    ));
+    let paused = db
+        .save_rollout("f", first, "paused", None, &why(), 4)
+        .unwrap();
+    assert_eq!(paused, 2);
+    // A driver judging on the revision before the pause changes nothing, traffic included.
+    assert!(matches!(
+        db.save_rollout("f", first, "advanced", step(5000).as_ref(), &why(), 5),
+        Err(StoreError::Conflict(_))
+    ));
+    let stored = db.rollout("f").unwrap().unwrap();
+    assert_eq!((stored.revision, stored.state.as_str()), (2, "paused"));
+    let function = db.function("f").unwrap();
+    assert_eq!(function.default_policy.latest_bp, BasisPoints::new(100));
+    let history = db.alias_history("f", None, 100).unwrap();
+    assert_eq!(
+        history.len(),
+        3,
+        "the lost saves left no history: {history:?}"
+    );
+}
+
+pub fn leases_have_one_holder_until_they_expire(db: &dyn MetadataStore) {
+    assert!(db.acquire_lease("rollouts", "a", 1_000, 6_000).unwrap());
+    assert!(!db.acquire_lease("rollouts", "b", 2_000, 7_000).unwrap());
+    assert!(
+        db.acquire_lease("rollouts", "a", 3_000, 8_000).unwrap(),
+        "renewed"
+    );
+    assert!(
+        !db.acquire_lease("rollouts", "b", 7_000, 12_000).unwrap(),
+        "renewal held"
+    );
+    assert!(
+        db.acquire_lease("other", "b", 7_000, 12_000).unwrap(),
+        "names are apart"
+    );
+    assert!(
+        db.acquire_lease("rollouts", "b", 8_001, 13_000).unwrap(),
+        "expired: taken"
+    );
+    assert!(!db.acquire_lease("rollouts", "a", 9_000, 14_000).unwrap());
+    db.release_lease("rollouts", "a").unwrap();
+    assert!(
+        !db.acquire_lease("rollouts", "a", 9_000, 14_000).unwrap(),
+        "only the holder releases"
+    );
+    db.release_lease("rollouts", "b").unwrap();
+    assert!(
+        db.acquire_lease("rollouts", "a", 9_000, 14_000).unwrap(),
+        "released: taken at once"
+    );
+}
+
+pub fn health_samples_from_every_node_are_kept_per_second(db: &dyn MetadataStore) {
+    let sample = |version, second, requests, errors| {
+        let mut latency = crate::model::LatencyHistogram::default();
+        latency.record(std::time::Duration::from_millis(requests));
+        crate::model::HealthSample {
+            function: "f".into(),
+            version,
+            second,
+            requests,
+            errors,
+            latency,
+        }
+    };
+    let latest = VersionLabel::Latest;
+    let one = VersionLabel::Number(1);
+    db.add_health("a", &[sample(latest, 100, 5, 1), sample(one, 100, 50, 0)])
+        .unwrap();
+    db.add_health("b", &[sample(latest, 100, 7, 0), sample(latest, 101, 3, 0)])
+        .unwrap();
+    // A node publishing the same second again replaces its sample (it grew).
+    db.add_health("a", &[sample(latest, 100, 6, 2)]).unwrap();
+    db.add_health("a", &[]).unwrap();
+    let mut samples = db.health("f", 100, 102).unwrap();
+    samples.sort_by_key(|s| (s.second, s.version.to_string(), s.requests));
+    let seen: Vec<(i64, String, u64, u64)> = samples
+        .iter()
+        .map(|s| (s.second, s.version.to_string(), s.requests, s.errors))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (100, "1".into(), 50, 0),
+            (100, "latest".into(), 6, 2),
+            (100, "latest".into(), 7, 0),
+            (101, "latest".into(), 3, 0),
+        ]
+    );
+    assert_eq!(samples[0].latency.count(), 1, "histograms round-trip");
+    assert_eq!(db.health("f", 101, 102).unwrap().len(), 1);
+    assert!(db.health("g", 0, 1000).unwrap().is_empty());
+    assert_eq!(db.prune_health(101).unwrap(), 3);
+    assert_eq!(db.health("f", 0, 1000).unwrap().len(), 1);
 }
 
 pub fn config_patches_apply_to_latest_only(db: &dyn MetadataStore) {

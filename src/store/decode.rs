@@ -21,3 +21,23 @@ pub(crate) fn parse_digest(text: &str) -> Result<Digest, StoreError> {
     Digest::from_hex(text)
         .ok_or_else(|| StoreError::Corrupt(format!("stored digest {text:?} is not sha256 hex")))
 }
+
+/// A stored health sample's columns as a sample.
+pub(crate) fn health_sample(
+    function: String,
+    version: &str,
+    second: i64,
+    requests: i64,
+    errors: i64,
+    latency: &str,
+) -> Result<crate::model::HealthSample, StoreError> {
+    Ok(crate::model::HealthSample {
+        version: crate::model::VersionLabel::parse(version)
+            .ok_or_else(|| StoreError::Corrupt(format!("stored health version {version:?}")))?,
+        function,
+        second,
+        requests: requests.max(0) as u64,
+        errors: errors.max(0) as u64,
+        latency: parse_json(latency, "health latency histogram")?,
+    })
+}

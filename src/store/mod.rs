@@ -26,9 +26,9 @@ pub use sqlite::SqliteStore;
 
 use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
-    EventRecord, EventStatus, FunctionInfo, HistoryEntry, InvalidAlias, InvalidConfig, NewObject,
-    NodeRecord, ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow,
-    VersionInfo, VersionLabel, Why,
+    EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry, InvalidAlias,
+    InvalidConfig, NewObject, NodeRecord, ScalingPolicy, TimerTick, TrafficChange, Trigger,
+    TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -128,8 +128,21 @@ pub enum StoreError {
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("module storage: {0}")]
     Io(#[from] std::io::Error),
+    /// A compare-and-swap lost: the row changed since it was read. Read it again.
+    #[error("{0}")]
+    Conflict(String),
     #[error("metadata is corrupt: {0}; restore the data directory from a backup")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The rollout of `function` was saved by someone else since it was read.
+    pub fn rollout_changed(function: &str) -> Self {
+        Self::Conflict(format!(
+            "the rollout of {function} changed meanwhile (another node or admin saved it); \
+             read it again and retry"
+        ))
+    }
 }
 
 /// One function with all its versions, aliases and scaling policy.
@@ -230,17 +243,23 @@ pub trait MetadataStore: Send + Sync {
         why: &Why,
     ) -> Result<(), StoreError>;
     /// Stores `state` (opaque JSON) as `function`'s rollout and applies its traffic change,
-    /// atomically.
+    /// atomically, if the stored rollout is still at `revision` (0: none stored); returns
+    /// the new revision. Otherwise nothing changes and the answer is
+    /// [`StoreError::Conflict`]: someone else (another node, an admin) saved it first.
+    #[allow(clippy::too_many_arguments)] // one compare-and-swap of state and traffic
     fn save_rollout(
         &self,
         function: &str,
+        revision: i64,
         state: &str,
         change: Option<&TrafficChange>,
         why: &Why,
         now_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Every stored rollout as (function, state JSON).
-    fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError>;
+    ) -> Result<i64, StoreError>;
+    /// `function`'s stored rollout, if any.
+    fn rollout(&self, function: &str) -> Result<Option<StoredRollout>, StoreError>;
+    /// Every stored rollout, by function.
+    fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError>;
     /// The newest `limit` alias changes of `function` (or one alias), newest first.
     fn alias_history(
         &self,
@@ -329,11 +348,39 @@ pub trait MetadataStore: Send + Sync {
     fn nodes(&self, since_ms: i64) -> Result<Vec<NodeRecord>, StoreError>;
     /// Removes a node that is leaving (a clean stop).
     fn leave(&self, id: &str) -> Result<(), StoreError>;
+    /// Takes or keeps the lease `name` for `holder` until `until_ms`: granted when nobody
+    /// holds it, when its lease ended before `now_ms`, or when `holder` holds it already.
+    /// Returns whether `holder` holds it now. Concurrent callers never both get it.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives up `holder`'s lease `name` (a clean stop), so another takes over at once.
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Stores `node`'s per-second health samples, replacing ones it stored for the same
+    /// function, version and second (a second may be published again, grown).
+    fn add_health(&self, node: &str, samples: &[HealthSample]) -> Result<(), StoreError>;
+    /// Every node's samples of `function` with `from <= second < to`.
+    fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError>;
+    /// Deletes samples of seconds before `before`; returns how many went.
+    fn prune_health(&self, before: i64) -> Result<usize, StoreError>;
     /// The functions other nodes change, as they commit; `None` for a store no other node
     /// shares. Reads must follow: a function named here is re-read from the store.
     fn watch(&self) -> Option<ChangeFeed> {
         None
     }
+}
+
+/// A rollout as stored: its state (JSON the rollout module owns) and its revision, which
+/// every save bumps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRollout {
+    pub function: String,
+    pub revision: i64,
+    pub state: String,
 }
 
 /// What another node changed, from [`MetadataStore::watch`].

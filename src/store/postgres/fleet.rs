@@ -1,10 +1,12 @@
-//! Host settings and node heartbeats, shared by every node of the fleet.
+//! Host settings, node heartbeats, leases and published health: what the nodes of a fleet
+//! share to act as one.
 
 use postgres::{Row, Transaction};
 
 use super::schema::database;
-use crate::model::NodeRecord;
+use crate::model::{HealthSample, NodeRecord};
 use crate::store::StoreError;
+use crate::store::decode::health_sample;
 
 type Tx<'a, 'b> = &'a mut Transaction<'b>;
 
@@ -69,6 +71,98 @@ pub(super) fn leave(tx: Tx, id: &str) -> Result<(), StoreError> {
     tx.execute("DELETE FROM nodes WHERE id = $1", &[&id])
         .map_err(database)?;
     Ok(())
+}
+
+pub(super) fn acquire_lease(
+    tx: Tx,
+    name: &str,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool, StoreError> {
+    // The conditional upsert is one atomic statement: of nodes racing for an expired lease,
+    // the row lock lets the first win and the others see its fresh `until_ms`.
+    let granted = tx
+        .execute(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $4)
+             ON CONFLICT (name) DO UPDATE SET holder = $2, until_ms = $4
+             WHERE leases.holder = $2 OR leases.until_ms < $3",
+            &[&name, &holder, &now_ms, &until_ms],
+        )
+        .map_err(database)?;
+    Ok(granted == 1)
+}
+
+pub(super) fn release_lease(tx: Tx, name: &str, holder: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM leases WHERE name = $1 AND holder = $2",
+        &[&name, &holder],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+/// One statement for the whole batch (arrays unnested), so a node's second costs one
+/// round trip however many versions it served.
+pub(super) fn add_health(tx: Tx, node: &str, samples: &[HealthSample]) -> Result<(), StoreError> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let functions: Vec<&str> = samples.iter().map(|s| s.function.as_str()).collect();
+    let versions: Vec<String> = samples.iter().map(|s| s.version.to_string()).collect();
+    let seconds: Vec<i64> = samples.iter().map(|s| s.second).collect();
+    let requests: Vec<i64> = samples.iter().map(|s| s.requests as i64).collect();
+    let errors: Vec<i64> = samples.iter().map(|s| s.errors as i64).collect();
+    let latency: Vec<String> = samples
+        .iter()
+        .map(|s| serde_json::to_string(&s.latency).expect("histograms serialize"))
+        .collect();
+    tx.execute(
+        "INSERT INTO health_samples (function, version, node, second, requests, errors, latency)
+         SELECT f, v, $2, s, r, e, l
+         FROM UNNEST($1::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+              AS t(f, v, s, r, e, l)
+         ON CONFLICT (function, second, version, node) DO UPDATE SET
+             requests = excluded.requests, errors = excluded.errors, latency = excluded.latency",
+        &[
+            &functions, &node, &versions, &seconds, &requests, &errors, &latency,
+        ],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+pub(super) fn health(
+    tx: Tx,
+    function: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<HealthSample>, StoreError> {
+    tx.query(
+        "SELECT version, second, requests, errors, latency FROM health_samples
+         WHERE function = $1 AND second >= $2 AND second < $3",
+        &[&function, &from, &to],
+    )
+    .map_err(database)?
+    .iter()
+    .map(|r| {
+        health_sample(
+            function.to_string(),
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+        )
+    })
+    .collect()
+}
+
+pub(super) fn prune_health(tx: Tx, before: i64) -> Result<usize, StoreError> {
+    let deleted = tx
+        .execute("DELETE FROM health_samples WHERE second < $1", &[&before])
+        .map_err(database)?;
+    Ok(deleted as usize)
 }
 
 fn node(row: &Row) -> NodeRecord {

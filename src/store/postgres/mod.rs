@@ -21,11 +21,11 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
 
-use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError};
+use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick, TrafficChange,
-    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    FunctionConfig, HealthSample, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick,
+    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use crate::store::decode::parse_digest;
 use audit::audited;
@@ -322,18 +322,23 @@ impl MetadataStore for PostgresStore {
     fn save_rollout(
         &self,
         function: &str,
+        revision: i64,
         state: &str,
         change: Option<&TrafficChange>,
         why: &Why,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         self.with_change(function, |tx| {
-            rollouts::save(tx, function, state, change, why, now_ms)
+            rollouts::save(tx, function, revision, state, change, why, now_ms)
         })
     }
 
-    fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.with_tx(rollouts::all)
+    fn rollout(&self, function: &str) -> Result<Option<StoredRollout>, StoreError> {
+        self.with_tx(|tx| Ok(rollouts::stored(tx, Some(function))?.pop()))
+    }
+
+    fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
+        self.with_tx(|tx| rollouts::stored(tx, None))
     }
 
     fn alias_history(
@@ -455,6 +460,32 @@ impl MetadataStore for PostgresStore {
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {
         self.with_tx(|tx| fleet::leave(tx, id))
+    }
+
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| fleet::acquire_lease(tx, name, holder, now_ms, until_ms))
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::release_lease(tx, name, holder))
+    }
+
+    fn add_health(&self, node: &str, samples: &[HealthSample]) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::add_health(tx, node, samples))
+    }
+
+    fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError> {
+        self.with_tx(|tx| fleet::health(tx, function, from, to))
+    }
+
+    fn prune_health(&self, before: i64) -> Result<usize, StoreError> {
+        self.with_tx(|tx| fleet::prune_health(tx, before))
     }
 
     fn watch(&self) -> Option<ChangeFeed> {

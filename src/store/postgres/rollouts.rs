@@ -7,18 +7,42 @@ use super::audit::audited;
 use super::functions::{latest_config, publish, store_alias, update_default_policy};
 use super::schema::database;
 use crate::model::{TrafficChange, Why};
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredRollout};
 
-/// Applies `change` (if any) and stores `state` as the function's rollout, atomically.
+/// Stores `state` as the function's rollout if it is still at `revision`, and applies
+/// `change` (if any), atomically; returns the new revision.
 pub(super) fn save(
     tx: &mut Transaction<'_>,
     function: &str,
+    revision: i64,
     state: &str,
     change: Option<&TrafficChange>,
     why: &Why,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     audited(tx, function, why, |tx| {
+        // Checked rather than caught: a failed statement aborts a PostgreSQL transaction.
+        latest_config(tx, function)?
+            .ok_or_else(|| StoreError::UnknownFunction(function.to_string()))?;
+        // The compare-and-swap first, as one statement: under concurrent saves the row
+        // lock orders them, and the later one finds the revision moved and changes nothing.
+        let swapped = if revision == 0 {
+            tx.execute(
+                "INSERT INTO rollouts (function, state, updated_at, revision)
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (function) DO NOTHING",
+                &[&function, &state, &now_ms],
+            )
+        } else {
+            tx.execute(
+                "UPDATE rollouts SET state = $2, updated_at = $3, revision = revision + 1
+                 WHERE function = $1 AND revision = $4",
+                &[&function, &state, &now_ms, &revision],
+            )
+        }
+        .map_err(database)?;
+        if swapped != 1 {
+            return Err(StoreError::rollout_changed(function));
+        }
         match change {
             None => {}
             Some(TrafficChange::LatestShare(bp)) => {
@@ -31,28 +55,27 @@ pub(super) fn save(
                 publish(tx, function, "promoted by rollout", true, now_ms)?;
             }
         }
-        // Checked rather than caught: a failed statement aborts a PostgreSQL transaction.
-        latest_config(tx, function)?
-            .ok_or_else(|| StoreError::UnknownFunction(function.to_string()))?;
-        tx.execute(
-            "INSERT INTO rollouts (function, state, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (function) DO UPDATE SET state = $2, updated_at = $3",
-            &[&function, &state, &now_ms],
-        )
-        .map_err(database)?;
-        Ok(())
+        Ok(revision + 1)
     })
 }
 
-/// Every stored rollout as (function, state JSON).
-pub(super) fn all(tx: &mut Transaction<'_>) -> Result<Vec<(String, String)>, StoreError> {
+/// Stored rollouts, of one function or all, by function.
+pub(super) fn stored(
+    tx: &mut Transaction<'_>,
+    function: Option<&str>,
+) -> Result<Vec<StoredRollout>, StoreError> {
     Ok(tx
         .query(
-            "SELECT function, state FROM rollouts ORDER BY function",
-            &[],
+            "SELECT function, revision, state FROM rollouts
+             WHERE $1::text IS NULL OR function = $1 ORDER BY function",
+            &[&function],
         )
         .map_err(database)?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| StoredRollout {
+            function: row.get(0),
+            revision: row.get(1),
+            state: row.get(2),
+        })
         .collect())
 }

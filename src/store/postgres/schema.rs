@@ -143,6 +143,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
         warm_instances  BIGINT NOT NULL
     );
     "#,
+    // 2: fleet-wide rollouts. A rollout's revision makes every save a compare-and-swap (one
+    // driver, admins on any node); leases elect the driver; nodes publish per-second health
+    // of versions under rollout so the driver judges the whole fleet's traffic.
+    r#"
+    ALTER TABLE rollouts ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        until_ms    BIGINT NOT NULL
+    );
+    CREATE TABLE health_samples (
+        function    TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        node        TEXT NOT NULL,
+        second      BIGINT NOT NULL,
+        requests    BIGINT NOT NULL,
+        errors      BIGINT NOT NULL,
+        latency     TEXT NOT NULL,
+        PRIMARY KEY (function, second, version, node)
+    );
+    CREATE INDEX health_samples_by_second ON health_samples (second);
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

@@ -2,8 +2,9 @@
 
 use rusqlite::{Row, Transaction, params};
 
-use crate::model::NodeRecord;
+use crate::model::{HealthSample, NodeRecord};
 use crate::store::StoreError;
+use crate::store::decode::health_sample;
 
 pub(super) fn setting_or_init(
     tx: &Transaction<'_>,
@@ -63,6 +64,98 @@ pub(super) fn nodes(tx: &Transaction<'_>, since_ms: i64) -> Result<Vec<NodeRecor
 pub(super) fn leave(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
     tx.execute("DELETE FROM nodes WHERE id = ?1", [id])?;
     Ok(())
+}
+
+pub(super) fn acquire_lease(
+    tx: &Transaction<'_>,
+    name: &str,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool, StoreError> {
+    let granted = tx.execute(
+        "INSERT INTO leases (name, holder, until_ms) VALUES (?1, ?2, ?4)
+         ON CONFLICT (name) DO UPDATE SET holder = ?2, until_ms = ?4
+         WHERE leases.holder = ?2 OR leases.until_ms < ?3",
+        params![name, holder, now_ms, until_ms],
+    )?;
+    Ok(granted == 1)
+}
+
+pub(super) fn release_lease(
+    tx: &Transaction<'_>,
+    name: &str,
+    holder: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+        params![name, holder],
+    )?;
+    Ok(())
+}
+
+pub(super) fn add_health(
+    tx: &Transaction<'_>,
+    node: &str,
+    samples: &[HealthSample],
+) -> Result<(), StoreError> {
+    let mut statement = tx.prepare(
+        "INSERT INTO health_samples (function, version, node, second, requests, errors, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (function, second, version, node) DO UPDATE SET
+             requests = excluded.requests, errors = excluded.errors, latency = excluded.latency",
+    )?;
+    for sample in samples {
+        let latency = serde_json::to_string(&sample.latency).expect("histograms serialize");
+        statement.execute(params![
+            sample.function,
+            sample.version.to_string(),
+            node,
+            sample.second,
+            sample.requests as i64,
+            sample.errors as i64,
+            latency
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn health(
+    tx: &Transaction<'_>,
+    function: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<HealthSample>, StoreError> {
+    let mut statement = tx.prepare(
+        "SELECT version, second, requests, errors, latency FROM health_samples
+         WHERE function = ?1 AND second >= ?2 AND second < ?3",
+    )?;
+    let rows = statement.query_map(params![function, from, to], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (version, second, requests, errors, latency) = row?;
+        out.push(health_sample(
+            function.to_string(),
+            &version,
+            second,
+            requests,
+            errors,
+            &latency,
+        )?);
+    }
+    Ok(out)
+}
+
+pub(super) fn prune_health(tx: &Transaction<'_>, before: i64) -> Result<usize, StoreError> {
+    Ok(tx.execute("DELETE FROM health_samples WHERE second < ?1", [before])?)
 }
 
 fn node(row: &Row<'_>) -> rusqlite::Result<NodeRecord> {

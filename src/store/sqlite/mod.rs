@@ -20,11 +20,11 @@ mod rollouts;
 mod schema;
 mod usage;
 
-use super::{FunctionRows, MetadataStore, Published, StoreError};
+use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick, TrafficChange,
-    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    FunctionConfig, HealthSample, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick,
+    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -294,12 +294,17 @@ impl MetadataStore for SqliteStore {
     fn save_rollout(
         &self,
         function: &str,
+        revision: i64,
         state: &str,
         change: Option<&TrafficChange>,
         why: &Why,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.with_tx(|tx| rollouts::save(tx, function, state, change, why, now_ms))
+    ) -> Result<i64, StoreError> {
+        self.with_tx(|tx| rollouts::save(tx, function, revision, state, change, why, now_ms))
+    }
+
+    fn rollout(&self, function: &str) -> Result<Option<StoredRollout>, StoreError> {
+        self.with_tx(|tx| Ok(rollouts::stored(tx, Some(function))?.pop()))
     }
 
     fn add_trigger(
@@ -385,8 +390,8 @@ impl MetadataStore for SqliteStore {
     }
 
     /// Every stored rollout as (function, state JSON).
-    fn rollouts(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.with_tx(rollouts::all)
+    fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
+        self.with_tx(|tx| rollouts::stored(tx, None))
     }
 
     /// The newest `limit` alias changes of `function` (or of one alias), newest first.
@@ -425,6 +430,32 @@ impl MetadataStore for SqliteStore {
 
     fn leave(&self, id: &str) -> Result<(), StoreError> {
         self.with_tx(|tx| fleet::leave(tx, id))
+    }
+
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| fleet::acquire_lease(tx, name, holder, now_ms, until_ms))
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::release_lease(tx, name, holder))
+    }
+
+    fn add_health(&self, node: &str, samples: &[HealthSample]) -> Result<(), StoreError> {
+        self.with_tx(|tx| fleet::add_health(tx, node, samples))
+    }
+
+    fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError> {
+        self.with_tx(|tx| fleet::health(tx, function, from, to))
+    }
+
+    fn prune_health(&self, before: i64) -> Result<usize, StoreError> {
+        self.with_tx(|tx| fleet::prune_health(tx, before))
     }
 
     /// Every module digest the metadata knows (blobs outside this set are orphans).

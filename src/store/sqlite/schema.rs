@@ -148,6 +148,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
         warm_instances  INTEGER NOT NULL
     );
     "#,
+    // 8: rollout revisions (every save is a compare-and-swap), leases and per-second health
+    // samples: the same tables as PostgreSQL's fleet, so one rollout driver code serves both.
+    r#"
+    ALTER TABLE rollouts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        until_ms    INTEGER NOT NULL
+    );
+    CREATE TABLE health_samples (
+        function    TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        node        TEXT NOT NULL,
+        second      INTEGER NOT NULL,
+        requests    INTEGER NOT NULL,
+        errors      INTEGER NOT NULL,
+        latency     TEXT NOT NULL,
+        PRIMARY KEY (function, second, version, node)
+    );
+    CREATE INDEX health_samples_by_second ON health_samples (second);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
