@@ -12,4 +12,8 @@ pub struct NodeList {
     pub fleet: bool,
     pub now_ms: i64,
     pub nodes: Vec<NodeView>,
+    /// The id of the node driving the fleet's rollouts (fleet mode; absent alone, where the
+    /// one node drives, and for the few seconds between a dead driver and the next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_driver: Option<String>,
 }

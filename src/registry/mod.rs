@@ -374,6 +374,12 @@ impl Registry {
             .await
     }
 
+    /// Who holds the lease `name` now, if anyone.
+    pub async fn lease_holder(&self, name: &'static str) -> Result<Option<String>, StoreError> {
+        let now = now_ms();
+        self.blocking(move |db| db.lease_holder(name, now)).await
+    }
+
     pub async fn release_lease(
         &self,
         name: &'static str,

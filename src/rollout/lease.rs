@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use crate::registry::Registry;
 
-const NAME: &str = "rollouts";
+/// The lease's name in the registry.
+pub const NAME: &str = "rollouts";
 /// How long a granted lease lasts: the longest a dead driver's rollouts wait.
 pub const TTL: Duration = Duration::from_secs(5);
 /// How often the holder renews; well inside [`TTL`] so one slow write does not lose it.

@@ -332,6 +332,15 @@ impl Rollouts {
         .await
     }
 
+    /// The node that drives the fleet's rollouts now (`None` alone, where this node does,
+    /// or between drivers).
+    pub async fn driver(&self) -> Result<Option<String>, StoreError> {
+        if !self.registry.is_shared() {
+            return Ok(None);
+        }
+        self.registry.lease_holder(lease::NAME).await
+    }
+
     /// Forgets a deleted function's rollout (its stored row went with the function).
     pub async fn forget(&self, function: &str) {
         self.records.lock().await.remove(function);

@@ -285,8 +285,14 @@ pub fn rollout_saves_are_compare_and_swap(db: &dyn MetadataStore) {
 }
 
 pub fn leases_have_one_holder_until_they_expire(db: &dyn MetadataStore) {
+    assert_eq!(db.lease_holder("rollouts", 0).unwrap(), None);
     assert!(db.acquire_lease("rollouts", "a", 1_000, 6_000).unwrap());
     assert!(!db.acquire_lease("rollouts", "b", 2_000, 7_000).unwrap());
+    assert_eq!(
+        db.lease_holder("rollouts", 6_000).unwrap().as_deref(),
+        Some("a")
+    );
+    assert_eq!(db.lease_holder("rollouts", 6_001).unwrap(), None, "expired");
     assert!(
         db.acquire_lease("rollouts", "a", 3_000, 8_000).unwrap(),
         "renewed"

@@ -358,6 +358,8 @@ pub trait MetadataStore: Send + Sync {
         now_ms: i64,
         until_ms: i64,
     ) -> Result<bool, StoreError>;
+    /// Who holds the lease `name` at `now_ms`, if anyone.
+    fn lease_holder(&self, name: &str, now_ms: i64) -> Result<Option<String>, StoreError>;
     /// Gives up `holder`'s lease `name` (a clean stop), so another takes over at once.
     fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
     /// Stores `node`'s per-second health samples, replacing ones it stored for the same

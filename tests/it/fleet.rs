@@ -257,3 +257,137 @@ async fn events_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
         ticks.len()
     );
 }
+
+/// A rollout in a fleet is one rollout: started on any node, shown the same by every node,
+/// driven by the lease holder and judged on the requests every node served (the driver here
+/// serves none). Killed with -9 after the first step passed, the driver is replaced within
+/// the lease's expiry and the next driver judges the second step: no step skipped, none
+/// judged twice, and `$DEFAULT` ends promoted on every node.
+#[tokio::test]
+async fn a_rollout_is_judged_on_the_whole_fleet_and_survives_its_driver() {
+    use crate::rollout::{Load, default_routes, finished, rollout, shop, start_rollout};
+
+    let dsn = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let store = format!("file://{}", shared.display());
+    let flags = ["--registry", dsn.as_str(), "--object-store", store.as_str()];
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        nodes.push(Some(
+            TestHost::start_with(&dir.path().join(name), &flags).await,
+        ));
+    }
+    shop(at(&nodes, 0), "RELEASE%3D2").await;
+    for i in 1..3 {
+        answers_eventually_status(at(&nodes, i), "/shop@latest", 200).await;
+    }
+    let driver = driver_index(&nodes).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != driver).collect();
+
+    // Traffic only to the two other nodes: the driver judges on what they publish.
+    let loads: Vec<Load> = others
+        .iter()
+        .map(|i| Load::start(at(&nodes, *i), "shop", 3))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = start_rollout(
+        at(&nodes, others[0]),
+        serde_json::json!({"to": "latest", "steps": [50, 100], "interval_ms": 2000,
+               "max_error_rate_percent": 1, "max_p99_ms": 2000, "min_requests": 30}),
+    )
+    .await;
+    assert_eq!(started["phase"], "running");
+    eventually(Duration::from_secs(20), "the first step judged", || async {
+        let status = rollout(at(&nodes, others[1])).await;
+        let judged = status["judgments"].as_array().map_or(0, Vec::len);
+        (judged < 1).then(|| format!("{status:#}"))
+    })
+    .await;
+    nodes[driver].take().unwrap().kill9();
+
+    let done = finished(at(&nodes, others[1]), Duration::from_secs(40)).await;
+    let mut errors = 0;
+    for load in loads {
+        errors += load.stop().await.1;
+    }
+    assert_eq!(done["phase"], "succeeded", "{done:#}");
+    assert_eq!(
+        errors, 0,
+        "a rollout across nodes and a dead driver cost no request"
+    );
+    let judgments = done["judgments"].as_array().unwrap();
+    let steps: Vec<f64> = judgments
+        .iter()
+        .map(|j| j["step_percent"].as_f64().unwrap())
+        .collect();
+    assert_eq!(steps, [50.0, 100.0], "each step judged once: {done:#}");
+    for j in judgments {
+        assert_eq!(j["passed"], true, "{j}");
+        assert!(j["candidate"]["requests"].as_u64() >= Some(30), "{j}");
+    }
+    // Every node tells the same story and routes the promoted version.
+    let elsewhere = rollout(at(&nodes, others[0])).await;
+    assert_eq!(elsewhere["judgments"], done["judgments"]);
+    for i in &others {
+        assert_eq!(
+            default_routes(at(&nodes, *i)).await[0],
+            serde_json::json!({"version": 2, "percent": 100.0})
+        );
+    }
+    let (_, list) = at(&nodes, others[0]).get_json("/v1/nodes").await;
+    let new_driver = list["rollout_driver"].as_str().unwrap_or("");
+    let ids: Vec<&str> = list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&new_driver),
+        "a live node drives now: {list:#}"
+    );
+}
+
+fn at(nodes: &[Option<TestHost>], i: usize) -> &TestHost {
+    nodes[i].as_ref().expect("a live node")
+}
+
+/// Which of `nodes` drives rollouts (by the fleet's node list).
+async fn driver_index(nodes: &[Option<TestHost>]) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, list) = at(nodes, 0).get_json("/v1/nodes").await;
+        let driver = list["rollout_driver"].as_str().unwrap_or_default();
+        let address = list["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == driver)
+            .and_then(|n| n["data_address"].as_str());
+        let found = address.and_then(|address| {
+            nodes.iter().position(|n| {
+                n.as_ref()
+                    .is_some_and(|n| n.data_url.trim_start_matches("http://") == address)
+            })
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rollout driver: {list:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `node` answers `path` with `status` (a function made elsewhere arrived).
+async fn answers_eventually_status(node: &TestHost, path: &str, status: u16) {
+    eventually(Duration::from_secs(10), path, || async {
+        let code = node.call(path).await.status().as_u16();
+        (code != status).then(|| format!("status {code}"))
+    })
+    .await;
+}

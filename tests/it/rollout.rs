@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Clients calling `/NAME/` in a loop until stopped; counts answers by status class.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
@@ -20,7 +20,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(host: &TestHost, function: &str, clients: usize) -> Load {
+    pub(crate) fn start(host: &TestHost, function: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let (ok, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let url = format!("{}/{function}/", host.data_url);
@@ -53,7 +53,7 @@ impl Load {
         }
     }
 
-    async fn stop(self) -> (u64, u64) {
+    pub(crate) async fn stop(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await.unwrap();
@@ -67,14 +67,14 @@ impl Load {
 
 /// `shop`: version 1 is `hostile` with no knobs (fast, healthy); `$LATEST` is the same code
 /// with `env`, so it is a different candidate.
-async fn shop(host: &TestHost, candidate_env: &str) {
+pub(crate) async fn shop(host: &TestHost, candidate_env: &str) {
     host.deploy("shop", "hostile", "").await;
     assert_eq!(host.publish("shop").await.0, 201);
     host.deploy("shop", "hostile", &format!("env={candidate_env}"))
         .await;
 }
 
-async fn start_rollout(host: &TestHost, body: Value) -> Value {
+pub(crate) async fn start_rollout(host: &TestHost, body: Value) -> Value {
     let response = host
         .admin(Method::POST, "/v1/functions/shop/rollout")
         .json(&body)
@@ -87,14 +87,14 @@ async fn start_rollout(host: &TestHost, body: Value) -> Value {
     body
 }
 
-async fn rollout(host: &TestHost) -> Value {
+pub(crate) async fn rollout(host: &TestHost) -> Value {
     let (status, body) = host.get_json("/v1/functions/shop/rollout").await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
 /// Waits until the rollout leaves `running` (or `limit` passes) and returns it.
-async fn finished(host: &TestHost, limit: Duration) -> Value {
+pub(crate) async fn finished(host: &TestHost, limit: Duration) -> Value {
     let started = Instant::now();
     loop {
         let status = rollout(host).await;
@@ -109,7 +109,7 @@ async fn finished(host: &TestHost, limit: Duration) -> Value {
     }
 }
 
-async fn default_routes(host: &TestHost) -> Value {
+pub(crate) async fn default_routes(host: &TestHost) -> Value {
     let (_, alias) = host.get_json("/v1/functions/shop/aliases/$DEFAULT").await;
     alias["routes"].clone()
 }

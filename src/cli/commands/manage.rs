@@ -310,6 +310,11 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
                 n.in_flight.to_string(),
                 n.warm_instances.to_string(),
                 format!("{} ago", ago(n.heartbeat_ms)),
+                if answer.rollout_driver.as_ref() == Some(&n.id) {
+                    "drives rollouts".into()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -323,7 +328,8 @@ pub async fn nodes(args: ClientArgs) -> anyhow::Result<()> {
                 "UPTIME",
                 "IN FLIGHT",
                 "WARM",
-                "HEARTBEAT"
+                "HEARTBEAT",
+                "ROLE"
             ],
             &rows
         )

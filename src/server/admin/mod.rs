@@ -361,6 +361,7 @@ async fn nodes(host: &App) -> Result<Response<Body>, ApiError> {
             fleet: host.registry.is_shared(),
             now_ms: crate::model::now_ms(),
             nodes,
+            rollout_driver: host.rollouts.driver().await?,
         },
     ))
 }

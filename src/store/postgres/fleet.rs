@@ -93,6 +93,16 @@ pub(super) fn acquire_lease(
     Ok(granted == 1)
 }
 
+pub(super) fn lease_holder(tx: Tx, name: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT holder FROM leases WHERE name = $1 AND until_ms >= $2",
+            &[&name, &now_ms],
+        )
+        .map_err(database)?
+        .map(|row| row.get(0)))
+}
+
 pub(super) fn release_lease(tx: Tx, name: &str, holder: &str) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM leases WHERE name = $1 AND holder = $2",

@@ -472,6 +472,10 @@ impl MetadataStore for PostgresStore {
         self.with_tx(|tx| fleet::acquire_lease(tx, name, holder, now_ms, until_ms))
     }
 
+    fn lease_holder(&self, name: &str, now_ms: i64) -> Result<Option<String>, StoreError> {
+        self.with_tx(|tx| fleet::lease_holder(tx, name, now_ms))
+    }
+
     fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.with_tx(|tx| fleet::release_lease(tx, name, holder))
     }

@@ -1,6 +1,6 @@
 //! Host settings and node heartbeats (one node on SQLite; the same tables as PostgreSQL).
 
-use rusqlite::{Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::model::{HealthSample, NodeRecord};
 use crate::store::StoreError;
@@ -80,6 +80,20 @@ pub(super) fn acquire_lease(
         params![name, holder, now_ms, until_ms],
     )?;
     Ok(granted == 1)
+}
+
+pub(super) fn lease_holder(
+    tx: &Transaction<'_>,
+    name: &str,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT holder FROM leases WHERE name = ?1 AND until_ms >= ?2",
+            params![name, now_ms],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 pub(super) fn release_lease(
