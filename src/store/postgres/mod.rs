@@ -17,7 +17,7 @@ pub(crate) mod test_server;
 mod usage;
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use postgres::{Client, NoTls, Transaction};
 
@@ -35,9 +35,22 @@ use schema::database;
 /// The NOTIFY channel of committed changes; payload `NODE FUNCTION`.
 const CHANNEL: &str = "fnhost_changes";
 
+/// Connections each node keeps (plus one for LISTEN): enough that a slow statement (a big
+/// usage query) does not queue the request path's writes behind it, few enough that a
+/// thousand nodes stay within what PgBouncer or the server can hold (see SCALING.md).
+const POOL_SIZE: usize = 4;
+/// Longest a statement may run, and a lock wait may last, before it fails: a stuck query or
+/// a lock held by a hung node becomes an error the caller reports, not a node that hangs.
+const SESSION_LIMITS: &str = "SET statement_timeout = '15s'; SET lock_timeout = '10s'; \
+     SET idle_in_transaction_session_timeout = '60s'";
+
 pub struct PostgresStore {
     dsn: String,
-    client: Mutex<Client>,
+    /// Idle connections; a caller takes one (waiting while all are busy) and gives it back.
+    idle: Mutex<Vec<Client>>,
+    returned: Condvar,
+    /// Connections that exist (idle or in use), at most [`POOL_SIZE`].
+    open: Mutex<usize>,
     /// Tags this process's notifications, so it skips the changes it made itself.
     node: String,
 }
@@ -46,13 +59,56 @@ impl PostgresStore {
     /// Connects to `dsn` (`postgres://user:password@host:port/database`) and brings the schema
     /// up to date.
     pub fn connect(dsn: &str) -> Result<Self, StoreError> {
-        let mut client = Client::connect(dsn, NoTls).map_err(database)?;
+        let mut client = open_client(dsn)?;
         schema::migrate(&mut client)?;
         Ok(Self {
             dsn: dsn.to_string(),
-            client: Mutex::new(client),
+            idle: Mutex::new(vec![client]),
+            returned: Condvar::new(),
+            open: Mutex::new(1),
             node: format!("{:016x}", fastrand::u64(..)),
         })
+    }
+
+    /// An idle connection, a new one while fewer than [`POOL_SIZE`] exist, or the next one
+    /// given back.
+    fn take(&self) -> Result<Client, StoreError> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(client) = idle.pop() {
+                return Ok(client);
+            }
+            {
+                let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+                if *open < POOL_SIZE {
+                    *open += 1;
+                    drop(open);
+                    drop(idle);
+                    return open_client(&self.dsn).inspect_err(|_| self.closed());
+                }
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Gives a connection back, or counts it gone when it broke (the next caller opens a
+    /// new one: a database restart costs the calls in flight, not the node).
+    fn give_back(&self, client: Client) {
+        if client.is_closed() {
+            self.closed();
+            drop_outside_runtime(vec![client]);
+        } else {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(client);
+        }
+        self.returned.notify_one();
+    }
+
+    fn closed(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.returned.notify_one();
     }
 
     /// Runs `f` in a transaction that also tells every node `function` changed: NOTIFY is
@@ -75,15 +131,40 @@ impl PostgresStore {
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        // A lost connection (database restart, network) is replaced on the next call.
-        if client.is_closed() {
-            *client = Client::connect(&self.dsn, NoTls).map_err(database)?;
-        }
-        let mut tx = client.transaction().map_err(database)?;
-        let out = f(&mut tx)?;
-        tx.commit().map_err(database)?;
-        Ok(out)
+        let mut client = self.take()?;
+        let out = (|| {
+            let mut tx = client.transaction().map_err(database)?;
+            let out = f(&mut tx)?;
+            tx.commit().map_err(database)?;
+            Ok(out)
+        })();
+        self.give_back(client);
+        out
+    }
+}
+
+/// A connection with the session limits set.
+fn open_client(dsn: &str) -> Result<Client, StoreError> {
+    let mut client = Client::connect(dsn, NoTls).map_err(database)?;
+    client.batch_execute(SESSION_LIMITS).map_err(database)?;
+    Ok(client)
+}
+
+/// Closes `clients` on a thread of their own: the synchronous client closes its connection
+/// with a runtime of its own, which must not start on one of the host's runtime threads
+/// (where the store is dropped at shutdown).
+fn drop_outside_runtime(clients: Vec<Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    let closing = std::thread::spawn(move || drop(clients));
+    let _ = closing.join();
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        drop_outside_runtime(idle);
     }
 }
 

@@ -2,7 +2,10 @@
 //! the real `fnhost` binary on ephemeral ports with its own data directory, and talks to it
 //! over HTTP with reqwest.
 
+mod balancer;
 mod wasm;
+
+pub use balancer::Balancer;
 
 pub use wasm::{wasm, wasm_path};
 
@@ -16,10 +19,15 @@ use serde_json::Value;
 
 /// `fnhost serve` on ephemeral loopback ports with `data_dir`; callers add flags.
 pub fn serve_command(data_dir: &Path) -> Command {
+    serve_command_on(data_dir, "127.0.0.1:0", "127.0.0.1:0")
+}
+
+/// `fnhost serve` with `data_dir` on the given data and admin addresses.
+fn serve_command_on(data_dir: &Path, data: &str, admin: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fnhost"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", data])
+        .args(["--admin-listen", admin])
         .arg("--data-dir")
         .arg(data_dir);
     command
@@ -28,6 +36,9 @@ pub fn serve_command(data_dir: &Path) -> Command {
 /// A running `fnhost serve` child process.
 pub struct TestHost {
     child: Child,
+    /// The flags and environment it was started with, for [`TestHost::restart`].
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
     pub data_dir: PathBuf,
     pub data_url: String,
     pub admin_url: String,
@@ -53,12 +64,43 @@ impl TestHost {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra, env))
+        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra, env, None))
             .await
             .unwrap()
     }
 
-    fn spawn(data_dir: PathBuf, extra: Vec<String>, env: Vec<(String, String)>) -> TestHost {
+    /// SIGTERM, an (asynchronous) wait for a clean exit, and a start on the same data
+    /// directory, flags and addresses: a node of a rolling restart.
+    pub async fn restart(mut self) -> TestHost {
+        self.send_sigterm();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "fnhost ignored SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(status.success(), "{status}: {}", self.log());
+        let ports = (
+            self.data_url.trim_start_matches("http://").to_string(),
+            self.admin_url.trim_start_matches("http://").to_string(),
+        );
+        let (data_dir, extra, env) = (self.data_dir.clone(), self.extra.clone(), self.env.clone());
+        tokio::task::spawn_blocking(move || Self::spawn(data_dir, extra, env, Some(ports)))
+            .await
+            .unwrap()
+    }
+
+    fn spawn(
+        data_dir: PathBuf,
+        extra: Vec<String>,
+        env: Vec<(String, String)>,
+        ports: Option<(String, String)>,
+    ) -> TestHost {
         std::fs::create_dir_all(&data_dir).unwrap();
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
@@ -66,7 +108,10 @@ impl TestHost {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let mut command = serve_command(&data_dir);
+        let mut command = match &ports {
+            Some((data, admin)) => serve_command_on(&data_dir, data, admin),
+            None => serve_command(&data_dir),
+        };
         if !extra.iter().any(|a| a == "--pool-instances") {
             // Small pools keep many parallel test hosts' address space reservations modest.
             command.args(["--pool-instances", "64"]);
@@ -95,7 +140,7 @@ impl TestHost {
         }
         let mut child = command
             .args(&extra)
-            .envs(env)
+            .envs(env.iter().cloned())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -131,6 +176,8 @@ impl TestHost {
             .to_string();
         TestHost {
             child,
+            extra,
+            env,
             data_dir,
             data_url: data_url.unwrap(),
             admin_url: admin_url.unwrap(),
