@@ -193,8 +193,10 @@ pub struct Invoker {
 
 impl Invoker {
     /// A slot of `deployment`'s function if one is free now, counting against at most
-    /// `limit` running requests (for callers that must never queue ahead of live traffic).
+    /// `limit` running requests fleet-wide (this node's part of it), for callers that must
+    /// never queue ahead of live traffic.
     pub fn try_admit(&self, deployment: &Deployment, limit: u32) -> Option<Permit> {
+        let limit = self.scaler.share().concurrency(limit);
         self.admission.try_admit(&deployment.function, limit)
     }
 
@@ -246,7 +248,7 @@ impl Invoker {
             Admit::Held(permit) => permit,
             Admit::Queue => match self
                 .admission
-                .admit(&deployment.function, config.max_concurrency)
+                .admit(&deployment.function, self.scaler.max_of(deployment))
                 .await
             {
                 Ok(permit) => permit,

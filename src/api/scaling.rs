@@ -9,9 +9,20 @@ use crate::model::ScalingPolicy;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalingView {
     pub function: String,
+    /// The fleet-wide policy (alone: this node's).
     pub policy: ScalingPolicy,
-    /// One entry per version with a warm pool (recently used or provisioned).
+    /// This node's warm pools, one per version with one (recently used or provisioned):
+    /// their `provisioned` is this node's part of the policy's total.
     pub pools: Vec<PoolView>,
+    /// Which of how many live nodes this one is (from 1), the split's inputs.
+    #[serde(default = "one")]
+    pub node: u32,
+    #[serde(default = "one")]
+    pub nodes: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `PUT /v1/functions/NAME/scaling`: provisioned concurrency for the function (`$DEFAULT`'s

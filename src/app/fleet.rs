@@ -30,7 +30,10 @@ pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Sto
         node.in_flight = u64::from(app.invoker.admission.host_in_flight());
         node.warm_instances = u64::from(app.scaler.warm_total());
         match app.registry.heartbeat(node.clone()).await {
-            Ok(()) => failing = false,
+            Ok(()) => {
+                failing = false;
+                resplit(&app, &node.id).await;
+            }
             Err(e) if !failing => {
                 failing = true;
                 tracing::warn!(error = %e, "could not write this node's heartbeat");
@@ -40,6 +43,26 @@ pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Sto
     }
     if let Err(e) = app.registry.leave(node.id.clone()).await {
         tracing::warn!(error = %e, "could not leave the fleet's membership");
+    }
+}
+
+/// Re-splits the fleet's capacity over the live nodes (see `NodeShare`) when membership
+/// changed: each node finds its place among the live nodes ordered by id.
+async fn resplit(app: &App, id: &str) {
+    let Ok(mut nodes) = app.registry.nodes().await else {
+        return; // keep the last split; the next heartbeat tries again
+    };
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let Some(index) = nodes.iter().position(|n| n.id == id) else {
+        return;
+    };
+    let count = nodes.len() as u32;
+    if app.scaler.share().set(index as u32, count) {
+        tracing::info!(
+            node = index + 1,
+            nodes = count,
+            "capacity re-split: this node takes its part of every function's concurrency and provisioned totals"
+        );
     }
 }
 

@@ -17,7 +17,7 @@ pub use aliases::{
     AliasRecord, AliasSpec, DEFAULT_ALIAS, DefaultPolicy, DefaultPolicyPatch, HeaderMatch,
     HistoryEntry, InvalidAlias, RouteRule, TrafficChange, WeightedRoute, Why, check_alias_name,
 };
-pub use capacity::{PoolStatus, ScalerStats};
+pub use capacity::{NodeShare, PoolStatus, ScalerStats};
 pub use digest::Digest;
 pub use events::{
     EventRecord, EventStatus, MAX_HOPS, NewObject, TimerTick, Trigger, TriggerSource, check_bucket,

@@ -27,7 +27,7 @@ pub use policy::{provisioned_floors, warm_target};
 
 use crate::engine::{Engine, WarmInstance};
 use crate::metering::Metering;
-use crate::model::{PoolStatus, ScalerStats, VersionLabel};
+use crate::model::{NodeShare, PoolStatus, ScalerStats, VersionLabel};
 use crate::routing::{Deployment, Router};
 use crate::shutdown::Stop;
 use policy::Demand;
@@ -62,6 +62,8 @@ pub struct Scaler {
     /// Recent peaks per pool; only the tick touches it.
     demand: Mutex<HashMap<PoolKey, Demand>>,
     host_warm: Arc<AtomicU32>,
+    /// This node's part of every function's fleet-wide concurrency and provisioned totals.
+    share: NodeShare,
     options: ScalingOptions,
     clock: Instant,
     prewarmed: AtomicU64,
@@ -96,6 +98,7 @@ impl Scaler {
             pools: DashMap::new(),
             demand: Mutex::new(HashMap::new()),
             host_warm: Arc::new(AtomicU32::new(0)),
+            share: NodeShare::default(),
             options,
             clock: Instant::now(),
             prewarmed: AtomicU64::new(0),
@@ -103,6 +106,16 @@ impl Scaler {
             discarded: AtomicU64::new(0),
             unloaded: AtomicU64::new(0),
         }
+    }
+
+    /// This node's part of the fleet's capacity (set by the fleet heartbeat).
+    pub fn share(&self) -> &NodeShare {
+        &self.share
+    }
+
+    /// `deployment`'s concurrency limit on this node: its part of the fleet total.
+    pub fn max_of(&self, deployment: &Deployment) -> u32 {
+        self.share.concurrency(deployment.config.max_concurrency)
     }
 
     /// Takes a warm instance of `deployment` if one is ready (else the caller instantiates:
@@ -118,7 +131,7 @@ impl Scaler {
             pool.active(),
             false,
             pool.floor.load(Ordering::Acquire),
-            deployment.config.max_concurrency,
+            self.max_of(deployment),
         );
         pool.target.fetch_max(wanted, Ordering::AcqRel);
         self.maybe_refill(&pool, now);
@@ -154,6 +167,10 @@ impl Scaler {
         let mut floors: HashMap<PoolKey, (u32, Arc<Deployment>)> = HashMap::new();
         for routes in snapshot.functions() {
             for (label, count) in provisioned_floors(routes) {
+                let count = self.share.provisioned(count);
+                if count == 0 {
+                    continue;
+                }
                 if let Some(deployment) = routes.deployment(label) {
                     let key = PoolKey {
                         function: deployment.function.clone(),
@@ -200,13 +217,8 @@ impl Scaler {
                 window.clear();
             }
             let boost = pool.boost_at(now);
-            let target = warm_target(
-                window.peak(),
-                idle,
-                floor,
-                deployment.config.max_concurrency,
-            )
-            .max(boost.min(deployment.config.max_concurrency));
+            let target = warm_target(window.peak(), idle, floor, self.max_of(deployment))
+                .max(boost.min(self.max_of(deployment)));
             pool.target.store(target, Ordering::Release);
             self.discard(pool.trim(target));
             let dormant = idle_for >= idle_ms.saturating_mul(2);
@@ -265,7 +277,7 @@ impl Scaler {
     pub fn boost(self: &Arc<Self>, deployment: &Arc<Deployment>, warm: u32, hold: Duration) {
         let now = self.now_ms();
         let pool = self.pool_for(deployment, now);
-        let warm = warm.min(deployment.config.max_concurrency);
+        let warm = warm.min(self.max_of(deployment));
         pool.boost.store(warm, Ordering::Release);
         pool.boost_until_ms
             .store(now + hold.as_millis() as u64, Ordering::Release);

@@ -620,3 +620,47 @@ async fn a_rolling_restart_under_load_through_haproxy_fails_no_request() {
     assert!(ok > 100, "only {ok} requests went through");
     println!("rolling restart of 3 nodes: {ok} requests through HAProxy, none failed");
 }
+
+/// Provisioned concurrency is a fleet total split over the live nodes: 5 over 3 nodes is
+/// 2 + 2 + 1, each node keeping its part warm; when a node dies the survivors re-split it
+/// (3 + 2) once the dead one's heartbeat expires.
+#[tokio::test]
+async fn provisioned_concurrency_is_split_over_the_live_nodes() {
+    let fleet = Fleet::new(&[]).await;
+    let mut nodes = fleet.nodes(3).await;
+    nodes[0].deploy("shop", "hello", "").await;
+    let set = nodes[0]
+        .admin(reqwest::Method::PUT, "/v1/functions/shop/scaling")
+        .json(&serde_json::json!({"provisioned": 5, "version": "latest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    provisioned_parts(&nodes, &[1, 2, 2]).await;
+    nodes.pop().unwrap().kill9();
+    provisioned_parts(&nodes, &[2, 3]).await;
+}
+
+/// Waits until the nodes' parts of `shop`'s provisioned concurrency, sorted, are `want`,
+/// each warm, and each node knows how many nodes share it.
+async fn provisioned_parts(nodes: &[TestHost], want: &[u32]) {
+    eventually(Duration::from_secs(20), "the provisioned split", || async {
+        let mut parts = Vec::new();
+        let mut seen = Vec::new();
+        for node in nodes {
+            let (_, view) = node.get_json("/v1/functions/shop/scaling").await;
+            let pool = view["pools"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["version"] == "$LATEST"));
+            let provisioned = pool.map_or(0, |p| p["provisioned"].as_u64().unwrap() as u32);
+            let warm = pool.map_or(0, |p| p["warm"].as_u64().unwrap() as u32);
+            if warm < provisioned || view["nodes"] != nodes.len() {
+                seen.push(view.to_string());
+            }
+            parts.push(provisioned);
+        }
+        parts.sort();
+        (parts != want || !seen.is_empty()).then(|| format!("{parts:?}: {seen:?}"))
+    })
+    .await;
+}

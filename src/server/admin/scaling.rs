@@ -56,12 +56,15 @@ fn view(host: &App, name: &str, policy: ScalingPolicy) -> Response<Body> {
         .into_iter()
         .filter(|pool| pool.function == name)
         .collect();
+    let (index, nodes) = host.scaler.share().get();
     json(
         StatusCode::OK,
         &ScalingView {
             function: name.to_string(),
             policy,
             pools,
+            node: index + 1,
+            nodes,
         },
     )
 }
