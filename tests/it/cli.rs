@@ -638,3 +638,33 @@ async fn table_commands_render_the_api_answers() {
     assert_eq!(status["current_percent"], 0.0);
     assert_eq!(status["spec"]["steps_bp"], serde_json::json!([5000, 10000]));
 }
+
+/// The operator files in `deploy/` start fnhost with flags it accepts: the Kubernetes
+/// Deployment's container args and the Dockerfile's default command parse as `fnhost` does.
+#[test]
+fn deployment_files_start_fnhost_with_real_flags() {
+    use clap::Parser;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let manifest = std::fs::read_to_string(root.join("kubernetes/fnhost.yaml")).unwrap();
+    let args: Vec<String> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- ") || l.trim_start().starts_with('#'))
+        .filter_map(|l| l.trim_start().strip_prefix("- "))
+        .map(str::to_string)
+        .collect();
+    assert!(args.len() >= 5 && args[0] == "serve", "{args:?}");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let cmd = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD line");
+    let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
+    for args in [args, cmd] {
+        let argv = std::iter::once("fnhost".to_string()).chain(args.iter().cloned());
+        if let Err(e) = fnhost::cli::Cli::try_parse_from(argv) {
+            panic!("fnhost refuses {args:?}: {e}");
+        }
+    }
+}
