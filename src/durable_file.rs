@@ -49,6 +49,17 @@ pub fn remove_leftovers(dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// fsyncs a file another writer put in place and its directory, so both its bytes and its
+/// name survive a power cut (for stores that write without syncing, such as `object_store`'s
+/// local backend).
+pub fn sync_file_and_dir(file: &Path) -> io::Result<()> {
+    File::open(file)?.sync_all()?;
+    match file.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
 /// fsyncs a directory so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

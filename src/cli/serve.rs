@@ -205,7 +205,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // In a fleet, modules (and compiled code) live in the object store too, so every node
     // can serve every version.
     let shared_blobs = match (location.is_shared(), &args.object_store) {
-        (true, Some(_)) => Some(buckets.store()),
+        (true, Some(_)) => Some(buckets.shared()),
         (true, None) => {
             tracing::warn!(
                 "the registry is shared but --object-store is not set: uploaded modules stay in \

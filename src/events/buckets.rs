@@ -14,6 +14,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, WriteMultipart};
 
 use crate::model::check_bucket;
+use crate::store::SharedStore;
 
 /// Longest accepted key, in bytes (S3's limit).
 const MAX_KEY_BYTES: usize = 1024;
@@ -108,6 +109,15 @@ impl Buckets {
         self.store.clone()
     }
 
+    /// The store as the module store shares it with a fleet (with its directory when local,
+    /// so what is written there can be made durable).
+    pub fn shared(&self) -> SharedStore {
+        SharedStore {
+            store: self.store.clone(),
+            local_root: self.local_root.clone(),
+        }
+    }
+
     /// Streams `body` into `bucket`/`key`, refusing it past the size limit. Returns its size.
     pub async fn put<S, E>(&self, bucket: &str, key: &str, body: S) -> Result<u64, ObjectError>
     where
@@ -199,21 +209,15 @@ impl Buckets {
             return Ok(());
         };
         let file = root.join(bucket).join(key);
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("fsync task panicked")
-        .map_err(|e| {
-            ObjectError::Store(object_store::Error::Generic {
-                store: "local",
-                source: Box::new(e),
+        tokio::task::spawn_blocking(move || crate::durable_file::sync_file_and_dir(&file))
+            .await
+            .expect("fsync task panicked")
+            .map_err(|e| {
+                ObjectError::Store(object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                })
             })
-        })
     }
 
     /// The object's size and a stream of its bytes.

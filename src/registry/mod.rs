@@ -19,7 +19,7 @@ use crate::model::{
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{
     ChangeFeed, FunctionRows, MetadataLocation, MetadataStore, ModuleStore, Published, SharedBlobs,
-    StoreError, StoredRollout,
+    SharedStore, StoreError, StoredRollout,
 };
 
 pub struct Registry {
@@ -39,7 +39,7 @@ impl Registry {
     pub fn open(
         location: &MetadataLocation,
         data_dir: &Path,
-        shared_blobs: Option<Arc<dyn object_store::ObjectStore>>,
+        shared_blobs: Option<SharedStore>,
         router: Arc<Router>,
     ) -> Result<Self, StoreError> {
         let db = location.open()?;

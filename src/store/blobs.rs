@@ -47,8 +47,33 @@ pub struct ModuleStore {
 
 /// The fleet's object store and the key that authenticates compiled code in it.
 pub struct SharedBlobs {
-    pub store: Arc<dyn ObjectStore>,
+    pub store: SharedStore,
     pub artifact_key: Vec<u8>,
+}
+
+/// The fleet's object store, and its directory when it is a local one (`file://`, a shared
+/// filesystem): what is written there is fsynced before it counts as stored.
+#[derive(Clone)]
+pub struct SharedStore {
+    pub store: Arc<dyn ObjectStore>,
+    pub local_root: Option<PathBuf>,
+}
+
+impl SharedStore {
+    /// Writes `bytes` under `key`, durably.
+    async fn put(&self, key: &StorePath, bytes: Bytes) -> io::Result<()> {
+        self.store
+            .put(key, bytes.into())
+            .await
+            .map_err(shared_error)?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(key.as_ref());
+            tokio::task::spawn_blocking(move || durable_file::sync_file_and_dir(&file))
+                .await
+                .map_err(io::Error::other)??;
+        }
+        Ok(())
+    }
 }
 
 impl ModuleStore {
@@ -69,12 +94,7 @@ impl ModuleStore {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
-        shared
-            .store
-            .put(&module_key(digest), bytes.into())
-            .await
-            .map_err(shared_error)?;
-        Ok(())
+        shared.store.put(&module_key(digest), bytes).await
     }
 
     /// A module's bytes: from this node's copy, or else from the shared store (checked
@@ -93,6 +113,7 @@ impl ModuleStore {
         }
         let shared = self.shared.as_ref().expect("checked above");
         let bytes = shared
+            .store
             .store
             .get(&module_key(digest))
             .await
@@ -129,10 +150,8 @@ impl ModuleStore {
         );
         shared
             .store
-            .put(&compiled_key(name), Bytes::from(signed).into())
+            .put(&compiled_key(name), Bytes::from(signed))
             .await
-            .map_err(shared_error)?;
-        Ok(())
     }
 
     /// Compiled code another node shared under `name`, written to `dest` if found and
@@ -141,7 +160,7 @@ impl ModuleStore {
         let Some(shared) = &self.shared else {
             return false;
         };
-        let signed = match shared.store.get(&compiled_key(name)).await {
+        let signed = match shared.store.store.get(&compiled_key(name)).await {
             Ok(found) => match found.bytes().await {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -192,6 +211,7 @@ impl ModuleStore {
         for prefix in [MODULES_PREFIX, COMPILED_PREFIX] {
             let listed: Vec<_> = shared
                 .store
+                .store
                 .list(Some(&StorePath::from(prefix)))
                 .try_collect()
                 .await
@@ -201,6 +221,7 @@ impl ModuleStore {
                 let digest = name.get(..64).and_then(Digest::from_hex);
                 if digest.is_some_and(|d| !known.contains(&d)) && meta.last_modified < cutoff {
                     shared
+                        .store
                         .store
                         .delete(&meta.location)
                         .await
@@ -308,7 +329,10 @@ mod shared_tests {
         ModuleStore::open(
             root.join("modules"),
             Some(SharedBlobs {
-                store: Arc::new(store),
+                store: SharedStore {
+                    store: Arc::new(store),
+                    local_root: Some(shared.to_path_buf()),
+                },
                 artifact_key: key.to_vec(),
             }),
         )

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use blobs::{ModuleStore, SharedBlobs};
+pub use blobs::{ModuleStore, SharedBlobs, SharedStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

@@ -241,6 +241,12 @@ fn print_scaling(scaling: &ScalingView) {
         provisioned.push_str(&format!(", {count} on version {version}"));
     }
     println!("  provisioned: {provisioned}");
+    if scaling.nodes > 1 {
+        println!(
+            "  fleet:       totals split over {} live nodes; the pools below are node {}'s part",
+            scaling.nodes, scaling.node
+        );
+    }
     let rows: Vec<Vec<String>> = scaling
         .pools
         .iter()
