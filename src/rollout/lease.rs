@@ -4,6 +4,11 @@
 //! runs out after [`TTL`]). Being the holder is an optimisation, not the safety net: every
 //! save is a compare-and-swap on the rollout's revision, so a driver that lost its lease
 //! without knowing (paused, partitioned) cannot apply a stale decision.
+//!
+//! A lease row rather than a PostgreSQL advisory lock: a session-level advisory lock belongs
+//! to one connection, which would have to be held out of the store's pool for as long as the
+//! node drives, and its holder is not visible to other nodes (`fnhost nodes` shows the
+//! driver from the row); the row also works the same on SQLite.
 
 use std::sync::Arc;
 use std::time::Duration;

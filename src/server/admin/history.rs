@@ -32,7 +32,7 @@ pub async fn get(
     let changes = host.registry.alias_history(function, alias, limit).await?;
     if changes.is_empty() {
         // History outlives a deleted function, but an unknown name is still a mistake.
-        ensure_function(host, function)?;
+        ensure_function(host, function).await?;
     }
     Ok(json(
         StatusCode::OK,

@@ -22,7 +22,7 @@ pub async fn read(
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    ensure_function(host, function)?;
+    ensure_function(host, function).await?;
     let (mut after, mut version, mut limit, mut follow) = (0u64, None, DEFAULT_LIMIT, false);
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {

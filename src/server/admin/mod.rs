@@ -366,12 +366,18 @@ async fn nodes(host: &App) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-/// 404 unless `function` exists, answered from the routing snapshot (no database read).
-fn ensure_function(host: &App, function: &str) -> Result<(), ApiError> {
-    match host.router.snapshot().resolve(function, Some("latest")) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.into()),
+/// 404 unless `function` exists: answered from the routing snapshot (no database read);
+/// in a fleet, a function missing there is looked up in the store too (and routed), since
+/// another node may have created it a moment ago and this node's change feed not caught up.
+async fn ensure_function(host: &App, function: &str) -> Result<(), ApiError> {
+    let missing = match host.router.snapshot().resolve(function, Some("latest")) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    if host.registry.is_shared() && host.registry.refresh(function).await? {
+        return Ok(());
     }
+    Err(missing.into())
 }
 
 #[cfg(test)]

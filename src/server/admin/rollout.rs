@@ -50,12 +50,13 @@ pub async fn start(
             .min_requests
             .unwrap_or(StartRollout::DEFAULT_MIN_REQUESTS),
     };
+    ensure_function(host, function).await?;
     let status = host.rollouts.start(function, start).await?;
     Ok(json(StatusCode::CREATED, &view(status)))
 }
 
 pub async fn get(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
-    ensure_function(host, function)?;
+    ensure_function(host, function).await?;
     Ok(json(
         StatusCode::OK,
         &view(host.rollouts.status(function).await?),

@@ -16,7 +16,7 @@ pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let policy = match host.router.snapshot().function(name) {
         Some(routes) => routes.scaling.clone(),
         None => {
-            ensure_function(host, name)?;
+            ensure_function(host, name).await?;
             ScalingPolicy::default()
         }
     };

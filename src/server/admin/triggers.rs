@@ -27,7 +27,7 @@ pub async fn add(
             .resolve(function, Some(target))
             .map_err(ApiError::from)?;
     } else {
-        ensure_function(host, function)?;
+        ensure_function(host, function).await?;
     }
     let trigger = host
         .registry
@@ -38,7 +38,7 @@ pub async fn add(
 }
 
 pub async fn list(host: &App, function: &str) -> Result<Response<Body>, ApiError> {
-    ensure_function(host, function)?;
+    ensure_function(host, function).await?;
     let triggers = host.registry.triggers(Some(function.to_string())).await?;
     Ok(json(
         StatusCode::OK,
@@ -70,7 +70,7 @@ pub async fn events(
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    ensure_function(host, function)?;
+    ensure_function(host, function).await?;
     let (mut status, mut limit) = (None, 100u32);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match name.as_ref() {

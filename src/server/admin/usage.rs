@@ -135,7 +135,7 @@ pub async fn health(
     function: &str,
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    ensure_function(host, function)?;
+    ensure_function(host, function).await?;
     let mut window = 60u64;
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
