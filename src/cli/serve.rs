@@ -93,6 +93,12 @@ pub struct ServeArgs {
     /// limit before it gets 503 with Retry-After.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub queue_timeout: Duration,
+    /// CPU fairness: an invocation that has run this long counts as long-running, and
+    /// long-running invocations then take turns on all runtime threads but one while any
+    /// shorter request is in flight, so a quick request never waits behind a CPU hog's time
+    /// slice (alone, hogs use every thread). 0s turns the policy off.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub long_running_after: Duration,
     /// How often usage records are written to the database; a crash loses at most this much.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub usage_flush_interval: Duration,
@@ -233,6 +239,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             network: Arc::new(NetworkPolicy {
                 allow_private: args.outbound_allow_private.clone(),
             }),
+            long_running_after: (!args.long_running_after.is_zero())
+                .then_some(args.long_running_after),
         },
         args.data_dir.join("compiled"),
         registry.modules().clone(),

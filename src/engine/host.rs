@@ -38,6 +38,8 @@ pub struct HostState {
     /// Set by the epoch callback when the request used up its CPU budget, so the resulting
     /// interrupt is reported as that rather than as a timeout.
     pub(super) cpu_budget_exhausted: bool,
+    /// This invocation's place in the CPU fairness policy.
+    pub(super) fairness: super::fairness::Fairness,
 }
 
 impl HostState {
@@ -66,6 +68,7 @@ impl HostState {
             ticks: 0,
             budget_ticks: u64::MAX,
             cpu_budget_exhausted: false,
+            fairness: super::fairness::Fairness::idle(),
         }
     }
 }

@@ -163,6 +163,10 @@ impl Engine {
         let timeout = Duration::from_millis(config.timeout_ms);
         let deadline = Instant::now() + timeout;
         arm(&mut store, deadline);
+        if let Some(after) = self.config.long_running_after {
+            let ticks = after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+            store.data_mut().fairness.begin(&self.cpu_gate, ticks);
+        }
         let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
@@ -260,6 +264,9 @@ impl Engine {
                 Ok(UpdateDeadline::Interrupt)
             } else if Instant::now() >= state.deadline {
                 Ok(UpdateDeadline::Interrupt)
+            } else if let Some(turn) = state.fairness.tick(state.ticks) {
+                // Long-running: wait for a turn at a seat (a thread stays free for short work).
+                Ok(UpdateDeadline::YieldCustom(1, turn))
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }

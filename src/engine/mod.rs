@@ -7,6 +7,7 @@
 //! warm: it only instantiates a `ProxyPre` in a fresh `Store`.
 
 mod compiled_cache;
+pub mod fairness;
 mod guest_output;
 mod host;
 mod invoke;
@@ -56,6 +57,9 @@ pub struct EngineConfig {
     /// Where functions' outbound HTTP may connect (public addresses, plus what the operator
     /// allows).
     pub network: Arc<NetworkPolicy>,
+    /// CPU time after which an invocation counts as long-running and leaves a runtime
+    /// thread to short ones (see `fairness`); `None` turns the policy off.
+    pub long_running_after: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
             max_memory_mb: 4096,
             memory_protection_keys: wasmtime::Enabled::No,
             network: Arc::default(),
+            long_running_after: Some(fairness::DEFAULT_LONG_AFTER),
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Engine {
     stats: EngineStats,
     config: EngineConfig,
     pooling: bool,
+    /// Seats for long-running invocations, one per runtime thread.
+    cpu_gate: Arc<fairness::CpuGate>,
     _ticker: EpochTicker,
 }
 
@@ -154,6 +161,7 @@ impl Engine {
             loaded: DashMap::new(),
             compile_gate: tokio::sync::Semaphore::new(1),
             stats: EngineStats::default(),
+            cpu_gate: fairness::CpuGate::new(runtime_threads()),
             config,
             pooling,
         })
@@ -402,6 +410,11 @@ impl Engine {
             loaded_at: Instant::now(),
         }))
     }
+}
+
+/// The runtime's worker threads: tokio's multi-thread default, one per CPU.
+fn runtime_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// Builds the process's one engine: epoch interruption for timeouts, and the pooling

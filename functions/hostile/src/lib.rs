@@ -2,6 +2,7 @@
 //! the host contains each one and keeps serving everyone else.
 //!
 //! - `/loop`: spins forever (CPU-bound; stopped by the timeout or CPU budget)
+//! - `/crunch?n=N`: N rounds of CPU-bound arithmetic, then answers (for throughput figures)
 //! - `/hog`: allocates 1 MiB blocks without end (stopped by the memory limit)
 //! - `/recurse`: unbounded recursion (stack overflow)
 //! - `/sleep?ms=N`: sleeps N ms in a host call (stopped by the wall-clock timeout)
@@ -55,6 +56,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             .unwrap_or(0);
         let answer = match path {
             "/loop" => spin(),
+            "/crunch" => crunch(param("n").and_then(|v| v.parse().ok()).unwrap_or(10_000_000)),
             "/hog" => hog(),
             "/recurse" => format!("depth {}", recurse(1)),
             "/sleep" => {
@@ -135,6 +137,15 @@ fn spin() -> String {
     loop {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
+}
+
+/// CPU-bound work that finishes: `n` rounds of a multiply-add, for throughput figures.
+fn crunch(n: u64) -> String {
+    let mut x: u64 = 1;
+    for _ in 0..n {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    format!("crunched {n}: {x}")
 }
 
 fn hog() -> String {
