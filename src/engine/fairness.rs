@@ -125,20 +125,9 @@ impl Fairness {
         if ticks < self.long_after_ticks {
             return None;
         }
-        if self.short {
-            self.short = false;
-            gate.short_ended();
-        }
-        // Give the seat back before queueing, so the next in line runs meanwhile.
-        if self
-            .seat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
-        {
-            gate.changed.notify_waiters();
-        }
+        // No longer short; the seat goes back before queueing, so the next in line runs
+        // meanwhile.
+        self.release(&gate);
         let slot = self.seat.clone();
         Some(Box::pin(async move {
             // A real yield first, as for short work: the other tasks of this thread (a new
@@ -150,20 +139,20 @@ impl Fairness {
     }
 
     fn end(&mut self) {
-        let Some(gate) = self.gate.take() else {
-            return;
-        };
+        if let Some(gate) = self.gate.take() {
+            self.release(&gate);
+        }
+    }
+
+    /// Stops counting as short work and gives back the seat, if held.
+    fn release(&mut self, gate: &CpuGate) {
         if self.short {
             self.short = false;
             gate.short_ended();
         }
-        if self
-            .seat
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .is_some()
-        {
+        let seat = self.seat.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if seat.is_some() {
+            drop(seat);
             gate.changed.notify_waiters();
         }
     }
