@@ -101,6 +101,7 @@ impl Rig {
                 warm,
                 request,
                 Box::new(|_| {}),
+                None,
             )
             .await
             .map_err(|failure| anyhow::anyhow!("the function failed: {}", failure.error))?;

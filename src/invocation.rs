@@ -10,6 +10,7 @@
 //! (pick the deployment) before, and turn the outcome into HTTP, a shadow comparison or an
 //! event's next state after.
 
+use crate::engine::fairness::ShortWork;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +109,8 @@ pub struct Call<'a> {
     pub admit: Admit,
     /// The request id (or event id) the guest's log entries carry.
     pub id: &'a str,
+    /// A live request's count as short work since it was read (CPU fairness).
+    pub short: Option<ShortWork>,
 }
 
 /// Why an invocation produced no response.
@@ -302,7 +305,7 @@ impl Invoker {
         };
         let outcome = self
             .engine
-            .invoke(&component, config, warm, request, on_finish)
+            .invoke(&component, config, warm, request, on_finish, call.short)
             .await
             .map_err(|failure| InvocationError {
                 failure: if exceeded.load(Ordering::Acquire) {

@@ -55,6 +55,14 @@ impl CpuGate {
         self.short.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Counts a request as short work from the moment it is read, before its invocation
+    /// begins (which then takes over the count), so hogs leave it a thread on its whole
+    /// path, not only once its guest runs.
+    pub fn short_work(self: &Arc<Self>) -> ShortWork {
+        self.short_started();
+        ShortWork(self.clone())
+    }
+
     fn short_ended(&self) {
         if self.short.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.changed.notify_waiters();
@@ -82,6 +90,15 @@ impl CpuGate {
             drop(seat);
             changed.await;
         }
+    }
+}
+
+/// A request counted as short work until its invocation begins or it ends (dropped).
+pub struct ShortWork(Arc<CpuGate>);
+
+impl Drop for ShortWork {
+    fn drop(&mut self) {
+        self.0.short_ended();
     }
 }
 

@@ -82,7 +82,9 @@ impl Engine {
     /// Runs `request` through `warm` if given, else through an instance of `component`
     /// created on the spot (a cold start, reported in [`Finished::instantiation`]), bounded
     /// by `config`'s limits. `on_finish` runs when the instance is gone, which for a streamed
-    /// response is after the last body byte.
+    /// response is after the last body byte. `short` is the request's count as short work
+    /// so far (live requests), which the invocation takes over.
+    #[allow(clippy::too_many_arguments)]
     pub async fn invoke<B>(
         &self,
         component: &Arc<LoadedComponent>,
@@ -90,6 +92,7 @@ impl Engine {
         warm: Option<WarmInstance>,
         request: hyper::Request<B>,
         on_finish: OnFinish,
+        short: Option<super::fairness::ShortWork>,
     ) -> Result<hyper::Response<GuestBody>, InvokeFailure>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -107,12 +110,14 @@ impl Engine {
             instantiation: None,
             on_finish: Some(on_finish),
         };
-        self.run(component, config, store, proxy, request, &output, guard)
-            .await
-            .map_err(|error| InvokeFailure {
-                error,
-                guest_output: output.text(),
-            })
+        self.run(
+            component, config, store, proxy, request, &output, guard, short,
+        )
+        .await
+        .map_err(|error| InvokeFailure {
+            error,
+            guest_output: output.text(),
+        })
     }
 
     /// Instantiates `component` ahead of demand, with `config`'s limits, for a warm pool.
@@ -155,6 +160,7 @@ impl Engine {
         request: hyper::Request<B>,
         output: &GuestOutput,
         guard: FinishGuard,
+        short: Option<super::fairness::ShortWork>,
     ) -> Result<hyper::Response<GuestBody>, InvokeError>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -167,6 +173,8 @@ impl Engine {
             let ticks = after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
             store.data_mut().fairness.begin(&self.cpu_gate, ticks);
         }
+        // Counted by the invocation from here on.
+        drop(short);
         let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));

@@ -167,6 +167,12 @@ impl Engine {
         })
     }
 
+    /// Counts a live request as short work from now (see `fairness`); hand it to the
+    /// invocation, which takes the count over.
+    pub fn short_work(&self) -> fairness::ShortWork {
+        self.cpu_gate.short_work()
+    }
+
     /// Compiles (or finds in the cache), caches and links an uploaded component, so that the
     /// upload is acknowledged only once the function can serve. `stage` reports progress.
     pub async fn prepare(

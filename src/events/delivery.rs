@@ -238,6 +238,7 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
         alias: None,
         caller: Caller::Event,
         admit: Admit::Held(permit),
+        short: None,
         id: &event.id,
     };
     let response = match events.invoker.invoke(call, request).await {

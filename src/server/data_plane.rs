@@ -5,6 +5,7 @@
 //! header or weight), then one fresh instance serves the request. Responses carry
 //! `fnhost-version` and, when an alias chose it, `fnhost-alias`.
 
+use crate::engine::fairness::ShortWork;
 use std::sync::Arc;
 
 use http::uri::PathAndQuery;
@@ -32,6 +33,8 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
     if let Some(response) = super::probe(host, request.uri().path()) {
         return response;
     }
+    // Short work from now: CPU hogs leave this request a thread on its whole path.
+    let short = host.engine.short_work();
     let request_id = request_id(&request);
     strip_reserved(request.headers_mut());
     let resolved = match Target::parse(request.uri().path()) {
@@ -88,6 +91,7 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
         rest_start,
         request,
         &request_id,
+        short,
     )
     .instrument(span.clone())
     .await
@@ -217,6 +221,7 @@ async fn invoke(
     rest_start: usize,
     mut request: Request<RequestBody>,
     request_id: &HeaderValue,
+    short: ShortWork,
 ) -> Result<Response<Body>, (ApiError, Option<String>)> {
     *request.uri_mut() = function_uri(request.uri(), rest_start).map_err(|e| (e, None))?;
     let call = Call {
@@ -225,6 +230,7 @@ async fn invoke(
         caller: Caller::Live,
         admit: Admit::Queue,
         id: request_id.to_str().unwrap_or(""),
+        short: Some(short),
     };
     match host.invoker.invoke(call, request).await {
         Ok(response) => {

@@ -265,6 +265,7 @@ async fn run(
         alias: None,
         caller: Caller::Shadow,
         admit: Admit::Held(permit),
+        short: None,
         id: &request_id,
     };
     match host.invoker.invoke(call, request).await {
