@@ -66,8 +66,8 @@ async fn resplit(app: &App, id: &str) {
     }
 }
 
-/// Applies other nodes' changes as they arrive, and re-reads everything every
-/// [`RESYNC_EVERY`], until shutdown.
+/// Applies other nodes' changes as they arrive, and every [`RESYNC_EVERY`] re-reads
+/// everything if anything changed since the last full read, until shutdown.
 pub(super) async fn follow(
     app: Arc<App>,
     feed: Arc<tokio::sync::Mutex<ChangeFeed>>,
@@ -83,10 +83,36 @@ pub(super) async fn follow(
                 Some(change) => change,
                 None => return,
             },
-            _ = resync.tick() => Change::Resync,
+            _ = resync.tick() => {
+                backstop(&app).await;
+                continue;
+            }
             () = stop.stopped() => return,
         };
         apply(&app, change).await;
+    }
+}
+
+/// The periodic resync, skipped when the store's change serial says nothing changed since
+/// the last full read.
+async fn backstop(app: &App) {
+    match app.registry.resync_if_changed().await {
+        Ok(None) => {}
+        Ok(Some(gone)) => {
+            resynced(app, gone).await;
+            app.events.timers_changed.notify_one();
+        }
+        Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
+    }
+}
+
+/// After a full re-read: forgets the functions gone and re-reads every rollout.
+async fn resynced(app: &App, gone: Vec<String>) {
+    for name in gone {
+        app.forget_function(&name).await;
+    }
+    if let Err(e) = app.rollouts.reload().await {
+        tracing::warn!(error = %e, "could not resync rollouts with the registry");
     }
 }
 
@@ -104,19 +130,10 @@ async fn apply(app: &App, change: Change) {
                 tracing::warn!(function = %name, error = %e, "could not apply another node's change; resyncing later");
             }
         },
-        Change::Resync => {
-            match app.registry.resync().await {
-                Ok(gone) => {
-                    for name in gone {
-                        app.forget_function(&name).await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
-            }
-            if let Err(e) = app.rollouts.reload().await {
-                tracing::warn!(error = %e, "could not resync rollouts with the registry");
-            }
-        }
+        Change::Resync => match app.registry.resync().await {
+            Ok(gone) => resynced(app, gone).await,
+            Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
+        },
     }
     // Triggers may have changed with the function.
     app.events.timers_changed.notify_one();

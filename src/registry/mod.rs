@@ -30,6 +30,8 @@ pub struct Registry {
     router: Arc<Router>,
     /// Serialises writes so the routing snapshot follows commit order.
     writes: tokio::sync::Mutex<()>,
+    /// The store's change serial when everything was last read (see `resync_if_changed`).
+    synced: std::sync::Mutex<Option<i64>>,
 }
 
 impl Registry {
@@ -70,6 +72,7 @@ impl Registry {
             modules: Arc::new(modules),
             router,
             writes: tokio::sync::Mutex::new(()),
+            synced: std::sync::Mutex::new(None),
         })
     }
 
@@ -301,10 +304,25 @@ impl Registry {
         }
     }
 
+    /// The periodic backstop: [`Self::resync`] unless the store says nothing changed since
+    /// the last one (`None` then), so an idle fleet does not re-read its whole registry on
+    /// every node every period.
+    pub async fn resync_if_changed(&self) -> Result<Option<Vec<String>>, StoreError> {
+        let serial = self.blocking(|db| db.change_serial()).await?;
+        let synced = *self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if serial.is_some() && serial == synced {
+            return Ok(None);
+        }
+        self.resync().await.map(Some)
+    }
+
     /// Re-reads every function (after changes may have been missed) and swaps in their
     /// routes; returns the functions that are gone.
     pub async fn resync(&self) -> Result<Vec<String>, StoreError> {
         let _write = self.writes.lock().await;
+        // Read before the functions: a change committed meanwhile moves the serial past
+        // this, and the next periodic resync reads again.
+        let serial = self.blocking(|db| db.change_serial()).await?;
         let all = self.blocking(|db| db.load_all()).await?;
         let present: std::collections::HashSet<&str> =
             all.iter().map(|rows| rows.info.name.as_str()).collect();
@@ -322,6 +340,7 @@ impl Registry {
         for name in &gone {
             self.router.replace_function(name, None);
         }
+        *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = serial;
         Ok(gone)
     }
 

@@ -369,6 +369,12 @@ pub trait MetadataStore: Send + Sync {
     fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError>;
     /// Deletes samples of seconds before `before`; returns how many went.
     fn prune_health(&self, before: i64) -> Result<usize, StoreError>;
+    /// A number that grows with every committed function change (any node's), so a node
+    /// can tell whether anything changed since it last read everything; `None` for a store
+    /// no other node shares.
+    fn change_serial(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
     /// The functions other nodes change, as they commit; `None` for a store no other node
     /// shares. Reads must follow: a function named here is re-read from the store.
     fn watch(&self) -> Option<ChangeFeed> {

@@ -123,6 +123,8 @@ impl PostgresStore {
             let payload = format!("{} {function}", self.node);
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
                 .map_err(database)?;
+            tx.execute("UPDATE fnhost_changes SET serial = serial + 1", &[])
+                .map_err(database)?;
             Ok(out)
         })
     }
@@ -573,6 +575,15 @@ impl MetadataStore for PostgresStore {
         self.with_tx(|tx| fleet::prune_health(tx, before))
     }
 
+    fn change_serial(&self) -> Result<Option<i64>, StoreError> {
+        self.with_tx(|tx| {
+            let row = tx
+                .query_one("SELECT serial FROM fnhost_changes", &[])
+                .map_err(database)?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
     fn watch(&self) -> Option<ChangeFeed> {
         let (sender, feed) = tokio::sync::mpsc::unbounded_channel();
         let (dsn, node) = (self.dsn.clone(), self.node.clone());
@@ -596,6 +607,24 @@ mod tests {
     }
 
     conformance_tests!(store);
+
+    #[test]
+    fn every_function_change_bumps_the_change_serial() {
+        let (_, db) = store();
+        let before = db.change_serial().unwrap().unwrap();
+        let patch = crate::model::ConfigPatch::default();
+        let why = Why::admin("test");
+        db.set_latest("f", &Digest::of(b"f"), 1, &patch, None, 1, &why)
+            .unwrap();
+        let after_upload = db.change_serial().unwrap().unwrap();
+        assert_eq!(after_upload, before + 1);
+        db.publish("f", "", false, 2, &why).unwrap();
+        assert_eq!(db.change_serial().unwrap().unwrap(), after_upload + 1);
+        // Reads and non-function writes leave it alone.
+        db.load_all().unwrap();
+        db.setting_or_init("x", "y").unwrap();
+        assert_eq!(db.change_serial().unwrap().unwrap(), after_upload + 1);
+    }
 
     /// A migrated database holding function `name` (with a module and default config), for
     /// tests of one query module.

@@ -165,6 +165,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX health_samples_by_second ON health_samples (second);
     "#,
+    // 3: a serial bumped by every function-changing transaction (with its NOTIFY), so a
+    // node's periodic resync reads everything only when something changed since the last.
+    r#"
+    CREATE TABLE fnhost_changes (serial BIGINT NOT NULL);
+    INSERT INTO fnhost_changes (serial) VALUES (0);
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship
