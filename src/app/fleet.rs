@@ -30,9 +30,9 @@ pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Sto
         node.in_flight = u64::from(app.invoker.admission.host_in_flight());
         node.warm_instances = u64::from(app.scaler.warm_total());
         match app.registry.heartbeat(node.clone()).await {
-            Ok(()) => {
+            Ok(live) => {
                 failing = false;
-                resplit(&app, &node.id).await;
+                resplit(&app, &node.id, live);
             }
             Err(e) if !failing => {
                 failing = true;
@@ -48,10 +48,7 @@ pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Sto
 
 /// Re-splits the fleet's capacity over the live nodes (see `NodeShare`) when membership
 /// changed: each node finds its place among the live nodes ordered by id.
-async fn resplit(app: &App, id: &str) {
-    let Ok(mut nodes) = app.registry.nodes().await else {
-        return; // keep the last split; the next heartbeat tries again
-    };
+fn resplit(app: &App, id: &str, mut nodes: Vec<NodeRecord>) {
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let Some(index) = nodes.iter().position(|n| n.id == id) else {
         return;

@@ -47,7 +47,8 @@ impl CpuGate {
     }
 
     /// Long-running invocations running now.
-    pub fn long_running(&self) -> u32 {
+    #[cfg(test)]
+    fn long_running(&self) -> u32 {
         self.total - self.seats.available_permits() as u32
     }
 

@@ -362,10 +362,15 @@ impl Registry {
             .await
     }
 
-    /// Records this node's heartbeat, forgetting nodes silent for [`NODE_EXPIRY_MS`].
-    pub async fn heartbeat(&self, node: NodeRecord) -> Result<(), StoreError> {
-        self.blocking(move |db| db.heartbeat(&node, node.heartbeat_ms - NODE_EXPIRY_MS))
-            .await
+    /// Records this node's heartbeat, forgetting nodes silent for [`NODE_EXPIRY_MS`], and
+    /// returns the nodes alive now (in one trip off the runtime).
+    pub async fn heartbeat(&self, node: NodeRecord) -> Result<Vec<NodeRecord>, StoreError> {
+        self.blocking(move |db| {
+            let since = node.heartbeat_ms - NODE_EXPIRY_MS;
+            db.heartbeat(&node, since)?;
+            db.nodes(since)
+        })
+        .await
     }
 
     /// The nodes alive now (heartbeat within [`NODE_EXPIRY_MS`]).

@@ -45,11 +45,10 @@ impl Lease {
 
     /// Whether this node drives now, taking or renewing the lease when due. The answer
     /// `(drives, newly)`: `newly` when it did not drive at the last call (reload state).
+    /// Alone, the node always drives and has nothing to reload.
     pub async fn drive(&mut self) -> (bool, bool) {
         if !self.registry.is_shared() {
-            let newly = self.held_until.is_none();
-            self.held_until = Some(Instant::now() + Duration::from_secs(3600 * 24 * 365));
-            return (true, newly);
+            return (true, false);
         }
         let was = self.holds();
         if self.asked_at.is_none_or(|at| at.elapsed() >= RENEW_EVERY) {

@@ -365,10 +365,7 @@ impl Rollouts {
             if !drives {
                 continue;
             }
-            if newly
-                && self.registry.is_shared()
-                && let Err(e) = self.reload().await
-            {
+            if newly && let Err(e) = self.reload().await {
                 tracing::error!(error = %e, "could not read the rollouts to drive; retrying");
                 continue;
             }
