@@ -27,8 +27,7 @@ use crate::admission::{Admission, Permit, Rejected};
 use crate::drain::discard;
 use crate::engine::{Engine, Finished, GuestBody, InvokeError, PrepareError};
 use crate::function_logs::FunctionLogs;
-use crate::metering::{InvocationRecord, Metering};
-use crate::model::VersionLabel;
+use crate::metering::{InvocationRecord, Metering, VersionMeter};
 use crate::routing::Deployment;
 use crate::scaling::Scaler;
 
@@ -217,19 +216,23 @@ impl Invoker {
     {
         let deployment = call.deployment;
         let config = &deployment.config;
+        let meter = deployment
+            .meter
+            .get_or_init(|| self.metering.meter(&deployment.function, deployment.label));
         let refused = |failure: Failure| {
             if call.caller != Caller::Shadow {
-                self.metering.record(&InvocationRecord {
-                    function: &deployment.function,
-                    version: deployment.label,
-                    alias: call.alias.map(|a| &**a),
-                    status: failure.status().as_u16(),
-                    duration: Duration::ZERO,
-                    memory_mb: config.memory_mb,
-                    cold_start: false,
-                    instantiation: None,
-                    billable: false,
-                });
+                self.metering.record(
+                    meter,
+                    &InvocationRecord {
+                        alias: call.alias,
+                        status: failure.status().as_u16(),
+                        duration: Duration::ZERO,
+                        memory_mb: config.memory_mb,
+                        cold_start: false,
+                        instantiation: None,
+                        billable: false,
+                    },
+                );
             }
             InvocationError::from(failure)
         };
@@ -259,9 +262,9 @@ impl Invoker {
             },
         };
         if permit.waited {
-            self.metering.queue_waited(&deployment.function);
+            self.metering.queue_waited(meter);
         }
-        let slot = Slot::new(self.metering.clone(), deployment, permit);
+        let slot = Slot::new(meter.clone(), permit);
         let component = match self.engine.load(deployment.digest).await {
             Ok(component) => component,
             Err(e) => {
@@ -269,19 +272,17 @@ impl Invoker {
                 return Err(refused(Failure::Load(e)));
             }
         };
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let stalled = Arc::new(AtomicBool::new(false));
+        let faults = Arc::new(BodyFaults::default());
         let request = request.map(|body| CappedBody {
             inner: body,
             remaining: config.max_request_body_bytes,
-            exceeded: exceeded.clone(),
             stall: self.body_timeout,
             stall_timer: None,
             stall_armed: false,
-            stalled: stalled.clone(),
+            faults: faults.clone(),
         });
         let record = (call.caller != Caller::Shadow)
-            .then(|| PendingRecord::new(&self.metering, deployment, call.alias.cloned()));
+            .then(|| PendingRecord::new(&self.metering, meter, config, call.alias.cloned()));
         let (warm, lease) = self.scaler.take(deployment);
         let on_finish = {
             let logs = self.logs.clone();
@@ -308,9 +309,9 @@ impl Invoker {
             .invoke(&component, config, warm, request, on_finish, call.short)
             .await
             .map_err(|failure| InvocationError {
-                failure: if exceeded.load(Ordering::Acquire) {
+                failure: if faults.exceeded.load(Ordering::Acquire) {
                     Failure::TooLarge(config.max_request_body_bytes)
-                } else if stalled.load(Ordering::Acquire) {
+                } else if faults.stalled.load(Ordering::Acquire) {
                     Failure::BodyTimeout(self.body_timeout)
                 } else {
                     Failure::Invoke(failure.error)
@@ -329,19 +330,15 @@ impl Invoker {
 
 /// A concurrency slot, counted in the version's in-flight gauge while held.
 struct Slot {
-    metering: Arc<Metering>,
-    function: Arc<str>,
-    version: VersionLabel,
+    meter: Arc<VersionMeter>,
     _permit: Permit,
 }
 
 impl Slot {
-    fn new(metering: Arc<Metering>, deployment: &Deployment, permit: Permit) -> Self {
-        metering.in_flight(&deployment.function, deployment.label, 1);
+    fn new(meter: Arc<VersionMeter>, permit: Permit) -> Self {
+        meter.in_flight(1);
         Self {
-            metering,
-            function: deployment.function.clone(),
-            version: deployment.label,
+            meter,
             _permit: permit,
         }
     }
@@ -349,7 +346,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.metering.in_flight(&self.function, self.version, -1);
+        self.meter.in_flight(-1);
     }
 }
 
@@ -357,8 +354,7 @@ impl Drop for Slot {
 /// (known when the head is back) or the instance being gone (after streaming).
 struct PendingRecord {
     metering: Arc<Metering>,
-    function: Arc<str>,
-    version: VersionLabel,
+    meter: Arc<VersionMeter>,
     alias: Option<Arc<str>>,
     memory_mb: u32,
     admitted: Instant,
@@ -373,18 +369,18 @@ struct RecordState {
 }
 
 impl PendingRecord {
-    /// Starts timing an invocation of `deployment` admitted now.
+    /// Starts timing an invocation, admitted now, of the version `meter` meters.
     fn new(
         metering: &Arc<Metering>,
-        deployment: &Deployment,
+        meter: &Arc<VersionMeter>,
+        config: &crate::model::FunctionConfig,
         alias: Option<Arc<str>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             metering: metering.clone(),
-            function: deployment.function.clone(),
-            version: deployment.label,
+            meter: meter.clone(),
             alias,
-            memory_mb: deployment.config.memory_mb,
+            memory_mb: config.memory_mb,
             admitted: Instant::now(),
             state: Mutex::new(RecordState::default()),
         })
@@ -414,18 +410,19 @@ impl PendingRecord {
             duration_us = duration.as_micros() as u64,
             "invocation"
         );
-        self.metering.record(&InvocationRecord {
-            function: &self.function,
-            version: self.version,
-            alias: self.alias.as_deref(),
-            status,
-            duration,
-            memory_mb: self.memory_mb,
-            // A request served by a warm instance did no instantiation of its own.
-            cold_start: instantiation.is_some(),
-            instantiation,
-            billable: true,
-        });
+        self.metering.record(
+            &self.meter,
+            &InvocationRecord {
+                alias: self.alias.as_ref(),
+                status,
+                duration,
+                memory_mb: self.memory_mb,
+                // A request served by a warm instance did no instantiation of its own.
+                cold_start: instantiation.is_some(),
+                instantiation,
+                billable: true,
+            },
+        );
     }
 }
 
@@ -500,18 +497,24 @@ where
     }
 }
 
-/// The request body as the function reads it: past the function's limit it fails, and
-/// `exceeded` tells the pipeline to answer 413 rather than blame the function; a body that
-/// stops arriving for `stall` fails too, and `stalled` makes that a 408.
+/// How the client's body failed the function, so the pipeline answers 413 or 408 rather than
+/// blame the function.
+#[derive(Default)]
+struct BodyFaults {
+    exceeded: AtomicBool,
+    stalled: AtomicBool,
+}
+
+/// The request body as the function reads it: past the function's limit it fails (and sets
+/// `faults.exceeded`); a body that stops arriving for `stall` fails too (`faults.stalled`).
 struct CappedBody<B> {
     inner: B,
     remaining: u64,
-    exceeded: Arc<AtomicBool>,
     stall: Duration,
     stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether `stall_timer` counts the current pause (cleared by every frame).
     stall_armed: bool,
-    stalled: Arc<AtomicBool>,
+    faults: Arc<BodyFaults>,
 }
 
 impl<B> http_body::Body for CappedBody<B>
@@ -532,7 +535,7 @@ where
                 this.stall_armed = false;
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
-                    this.exceeded.store(true, Ordering::Release);
+                    this.faults.exceeded.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
                         None,
                     ))));
@@ -558,7 +561,7 @@ where
                 };
                 this.stall_armed = true;
                 if timer.as_mut().poll(cx).is_ready() {
-                    this.stalled.store(true, Ordering::Release);
+                    this.faults.stalled.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(
                         wasmtime_wasi_http::Error::ConnectionReadTimeout,
                     )));

@@ -233,20 +233,18 @@ impl Engine {
             }
             .in_current_span(),
         );
-        match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(Ok(response))) => limit_response_body(response, config.max_response_body_bytes),
-            Ok(Ok(Err(code))) => Err(InvokeError::Guest(describe_error_code(&code))),
-            Ok(Err(_no_response)) => match task.await {
+        // The guest's task enforces the deadline: when it stops the guest, the store and the
+        // response sender in it are dropped, so this wait needs no timer of its own.
+        match receiver.await {
+            Ok(Ok(response)) => limit_response_body(response, config.max_response_body_bytes),
+            Ok(Err(code)) => Err(InvokeError::Guest(describe_error_code(&code))),
+            Err(_no_response) => match task.await {
                 Ok(Ok(())) => Err(InvokeError::Guest(
                     "the handler returned without setting a response".into(),
                 )),
                 Ok(Err(e)) => Err(e),
                 Err(join) => Err(InvokeError::Trap(format!("host task failed: {join}"))),
             },
-            Err(_elapsed) => {
-                task.abort();
-                Err(InvokeError::Timeout(timeout.as_millis() as u64))
-            }
         }
     }
 

@@ -15,24 +15,34 @@ use crate::model::{HealthSample, VersionHealth, VersionLabel, summarize};
 const KEEP_SECONDS: i64 = 300;
 
 #[derive(Default)]
-struct Second {
+pub struct Second {
     second: i64,
     requests: u64,
     errors: u64,
     latency: LatencyHistogram,
 }
 
+/// One version's seconds, shared by the map (which reads them) and the version's meter (which
+/// records into them without a map lookup).
+pub type Window = Arc<Mutex<VecDeque<Second>>>;
+
 #[derive(Default)]
 pub struct HealthWindows {
-    versions: DashMap<(Arc<str>, VersionLabel), Mutex<VecDeque<Second>>>,
+    versions: DashMap<(Arc<str>, VersionLabel), Window>,
 }
 
 impl HealthWindows {
-    pub fn record(&self, record: &InvocationRecord<'_>) {
+    /// `function`'s `version`'s window, created empty if new.
+    pub fn window(&self, function: &Arc<str>, version: VersionLabel) -> Window {
+        self.versions
+            .entry((function.clone(), version))
+            .or_default()
+            .clone()
+    }
+
+    pub fn record(window: &Window, record: &InvocationRecord<'_>) {
         let now = crate::model::now_ms().div_euclid(1000);
-        let key = (record.function.clone(), record.version);
-        let entry = self.versions.entry(key).or_default();
-        let mut seconds = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seconds = window.lock().unwrap_or_else(|p| p.into_inner());
         if seconds.back().is_none_or(|s| s.second != now) {
             seconds.push_back(Second {
                 second: now,

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use std::sync::{Arc, OnceLock, RwLock};
+
 use super::InvocationRecord;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +50,70 @@ pub struct HostGauges {
     pub loaded_components: u64,
     pub warm_pools: Vec<crate::model::PoolStatus>,
     pub scaler: crate::model::ScalerStats,
+}
+
+/// One version's series, resolved once per version (see [`Metrics::version`]). Counters that
+/// may never move (cold starts, queue waits, refusals) are created on first use, so a version
+/// shows only the series it has.
+pub struct VersionMetrics {
+    labels: VersionLabels,
+    duration: Histogram,
+    in_flight: Gauge,
+    cold_starts: OnceLock<Counter>,
+    queue_waits: OnceLock<Counter>,
+    overloaded: OnceLock<Counter>,
+    /// Invocation counters by alias (`None`: called by version) and status class 1xx-5xx.
+    invocations: RwLock<Vec<AliasCounters>>,
+}
+
+type AliasCounters = (Option<Arc<str>>, [OnceLock<Counter>; 5]);
+
+impl VersionMetrics {
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    fn function_labels(&self) -> FunctionLabels {
+        FunctionLabels {
+            function: self.labels.function.clone(),
+        }
+    }
+
+    /// Counts one invocation under `alias` and `status`'s class: a read lock and a short scan
+    /// (a version is reached through a handful of aliases at most) once its counter exists.
+    fn count_invocation(&self, metrics: &Metrics, alias: Option<&Arc<str>>, status: u16) {
+        let class = status / 100;
+        let create = || {
+            metrics
+                .invocations
+                .get_or_create(&InvocationLabels {
+                    function: self.labels.function.clone(),
+                    version: self.labels.version.clone(),
+                    alias: alias.map_or_else(String::new, |a| a.to_string()),
+                    status: format!("{class}xx"),
+                })
+                .clone()
+        };
+        // Out-of-range classes (HTTP allows codes up to 999) are rare: looked up each time.
+        let Some(slot) = (class as usize).checked_sub(1).filter(|&i| i < 5) else {
+            create().inc();
+            return;
+        };
+        let same = |entry: &&AliasCounters| entry.0.as_deref() == alias.map(|a| &**a);
+        {
+            let counters = self.invocations.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = counters.iter().find(same) {
+                entry.1[slot].get_or_init(create).inc();
+                return;
+            }
+        }
+        let mut counters = self.invocations.write().unwrap_or_else(|p| p.into_inner());
+        if !counters.iter().any(|entry| same(&entry)) {
+            counters.push((alias.cloned(), Default::default()));
+        }
+        let entry = counters.iter().find(same).expect("inserted above");
+        entry.1[slot].get_or_init(create).inc();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -147,34 +213,57 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, record: &InvocationRecord<'_>) {
-        let function = record.function.to_string();
-        let version = record.version.to_string();
-        self.invocations
-            .get_or_create(&InvocationLabels {
-                function: function.clone(),
-                version: version.clone(),
-                alias: record.alias.unwrap_or("").to_string(),
-                status: format!("{}xx", record.status / 100),
-            })
-            .inc();
+    /// The handles of one version's series, resolved now so that recording an invocation
+    /// builds no label strings and looks nothing up.
+    pub fn version(&self, function: &str, version: crate::model::VersionLabel) -> VersionMetrics {
+        let labels = VersionLabels {
+            function: function.to_string(),
+            version: version.to_string(),
+        };
+        VersionMetrics {
+            duration: self.duration.get_or_create(&labels).clone(),
+            in_flight: self.in_flight.get_or_create(&labels).clone(),
+            cold_starts: OnceLock::new(),
+            queue_waits: OnceLock::new(),
+            overloaded: OnceLock::new(),
+            invocations: RwLock::new(Vec::new()),
+            labels,
+        }
+    }
+
+    pub fn record(&self, version: &VersionMetrics, record: &InvocationRecord<'_>) {
+        version.count_invocation(self, record.alias, record.status);
         if record.status == 503 && !record.billable {
-            self.overloaded
-                .get_or_create(&FunctionLabels {
-                    function: function.clone(),
+            version
+                .overloaded
+                .get_or_init(|| {
+                    self.overloaded
+                        .get_or_create(&version.function_labels())
+                        .clone()
                 })
                 .inc();
         }
-        let labels = VersionLabels { function, version };
-        self.duration
-            .get_or_create(&labels)
-            .observe(record.duration.as_secs_f64());
+        version.duration.observe(record.duration.as_secs_f64());
         if record.cold_start {
-            self.cold_starts.get_or_create(&labels).inc();
+            version
+                .cold_starts
+                .get_or_init(|| self.cold_starts.get_or_create(&version.labels).clone())
+                .inc();
         }
         if let Some(instantiation) = record.instantiation {
             self.instantiation.observe(instantiation.as_secs_f64());
         }
+    }
+
+    pub fn queue_waited(&self, version: &VersionMetrics) {
+        version
+            .queue_waits
+            .get_or_init(|| {
+                self.queue_waits
+                    .get_or_create(&version.function_labels())
+                    .clone()
+            })
+            .inc();
     }
 
     pub fn shadow(
@@ -199,23 +288,6 @@ impl Metrics {
                 })
                 .observe(duration.as_secs_f64());
         }
-    }
-
-    pub fn queue_waited(&self, function: &str) {
-        self.queue_waits
-            .get_or_create(&FunctionLabels {
-                function: function.to_string(),
-            })
-            .inc();
-    }
-
-    pub fn in_flight(&self, function: &str, version: crate::model::VersionLabel, delta: i64) {
-        self.in_flight
-            .get_or_create(&VersionLabels {
-                function: function.to_string(),
-                version: version.to_string(),
-            })
-            .inc_by(delta);
     }
 
     pub fn encode(&self, gauges: &HostGauges) -> String {

@@ -28,12 +28,10 @@ use crate::model::{
 use health::HealthWindows;
 use metrics::Metrics;
 
-/// One finished (or refused) invocation.
+/// One finished (or refused) invocation of the version a [`VersionMeter`] meters.
 #[derive(Debug)]
 pub struct InvocationRecord<'a> {
-    pub function: &'a Arc<str>,
-    pub version: VersionLabel,
-    pub alias: Option<&'a str>,
+    pub alias: Option<&'a Arc<str>>,
     pub status: u16,
     pub duration: Duration,
     pub memory_mb: u32,
@@ -52,7 +50,31 @@ struct UsageKey {
     minute: i64,
 }
 
+/// What recording one version's invocations needs, resolved once per version (when it is
+/// first invoked) rather than per request: its metric handles and its health window. Held by
+/// the version's deployment.
+pub struct VersionMeter {
+    function: Arc<str>,
+    version: VersionLabel,
+    metrics: metrics::VersionMetrics,
+    health: health::Window,
+}
+
+impl VersionMeter {
+    /// Requests of this version running now (admitted and not yet finished).
+    pub fn in_flight(&self, delta: i64) {
+        self.metrics.in_flight(delta);
+    }
+}
+
+impl std::fmt::Debug for VersionMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VersionMeter({}@{})", self.function, self.version)
+    }
+}
+
 pub struct Metering {
+    meters: DashMap<(Arc<str>, VersionLabel), Arc<VersionMeter>>,
     pending: DashMap<UsageKey, UsageRow>,
     health: HealthWindows,
     shadow: shadow::ShadowStats,
@@ -62,6 +84,7 @@ pub struct Metering {
 impl Default for Metering {
     fn default() -> Self {
         Self {
+            meters: DashMap::new(),
             pending: DashMap::new(),
             health: HealthWindows::default(),
             shadow: shadow::ShadowStats::default(),
@@ -71,16 +94,32 @@ impl Default for Metering {
 }
 
 impl Metering {
-    pub fn record(&self, record: &InvocationRecord<'_>) {
-        self.metrics.record(record);
-        self.health.record(record);
+    /// The meter of `function`'s `version`, the same one for every deployment of it until the
+    /// function is forgotten.
+    pub fn meter(&self, function: &Arc<str>, version: VersionLabel) -> Arc<VersionMeter> {
+        self.meters
+            .entry((function.clone(), version))
+            .or_insert_with(|| {
+                Arc::new(VersionMeter {
+                    function: function.clone(),
+                    version,
+                    metrics: self.metrics.version(function, version),
+                    health: self.health.window(function, version),
+                })
+            })
+            .clone()
+    }
+
+    pub fn record(&self, meter: &VersionMeter, record: &InvocationRecord<'_>) {
+        self.metrics.record(&meter.metrics, record);
+        HealthWindows::record(&meter.health, record);
         if !record.billable {
             return;
         }
         let key = UsageKey {
-            function: record.function.clone(),
-            version: record.version,
-            alias: record.alias.map(Arc::from),
+            function: meter.function.clone(),
+            version: meter.version,
+            alias: record.alias.cloned(),
             minute: crate::model::now_ms().div_euclid(60_000),
         };
         let billed = billed_ms(record.duration);
@@ -140,13 +179,8 @@ impl Metering {
     }
 
     /// A request that had to wait for a concurrency slot.
-    pub fn queue_waited(&self, function: &str) {
-        self.metrics.queue_waited(function);
-    }
-
-    /// Requests of one version running now (admitted and not yet finished).
-    pub fn in_flight(&self, function: &str, version: VersionLabel, delta: i64) {
-        self.metrics.in_flight(function, version, delta);
+    pub fn queue_waited(&self, meter: &VersionMeter) {
+        self.metrics.queue_waited(&meter.metrics);
     }
 
     /// Takes everything recorded since the last call, keyed and ready to persist.
@@ -179,6 +213,7 @@ impl Metering {
     /// Forgets a deleted function's health windows. Its usage stays (billing history) and
     /// its Prometheus series stay until restart, as counters should not go backwards.
     pub fn forget(&self, function: &str) {
+        self.meters.retain(|(f, _), _| &**f != function);
         self.health.remove(function);
         self.shadow.remove(function);
     }
@@ -202,17 +237,19 @@ mod tests {
     use super::*;
 
     fn record(metering: &Metering, function: &Arc<str>, version: u32, status: u16, micros: u64) {
-        metering.record(&InvocationRecord {
-            function,
-            version: VersionLabel::Number(version),
-            alias: Some("prod"),
-            status,
-            duration: Duration::from_micros(micros),
-            memory_mb: 128,
-            cold_start: true,
-            instantiation: Some(Duration::from_micros(20)),
-            billable: true,
-        });
+        let meter = metering.meter(function, VersionLabel::Number(version));
+        metering.record(
+            &meter,
+            &InvocationRecord {
+                alias: Some(&Arc::from("prod")),
+                status,
+                duration: Duration::from_micros(micros),
+                memory_mb: 128,
+                cold_start: true,
+                instantiation: Some(Duration::from_micros(20)),
+                billable: true,
+            },
+        );
     }
 
     #[test]
@@ -253,20 +290,83 @@ mod tests {
     fn refusals_are_counted_but_not_billed() {
         let metering = Metering::default();
         let f: Arc<str> = Arc::from("f");
-        metering.record(&InvocationRecord {
-            function: &f,
-            version: VersionLabel::Latest,
-            alias: None,
-            status: 503,
-            duration: Duration::ZERO,
-            memory_mb: 128,
-            cold_start: false,
-            instantiation: None,
-            billable: false,
-        });
+        let meter = metering.meter(&f, VersionLabel::Latest);
+        metering.record(
+            &meter,
+            &InvocationRecord {
+                alias: None,
+                status: 503,
+                duration: Duration::ZERO,
+                memory_mb: 128,
+                cold_start: false,
+                instantiation: None,
+                billable: false,
+            },
+        );
         assert!(metering.take_pending().is_empty());
         let health = metering.health("f", Duration::from_secs(60));
         assert_eq!(health[0].requests, 1);
         assert_eq!(health[0].errors, 1);
+    }
+
+    /// A version's meter resolves its series once; what it records lands in the same series
+    /// the exposition shows, per alias and status class, and a forgotten function's next
+    /// meter is a new one.
+    #[test]
+    fn meters_count_per_alias_and_status_class() {
+        let metering = Metering::default();
+        let f: Arc<str> = Arc::from("f");
+        let prod: Arc<str> = Arc::from("prod");
+        let meter = metering.meter(&f, VersionLabel::Number(1));
+        assert!(Arc::ptr_eq(
+            &meter,
+            &metering.meter(&f, VersionLabel::Number(1))
+        ));
+        let call = |alias: Option<&Arc<str>>, status: u16| {
+            metering.record(
+                &meter,
+                &InvocationRecord {
+                    alias,
+                    status,
+                    duration: Duration::from_millis(1),
+                    memory_mb: 128,
+                    cold_start: false,
+                    instantiation: None,
+                    billable: status != 503,
+                },
+            )
+        };
+        call(Some(&prod), 200);
+        call(Some(&prod), 200);
+        call(None, 200);
+        call(Some(&prod), 503);
+        metering.queue_waited(&meter);
+        let text = metering.encode_metrics(&HostGauges::default());
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        let invocations = |alias: &str, status: &str| {
+            value(&format!(
+                "fnhost_invocations_total{{function=\"f\",version=\"1\",alias=\"{alias}\",status=\"{status}\"}}"
+            ))
+        };
+        assert_eq!(invocations("prod", "2xx"), 2.0);
+        assert_eq!(invocations("", "2xx"), 1.0);
+        assert_eq!(invocations("prod", "5xx"), 1.0);
+        assert_eq!(value("fnhost_overloaded_total{function=\"f\"}"), 1.0);
+        assert_eq!(value("fnhost_queue_waits_total{function=\"f\"}"), 1.0);
+        assert_eq!(
+            value("fnhost_invocation_duration_seconds_count{function=\"f\",version=\"1\"}"),
+            4.0
+        );
+        assert!(!text.contains("fnhost_cold_starts_total{"), "{text}");
+        assert_eq!(metering.health("f", Duration::from_secs(60))[0].requests, 4);
+        metering.forget("f");
+        assert!(!Arc::ptr_eq(
+            &meter,
+            &metering.meter(&f, VersionLabel::Number(1))
+        ));
     }
 }

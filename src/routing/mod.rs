@@ -31,6 +31,8 @@ pub struct Deployment {
     pub config: FunctionConfig,
     /// `label` rendered once for the `fnhost-version` response header.
     pub version_header: http::HeaderValue,
+    /// The version's meter, looked up at its first invocation and kept for the rest.
+    pub meter: std::sync::OnceLock<Arc<crate::metering::VersionMeter>>,
 }
 
 impl Deployment {
@@ -48,6 +50,7 @@ impl Deployment {
             digest,
             config,
             version_header,
+            meter: std::sync::OnceLock::new(),
         }
     }
 }

@@ -200,8 +200,8 @@ fn request_id(request: &Request<Incoming>) -> HeaderValue {
         .cloned()
         .unwrap_or_else(|| {
             // Unique, not secret: a fast thread-local generator instead of a syscall per request.
-            HeaderValue::from_str(&format!("{:016x}", fastrand::u64(..)))
-                .expect("hex is a header value")
+            let id = bytes::Bytes::from(format!("{:016x}", fastrand::u64(..)));
+            HeaderValue::from_maybe_shared(id).expect("hex is a header value")
         })
 }
 
@@ -242,17 +242,17 @@ async fn invoke(
 
 /// The URI the function sees: the path after its name, the query, and the authority.
 fn function_uri(original: &Uri, rest_start: usize) -> Result<Uri, ApiError> {
-    let path = &original.path()[rest_start..];
-    let path = if path.is_empty() { "/" } else { path };
-    let path_and_query = match original.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_string(),
-    };
+    let path_and_query = original.path_and_query().map_or("/", PathAndQuery::as_str);
+    let rest = &path_and_query[rest_start.min(path_and_query.len())..];
+    // The rest is already `/REST?QUERY` unless the path ends at the name (`/hello?q`).
+    let path_and_query = if rest.starts_with('/') {
+        PathAndQuery::try_from(rest)
+    } else {
+        PathAndQuery::try_from(format!("/{rest}"))
+    }
+    .map_err(|e| ApiError::bad_request(format!("invalid request path: {e}")))?;
     let mut parts = original.clone().into_parts();
-    parts.path_and_query = Some(
-        PathAndQuery::try_from(path_and_query)
-            .map_err(|e| ApiError::bad_request(format!("invalid request path: {e}")))?,
-    );
+    parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).map_err(|e| ApiError::bad_request(format!("invalid request URI: {e}")))
 }
 
@@ -327,5 +327,9 @@ mod tests {
         let uri: Uri = "http://example.com/hello?q".parse().unwrap();
         let rewritten = function_uri(&uri, "/hello".len()).unwrap();
         assert_eq!(rewritten.to_string(), "http://example.com/?q");
+        let uri: Uri = "/hello".parse().unwrap();
+        assert_eq!(function_uri(&uri, "/hello".len()).unwrap().to_string(), "/");
+        let uri: Uri = "/hello/".parse().unwrap();
+        assert_eq!(function_uri(&uri, "/hello".len()).unwrap().to_string(), "/");
     }
 }
