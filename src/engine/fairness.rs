@@ -110,7 +110,9 @@ pub struct Fairness {
     gate: Option<Arc<CpuGate>>,
     long_after_ticks: u64,
     short: bool,
-    seat: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// The seat held between ticks, shared with the turn being waited for; created the
+    /// first time the invocation is long-running (most never are, so most never allocate).
+    seat: Option<Arc<Mutex<Option<OwnedSemaphorePermit>>>>,
 }
 
 impl Fairness {
@@ -120,7 +122,7 @@ impl Fairness {
             gate: None,
             long_after_ticks: u64::MAX,
             short: false,
-            seat: Arc::new(Mutex::new(None)),
+            seat: None,
         }
     }
 
@@ -146,7 +148,7 @@ impl Fairness {
         // No longer short; the seat goes back before queueing, so the next in line runs
         // meanwhile.
         self.release(&gate);
-        let slot = self.seat.clone();
+        let slot = self.seat.get_or_insert_with(Default::default).clone();
         Some(Box::pin(async move {
             // A real yield first, as for short work: the other tasks of this thread (a new
             // request being read, say) run before the hog takes a seat again.
@@ -168,7 +170,10 @@ impl Fairness {
             self.short = false;
             gate.short_ended();
         }
-        let seat = self.seat.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let seat = self
+            .seat
+            .as_ref()
+            .and_then(|seat| seat.lock().unwrap_or_else(|p| p.into_inner()).take());
         if seat.is_some() {
             drop(seat);
             gate.changed.notify_waiters();

@@ -169,8 +169,7 @@ impl Engine {
         let timeout = Duration::from_millis(config.timeout_ms);
         let deadline = Instant::now() + timeout;
         arm(&mut store, deadline);
-        if let Some(after) = self.config.long_running_after {
-            let ticks = after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64;
+        if let Some(ticks) = self.long_after_ticks {
             store.data_mut().fairness.begin(&self.cpu_gate, ticks);
         }
         // Counted by the invocation from here on.

@@ -134,6 +134,8 @@ pub struct Engine {
     pooling: bool,
     /// Seats for long-running invocations, one per runtime thread.
     cpu_gate: Arc<fairness::CpuGate>,
+    /// `config.long_running_after` in epoch ticks; `None` when the policy is off.
+    long_after_ticks: Option<u64>,
     _ticker: EpochTicker,
 }
 
@@ -162,15 +164,18 @@ impl Engine {
             compile_gate: tokio::sync::Semaphore::new(1),
             stats: EngineStats::default(),
             cpu_gate: fairness::CpuGate::new(runtime_threads()),
+            long_after_ticks: config
+                .long_running_after
+                .map(|after| after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64),
             config,
             pooling,
         })
     }
 
     /// Counts a live request as short work from now (see `fairness`); hand it to the
-    /// invocation, which takes the count over.
-    pub fn short_work(&self) -> fairness::ShortWork {
-        self.cpu_gate.short_work()
+    /// invocation, which takes the count over. `None` when the policy is off.
+    pub fn short_work(&self) -> Option<fairness::ShortWork> {
+        self.long_after_ticks.map(|_| self.cpu_gate.short_work())
     }
 
     /// Compiles (or finds in the cache), caches and links an uploaded component, so that the

@@ -108,11 +108,14 @@ impl VersionMetrics {
             }
         }
         let mut counters = self.invocations.write().unwrap_or_else(|p| p.into_inner());
-        if !counters.iter().any(|entry| same(&entry)) {
-            counters.push((alias.cloned(), Default::default()));
-        }
-        let entry = counters.iter().find(same).expect("inserted above");
-        entry.1[slot].get_or_init(create).inc();
+        let index = match counters.iter().position(|entry| same(&entry)) {
+            Some(index) => index,
+            None => {
+                counters.push((alias.cloned(), Default::default()));
+                counters.len() - 1
+            }
+        };
+        counters[index].1[slot].get_or_init(create).inc();
     }
 }
 

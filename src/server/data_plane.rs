@@ -221,7 +221,7 @@ async fn invoke(
     rest_start: usize,
     mut request: Request<RequestBody>,
     request_id: &HeaderValue,
-    short: ShortWork,
+    short: Option<ShortWork>,
 ) -> Result<Response<Body>, (ApiError, Option<String>)> {
     *request.uri_mut() = function_uri(request.uri(), rest_start).map_err(|e| (e, None))?;
     let call = Call {
@@ -230,7 +230,7 @@ async fn invoke(
         caller: Caller::Live,
         admit: Admit::Queue,
         id: request_id.to_str().unwrap_or(""),
-        short: Some(short),
+        short,
     };
     match host.invoker.invoke(call, request).await {
         Ok(response) => {
