@@ -6,9 +6,13 @@
 //! functions never exceed the instance slots left after warm pools, so a full pooling
 //! allocator means a short wait and then 503, never a failed instantiation.
 //!
+//! Between them, a namespace with a `concurrency` quota has a gate of its own: its functions
+//! together run at most that many requests (429 past it, naming the quota).
+//!
 //! Gates live outside the routing snapshot so counts survive config changes; the limit is
 //! read from the request's config each time, so a change applies to the next request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,11 +29,22 @@ pub enum Rejected {
     Timeout { scope: Scope, waited: Duration },
 }
 
+impl Rejected {
+    /// Which limit turned the request away.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Self::QueueFull { scope, .. } | Self::Timeout { scope, .. } => *scope,
+        }
+    }
+}
+
 /// Which limit turned a request away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// The function's `max_concurrency`.
     Function,
+    /// The `concurrency` quota of the function's namespace.
+    Namespace,
     /// The host's instance slots.
     Host,
 }
@@ -38,6 +53,7 @@ impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Function => "the function",
+            Self::Namespace => "the namespace's concurrency quota",
             Self::Host => "the host",
         })
     }
@@ -53,6 +69,9 @@ struct Gate {
 /// Per-function gates, and one host-wide gate in front of the instance pool.
 pub struct Admission {
     gates: DashMap<Arc<str>, Arc<Gate>>,
+    /// Namespaces with a `concurrency` quota: their gate and limit. Empty (one load, no
+    /// lookup per request) when no namespace has one.
+    namespaces: arc_swap::ArcSwap<HashMap<String, (Arc<Gate>, u32)>>,
     /// Requests running across all functions, at most `host_limit`: the instance slots
     /// not set aside for warm pools. Past it requests queue instead of failing to
     /// instantiate.
@@ -65,6 +84,7 @@ pub struct Admission {
 /// waiter of each.
 pub struct Permit {
     _function: Slot,
+    _namespace: Option<Slot>,
     _host: Slot,
     /// Whether this request had to queue for its slot.
     pub waited: bool,
@@ -84,6 +104,7 @@ impl Admission {
     pub fn new(queue_timeout: Duration, host_limit: u32) -> Self {
         Self {
             gates: DashMap::new(),
+            namespaces: Default::default(),
             host: Arc::default(),
             host_limit,
             queue_timeout,
@@ -111,6 +132,14 @@ impl Admission {
             Scope::Function,
         )
         .await?;
+        let (namespace_slot, waited_namespace) = match self.namespace_gate(function) {
+            Some((gate, limit)) => {
+                let (slot, waited) =
+                    enter(gate, limit, deadline, self.queue_timeout, Scope::Namespace).await?;
+                (Some(slot), waited)
+            }
+            None => (None, false),
+        };
         let (host_slot, waited_host) = enter(
             self.host.clone(),
             self.host_limit,
@@ -121,8 +150,9 @@ impl Admission {
         .await?;
         Ok(Permit {
             _function: function_slot,
+            _namespace: namespace_slot,
             _host: host_slot,
-            waited: waited_function || waited_host,
+            waited: waited_function || waited_namespace || waited_host,
         })
     }
 
@@ -137,14 +167,52 @@ impl Admission {
             return None;
         }
         let function_slot = Slot(gate);
+        let namespace_slot = match self.namespace_gate(function) {
+            Some((gate, limit)) => {
+                if !try_take(&gate, limit) {
+                    return None;
+                }
+                Some(Slot(gate))
+            }
+            None => None,
+        };
         if !try_take(&self.host, self.host_limit) {
             return None;
         }
         Some(Permit {
             _function: function_slot,
+            _namespace: namespace_slot,
             _host: Slot(self.host.clone()),
             waited: false,
         })
+    }
+
+    /// The gate of `function`'s namespace, if that namespace has a concurrency quota.
+    fn namespace_gate(&self, function: &str) -> Option<(Arc<Gate>, u32)> {
+        let namespaces = self.namespaces.load();
+        if namespaces.is_empty() {
+            return None;
+        }
+        namespaces
+            .get(crate::model::namespace_of(function))
+            .map(|(gate, limit)| (gate.clone(), *limit))
+    }
+
+    /// Sets the namespaces' concurrency quotas (`None`: no limit). A gate keeps its count
+    /// across changes, so requests running under an old limit are still counted.
+    pub fn set_namespace_limits(&self, limits: &[(String, Option<u32>)]) {
+        let old = self.namespaces.load();
+        let next = limits
+            .iter()
+            .filter_map(|(name, limit)| {
+                let gate = old
+                    .get(name)
+                    .map(|(gate, _)| gate.clone())
+                    .unwrap_or_default();
+                limit.map(|limit| (name.clone(), (gate, limit)))
+            })
+            .collect();
+        self.namespaces.store(Arc::new(next));
     }
 
     /// Drops a deleted function's gate if nothing holds or awaits it.

@@ -23,7 +23,7 @@ use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 
-use crate::admission::{Admission, Permit, Rejected};
+use crate::admission::{Admission, Permit, Rejected, Scope};
 use crate::drain::discard;
 use crate::engine::{Engine, Finished, GuestBody, InvokeError, PrepareError};
 use crate::function_logs::FunctionLogs;
@@ -134,6 +134,9 @@ impl Failure {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
+            Self::Overloaded(rejected) if rejected.scope() == Scope::Namespace => {
+                S::TOO_MANY_REQUESTS
+            }
             Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => S::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => S::REQUEST_TIMEOUT,
@@ -152,6 +155,9 @@ impl Failure {
     /// A stable machine-readable code for API clients.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Overloaded(rejected) if rejected.scope() == Scope::Namespace => {
+                "quota_concurrency"
+            }
             Self::Overloaded(_) | Self::Invoke(InvokeError::Capacity) => "overloaded",
             Self::TooLarge(_) => "too_large",
             Self::BodyTimeout(_) => "request_timeout",

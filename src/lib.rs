@@ -26,6 +26,8 @@
 //! - [`invocation`]: the one pipeline every invocation takes (admit, load, warm-or-instantiate,
 //!   invoke, record, log), for live requests, shadows and event deliveries.
 //! - `shutdown`: the cooperative stop signal background loops wait on.
+//! - [`auth`]: who is calling (the host admin token or an API key) and whether a key may
+//!   call a `key`-auth function, checked without a database read on the data plane.
 //! - [`admission`]: per-function concurrency limits with a bounded, time-limited queue.
 //! - [`events`]: buckets of objects (a local directory or S3), outbox delivery of trigger
 //!   events as CloudEvents, and cron timers.
@@ -38,6 +40,7 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod cold_start;
 mod drain;

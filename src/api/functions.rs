@@ -9,6 +9,9 @@ use crate::model::{CodeInfo, Digest, FunctionConfig, FunctionInfo, VersionInfo};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FunctionView {
     pub name: String,
+    /// `default`, or the `NS` of a `NAME.NS` function.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
     /// `$LATEST`: the code and config the next `publish` freezes.
     pub latest: CodeView,
     /// The newest published version, if any.
@@ -51,6 +54,13 @@ pub struct FunctionDetail {
     pub function: FunctionView,
     pub versions: Vec<VersionView>,
     pub aliases: Vec<AliasView>,
+    /// Who may call it on the data plane: `public` or `key`.
+    #[serde(default)]
+    pub access: crate::model::Access,
+}
+
+fn default_namespace() -> String {
+    crate::model::DEFAULT_NAMESPACE.to_string()
 }
 
 /// `GET /v1/functions/NAME/versions`.
@@ -133,6 +143,7 @@ impl From<CodeInfo> for CodeView {
 impl From<FunctionInfo> for FunctionView {
     fn from(info: FunctionInfo) -> Self {
         Self {
+            namespace: crate::model::namespace_of(&info.name).to_string(),
             name: info.name,
             latest: info.latest.into(),
             newest_version: info.newest_version,

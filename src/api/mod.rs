@@ -17,6 +17,7 @@ mod observe;
 mod percent;
 mod rollout;
 mod scaling;
+mod teams;
 mod traffic;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,10 @@ pub use rollout::{
     StepHealthView,
 };
 pub use scaling::{PoolView, ScalingView, SetProvisioned};
+pub use teams::{
+    AuditLog, CreateKey, CreateNamespace, KeyCreated, KeyList, KeyView, NamespaceList,
+    NamespaceUsage, NamespaceView, SetAccess,
+};
 pub use traffic::{
     AliasList, AliasRequest, AliasView, HistoryChange, HistoryPage, PromoteRequest, Promoted,
     Route, Rule, TrafficRequest,

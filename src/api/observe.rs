@@ -7,10 +7,11 @@ pub use crate::model::{
     EngineStatus as EngineView, ShadowReport as ShadowView, VersionHealth as VersionHealthView,
 };
 
-/// How usage rows are grouped (always within a function).
+/// How usage rows are grouped: within a function, or per namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageGrouping {
+    Namespace,
     Function,
     Version,
     Alias,
@@ -20,6 +21,7 @@ pub enum UsageGrouping {
 impl UsageGrouping {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Namespace => "namespace",
             Self::Function => "function",
             Self::Version => "version",
             Self::Alias => "alias",
@@ -29,6 +31,7 @@ impl UsageGrouping {
 
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
+            "namespace" => Self::Namespace,
             "function" => Self::Function,
             "version" => Self::Version,
             "alias" => Self::Alias,
@@ -49,6 +52,10 @@ pub struct UsageReport {
 /// One group's usage; `version`, `alias` or `minute` is set by the grouping.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageLine {
+    /// The function's namespace.
+    #[serde(default)]
+    pub namespace: String,
+    /// Empty when grouped by namespace.
     pub function: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,

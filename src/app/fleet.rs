@@ -105,6 +105,9 @@ async fn backstop(app: &App) {
 
 /// After a full re-read: forgets the functions gone and re-reads every rollout.
 async fn resynced(app: &App, gone: Vec<String>) {
+    if let Err(e) = app.apply_tenancy().await {
+        tracing::warn!(error = %e, "could not resync namespaces and keys with the registry");
+    }
     for name in gone {
         app.forget_function(&name).await;
     }
@@ -127,6 +130,12 @@ async fn apply(app: &App, change: Change) {
                 tracing::warn!(function = %name, error = %e, "could not apply another node's change; resyncing later");
             }
         },
+        Change::Tenancy => {
+            if let Err(e) = app.apply_tenancy().await {
+                tracing::warn!(error = %e, "could not apply another node's namespace or key change; resyncing later");
+            }
+            return;
+        }
         Change::Resync => match app.registry.resync().await {
             Ok(gone) => resynced(app, gone).await,
             Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),

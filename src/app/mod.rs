@@ -47,7 +47,8 @@ pub struct App {
     pub metering: Arc<Metering>,
     /// Shadow (mirrored) requests running at once, host-wide.
     pub shadow_slots: tokio::sync::Semaphore,
-    pub admin_token: String,
+    /// Who is calling, on both planes.
+    pub gatekeeper: crate::auth::Gatekeeper,
     pub max_upload_bytes: u64,
     pub started: Instant,
     /// Set when shutdown starts: `/readyz` fails so load balancers move traffic away while
@@ -126,6 +127,7 @@ impl App {
             buckets,
             event_lease,
         ));
+        let gatekeeper = crate::auth::Gatekeeper::new(admin_token, registry.clone());
         Self {
             registry,
             router,
@@ -137,7 +139,7 @@ impl App {
             logs,
             metering,
             shadow_slots: tokio::sync::Semaphore::new(SHADOW_CONCURRENCY),
-            admin_token,
+            gatekeeper,
             max_upload_bytes,
             started: Instant::now(),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -147,10 +149,10 @@ impl App {
     /// Deletes a function and everything every subsystem keeps for it: compiled code no
     /// version uses any more, logs, health, admission gates, warm pools, its rollout, and
     /// its timers (woken so a frequent timer stops at once).
-    pub async fn delete_function(&self, name: &str) -> Result<(), StoreError> {
+    pub async fn delete_function(&self, name: &str, actor: &str) -> Result<(), StoreError> {
         let unused = self
             .registry
-            .delete_function(name, Why::admin("function deleted"))
+            .delete_function(name, Why::by(actor, "function deleted"))
             .await?;
         unused.iter().for_each(|digest| self.engine.forget(digest));
         self.forget_function(name).await;
@@ -168,14 +170,34 @@ impl App {
         self.events.timers_changed.notify_one();
     }
 
+    /// Re-reads namespaces, quotas and keys, and applies them: the concurrency quotas to
+    /// admission, the invoke keys to the data plane's key ring. Run at start, after every
+    /// namespace or key change here, and when another node made one.
+    pub async fn apply_tenancy(&self) -> Result<(), StoreError> {
+        self.registry.reload_namespaces().await?;
+        let limits: Vec<_> = self
+            .registry
+            .namespace_list()
+            .into_iter()
+            .map(|ns| (ns.name, ns.quotas.concurrency))
+            .collect();
+        self.invoker.admission.set_namespace_limits(&limits);
+        self.gatekeeper.reload().await
+    }
+
     /// Deletes one version, and its compiled code if no other version uses it.
-    pub async fn delete_version(&self, name: &str, number: u32) -> Result<(), StoreError> {
+    pub async fn delete_version(
+        &self,
+        name: &str,
+        number: u32,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let unused = self
             .registry
             .delete_version(
                 name,
                 number,
-                Why::admin(format!("deleted version {number}")),
+                Why::by(actor, format!("deleted version {number}")),
             )
             .await?;
         unused.iter().for_each(|digest| self.engine.forget(digest));

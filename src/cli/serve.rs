@@ -294,6 +294,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             event_lease: args.event_lease,
         },
     ));
+    host.apply_tenancy()
+        .await
+        .context("reading namespaces and API keys")?;
     println!(
         "fnhost {} serving {} function(s) from {}",
         env!("CARGO_PKG_VERSION"),

@@ -97,24 +97,27 @@ impl DefaultPolicyPatch {
 /// Who changed where traffic goes, and why; recorded with every alias change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Why {
-    /// `admin` (an API call) or `rollout` (the automatic rollout).
-    pub actor: &'static str,
+    /// `admin` (the host admin token), `key:ID` (an API key) or `rollout` (the automatic
+    /// rollout).
+    pub actor: String,
     pub reason: String,
 }
 
 impl Why {
     pub fn admin(reason: impl Into<String>) -> Self {
+        Self::by("admin", reason)
+    }
+
+    /// A change made by `actor` (`Principal::actor`).
+    pub fn by(actor: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            actor: "admin",
+            actor: actor.into(),
             reason: reason.into(),
         }
     }
 
     pub fn rollout(reason: impl Into<String>) -> Self {
-        Self {
-            actor: "rollout",
-            reason: reason.into(),
-        }
+        Self::by("rollout", reason)
     }
 }
 
@@ -149,7 +152,7 @@ pub struct InvalidAlias(pub String);
 
 /// Alias names share the function-name rule, minus what a qualifier already means.
 pub fn check_alias_name(name: &str) -> Result<(), InvalidAlias> {
-    if super::FunctionName::parse(name).is_err() {
+    if !super::tenancy::is_label(name) || name == "healthz" || name == "readyz" {
         return Err(InvalidAlias(format!(
             "alias name {name:?}: {}",
             super::NAME_RULE.replace("function names", "alias names")

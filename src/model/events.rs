@@ -95,19 +95,26 @@ impl TriggerSource {
 }
 
 /// Bucket names follow S3's rule in short: 3-63 of `[a-z0-9-]`, starting and ending with a
-/// letter or digit.
+/// letter or digit; `.NAMESPACE` after it outside the default namespace, as for functions.
 pub fn check_bucket(name: &str) -> Result<(), InvalidConfig> {
-    let ok = (3..=63).contains(&name.len())
-        && name
+    let (base, namespace) = match name.split_once('.') {
+        Some((base, namespace)) => (base, Some(namespace)),
+        None => (name, None),
+    };
+    let ok = (3..=63).contains(&base.len())
+        && base
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
+        && !base.starts_with('-')
+        && !base.ends_with('-')
+        && namespace.is_none_or(|ns| {
+            super::tenancy::is_label(ns) && ns != super::tenancy::DEFAULT_NAMESPACE
+        });
     if ok {
         Ok(())
     } else {
         Err(InvalidConfig(format!(
-            "bucket name {name:?}: use 3 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
+            "bucket name {name:?}: use 3 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit, then .NAMESPACE outside the default namespace"
         )))
     }
 }

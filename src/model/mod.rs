@@ -11,6 +11,7 @@ mod function;
 mod health;
 mod names;
 mod percent;
+mod tenancy;
 pub mod usage;
 
 pub use aliases::{
@@ -31,6 +32,11 @@ pub use function::{
 pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 pub use percent::{BasisPoints, FULL};
+pub use tenancy::{
+    Access, Action, AuditEntry, DEFAULT_NAMESPACE, Denied, InvalidNamespace, KeyRecord,
+    NamespaceRecord, NewKey, Principal, QuotaExceeded, Quotas, QuotasPatch, Role, check_namespace,
+    constant_time_eq, namespace_of, parse_key, qualify,
+};
 pub use usage::{LatencyHistogram, UsageRow, billed_ms, gb_seconds, mib_ms};
 
 /// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.

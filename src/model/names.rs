@@ -8,8 +8,8 @@ pub const NAME_RULE: &str = "function names are lowercase DNS labels: 1-63 chara
 /// Names the data plane keeps for itself (`/healthz`, `/readyz`).
 const RESERVED: &[&str] = &["healthz", "readyz"];
 
-/// A validated function name: a lowercase DNS label, so it is safe in URLs, file names and
-/// metric labels without escaping.
+/// A validated function id: a lowercase DNS label, then `.NAMESPACE` (another label) outside
+/// the default namespace; safe in URLs, file names and metric labels without escaping.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct FunctionName(String);
@@ -27,17 +27,26 @@ impl FunctionName {
             name: name.to_string(),
             reason: reason.to_string(),
         };
-        let label_ok = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if !label_ok {
+        let (base, namespace) = match name.split_once('.') {
+            Some((base, namespace)) => (base, Some(namespace)),
+            None => (name, None),
+        };
+        if !super::tenancy::is_label(base) {
             return Err(fail(NAME_RULE));
         }
-        if RESERVED.contains(&name) {
+        if let Some(namespace) = namespace {
+            if !super::tenancy::is_label(namespace) {
+                return Err(fail(
+                    "NAME.NAMESPACE: the namespace after the dot is a lowercase DNS label too",
+                ));
+            }
+            if namespace == super::tenancy::DEFAULT_NAMESPACE {
+                return Err(fail(
+                    "functions of the default namespace are named without a namespace: drop \".default\"",
+                ));
+            }
+        }
+        if RESERVED.contains(&base) {
             return Err(fail("this name is reserved by the host; choose another"));
         }
         Ok(Self(name.to_string()))
@@ -45,6 +54,11 @@ impl FunctionName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The namespace the function belongs to (`default` when unqualified).
+    pub fn namespace(&self) -> &str {
+        super::tenancy::namespace_of(&self.0)
     }
 }
 
@@ -89,7 +103,14 @@ mod tests {
 
     #[test]
     fn accepts_dns_labels() {
-        for ok in ["a", "hello", "img-resize-2", &"x".repeat(63), "0day"] {
+        for ok in [
+            "a",
+            "hello",
+            "img-resize-2",
+            &"x".repeat(63),
+            "0day",
+            "cart.shop",
+        ] {
             assert!(FunctionName::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -100,7 +121,7 @@ mod tests {
             "",
             "Hello",
             "a_b",
-            "a.b",
+            ".b",
             "-a",
             "a-",
             "a/b",
@@ -116,6 +137,14 @@ mod tests {
             );
         }
         assert!(FunctionName::parse("healthz").is_err());
+        for bad in ["a.b.c", "a.", "a.default", "a.B", "healthz.ns"] {
+            assert!(FunctionName::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            FunctionName::parse("cart.shop").unwrap().namespace(),
+            "shop"
+        );
+        assert_eq!(FunctionName::parse("cart").unwrap().namespace(), "default");
     }
 
     #[test]

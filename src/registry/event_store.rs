@@ -141,6 +141,14 @@ impl Registry {
             .await
     }
 
+    /// One event; `NotFound` if there is none.
+    pub async fn event(&self, id: &str) -> Result<EventRecord, StoreError> {
+        let owned = id.to_string();
+        self.blocking(move |db| db.event(&owned))
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no event {id:?}")))
+    }
+
     pub async fn retry_event(&self, id: &str) -> Result<EventRecord, StoreError> {
         let id = id.to_string();
         self.blocking(move |db| db.retry_event(&id, now_ms())).await

@@ -5,6 +5,7 @@
 //! new routes, all under one async lock so writes apply in the order they committed.
 
 mod event_store;
+mod tenancy;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub struct Registry {
     writes: tokio::sync::Mutex<()>,
     /// The store's change serial when everything was last read (see `resync_if_changed`).
     synced: std::sync::Mutex<Option<i64>>,
+    /// Every namespace and its quotas, as last read (`reload_namespaces`).
+    namespaces:
+        arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::model::NamespaceRecord>>,
 }
 
 impl Registry {
@@ -61,6 +65,11 @@ impl Registry {
                 modules.remove(&digest)?;
             }
         }
+        let namespaces = db
+            .namespaces()?
+            .into_iter()
+            .map(|ns| (ns.name.clone(), ns))
+            .collect();
         let all = db.load_all()?;
         for rows in &all {
             router.replace_function(&rows.info.name, Some(routes_of(rows)));
@@ -73,6 +82,7 @@ impl Registry {
             router,
             writes: tokio::sync::Mutex::new(()),
             synced: std::sync::Mutex::new(None),
+            namespaces: arc_swap::ArcSwap::from_pointee(namespaces),
         })
     }
 
@@ -128,6 +138,7 @@ impl Registry {
         why: Why,
     ) -> Result<FunctionInfo, StoreError> {
         let _write = self.writes.lock().await;
+        self.check_deploy(name, &patch)?;
         let modules = self.modules.clone();
         let size = wasm.len() as u64;
         let local = wasm.clone();
@@ -150,6 +161,7 @@ impl Registry {
         patch: ConfigPatch,
     ) -> Result<FunctionInfo, StoreError> {
         let _write = self.writes.lock().await;
+        self.check_config(name, &patch)?;
         let fname = name.to_string();
         self.blocking(move |db| db.set_latest_config(&fname, &patch, now_ms()))
             .await?;
@@ -170,6 +182,7 @@ impl Registry {
             .into());
         }
         let _write = self.writes.lock().await;
+        self.check_provisioned(name, version, count)?;
         let fname = name.to_string();
         let policy = self
             .blocking(move |db| db.set_provisioned(&fname, version, count))
@@ -188,6 +201,7 @@ impl Registry {
         why: Why,
     ) -> Result<Published, StoreError> {
         let _write = self.writes.lock().await;
+        self.check_publish(name)?;
         let fname = name.to_string();
         let published = self
             .blocking(move |db| db.publish(&fname, &description, promote, now_ms(), &why))
@@ -501,7 +515,7 @@ impl Registry {
         .expect("module removal task panicked")
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn MetadataStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -555,5 +569,6 @@ fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
         rows.aliases.iter().map(|a| (a.name.as_str(), &a.spec)),
     );
     routes.scaling = rows.scaling.clone();
+    routes.access = rows.access;
     routes
 }

@@ -64,6 +64,8 @@ pub struct FunctionRoutes {
     pub aliases: HashMap<String, Arc<AliasRoutes>>,
     /// Provisioned concurrency, read by the scaler (not by the request path).
     pub scaling: ScalingPolicy,
+    /// Who may call the function on the data plane, checked before anything else.
+    pub access: crate::model::Access,
 }
 
 impl FunctionRoutes {
@@ -133,6 +135,7 @@ impl FunctionRoutes {
             default,
             aliases,
             scaling: ScalingPolicy::default(),
+            access: crate::model::Access::Public,
         }
     }
 

@@ -17,10 +17,12 @@ use super::body::{Body, BoxError};
 use super::error::ApiError;
 use super::shadow::{self, Answer, ObservedBody};
 use crate::app::App;
+use crate::auth::Refused;
 use crate::drain::discard;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
-use crate::routing::{AliasRoutes, Deployment, Resolved};
+use crate::model::Access;
+use crate::routing::{AliasRoutes, Deployment, Resolved, RoutingTable};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -37,15 +39,16 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
     let short = host.engine.short_work();
     let request_id = request_id(&request);
     strip_reserved(request.headers_mut());
+    let table = host.router.snapshot();
+    let mut strip_key = false;
     let resolved = match Target::parse(request.uri().path()) {
         None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
         )),
-        Some(target) => match host
-            .router
-            .snapshot()
-            .resolve(target.function, target.qualifier)
-        {
+        Some(target) => match guard(host, &table, target.function, &request).and_then(|keyed| {
+            strip_key = keyed;
+            Ok(table.resolve(target.function, target.qualifier)?)
+        }) {
             Ok(Resolved::Deployment(deployment)) => {
                 Ok((deployment.clone(), None, target.rest_start))
             }
@@ -54,9 +57,10 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
                 Some(alias.clone()),
                 target.rest_start,
             )),
-            Err(e) => Err(ApiError::from(e)),
+            Err(e) => Err(e),
         },
     };
+    drop(table);
     let (deployment, alias, rest_start) = match resolved {
         Ok(resolved) => resolved,
         Err(error) => {
@@ -64,6 +68,10 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
             return with_request_id(error.into_response(), &request_id);
         }
     };
+    if strip_key {
+        // The function never sees the platform's credential.
+        request.headers_mut().remove(http::header::AUTHORIZATION);
+    }
     let (request, observer) = match mirror(
         host,
         alias.as_deref(),
@@ -124,6 +132,36 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
             response.map(|body| ObservedBody::new(body, status, sender).boxed_unsync())
         }
         None => response,
+    }
+}
+
+/// A `key`-auth function's calls need an invoke key of its namespace (401 without one, 403
+/// for a key that may not invoke), checked before any instance is touched. Returns whether
+/// a key was checked (and is to be removed from the request).
+fn guard(
+    host: &App,
+    table: &RoutingTable,
+    function: &str,
+    request: &Request<Incoming>,
+) -> Result<bool, ApiError> {
+    let Some(routes) = table.function(function) else {
+        return Ok(false); // resolve answers 404
+    };
+    if routes.access == Access::Public {
+        return Ok(false);
+    }
+    let authorization = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match host.gatekeeper.check_invoke(function, authorization) {
+        Ok(()) => Ok(true),
+        Err(Refused::Unauthenticated(message)) => Err(ApiError::new(
+            http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message,
+        )),
+        Err(Refused::Forbidden(message)) => Err(ApiError::forbidden(message)),
     }
 }
 

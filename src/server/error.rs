@@ -42,6 +42,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 403: an API key outside its namespace or role.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -62,6 +67,12 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // Every 401 names the scheme that would be accepted (RFC 9110).
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(secs) = self.retry_after_secs {
             response
@@ -107,6 +118,16 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "version_in_use", e.to_string())
             }
             StoreError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            StoreError::Quota(ref quota) => {
+                let code = match quota.quota {
+                    "functions" => "quota_functions",
+                    "versions" => "quota_versions",
+                    "provisioned" => "quota_provisioned",
+                    "memory_mb" => "quota_memory_mb",
+                    _ => "quota",
+                };
+                Self::new(StatusCode::FORBIDDEN, code, e.to_string())
+            }
             StoreError::InvalidConfig(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
             }

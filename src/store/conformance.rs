@@ -5,8 +5,9 @@
 
 use super::{MetadataStore, StoreError};
 use crate::model::{
-    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventStatus, NewObject,
-    TimerTick, TrafficChange, TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
+    Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
+    EventStatus, KeyRecord, NamespaceRecord, NewObject, Quotas, Role, TimerTick, TrafficChange,
+    TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
 
 /// One `#[test]` per conformance check for the store `make()` returns.
@@ -30,6 +31,10 @@ macro_rules! conformance_tests {
             rollout_saves_are_compare_and_swap,
             leases_have_one_holder_until_they_expire,
             health_samples_from_every_node_are_kept_per_second,
+            namespaces_hold_quotas_and_go_only_when_empty,
+            keys_are_stored_listed_and_revoked_once,
+            the_audit_log_is_newest_first_and_per_namespace,
+            access_is_function_wide_and_survives_new_code,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -624,4 +629,130 @@ pub fn settings_keep_the_first_value_and_nodes_expire(db: &dyn MetadataStore) {
     assert_eq!(db.nodes(0).unwrap(), vec![node("bb", 300)]);
     db.leave("bb").unwrap();
     assert!(db.nodes(0).unwrap().is_empty());
+}
+
+fn namespace(name: &str) -> NamespaceRecord {
+    NamespaceRecord {
+        name: name.to_string(),
+        quotas: Quotas::default(),
+        created_ms: 5,
+    }
+}
+
+pub fn namespaces_hold_quotas_and_go_only_when_empty(db: &dyn MetadataStore) {
+    let names = |db: &dyn MetadataStore| -> Vec<String> {
+        db.namespaces()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect()
+    };
+    assert_eq!(
+        names(db),
+        ["default"],
+        "the default namespace always exists"
+    );
+    db.create_namespace(&namespace("shop")).unwrap();
+    assert!(matches!(
+        db.create_namespace(&namespace("shop")),
+        Err(StoreError::Conflict(_))
+    ));
+    let quotas = Quotas {
+        functions: Some(3),
+        memory_mb: Some(128),
+        ..Quotas::default()
+    };
+    let record = db.set_quotas("shop", &quotas).unwrap();
+    assert_eq!((record.quotas, record.created_ms), (quotas.clone(), 5));
+    assert_eq!(db.namespaces().unwrap()[1].quotas, quotas);
+    assert!(matches!(
+        db.set_quotas("nope", &quotas),
+        Err(StoreError::NotFound(_))
+    ));
+    deploy(db, "cart.shop", b"c", "hi");
+    deploy(db, "shop", b"s", "hi"); // a default-namespace function named like the namespace
+    let refused = db.delete_namespace("shop").unwrap_err();
+    assert!(refused.to_string().contains("1 function"), "{refused}");
+    db.delete_function("cart.shop", &why()).unwrap();
+    db.delete_namespace("shop").unwrap();
+    assert_eq!(names(db), ["default"]);
+    assert!(matches!(
+        db.delete_namespace("default"),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+fn key(id: &str, namespace: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.to_string(),
+        namespace: namespace.to_string(),
+        role: Role::Deployer,
+        secret_sha256: format!("hash-of-{id}"),
+        description: "ci".to_string(),
+        created_ms: 1,
+        expires_ms: Some(1_000),
+        revoked_ms: None,
+        created_by: "admin".to_string(),
+    }
+}
+
+pub fn keys_are_stored_listed_and_revoked_once(db: &dyn MetadataStore) {
+    assert!(
+        matches!(db.add_key(&key("k1", "shop")), Err(StoreError::NotFound(_))),
+        "a key needs its namespace"
+    );
+    db.create_namespace(&namespace("shop")).unwrap();
+    db.add_key(&key("k1", "shop")).unwrap();
+    db.add_key(&key("k2", "default")).unwrap();
+    assert_eq!(db.key("k1").unwrap(), Some(key("k1", "shop")));
+    assert_eq!(db.key("k3").unwrap(), None);
+    let ids = |ns| -> Vec<String> { db.keys(ns).unwrap().into_iter().map(|k| k.id).collect() };
+    assert_eq!(ids(Some("shop")), ["k1"]);
+    assert_eq!(ids(None), ["k2", "k1"], "by namespace, then id");
+    let revoked = db.revoke_key("k1", 50).unwrap();
+    assert_eq!(revoked.revoked_ms, Some(50));
+    assert_eq!(db.revoke_key("k1", 60).unwrap().revoked_ms, Some(50));
+    assert_eq!(db.key("k1").unwrap().unwrap().revoked_ms, Some(50));
+    assert!(matches!(
+        db.revoke_key("k9", 1),
+        Err(StoreError::NotFound(_))
+    ));
+    db.delete_namespace("shop").unwrap();
+    assert_eq!(db.key("k1").unwrap(), None, "a namespace's keys go with it");
+}
+
+pub fn the_audit_log_is_newest_first_and_per_namespace(db: &dyn MetadataStore) {
+    let entry = |namespace: Option<&str>, action: &str| AuditEntry {
+        seq: 0,
+        at_ms: 7,
+        namespace: namespace.map(str::to_string),
+        actor: "key:k1".to_string(),
+        action: action.to_string(),
+        status: 403,
+    };
+    let first = db.add_audit(&entry(Some("shop"), "PUT /a")).unwrap();
+    let second = db.add_audit(&entry(None, "POST /v1/namespaces")).unwrap();
+    db.add_audit(&entry(Some("shop"), "DELETE /b")).unwrap();
+    assert!(second > first);
+    let all = db.audit(None, 10).unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["DELETE /b", "POST /v1/namespaces", "PUT /a"]);
+    assert_eq!(all[2].seq, first);
+    assert_eq!((all[2].status, all[2].at_ms), (403, 7));
+    let shop = db.audit(Some("shop"), 1).unwrap();
+    assert_eq!(shop.len(), 1);
+    assert_eq!(shop[0].action, "DELETE /b");
+}
+
+pub fn access_is_function_wide_and_survives_new_code(db: &dyn MetadataStore) {
+    deploy(db, "f", b"a", "hi");
+    assert_eq!(db.function("f").unwrap().access, Access::Public);
+    db.set_access("f", Access::Key).unwrap();
+    db.publish("f", "", false, 2, &why()).unwrap();
+    deploy(db, "f", b"b", "hi");
+    assert_eq!(db.function("f").unwrap().access, Access::Key);
+    assert!(matches!(
+        db.set_access("nope", Access::Key),
+        Err(StoreError::UnknownFunction(_))
+    ));
 }

@@ -25,10 +25,11 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    AliasRecord, AliasSpec, BasisPoints, ConfigPatch, DefaultPolicy, DefaultPolicyPatch, Digest,
-    EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry, InvalidAlias,
-    InvalidConfig, NewObject, NodeRecord, ScalingPolicy, TimerTick, TrafficChange, Trigger,
-    TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+    Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
+    DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
+    InvalidAlias, InvalidConfig, KeyRecord, NamespaceRecord, NewObject, NodeRecord, Quotas,
+    ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
+    VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -124,6 +125,9 @@ pub enum StoreError {
     InvalidConfig(#[from] InvalidConfig),
     #[error(transparent)]
     InvalidAlias(#[from] InvalidAlias),
+    /// The change would pass a namespace quota; nothing was changed.
+    #[error(transparent)]
+    Quota(#[from] crate::model::QuotaExceeded),
     #[error("metadata database: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("module storage: {0}")]
@@ -153,6 +157,8 @@ pub struct FunctionRows {
     pub default_policy: DefaultPolicy,
     pub aliases: Vec<AliasRecord>,
     pub scaling: ScalingPolicy,
+    /// Who may call it on the data plane (function-wide, every version).
+    pub access: Access,
 }
 
 /// What `publish` did.
@@ -326,6 +332,7 @@ pub trait MetadataStore: Send + Sync {
         status: Option<EventStatus>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
+    fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
     /// Sends a dead-lettered event again.
     fn retry_event(&self, id: &str, now_ms: i64) -> Result<EventRecord, StoreError>;
 
@@ -369,6 +376,30 @@ pub trait MetadataStore: Send + Sync {
     fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError>;
     /// Deletes samples of seconds before `before`; returns how many went.
     fn prune_health(&self, before: i64) -> Result<usize, StoreError>;
+    // --- teams: namespaces, keys, the audit log, function access ---
+
+    /// Creates a namespace; [`StoreError::Conflict`] if it exists.
+    fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError>;
+    /// Every namespace (`default` included), by name.
+    fn namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
+    fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<NamespaceRecord, StoreError>;
+    /// Deletes a namespace with no functions, and its keys; refused (`Conflict`) while
+    /// functions live in it, and for `default`.
+    fn delete_namespace(&self, name: &str) -> Result<(), StoreError>;
+    /// Stores a new key of an existing namespace.
+    fn add_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// Keys of one namespace or all, revoked and expired ones included.
+    fn keys(&self, namespace: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Marks a key revoked (once: a second revocation keeps the first time).
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<KeyRecord, StoreError>;
+    /// Appends to the audit log; returns the entry's sequence number.
+    fn add_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+    /// The newest `limit` audit entries of one namespace or all, newest first.
+    fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Sets who may call `function` on the data plane.
+    fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError>;
+
     /// A number that grows with every committed function change (any node's), so a node
     /// can tell whether anything changed since it last read everything; `None` for a store
     /// no other node shares.
@@ -396,6 +427,8 @@ pub struct StoredRollout {
 pub enum Change {
     /// This function's rows changed (or it was deleted): re-read it.
     Function(String),
+    /// Namespaces or keys changed: re-read them.
+    Tenancy,
     /// Changes may have been missed (the feed reconnected, or a periodic check): re-read
     /// everything.
     Resync,

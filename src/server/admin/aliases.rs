@@ -76,18 +76,27 @@ pub async fn set(
     host: &App,
     function: &str,
     alias: &str,
+    actor: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: AliasRequest = read_json(request).await?;
     let spec = body.into_spec().map_err(ApiError::bad_request)?;
-    let why = Why::admin(format!("alias {alias} set through the admin API"));
+    let why = Why::by(actor, format!("alias {alias} set through the admin API"));
     let details = host.registry.set_alias(function, alias, spec, why).await?;
     tracing::info!(function, alias, "alias updated");
     Ok(json(StatusCode::OK, &one_alias(&details, alias)?))
 }
 
-pub async fn delete(host: &App, function: &str, alias: &str) -> Result<Response<Body>, ApiError> {
-    let why = Why::admin(format!("alias {alias} deleted through the admin API"));
+pub async fn delete(
+    host: &App,
+    function: &str,
+    alias: &str,
+    actor: &str,
+) -> Result<Response<Body>, ApiError> {
+    let why = Why::by(
+        actor,
+        format!("alias {alias} deleted through the admin API"),
+    );
     host.registry.delete_alias(function, alias, why).await?;
     Ok(json(
         StatusCode::OK,
@@ -102,6 +111,7 @@ pub async fn delete(host: &App, function: &str, alias: &str) -> Result<Response<
 pub async fn set_traffic(
     host: &App,
     function: &str,
+    actor: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: TrafficRequest = read_json(request).await?;
@@ -112,10 +122,13 @@ pub async fn set_traffic(
             function,
             latest_bp,
             body.sticky_header,
-            Why::admin(match latest_bp {
-                Some(bp) => format!("traffic: $LATEST at {}%", bp),
-                None => "traffic: sticky header changed".to_string(),
-            }),
+            Why::by(
+                actor,
+                match latest_bp {
+                    Some(bp) => format!("traffic: $LATEST at {}%", bp),
+                    None => "traffic: sticky header changed".to_string(),
+                },
+            ),
         )
         .await?;
     tracing::info!(function, latest_bp = ?latest_bp, "$DEFAULT traffic updated");
@@ -126,6 +139,7 @@ pub async fn set_traffic(
 pub async fn promote(
     host: &App,
     function: &str,
+    actor: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: PromoteRequest = read_json(request).await?;
@@ -135,7 +149,7 @@ pub async fn promote(
             function,
             body.description,
             true,
-            Why::admin("promote: publish $LATEST and send it all traffic"),
+            Why::by(actor, "promote: publish $LATEST and send it all traffic"),
         )
         .await?;
     let details = host.registry.function(function).await?;

@@ -9,16 +9,30 @@ use crate::api::{
     VersionList, VersionView,
 };
 use crate::app::App;
-use crate::model::{ConfigPatch, FunctionName, Why};
+use crate::model::{ConfigPatch, FunctionName, Principal, Why, namespace_of};
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 
-pub async fn list(host: &App) -> Result<Response<Body>, ApiError> {
+/// `?namespace=NS`: one namespace's functions (a key's own by default), else all.
+pub async fn list(
+    host: &App,
+    principal: &Principal,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let namespace = super::listing_scope(principal, request)?;
     let functions = host.registry.list().await?;
     Ok(json(
         StatusCode::OK,
         &FunctionList {
-            functions: functions.into_iter().map(FunctionView::from).collect(),
+            functions: functions
+                .into_iter()
+                .filter(|f| {
+                    namespace
+                        .as_deref()
+                        .is_none_or(|ns| namespace_of(&f.name) == ns)
+                })
+                .map(FunctionView::from)
+                .collect(),
         },
     ))
 }
@@ -29,6 +43,7 @@ pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     Ok(json(
         StatusCode::OK,
         &FunctionDetail {
+            access: details.access,
             function: details.info.into(),
             versions: details
                 .versions
@@ -40,8 +55,8 @@ pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-pub async fn delete(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
-    host.delete_function(name).await?;
+pub async fn delete(host: &App, name: &str, actor: &str) -> Result<Response<Body>, ApiError> {
+    host.delete_function(name, actor).await?;
     Ok(json(
         StatusCode::OK,
         &Deleted::new(DeletedItem {
@@ -95,6 +110,7 @@ pub async fn version(host: &App, name: &str, number: &str) -> Result<Response<Bo
 pub async fn publish(
     host: &App,
     name: &str,
+    actor: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: PublishRequest = read_json(request).await?;
@@ -104,7 +120,7 @@ pub async fn publish(
             name,
             body.description,
             false,
-            Why::admin("published $LATEST"),
+            Why::by(actor, "published $LATEST"),
         )
         .await?;
     let status = if published.created {
@@ -125,9 +141,10 @@ pub async fn delete_version(
     host: &App,
     name: &str,
     number: &str,
+    actor: &str,
 ) -> Result<Response<Body>, ApiError> {
     let number = parse_version(name, number)?;
-    host.delete_version(name, number).await?;
+    host.delete_version(name, number, actor).await?;
     Ok(json(
         StatusCode::OK,
         &Deleted::new(DeletedItem {

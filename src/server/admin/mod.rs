@@ -1,6 +1,9 @@
 //! The admin plane: a JSON API under `/v1/` and Prometheus metrics at `/metrics`, every call
-//! authenticated with `Authorization: Bearer <token>` (only `/healthz` is open). A missing or
-//! wrong token gets 401 before anything is read or changed.
+//! authenticated with `Authorization: Bearer <token>`: the host admin token, or an API key
+//! (only `/healthz` is open). A missing, wrong, revoked or expired credential gets 401 before
+//! anything is read or changed; a key outside its namespace or role gets 403 saying what it
+//! may do. Every call that may change something is written to the audit log with who made
+//! it and its status, refusals included.
 
 mod aliases;
 mod functions;
@@ -10,6 +13,7 @@ mod logs;
 mod objects;
 mod rollout;
 mod scaling;
+mod teams;
 mod triggers;
 mod upload;
 mod usage;
@@ -17,13 +21,15 @@ mod usage;
 use std::sync::Arc;
 
 use crate::api::{LimitsView, NodeList, ScalingStatus, Status};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{Body, json};
 use super::error::ApiError;
 use crate::app::App;
+use crate::auth::{AuthError, Refused};
 use crate::drain::discard;
+use crate::model::{Action, AuditEntry, Principal, namespace_of};
 
 /// One admin operation, parsed from method and path before any handler runs.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,8 +68,84 @@ enum AdminRoute<'a> {
     SteerRollout(&'a str, rollout::Steer),
     GetScaling(&'a str),
     SetScaling(&'a str),
+    SetAccess(&'a str),
     Usage,
     Metrics,
+    ListNamespaces,
+    CreateNamespace,
+    GetNamespace(&'a str),
+    DeleteNamespace(&'a str),
+    SetQuotas(&'a str),
+    ListKeys(&'a str),
+    CreateKey(&'a str),
+    RevokeKey(&'a str),
+    Audit,
+}
+
+/// What a route needs of its caller.
+#[derive(Debug, PartialEq, Eq)]
+enum Need<'a> {
+    /// `action` in namespace `.1`.
+    In(Action, &'a str),
+    /// The host admin token.
+    Host,
+    /// Any admin-plane key (not an invoker key); the answer is filtered to its namespace.
+    Scoped,
+    /// The handler checks, once it knows the namespace (an event's or a key's).
+    Handler,
+}
+
+impl<'a> AdminRoute<'a> {
+    fn need(&self) -> Need<'a> {
+        use AdminRoute as R;
+        fn read(name: &str) -> Need<'_> {
+            Need::In(Action::Read, namespace_of(name))
+        }
+        fn write(name: &str) -> Need<'_> {
+            Need::In(Action::Write, namespace_of(name))
+        }
+        match self {
+            R::Nodes
+            | R::Metrics
+            | R::CreateNamespace
+            | R::DeleteNamespace(_)
+            | R::SetQuotas(_) => Need::Host,
+            R::Status | R::ListFunctions | R::Usage | R::ListNamespaces | R::Audit => Need::Scoped,
+            R::RetryEvent(_) | R::RevokeKey(_) => Need::Handler,
+            R::GetNamespace(ns) => Need::In(Action::Read, ns),
+            R::ListKeys(ns) | R::CreateKey(ns) => Need::In(Action::ManageKeys, ns),
+            R::GetFunction(n)
+            | R::ListVersions(n)
+            | R::GetVersion(n, _)
+            | R::ListAliases(n)
+            | R::GetAlias(n, _)
+            | R::Logs(n)
+            | R::Health(n)
+            | R::History(n)
+            | R::ListTriggers(n)
+            | R::ListEvents(n)
+            | R::GetRollout(n)
+            | R::GetScaling(n)
+            | R::ListObjects(n)
+            | R::GetObject(n, _) => read(n),
+            R::DeleteFunction(n)
+            | R::UploadCode(n)
+            | R::UpdateConfig(n)
+            | R::Publish(n)
+            | R::DeleteVersion(n, _)
+            | R::SetAlias(n, _)
+            | R::DeleteAlias(n, _)
+            | R::SetTraffic(n)
+            | R::Promote(n)
+            | R::AddTrigger(n)
+            | R::DeleteTrigger(n, _)
+            | R::StartRollout(n)
+            | R::SteerRollout(n, _)
+            | R::SetScaling(n)
+            | R::SetAccess(n) => write(n),
+            R::PutObject(n, _) | R::DeleteObject(n, _) => write(n),
+        }
+    }
 }
 
 impl<'a> AdminRoute<'a> {
@@ -209,6 +291,37 @@ impl<'a> AdminRoute<'a> {
                 Method::POST => Some(Self::Promote(name)),
                 _ => None,
             },
+            ["v1", "functions", name, "access"] => match *method {
+                Method::PUT => Some(Self::SetAccess(name)),
+                _ => None,
+            },
+            ["v1", "namespaces"] => match *method {
+                Method::GET => Some(Self::ListNamespaces),
+                Method::POST => Some(Self::CreateNamespace),
+                _ => None,
+            },
+            ["v1", "namespaces", ns] => match *method {
+                Method::GET => Some(Self::GetNamespace(ns)),
+                Method::DELETE => Some(Self::DeleteNamespace(ns)),
+                _ => None,
+            },
+            ["v1", "namespaces", ns, "quotas"] => match *method {
+                Method::PUT => Some(Self::SetQuotas(ns)),
+                _ => None,
+            },
+            ["v1", "namespaces", ns, "keys"] => match *method {
+                Method::GET => Some(Self::ListKeys(ns)),
+                Method::POST => Some(Self::CreateKey(ns)),
+                _ => None,
+            },
+            ["v1", "keys", id] => match *method {
+                Method::DELETE => Some(Self::RevokeKey(id)),
+                _ => None,
+            },
+            ["v1", "audit"] => match *method {
+                Method::GET => Some(Self::Audit),
+                _ => None,
+            },
             _ => {
                 return Err(ApiError::not_found(format!(
                     "no admin route {method} {path}; the routes are listed in README.md, section Admin API"
@@ -229,58 +342,127 @@ pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Bod
     if let Some(response) = crate::server::probe(host, request.uri().path()) {
         return response;
     }
-    if !authorized(host, &request) {
-        let mut response = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong admin token: send `Authorization: Bearer <token>` with the token \
-             from <data-dir>/admin.token",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        discard(request.into_body()).await;
-        return response;
-    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match host.gatekeeper.authenticate(authorization).await {
+        Ok(principal) => principal,
+        Err(e) => {
+            discard(request.into_body()).await;
+            return match e {
+                AuthError::Refused(refused) => refused_response(refused),
+                AuthError::Store(e) => ApiError::from(e).into_response(),
+            };
+        }
+    };
     let path = request.uri().path().to_string();
-    let route = match AdminRoute::parse(request.method(), &path) {
+    let method = request.method().clone();
+    let route = match AdminRoute::parse(&method, &path) {
         Ok(route) => route,
         Err(e) => {
             discard(request.into_body()).await;
             return e.into_response();
         }
     };
-    dispatch(host, route, request)
-        .await
-        .unwrap_or_else(ApiError::into_response)
+    let need = route.need();
+    let namespace = match &need {
+        Need::In(_, ns) => Some(ns.to_string()),
+        _ => None,
+    };
+    let checked = match need {
+        Need::In(action, ns) => principal.check(action, Some(ns)),
+        Need::Host => principal.check(Action::Host, None),
+        Need::Scoped => match &principal {
+            Principal::Key { role, .. } if !role.allows(Action::Read) => {
+                principal.check(Action::Read, None)
+            }
+            _ => Ok(()),
+        },
+        Need::Handler => Ok(()),
+    };
+    let response = match checked {
+        Err(denied) => {
+            discard(request.into_body()).await;
+            ApiError::forbidden(denied.0).into_response()
+        }
+        Ok(()) => dispatch(host, route, &principal, request)
+            .await
+            .unwrap_or_else(ApiError::into_response),
+    };
+    if method != Method::GET && method != Method::HEAD {
+        audit(
+            host,
+            &principal,
+            namespace,
+            &method,
+            &path,
+            response.status(),
+        )
+        .await;
+    }
+    response
+}
+
+/// Appends one action to the audit log before the answer goes out. A failure to record is
+/// logged: the action itself has already happened and is not undone.
+async fn audit(
+    host: &App,
+    principal: &Principal,
+    namespace: Option<String>,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+) {
+    let entry = AuditEntry {
+        seq: 0,
+        at_ms: crate::model::now_ms(),
+        namespace,
+        actor: principal.actor(),
+        action: format!("{method} {path}"),
+        status: status.as_u16(),
+    };
+    if let Err(e) = host.registry.add_audit(entry).await {
+        tracing::error!(error = %e, %method, path, "could not record an admin action in the audit log");
+    }
+}
+
+fn refused_response(refused: Refused) -> Response<Body> {
+    match refused {
+        Refused::Unauthenticated(message) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+        }
+        Refused::Forbidden(message) => ApiError::forbidden(message).into_response(),
+    }
 }
 
 async fn dispatch(
     host: &Arc<App>,
     route: AdminRoute<'_>,
+    principal: &Principal,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let actor = &principal.actor();
     match route {
         AdminRoute::Status => Ok(status(host)),
         AdminRoute::Nodes => nodes(host).await,
-        AdminRoute::ListFunctions => functions::list(host).await,
+        AdminRoute::ListFunctions => functions::list(host, principal, &request).await,
         AdminRoute::GetFunction(name) => functions::get(host, name).await,
-        AdminRoute::DeleteFunction(name) => functions::delete(host, name).await,
-        AdminRoute::UploadCode(name) => upload::upload(host, name, request).await,
+        AdminRoute::DeleteFunction(name) => functions::delete(host, name, actor).await,
+        AdminRoute::UploadCode(name) => upload::upload(host, name, actor, request).await,
         AdminRoute::UpdateConfig(name) => functions::update_config(host, name, request).await,
         AdminRoute::ListVersions(name) => functions::versions(host, name).await,
-        AdminRoute::Publish(name) => functions::publish(host, name, request).await,
+        AdminRoute::Publish(name) => functions::publish(host, name, actor, request).await,
         AdminRoute::GetVersion(name, number) => functions::version(host, name, number).await,
         AdminRoute::DeleteVersion(name, number) => {
-            functions::delete_version(host, name, number).await
+            functions::delete_version(host, name, number, actor).await
         }
         AdminRoute::ListAliases(name) => aliases::list(host, name).await,
         AdminRoute::GetAlias(name, alias) => aliases::get(host, name, alias).await,
-        AdminRoute::SetAlias(name, alias) => aliases::set(host, name, alias, request).await,
-        AdminRoute::DeleteAlias(name, alias) => aliases::delete(host, name, alias).await,
-        AdminRoute::SetTraffic(name) => aliases::set_traffic(host, name, request).await,
-        AdminRoute::Promote(name) => aliases::promote(host, name, request).await,
+        AdminRoute::SetAlias(name, alias) => aliases::set(host, name, alias, actor, request).await,
+        AdminRoute::DeleteAlias(name, alias) => aliases::delete(host, name, alias, actor).await,
+        AdminRoute::SetTraffic(name) => aliases::set_traffic(host, name, actor, request).await,
+        AdminRoute::Promote(name) => aliases::promote(host, name, actor, request).await,
         AdminRoute::Logs(name) => logs::read(host, name, &request).await,
         AdminRoute::Health(name) => usage::health(host, name, &request).await,
         AdminRoute::History(name) => history::get(host, name, &request).await,
@@ -288,7 +470,7 @@ async fn dispatch(
         AdminRoute::ListTriggers(name) => triggers::list(host, name).await,
         AdminRoute::DeleteTrigger(name, id) => triggers::delete(host, name, id).await,
         AdminRoute::ListEvents(name) => triggers::events(host, name, &request).await,
-        AdminRoute::RetryEvent(id) => triggers::retry(host, id).await,
+        AdminRoute::RetryEvent(id) => triggers::retry(host, principal, id).await,
         AdminRoute::ListObjects(bucket) => objects::list(host, bucket, &request).await,
         AdminRoute::PutObject(bucket, key) => objects::put(host, bucket, &key, request).await,
         AdminRoute::GetObject(bucket, key) => objects::get(host, bucket, &key).await,
@@ -298,8 +480,18 @@ async fn dispatch(
         AdminRoute::SteerRollout(name, steer) => rollout::steer(host, name, steer).await,
         AdminRoute::GetScaling(name) => scaling::get(host, name).await,
         AdminRoute::SetScaling(name) => scaling::set(host, name, request).await,
-        AdminRoute::Usage => usage::usage(host, &request).await,
+        AdminRoute::SetAccess(name) => teams::set_access(host, name, request).await,
+        AdminRoute::Usage => usage::usage(host, principal, &request).await,
         AdminRoute::Metrics => Ok(usage::metrics(host)),
+        AdminRoute::ListNamespaces => teams::list_namespaces(host, principal).await,
+        AdminRoute::CreateNamespace => teams::create_namespace(host, request).await,
+        AdminRoute::GetNamespace(ns) => teams::get_namespace(host, ns).await,
+        AdminRoute::DeleteNamespace(ns) => teams::delete_namespace(host, ns).await,
+        AdminRoute::SetQuotas(ns) => teams::set_quotas(host, ns, request).await,
+        AdminRoute::ListKeys(ns) => teams::list_keys(host, ns).await,
+        AdminRoute::CreateKey(ns) => teams::create_key(host, ns, principal, request).await,
+        AdminRoute::RevokeKey(id) => teams::revoke_key(host, principal, id).await,
+        AdminRoute::Audit => teams::audit(host, principal, &request).await,
     }
 }
 
@@ -312,24 +504,30 @@ fn limit_param(value: &str, max: u32) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("limit={value:?}: use 1 to {max}")))
 }
 
-/// Compares the bearer token in constant time, so response timing reveals nothing about it.
-fn authorized(host: &App, request: &Request<Incoming>) -> bool {
-    let Some(given) = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let expected = host.admin_token.as_bytes();
-    let given = given.trim().as_bytes();
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// The namespace a `?namespace=NS` query names, if any.
+fn namespace_param(request: &Request<Incoming>) -> Option<String> {
+    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "namespace")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The namespace a listing shows: a key sees its own (asking for another is refused); the
+/// host admin sees the one asked for, or all.
+fn listing_scope(
+    principal: &Principal,
+    request: &Request<Incoming>,
+) -> Result<Option<String>, ApiError> {
+    let asked = namespace_param(request);
+    match principal {
+        Principal::HostAdmin => Ok(asked),
+        Principal::Key { namespace, .. } => {
+            let ns = asked.unwrap_or_else(|| namespace.clone());
+            principal
+                .check(Action::Read, Some(&ns))
+                .map_err(|denied| ApiError::forbidden(denied.0))?;
+            Ok(Some(ns))
+        }
+    }
 }
 
 fn status(host: &App) -> Response<Body> {

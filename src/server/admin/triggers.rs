@@ -8,7 +8,7 @@ use crate::api::{
     AddTrigger, Deleted, DeletedItem, EventList, EventView, TriggerList, TriggerView,
 };
 use crate::app::App;
-use crate::model::EventStatus;
+use crate::model::{Action, EventStatus, Principal, namespace_of};
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 use http::{Request, Response, StatusCode};
@@ -21,6 +21,21 @@ pub async fn add(
 ) -> Result<Response<Body>, ApiError> {
     let body: AddTrigger = read_json(request).await?;
     let source = body.source().map_err(ApiError::bad_request)?;
+    let namespace = namespace_of(function);
+    for bucket in [&body.bucket, &body.output_bucket].into_iter().flatten() {
+        if namespace_of(bucket) != namespace {
+            return Err(ApiError::forbidden(format!(
+                "bucket {bucket:?} belongs to namespace {:?}: a trigger of {function:?} watches \
+                 and writes only buckets of namespace {namespace:?} ({})",
+                namespace_of(bucket),
+                if namespace == crate::model::DEFAULT_NAMESPACE {
+                    "names without a dot".to_string()
+                } else {
+                    format!("BUCKET.{namespace}")
+                }
+            )));
+        }
+    }
     if let Some(target) = &body.target {
         host.router
             .snapshot()
@@ -99,7 +114,19 @@ pub async fn events(
     ))
 }
 
-pub async fn retry(host: &App, id: &str) -> Result<Response<Body>, ApiError> {
+/// The event's namespace is known only once it is read: a key of another namespace gets the
+/// same 404 as a missing event, so ids reveal nothing across namespaces.
+pub async fn retry(
+    host: &App,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    if let Principal::Key { .. } = principal {
+        let event = host.registry.event(id).await?;
+        principal
+            .check(Action::Write, Some(namespace_of(&event.function)))
+            .map_err(|denied| ApiError::forbidden(denied.0))?;
+    }
     let event = host.registry.retry_event(id).await?;
     host.events.deliveries.notify_one();
     Ok(json(StatusCode::OK, &EventView::from(event)))

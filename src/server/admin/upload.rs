@@ -34,6 +34,7 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 pub async fn upload(
     host: &Arc<App>,
     name: &str,
+    actor: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     // Check name and config first, so a mistake is refused before a large body is read.
@@ -69,6 +70,7 @@ pub async fn upload(
         patch,
         latest_bp,
         summary,
+        actor: actor.to_string(),
     };
     if !wants_progress {
         let uploaded = job.run(host, &|_| {}).await?;
@@ -85,6 +87,8 @@ struct UploadJob {
     /// `traffic=P`: `$DEFAULT`'s new share to `$LATEST`, set in the same commit.
     latest_bp: Option<BasisPoints>,
     summary: ComponentSummary,
+    /// Who deployed, for the alias history.
+    actor: String,
 }
 
 impl UploadJob {
@@ -104,12 +108,15 @@ impl UploadJob {
                 self.wasm,
                 self.patch,
                 self.latest_bp,
-                Why::admin(match self.latest_bp {
-                    Some(bp) => {
-                        format!("deployed {} with traffic: $LATEST at {}%", self.digest, bp)
-                    }
-                    None => format!("deployed {}", self.digest),
-                }),
+                Why::by(
+                    self.actor.clone(),
+                    match self.latest_bp {
+                        Some(bp) => {
+                            format!("deployed {} with traffic: $LATEST at {}%", self.digest, bp)
+                        }
+                        None => format!("deployed {}", self.digest),
+                    },
+                ),
             )
             .await?;
         tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");

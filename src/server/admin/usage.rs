@@ -8,19 +8,26 @@ use super::ensure_function;
 use crate::api::{Health, UsageGrouping as GroupBy, UsageLine, UsageReport};
 use crate::app::App;
 use crate::metering::HostGauges;
-use crate::model::{UsageRow, gb_seconds};
+use crate::model::{Action, Principal, UsageRow, gb_seconds, namespace_of};
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-/// `?function=NAME&since=SECONDS&by=function|version|alias|minute`: stored minutes plus what
-/// is not flushed yet, so the answer is current.
-pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (mut function, mut since_secs, mut by) = (None, 3600i64, GroupBy::Version);
+/// `?function=NAME&namespace=NS&since=SECONDS&by=namespace|function|version|alias|minute`:
+/// stored minutes plus what is not flushed yet, so the answer is current. A key sees its own
+/// namespace's usage only.
+pub async fn usage(
+    host: &App,
+    principal: &Principal,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (mut function, mut since_secs, mut by) = (None::<String>, 3600i64, GroupBy::Version);
+    let namespace = super::listing_scope(principal, request)?;
     for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "function" => function = Some(value.to_string()),
+            "namespace" => {}
             "since" => {
                 since_secs = value.parse().map_err(|_| {
                     ApiError::bad_request(format!("since={value:?} must be whole seconds"))
@@ -29,16 +36,21 @@ pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<B
             "by" => {
                 by = GroupBy::parse(&value).ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "by={value:?}: group by function, version, alias or minute"
+                        "by={value:?}: group by namespace, function, version, alias or minute"
                     ))
                 })?
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown parameter {other:?}; use function, since or by"
+                    "unknown parameter {other:?}; use function, namespace, since or by"
                 )));
             }
         }
+    }
+    if let Some(function) = &function {
+        principal
+            .check(Action::Read, Some(namespace_of(function)))
+            .map_err(|denied| ApiError::forbidden(denied.0))?;
     }
     let since_ms = crate::model::now_ms() - since_secs * 1000;
     let since_minute = since_ms.div_euclid(60_000);
@@ -46,10 +58,17 @@ pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<B
     rows.extend(host.metering.peek_pending().into_iter().filter(|r| {
         r.minute >= since_minute && function.as_deref().is_none_or(|f| r.function == f)
     }));
+    if let Some(namespace) = &namespace {
+        rows.retain(|r| namespace_of(&r.function) == namespace);
+    }
     let mut groups: BTreeMap<(String, String, String, i64), UsageRow> = BTreeMap::new();
     for row in &rows {
         let key = (
-            row.function.clone(),
+            if by == GroupBy::Namespace {
+                format!(".{}", namespace_of(&row.function))
+            } else {
+                row.function.clone()
+            },
             if by == GroupBy::Version {
                 row.version.clone()
             } else {
@@ -68,7 +87,14 @@ pub async fn usage(host: &App, request: &Request<Incoming>) -> Result<Response<B
         .into_iter()
         .map(|((function, version, alias, minute), row)| {
             let ms = |q| row.histogram.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+            let (namespace, function) = match function.strip_prefix('.') {
+                Some(namespace) if by == GroupBy::Namespace => {
+                    (namespace.to_string(), String::new())
+                }
+                _ => (namespace_of(&function).to_string(), function),
+            };
             UsageLine {
+                namespace,
                 function,
                 version: (by == GroupBy::Version).then_some(version),
                 alias: (by == GroupBy::Alias).then_some(alias),

@@ -280,6 +280,10 @@ pub(super) fn events(
 }
 
 /// Sends a dead-lettered event again, with a fresh count of attempts.
+pub(super) fn event(tx: Tx, id: &str) -> Result<Option<EventRecord>, StoreError> {
+    Ok(select(tx, "WHERE id = $1", &[&id])?.pop())
+}
+
 pub(super) fn retry(tx: Tx, id: &str, now_ms: i64) -> Result<EventRecord, StoreError> {
     let updated = tx
         .execute(

@@ -186,6 +186,7 @@ pub(super) fn function_rows(tx: Tx, name: &str) -> Result<FunctionRows, StoreErr
         default_policy: default_policy(tx, name)?,
         aliases: aliases(tx, name)?,
         scaling: scaling(tx, name)?,
+        access: super::tenancy::access(tx, name)?,
     })
 }
 

@@ -54,8 +54,11 @@ fn listen(
                 let Some((node, function)) = notification.payload().split_once(' ') else {
                     continue;
                 };
-                if node != own_node && sender.send(Change::Function(function.to_string())).is_err()
-                {
+                let change = match function {
+                    super::TENANCY => Change::Tenancy,
+                    function => Change::Function(function.to_string()),
+                };
+                if node != own_node && sender.send(change).is_err() {
                     return Ok(());
                 }
             }

@@ -12,6 +12,7 @@ mod functions;
 mod listen;
 mod rollouts;
 mod schema;
+mod tenancy;
 #[cfg(test)]
 pub(crate) mod test_server;
 mod usage;
@@ -23,17 +24,20 @@ use postgres::{Client, NoTls, Transaction};
 
 use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
-    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HealthSample, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick,
-    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
+    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord,
+    NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick, TrafficChange,
+    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use crate::store::decode::parse_digest;
 use audit::audited;
 use functions::*;
 use schema::database;
 
-/// The NOTIFY channel of committed changes; payload `NODE FUNCTION`.
+/// The NOTIFY channel of committed changes; payload `NODE FUNCTION`, or `NODE $tenancy`.
 const CHANNEL: &str = "fnhost_changes";
+/// The payload's "function" when namespaces or keys changed: no function is named `$...`.
+const TENANCY: &str = "$tenancy";
 
 /// Connections each node keeps (plus one for LISTEN): enough that a slow statement (a big
 /// usage query) does not queue the request path's writes behind it, few enough that a
@@ -314,6 +318,50 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
+        self.with_change(TENANCY, |tx| tenancy::create_namespace(tx, record))
+    }
+
+    fn namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.with_tx(tenancy::namespaces)
+    }
+
+    fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<NamespaceRecord, StoreError> {
+        self.with_change(TENANCY, |tx| tenancy::set_quotas(tx, name, quotas))
+    }
+
+    fn delete_namespace(&self, name: &str) -> Result<(), StoreError> {
+        self.with_change(TENANCY, |tx| tenancy::delete_namespace(tx, name))
+    }
+
+    fn add_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.with_change(TENANCY, |tx| tenancy::add_key(tx, key))
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.with_tx(|tx| tenancy::key(tx, id))
+    }
+
+    fn keys(&self, namespace: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with_tx(|tx| tenancy::keys(tx, namespace))
+    }
+
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<KeyRecord, StoreError> {
+        self.with_change(TENANCY, |tx| tenancy::revoke_key(tx, id, now_ms))
+    }
+
+    fn add_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        self.with_tx(|tx| tenancy::add_audit(tx, entry))
+    }
+
+    fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_tx(|tx| tenancy::audit(tx, namespace, limit))
+    }
+
+    fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError> {
+        self.with_change(function, |tx| tenancy::set_access(tx, function, access))
+    }
+
     fn known_modules(&self) -> Result<HashSet<Digest>, StoreError> {
         self.with_tx(|tx| {
             tx.query("SELECT digest FROM modules", &[])
@@ -511,6 +559,10 @@ impl MetadataStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
         self.with_tx(|tx| events::events(tx, function, status, limit))
+    }
+
+    fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::event(tx, id))
     }
 
     fn retry_event(&self, id: &str, now_ms: i64) -> Result<EventRecord, StoreError> {

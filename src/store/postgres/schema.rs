@@ -171,6 +171,32 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TABLE fnhost_changes (serial BIGINT NOT NULL);
     INSERT INTO fnhost_changes (serial) VALUES (0);
     "#,
+    // 4: teams: namespaces with their quotas (`default` always exists), API keys (a hash of
+    // the secret, never the secret), the audit log of admin actions, and per-function access.
+    r#"
+    CREATE TABLE namespaces (
+        name        TEXT PRIMARY KEY,
+        quotas      TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL
+    );
+    INSERT INTO namespaces (name, quotas, created_ms) VALUES ('default', '{}', 0);
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,
+        namespace   TEXT NOT NULL,
+        record      TEXT NOT NULL
+    );
+    CREATE INDEX api_keys_by_namespace ON api_keys (namespace);
+    CREATE TABLE audit_log (
+        seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at_ms       BIGINT NOT NULL,
+        namespace   TEXT,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        status      INTEGER NOT NULL
+    );
+    CREATE INDEX audit_by_namespace ON audit_log (namespace, seq);
+    ALTER TABLE functions ADD COLUMN access TEXT NOT NULL DEFAULT 'public';
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

@@ -254,6 +254,10 @@ pub(super) fn events(
     )
 }
 
+pub(super) fn event(tx: &Transaction<'_>, id: &str) -> Result<Option<EventRecord>, StoreError> {
+    Ok(select(tx, "WHERE id = ?1", [id])?.pop())
+}
+
 /// Sends a dead-lettered event again, with a fresh count of attempts.
 pub(super) fn retry(
     tx: &Transaction<'_>,

@@ -225,6 +225,7 @@ pub(super) fn function_rows(tx: &Transaction<'_>, name: &str) -> Result<Function
         default_policy: default_policy(tx, name)?,
         aliases: aliases(tx, name)?,
         scaling: scaling(tx, name)?,
+        access: super::tenancy::access(tx, name)?,
     })
 }
 

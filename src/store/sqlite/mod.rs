@@ -18,13 +18,15 @@ mod fleet;
 mod functions;
 mod rollouts;
 mod schema;
+mod tenancy;
 mod usage;
 
 use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
-    AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, EventRecord, EventStatus,
-    FunctionConfig, HealthSample, HistoryEntry, NewObject, NodeRecord, ScalingPolicy, TimerTick,
-    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
+    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord,
+    NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick, TrafficChange,
+    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -385,6 +387,10 @@ impl MetadataStore for SqliteStore {
         self.with_tx(|tx| events::events(tx, function, status, limit))
     }
 
+    fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.with_tx(|tx| events::event(tx, id))
+    }
+
     fn retry_event(&self, id: &str, now_ms: i64) -> Result<EventRecord, StoreError> {
         self.with_tx(|tx| events::retry(tx, id, now_ms))
     }
@@ -460,6 +466,50 @@ impl MetadataStore for SqliteStore {
 
     fn prune_health(&self, before: i64) -> Result<usize, StoreError> {
         self.with_tx(|tx| fleet::prune_health(tx, before))
+    }
+
+    fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::create_namespace(tx, record))
+    }
+
+    fn namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.with_tx(tenancy::namespaces)
+    }
+
+    fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<NamespaceRecord, StoreError> {
+        self.with_tx(|tx| tenancy::set_quotas(tx, name, quotas))
+    }
+
+    fn delete_namespace(&self, name: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::delete_namespace(tx, name))
+    }
+
+    fn add_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::add_key(tx, key))
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.with_tx(|tx| tenancy::key(tx, id))
+    }
+
+    fn keys(&self, namespace: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with_tx(|tx| tenancy::keys(tx, namespace))
+    }
+
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<KeyRecord, StoreError> {
+        self.with_tx(|tx| tenancy::revoke_key(tx, id, now_ms))
+    }
+
+    fn add_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        self.with_tx(|tx| tenancy::add_audit(tx, entry))
+    }
+
+    fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_tx(|tx| tenancy::audit(tx, namespace, limit))
+    }
+
+    fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::set_access(tx, function, access))
     }
 
     /// Every module digest the metadata knows (blobs outside this set are orphans).

@@ -169,6 +169,33 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX health_samples_by_second ON health_samples (second);
     "#,
+    // 9: teams: namespaces with their quotas (`default` always exists), API keys (a hash of
+    // the secret, never the secret), the audit log of admin actions, and per-function access
+    // (a function-level setting like scaling, so it covers every version at once).
+    r#"
+    CREATE TABLE namespaces (
+        name        TEXT PRIMARY KEY,
+        quotas      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+    );
+    INSERT INTO namespaces (name, quotas, created_ms) VALUES ('default', '{}', 0);
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,
+        namespace   TEXT NOT NULL,
+        record      TEXT NOT NULL
+    );
+    CREATE INDEX api_keys_by_namespace ON api_keys (namespace);
+    CREATE TABLE audit_log (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms       INTEGER NOT NULL,
+        namespace   TEXT,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        status      INTEGER NOT NULL
+    );
+    CREATE INDEX audit_by_namespace ON audit_log (namespace, seq);
+    ALTER TABLE functions ADD COLUMN access TEXT NOT NULL DEFAULT 'public';
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
