@@ -31,7 +31,7 @@ pub enum Refused {
 pub struct Gatekeeper {
     admin_token: String,
     registry: Arc<Registry>,
-    /// Keys that may invoke, by id.
+    /// Usable keys by id (a key of the wrong role gets 403, not 401).
     ring: ArcSwap<HashMap<String, KeyRecord>>,
 }
 
@@ -116,7 +116,7 @@ impl Gatekeeper {
         .map_err(|denied| Refused::Forbidden(denied.0))
     }
 
-    /// Re-reads the keys that may invoke.
+    /// Re-reads the usable keys.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let now = now_ms();
         let ring = self
@@ -124,7 +124,7 @@ impl Gatekeeper {
             .keys(None)
             .await?
             .into_iter()
-            .filter(|key| key.unusable(now).is_none() && key.role.allows(Action::Invoke))
+            .filter(|key| key.unusable(now).is_none())
             .map(|key| (key.id.clone(), key))
             .collect();
         self.ring.store(Arc::new(ring));

@@ -41,6 +41,8 @@ impl ApiFailure {
 pub struct AdminClient {
     base: String,
     token: String,
+    /// `--namespace`: applied to every path sent (`scoped_path`).
+    namespace: Option<String>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -65,6 +67,7 @@ impl AdminClient {
         Ok(Self {
             base: args.admin_url.trim_end_matches('/').to_string(),
             token,
+            namespace: args.namespace.clone(),
             http: http_client(),
         })
     }
@@ -78,6 +81,7 @@ impl AdminClient {
         body: Bytes,
         headers: &[(header::HeaderName, &str)],
     ) -> anyhow::Result<Response<Incoming>> {
+        let path = scoped_path(path, self.namespace.as_deref());
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -139,6 +143,51 @@ impl AdminClient {
     }
 }
 
+/// Puts what `path` names into `namespace`, so every command takes `--namespace` without
+/// knowing of it: a function or bucket (`/v1/functions/NAME/...`, `/v1/buckets/B/...`, and
+/// `?function=NAME`) becomes `NAME.NS` unless it names a namespace already, and listings
+/// (`/v1/functions`, `/v1/usage`, `/v1/audit`) are limited to the namespace.
+pub fn scoped_path(path: &str, namespace: Option<&str>) -> String {
+    let Some(namespace) = namespace.filter(|ns| !ns.is_empty()) else {
+        return path.to_string();
+    };
+    let qualify = |name: &str| crate::model::qualify(name, namespace);
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut segments: Vec<String> = route.split('/').map(str::to_string).collect();
+    if let ["", "v1", "functions" | "buckets", name, ..] = segments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+        && !name.is_empty()
+    {
+        segments[3] = qualify(name);
+    }
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| {
+            let v = if k == "function" {
+                qualify(&v)
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    if matches!(route, "/v1/functions" | "/v1/usage" | "/v1/audit")
+        && !pairs.iter().any(|(k, _)| k == "namespace")
+    {
+        pairs.push(("namespace".to_string(), namespace.to_string()));
+    }
+    let route = segments.join("/");
+    if pairs.is_empty() {
+        return route;
+    }
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("{route}?{query}")
+}
+
 /// Reads a success answer as the API type `T`, saying what did not match if it does not.
 pub async fn read_answer<T: DeserializeOwned>(response: Response<Incoming>) -> anyhow::Result<T> {
     let bytes = response.into_body().collect().await?.to_bytes();
@@ -182,4 +231,51 @@ fn connect_error_text(error: &hyper_util::client::legacy::Error) -> String {
         source = e.source();
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scoped_path;
+
+    #[test]
+    fn namespaces_apply_to_names_and_listings() {
+        let ns = Some("shop");
+        assert_eq!(
+            scoped_path("/v1/functions/cart/code", None),
+            "/v1/functions/cart/code"
+        );
+        assert_eq!(
+            scoped_path("/v1/functions/cart/code", ns),
+            "/v1/functions/cart.shop/code"
+        );
+        assert_eq!(
+            scoped_path("/v1/functions/cart.other", ns),
+            "/v1/functions/cart.other"
+        );
+        assert_eq!(
+            scoped_path("/v1/buckets/images/objects/a", ns),
+            "/v1/buckets/images.shop/objects/a"
+        );
+        assert_eq!(
+            scoped_path("/v1/functions", ns),
+            "/v1/functions?namespace=shop"
+        );
+        assert_eq!(
+            scoped_path("/v1/usage?function=cart&by=version", ns),
+            "/v1/usage?function=cart.shop&by=version&namespace=shop"
+        );
+        assert_eq!(
+            scoped_path("/v1/audit?limit=5", ns),
+            "/v1/audit?limit=5&namespace=shop"
+        );
+        assert_eq!(
+            scoped_path("/v1/functions/cart", Some("default")),
+            "/v1/functions/cart"
+        );
+        assert_eq!(
+            scoped_path("/v1/functions", Some("default")),
+            "/v1/functions?namespace=default"
+        );
+        assert_eq!(scoped_path("/v1/status", ns), "/v1/status");
+    }
 }

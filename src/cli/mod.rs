@@ -89,6 +89,18 @@ pub enum Command {
     Trigger(commands::TriggerCommand),
     /// List a function's events (`--failed`: the dead-letter list); `events retry ID`.
     Events(commands::EventsArgs),
+    /// Namespaces and their quotas (host admin token): `namespace create|list|show|quota|delete`.
+    /// A function NAME in namespace NS is NAME.NS, called at http://HOST/NAME.NS/...
+    #[command(subcommand)]
+    Namespace(commands::NamespaceCommand),
+    /// API keys of a namespace, with a role: `key create --role deployer`, `key list`,
+    /// `key revoke ID`. Only a hash of the secret is stored.
+    #[command(subcommand)]
+    Key(commands::KeyCommand),
+    /// Who may call a function on the data plane: `access NAME key` needs an invoker key.
+    Access(commands::AccessArgs),
+    /// Show who changed what (every admin write, refusals included), newest first.
+    Audit(commands::AuditArgs),
     /// Measure fnhost on your own component, in process: `bench cold-start FILE.wasm`.
     #[command(subcommand)]
     Bench(commands::BenchCommand),
@@ -100,7 +112,13 @@ pub struct ClientArgs {
     /// Admin API base URL.
     #[arg(long = "admin", env = "FNHOST_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
     pub admin_url: String,
-    /// Admin token. Default: read from <DATA_DIR>/admin.token.
+    /// The namespace of the functions and buckets named: NAME means NAME.NS. Listings
+    /// (functions, usage, audit) show only this namespace. Default: `default` for names; for
+    /// listings, every namespace the credential may see.
+    #[arg(long, env = "FNHOST_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Admin token or API key (`fnhost key create`). Default: read from
+    /// <DATA_DIR>/admin.token.
     #[arg(
         long,
         env = "FNHOST_TOKEN",

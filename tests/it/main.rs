@@ -25,3 +25,4 @@ mod rollout;
 mod s3;
 mod scaling;
 mod shadow;
+mod teams;

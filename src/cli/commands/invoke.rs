@@ -38,6 +38,17 @@ pub struct InvokeArgs {
     /// Data plane base URL.
     #[arg(long, env = "FNHOST_URL", default_value = DEFAULT_DATA_URL, value_name = "URL")]
     pub url: String,
+    /// The function's namespace: NAME means NAME.NS.
+    #[arg(long, env = "FNHOST_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// An invoker key for a function with `access key` (sent as `Authorization: Bearer`).
+    #[arg(
+        long,
+        env = "FNHOST_INVOKE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
 }
 
 pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
@@ -56,8 +67,18 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     } else {
         format!("/{}", args.path)
     };
-    let url = format!("{}/{}{path}", args.url.trim_end_matches('/'), args.target);
+    let target = match (args.target.split_once('@'), args.namespace.as_deref()) {
+        (_, None) => args.target.clone(),
+        (Some((name, qualifier)), Some(ns)) => {
+            format!("{}@{qualifier}", crate::model::qualify(name, ns))
+        }
+        (None, Some(ns)) => crate::model::qualify(&args.target, ns),
+    };
+    let url = format!("{}/{target}{path}", args.url.trim_end_matches('/'));
     let mut request = Request::builder().method(method).uri(&url);
+    if let Some(key) = &args.key {
+        request = request.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
     for (name, value) in &args.header {
         request = request.header(name, value);
     }

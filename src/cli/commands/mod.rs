@@ -9,6 +9,7 @@ mod logs;
 mod manage;
 mod objects;
 mod rollout;
+mod teams;
 mod traffic;
 mod triggers;
 mod usage;
@@ -23,6 +24,7 @@ pub use invoke::InvokeArgs;
 pub use logs::LogsArgs;
 pub use objects::ObjectCommand;
 pub use rollout::RolloutArgs;
+pub use teams::{AccessArgs, AuditArgs, KeyCommand, NamespaceCommand};
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
 pub use triggers::{EventsArgs, TriggerCommand};
 pub use usage::UsageArgs;
@@ -162,6 +164,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Object(command) => objects::run(command).await,
         Command::Trigger(command) => triggers::trigger(command).await,
         Command::Events(args) => triggers::events(args).await,
+        Command::Namespace(command) => teams::namespace(command).await,
+        Command::Key(command) => teams::key(command).await,
+        Command::Access(args) => teams::access(args).await,
+        Command::Audit(args) => teams::audit(args).await,
     }
 }
 
