@@ -30,6 +30,9 @@ pub struct NamespaceUsage {
     pub provisioned: u64,
     /// Invocations of its functions running on this node now.
     pub concurrency: u64,
+    /// Bytes stored in its buckets (listed when asked for one namespace; absent in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_bytes: Option<u64>,
 }
 
 impl NamespaceView {

@@ -33,6 +33,32 @@ pub enum ObjectError {
     Upload(String),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error(transparent)]
+    Quota(#[from] crate::model::QuotaExceeded),
+}
+
+/// What a namespace's `bucket_bytes` quota leaves for one object: its other objects use
+/// `used` of `limit`.
+#[derive(Clone, Debug)]
+pub struct Room {
+    pub namespace: String,
+    pub limit: u64,
+    pub used: u64,
+}
+
+impl Room {
+    /// Refuses an object of `size` that would pass the quota.
+    fn check(room: Option<&Room>, size: u64) -> Result<(), ObjectError> {
+        match room {
+            Some(room) => Ok(crate::model::Quotas::check(
+                Some(room.limit),
+                "bucket_bytes",
+                &room.namespace,
+                room.used + size,
+            )?),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One listed object.
@@ -118,8 +144,15 @@ impl Buckets {
         }
     }
 
-    /// Streams `body` into `bucket`/`key`, refusing it past the size limit. Returns its size.
-    pub async fn put<S, E>(&self, bucket: &str, key: &str, body: S) -> Result<u64, ObjectError>
+    /// Streams `body` into `bucket`/`key`, refusing it past the size limit or the `room` its
+    /// namespace's quota leaves. Returns its size.
+    pub async fn put<S, E>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: S,
+        room: Option<&Room>,
+    ) -> Result<u64, ObjectError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -143,6 +176,10 @@ impl Buckets {
                 let _ = writer.abort().await;
                 return Err(ObjectError::TooLarge(self.max_object_bytes));
             }
+            if let Err(e) = Room::check(room, size) {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
             writer.wait_for_capacity(4).await?;
             writer.put(chunk);
         }
@@ -151,13 +188,16 @@ impl Buckets {
         Ok(size)
     }
 
-    /// Writes a whole object (a trigger's output).
+    /// Writes a whole object (a trigger's output), within the `room` its namespace's quota
+    /// leaves.
     pub async fn put_bytes(
         &self,
         bucket: &str,
         key: &str,
         bytes: Bytes,
+        room: Option<&Room>,
     ) -> Result<(), ObjectError> {
+        Room::check(room, bytes.len() as u64)?;
         let path = location(bucket, key)?;
         self.check_place(bucket, key).await?;
         self.store.put(&path, bytes.into()).await?;
@@ -266,6 +306,34 @@ impl Buckets {
             .map_err(|e| not_found(e, bucket, key))?;
         self.store.delete(&path).await?;
         Ok(())
+    }
+
+    /// Bytes stored in every bucket of `namespace`. A listing: exact, and as slow as the
+    /// namespace has objects.
+    pub async fn namespace_bytes(&self, namespace: &str) -> Result<u64, ObjectError> {
+        let top = self.store.list_with_delimiter(None).await?;
+        let mut total = 0;
+        for prefix in top.common_prefixes {
+            let name = prefix.as_ref();
+            if check_bucket(name).is_err() || crate::model::namespace_of(name) != namespace {
+                continue;
+            }
+            total += self
+                .store
+                .list(Some(&prefix))
+                .try_fold(0, |sum, meta| async move { Ok(sum + meta.size) })
+                .await?;
+        }
+        Ok(total)
+    }
+
+    /// The size of `bucket`/`key`, 0 if there is none (what a new object there replaces).
+    pub async fn size_of(&self, bucket: &str, key: &str) -> Result<u64, ObjectError> {
+        match self.store.head(&location(bucket, key)?).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Objects of `bucket` whose keys start with `prefix`, sorted by key, at most `limit`.
@@ -442,22 +510,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let buckets = Buckets::open(None, dir.path(), 1 << 20).unwrap();
         buckets
-            .put_bytes("bkt", "a", Bytes::from_static(b"1"))
+            .put_bytes("bkt", "a", Bytes::from_static(b"1"), None)
             .await
             .unwrap();
         let below = buckets
-            .put_bytes("bkt", "a/x", Bytes::from_static(b"2"))
+            .put_bytes("bkt", "a/x", Bytes::from_static(b"2"), None)
             .await;
         assert!(
             matches!(&below, Err(ObjectError::Invalid(m)) if m.contains("lies below the object \"a\"")),
             "{below:?}"
         );
         buckets
-            .put_bytes("bkt", "f/x", Bytes::from_static(b"3"))
+            .put_bytes("bkt", "f/x", Bytes::from_static(b"3"), None)
             .await
             .unwrap();
         let above = buckets
-            .put_bytes("bkt", "f", Bytes::from_static(b"4"))
+            .put_bytes("bkt", "f", Bytes::from_static(b"4"), None)
             .await;
         assert!(
             matches!(&above, Err(ObjectError::Invalid(m)) if m.contains("is the folder of")),
@@ -480,7 +548,10 @@ mod tests {
             Ok(Bytes::from_static(b" you")),
         ]);
         assert_eq!(
-            buckets.put("uploads", "img/a.txt", chunks).await.unwrap(),
+            buckets
+                .put("uploads", "img/a.txt", chunks, None)
+                .await
+                .unwrap(),
             9
         );
         assert_eq!(
@@ -493,7 +564,7 @@ mod tests {
         let too_big =
             futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 11]))]);
         assert!(matches!(
-            buckets.put("uploads", "big", too_big).await,
+            buckets.put("uploads", "big", too_big, None).await,
             Err(ObjectError::TooLarge(10))
         ));
         let listed = buckets.list("uploads", "img/", 100).await.unwrap();

@@ -283,7 +283,16 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
     if let Err(e) = check_key(key) {
         return Outcome::Refused(format!("the function named an invalid output key: {e}"));
     }
-    if let Err(e) = events.buckets.put_bytes(output, key, body.clone()).await {
+    let written = match events.room(output, key).await {
+        Ok(room) => {
+            events
+                .buckets
+                .put_bytes(output, key, body.clone(), room.as_ref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         return Outcome::Retry(format!("writing the output to bucket {output}: {e}"));
     }
     match events

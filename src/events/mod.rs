@@ -19,6 +19,32 @@ use crate::routing::Router;
 use buckets::Buckets;
 
 /// What the event loops share with the admin plane.
+impl Events {
+    /// What `bucket`'s namespace's `bucket_bytes` quota leaves for an object at `key`
+    /// (replacing what is there); `None` when the namespace has no such quota.
+    pub async fn room(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<buckets::Room>, buckets::ObjectError> {
+        let namespace = crate::model::namespace_of(bucket);
+        let Some(limit) = self
+            .registry
+            .namespace(namespace)
+            .and_then(|ns| ns.quotas.bucket_bytes)
+        else {
+            return Ok(None);
+        };
+        let total = self.buckets.namespace_bytes(namespace).await?;
+        let replaced = self.buckets.size_of(bucket, key).await?;
+        Ok(Some(buckets::Room {
+            namespace: namespace.to_string(),
+            limit,
+            used: total.saturating_sub(replaced),
+        }))
+    }
+}
+
 pub struct Events {
     pub registry: Arc<Registry>,
     pub router: Arc<Router>,

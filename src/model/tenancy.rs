@@ -199,31 +199,37 @@ pub struct Quotas {
     /// Linear memory per instance, in MiB (a function's `memory_mb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mb: Option<u32>,
+    /// Bytes stored over all the namespace's buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_bytes: Option<u64>,
 }
 
 impl Quotas {
     /// Applies `patch`: a field given replaces this one, `Some(0)` in the patch's JSON as
     /// `null` clears it (unlimited).
     pub fn merged(&self, patch: &QuotasPatch) -> Quotas {
-        let pick = |old: Option<u32>, new: Option<Option<u32>>| new.unwrap_or(old);
+        fn pick<T>(old: Option<T>, new: Option<Option<T>>) -> Option<T> {
+            new.unwrap_or(old)
+        }
         Quotas {
             functions: pick(self.functions, patch.functions),
             versions: pick(self.versions, patch.versions),
             concurrency: pick(self.concurrency, patch.concurrency),
             provisioned: pick(self.provisioned, patch.provisioned),
             memory_mb: pick(self.memory_mb, patch.memory_mb),
+            bucket_bytes: pick(self.bucket_bytes, patch.bucket_bytes),
         }
     }
 
     /// Refuses `would_be` of quota `name` above its limit, naming the quota.
     pub fn check(
-        limit: Option<u32>,
+        limit: Option<impl Into<u64>>,
         name: &'static str,
         namespace: &str,
         would_be: u64,
     ) -> Result<(), QuotaExceeded> {
-        match limit {
-            Some(limit) if would_be > u64::from(limit) => Err(QuotaExceeded {
+        match limit.map(Into::into) {
+            Some(limit) if would_be > limit => Err(QuotaExceeded {
                 quota: name,
                 namespace: namespace.to_string(),
                 limit,
@@ -268,18 +274,29 @@ pub struct QuotasPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub memory_mb: Option<Option<u32>>,
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bucket_bytes: Option<Option<u64>>,
 }
 
 /// `null` and a value told apart from an absent field.
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<Option<u32>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, T: Serialize + Copy>(
+        value: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         value.flatten().serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
-        Option::<u32>::deserialize(d).map(Some)
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
@@ -292,7 +309,7 @@ mod double_option {
 pub struct QuotaExceeded {
     pub quota: &'static str,
     pub namespace: String,
-    pub limit: u32,
+    pub limit: u64,
     pub would_be: u64,
 }
 

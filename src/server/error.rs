@@ -124,6 +124,7 @@ impl From<StoreError> for ApiError {
                     "versions" => "quota_versions",
                     "provisioned" => "quota_provisioned",
                     "memory_mb" => "quota_memory_mb",
+                    "bucket_bytes" => "quota_bucket_bytes",
                     _ => "quota",
                 };
                 Self::new(StatusCode::FORBIDDEN, code, e.to_string())
@@ -200,6 +201,9 @@ impl From<ObjectError> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
             ObjectError::Upload(_) => Self::bad_request(e.to_string()),
+            ObjectError::Quota(_) => {
+                Self::new(StatusCode::FORBIDDEN, "quota_bucket_bytes", e.to_string())
+            }
             ObjectError::Store(_) => {
                 let error = Self::internal("the object store failed");
                 tracing::error!(error_id = ?error.error_id, error = %e, "object store failure");

@@ -446,6 +446,47 @@ async fn quotas_refuse_with_their_name_and_change_nothing() {
     );
     assert_eq!(host.call("/one.q/").await.status(), 200);
 
+    // Bucket bytes: over all the namespace's buckets; an overwrite counts only the growth.
+    namespace(&host, "files", json!({"bucket_bytes": 1000})).await;
+    let put = |bucket: &str, key: &str, size: usize| {
+        host.admin(Method::PUT, &format!("/v1/buckets/{bucket}/objects/{key}"))
+            .body(vec![b'x'; size])
+            .send()
+    };
+    assert_eq!(put("images.files", "a", 600).await.unwrap().status(), 201);
+    let refused = put("docs.files", "b", 600).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(code(&refused.json().await.unwrap()), "quota_bucket_bytes");
+    let missing = host
+        .admin(Method::GET, "/v1/buckets/docs.files/objects/b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "a refused object is not stored");
+    assert_eq!(put("images.files", "a", 900).await.unwrap().status(), 201);
+    assert_eq!(
+        put("uploads", "big", 5000).await.unwrap().status(),
+        201,
+        "other namespaces are not counted"
+    );
+    // Streamed without a length: refused once the stream passes the quota.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'y'; 80]), Ok(vec![b'y'; 80])];
+    let streamed = host
+        .admin(Method::PUT, "/v1/buckets/docs.files/objects/streamed")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 403);
+    let missing = host
+        .admin(Method::GET, "/v1/buckets/docs.files/objects/streamed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let (_, files) = host.get_json("/v1/namespaces/files").await;
+    assert_eq!(files["usage"]["bucket_bytes"], 900, "{files}");
+
     // Concurrency: two functions of one namespace share its limit of one.
     namespace(&host, "c", json!({"concurrency": 1})).await;
     host.deploy("slow.c", "hostile", "").await;

@@ -33,6 +33,9 @@ pub struct QuotaArgs {
     /// Linear memory per instance, in MiB.
     #[arg(long, value_parser = parse_limit, value_name = "MIB|none")]
     pub memory_mb: Option<Limit>,
+    /// Bytes stored over all its buckets, e.g. 10Gi.
+    #[arg(long, value_parser = parse_byte_limit, value_name = "SIZE|none")]
+    pub bucket_bytes: Option<ByteLimit>,
 }
 
 impl QuotaArgs {
@@ -43,6 +46,7 @@ impl QuotaArgs {
             concurrency: self.concurrency.map(|l| l.0),
             provisioned: self.provisioned.map(|l| l.0),
             memory_mb: self.memory_mb.map(|l| l.0),
+            bucket_bytes: self.bucket_bytes.map(|l| l.0),
         }
     }
 }
@@ -50,6 +54,17 @@ impl QuotaArgs {
 /// A quota flag's value: a limit, or none.
 #[derive(Clone, Copy, Debug)]
 pub struct Limit(Option<u32>);
+
+/// A byte quota flag's value: a size, or none.
+#[derive(Clone, Copy, Debug)]
+pub struct ByteLimit(Option<u64>);
+
+fn parse_byte_limit(text: &str) -> Result<ByteLimit, String> {
+    if text == "none" {
+        return Ok(ByteLimit(None));
+    }
+    crate::cli::units::parse_bytes(text).map(|n| ByteLimit(Some(n)))
+}
 
 fn parse_limit(text: &str) -> Result<Limit, String> {
     if text == "none" {
@@ -64,6 +79,7 @@ fn parse_limit(text: &str) -> Result<Limit, String> {
 pub enum NamespaceCommand {
     /// Create a namespace (host admin token), optionally with quotas.
     Create {
+        /// The namespace: a lowercase DNS label; its functions are NAME.NS.
         name: String,
         #[command(flatten)]
         quotas: QuotaArgs,
@@ -77,12 +93,14 @@ pub enum NamespaceCommand {
     },
     /// Show one namespace.
     Show {
+        /// The namespace.
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Change a namespace's quotas (host admin token): `--functions 20 --versions none`.
     Quota {
+        /// The namespace.
         name: String,
         #[command(flatten)]
         quotas: QuotaArgs,
@@ -91,6 +109,7 @@ pub enum NamespaceCommand {
     },
     /// Delete an empty namespace and its keys (host admin token).
     Delete {
+        /// The namespace (it must have no functions left).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -121,6 +140,7 @@ pub enum KeyCommand {
     },
     /// Revoke a key; the next request with it is refused.
     Revoke {
+        /// The key's id, as `key list` shows it (not its secret).
         id: String,
         #[command(flatten)]
         client: ClientArgs,

@@ -31,8 +31,33 @@ pub async fn put(
         error.close_connection = true;
         return Err(error);
     }
+    let room = match host.events.room(bucket, key).await {
+        Ok(room) => room,
+        Err(e) => {
+            crate::drain::discard(request.into_body()).await;
+            return Err(e.into());
+        }
+    };
+    if let (Some(room), Some(declared)) = (&room, declared)
+        && room.used + declared > room.limit
+    {
+        let mut error = ApiError::from(crate::events::buckets::ObjectError::from(
+            crate::model::QuotaExceeded {
+                quota: "bucket_bytes",
+                namespace: room.namespace.clone(),
+                limit: room.limit,
+                would_be: room.used + declared,
+            },
+        ));
+        error.close_connection = true;
+        return Err(error);
+    }
     let stream = request.into_body().into_data_stream();
-    let size = host.events.buckets.put(bucket, key, stream).await?;
+    let size = host
+        .events
+        .buckets
+        .put(bucket, key, stream, room.as_ref())
+        .await?;
     let events = host
         .registry
         .enqueue_object(bucket.to_string(), key.to_string(), content_type, size, 0)

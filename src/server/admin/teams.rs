@@ -63,7 +63,9 @@ pub async fn get_namespace(host: &App, name: &str) -> Result<Response<Body>, Api
         .registry
         .namespace(name)
         .ok_or_else(|| ApiError::not_found(format!("namespace {name:?} not found")))?;
-    Ok(json(StatusCode::OK, &view(host, record)))
+    let mut view = view(host, record);
+    view.usage.bucket_bytes = Some(host.events.buckets.namespace_bytes(name).await?);
+    Ok(json(StatusCode::OK, &view))
 }
 
 pub async fn delete_namespace(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
