@@ -504,8 +504,8 @@ mod tests {
             serde_json::from_str(r#"{"functions": null, "versions": 5}"#).unwrap();
         let merged = quotas.merged(&patch);
         assert_eq!((merged.functions, merged.versions), (None, Some(5)));
-        assert!(Quotas::check(Some(2), "functions", "a", 2).is_ok());
-        let err = Quotas::check(Some(2), "functions", "a", 3).unwrap_err();
+        assert!(Quotas::check(Some(2u32), "functions", "a", 2).is_ok());
+        let err = Quotas::check(Some(2u32), "functions", "a", 3).unwrap_err();
         assert!(err.to_string().contains("quota functions"), "{err}");
     }
 }
