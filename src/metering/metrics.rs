@@ -14,6 +14,7 @@ use super::InvocationRecord;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InvocationLabels {
+    namespace: String,
     function: String,
     version: String,
     alias: String,
@@ -22,8 +23,20 @@ struct InvocationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
+    namespace: String,
     function: String,
     version: String,
+}
+
+impl VersionLabels {
+    /// With the function's namespace as a label of its own, so dashboards sum by team.
+    fn new(function: &str, version: String) -> Self {
+        Self {
+            namespace: crate::model::namespace_of(function).to_string(),
+            function: function.to_string(),
+            version,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +100,7 @@ impl VersionMetrics {
             metrics
                 .invocations
                 .get_or_create(&InvocationLabels {
+                    namespace: self.labels.namespace.clone(),
                     function: self.labels.function.clone(),
                     version: self.labels.version.clone(),
                     alias: alias.map_or_else(String::new, |a| a.to_string()),
@@ -219,10 +233,7 @@ impl Metrics {
     /// The handles of one version's series, resolved now so that recording an invocation
     /// builds no label strings and looks nothing up.
     pub fn version(&self, function: &str, version: crate::model::VersionLabel) -> VersionMetrics {
-        let labels = VersionLabels {
-            function: function.to_string(),
-            version: version.to_string(),
-        };
+        let labels = VersionLabels::new(function, version.to_string());
         VersionMetrics {
             duration: self.duration.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
@@ -285,10 +296,7 @@ impl Metrics {
             .inc();
         if let Some(duration) = duration {
             self.shadow_duration
-                .get_or_create(&VersionLabels {
-                    function: function.to_string(),
-                    version: version.to_string(),
-                })
+                .get_or_create(&VersionLabels::new(function, version.to_string()))
                 .observe(duration.as_secs_f64());
         }
     }
@@ -336,10 +344,7 @@ impl Metrics {
         let target = Family::<VersionLabels, Gauge>::default();
         let provisioned = Family::<VersionLabels, Gauge>::default();
         for pool in &gauges.warm_pools {
-            let labels = VersionLabels {
-                function: pool.function.clone(),
-                version: pool.version.to_string(),
-            };
+            let labels = VersionLabels::new(&pool.function, pool.version.to_string());
             warm.get_or_create(&labels).set(i64::from(pool.warm));
             target.get_or_create(&labels).set(i64::from(pool.target));
             provisioned

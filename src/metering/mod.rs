@@ -349,7 +349,7 @@ mod tests {
         };
         let invocations = |alias: &str, status: &str| {
             value(&format!(
-                "fnhost_invocations_total{{function=\"f\",version=\"1\",alias=\"{alias}\",status=\"{status}\"}}"
+                "fnhost_invocations_total{{namespace=\"default\",function=\"f\",version=\"1\",alias=\"{alias}\",status=\"{status}\"}}"
             ))
         };
         assert_eq!(invocations("prod", "2xx"), 2.0);
@@ -358,7 +358,9 @@ mod tests {
         assert_eq!(value("fnhost_overloaded_total{function=\"f\"}"), 1.0);
         assert_eq!(value("fnhost_queue_waits_total{function=\"f\"}"), 1.0);
         assert_eq!(
-            value("fnhost_invocation_duration_seconds_count{function=\"f\",version=\"1\"}"),
+            value(
+                "fnhost_invocation_duration_seconds_count{namespace=\"default\",function=\"f\",version=\"1\"}"
+            ),
             4.0
         );
         assert!(!text.contains("fnhost_cold_starts_total{"), "{text}");

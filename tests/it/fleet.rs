@@ -147,6 +147,45 @@ async fn three_nodes_share_functions_token_changes_and_membership() {
     )
     .await;
 
+    // Namespaces, keys and access are the fleet's: made on one node, in force on the others
+    // (the admin plane reads keys from the store; data planes hear of changes on the feed).
+    let created = a
+        .admin(reqwest::Method::POST, "/v1/namespaces")
+        .json(&serde_json::json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    b.deploy("api.team", "hello", "").await;
+    let access = c
+        .admin(reqwest::Method::PUT, "/v1/functions/api.team/access")
+        .json(&serde_json::json!({"access": "key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(access.status(), 200);
+    let key: serde_json::Value = a
+        .admin(reqwest::Method::POST, "/v1/namespaces/team/keys")
+        .json(&serde_json::json!({"role": "invoker"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["secret"].as_str().unwrap();
+    keyed_status_everywhere(&[&a, &b, &c], secret, 200, "a new key on every node").await;
+    let revoked = b
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/v1/keys/{}", key["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    keyed_status_everywhere(&[&a, &b, &c], secret, 401, "a revocation on every node").await;
+
     c.kill9();
     eventually(Duration::from_secs(15), "a killed node leaving", || async {
         let (_, nodes) = a.get_json("/v1/nodes").await;
@@ -154,6 +193,24 @@ async fn three_nodes_share_functions_token_changes_and_membership() {
         (count != 2).then(|| format!("{nodes}"))
     })
     .await;
+}
+
+/// Waits until every node's data plane answers `api.team` called with `secret` with `want`.
+async fn keyed_status_everywhere(nodes: &[&TestHost], secret: &str, want: u16, what: &str) {
+    for node in nodes {
+        eventually(Duration::from_secs(10), what, || async {
+            let response = node
+                .http
+                .get(format!("{}/api.team/", node.data_url))
+                .bearer_auth(secret)
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            (code != want).then(|| format!("status {code}"))
+        })
+        .await;
+    }
 }
 
 /// Waits until `node` answers `path` with `body` (a change made on another node arrived).

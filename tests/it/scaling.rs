@@ -113,10 +113,14 @@ async fn provisioned_instances_are_warm_before_the_first_request() {
     .await;
     let metrics = host.metrics().await;
     assert!(
-        metrics.contains(r#"fnhost_warm_instances{function="shop",version="1"} 4"#),
+        metrics.contains(
+            r#"fnhost_warm_instances{namespace="default",function="shop",version="1"} 4"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"fnhost_provisioned_instances{function="shop",version="1"} 4"#));
+    assert!(metrics.contains(
+        r#"fnhost_provisioned_instances{namespace="default",function="shop",version="1"} 4"#
+    ));
 
     // The first request finds a provisioned instance.
     assert_eq!(host.call_text("/shop").await.2, "1 1\n");

@@ -602,6 +602,12 @@ async fn key_auth_functions_refuse_before_any_instance_runs() {
         1.0
     );
 
+    assert_eq!(
+        host.metric("fnhost_invocations_total", &[("namespace", "s")])
+            .await,
+        1.0,
+        "metrics carry the namespace as a label of its own"
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_fnhost"))
         .args(["invoke", "echo", "--namespace", "s", "-d", "from the cli"])
         .env("FNHOST_URL", &host.data_url)
