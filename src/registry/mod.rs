@@ -201,7 +201,7 @@ impl Registry {
         why: Why,
     ) -> Result<Published, StoreError> {
         let _write = self.writes.lock().await;
-        self.check_publish(name)?;
+        self.check_versions_quota(name)?;
         let fname = name.to_string();
         let published = self
             .blocking(move |db| db.publish(&fname, &description, promote, now_ms(), &why))

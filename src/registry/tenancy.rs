@@ -134,8 +134,9 @@ impl Registry {
     }
 
     /// A publish: one more version kept against `versions`, unless `$LATEST` equals the
-    /// newest version (then nothing is created).
-    pub(super) fn check_publish(&self, name: &str) -> Result<(), StoreError> {
+    /// newest version (then nothing is created). Also run before a rollout of `$LATEST`
+    /// starts, since its promotion publishes.
+    pub fn check_versions_quota(&self, name: &str) -> Result<(), StoreError> {
         let namespace = namespace_of(name);
         let quotas = self.quotas(namespace)?;
         if quotas.versions.is_none() {

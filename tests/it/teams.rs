@@ -416,6 +416,18 @@ async fn quotas_refuse_with_their_name_and_change_nothing() {
         (403, "quota_versions".to_string()),
         "{body}"
     );
+    let rollout = host
+        .admin(Method::POST, "/v1/functions/one.q/rollout")
+        .json(&json!({"to": "latest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rollout.status(),
+        403,
+        "a rollout of $LATEST ends in a publish"
+    );
+    assert_eq!(code(&rollout.json().await.unwrap()), "quota_versions");
     let (_, one) = host.get_json("/v1/functions/one.q").await;
     assert_eq!(one["version_count"], 1);
     assert_eq!(one["latest"]["digest"], hello_digest);

@@ -190,7 +190,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
             let created: NamespaceView = AdminClient::new(&client)?
                 .send_json(Method::POST, "/v1/namespaces", &body)
                 .await?;
-            show_namespaces(&client, &[created])
+            show_namespace(&client, created)
         }
         NamespaceCommand::List { client } => {
             let list: NamespaceList = AdminClient::new(&unscoped(&client))?
@@ -199,13 +199,14 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
             if print_json(&client, &list)? {
                 return Ok(());
             }
-            show_namespaces(&client, &list.namespaces)
+            show_namespaces(&list.namespaces);
+            Ok(())
         }
         NamespaceCommand::Show { name, client } => {
             let ns: NamespaceView = AdminClient::new(&unscoped(&client))?
                 .get(&format!("/v1/namespaces/{name}"))
                 .await?;
-            show_namespaces(&client, &[ns])
+            show_namespace(&client, ns)
         }
         NamespaceCommand::Quota {
             name,
@@ -219,7 +220,7 @@ pub async fn namespace(command: NamespaceCommand) -> anyhow::Result<()> {
                     &quotas.patch(),
                 )
                 .await?;
-            show_namespaces(&client, &[ns])
+            show_namespace(&client, ns)
         }
         NamespaceCommand::Delete { name, client } => {
             let answer: serde_json::Value = AdminClient::new(&unscoped(&client))?
@@ -345,14 +346,17 @@ fn unscoped(client: &ClientArgs) -> ClientArgs {
     }
 }
 
-fn show_namespaces(client: &ClientArgs, namespaces: &[NamespaceView]) -> anyhow::Result<()> {
-    if print_json(client, &namespaces)? {
+/// One namespace: its JSON with `--json`, else a table row.
+fn show_namespace(client: &ClientArgs, namespace: NamespaceView) -> anyhow::Result<()> {
+    if print_json(client, &namespace)? {
         return Ok(());
     }
-    let limit = |used: u64, limit: Option<u32>| match limit {
-        Some(limit) => format!("{used}/{limit}"),
-        None => used.to_string(),
-    };
+    show_namespaces(&[namespace]);
+    Ok(())
+}
+
+fn show_namespaces(namespaces: &[NamespaceView]) {
+    let limit = |used: u64, limit: Option<u32>| limit_text(used, limit.map(u64::from));
     let rows: Vec<Vec<String>> = namespaces
         .iter()
         .map(|ns| {
@@ -365,6 +369,11 @@ fn show_namespaces(client: &ClientArgs, namespaces: &[NamespaceView]) -> anyhow:
                 ns.quotas
                     .memory_mb
                     .map_or("-".into(), |mb| format!("{mb}Mi")),
+                match (ns.usage.bucket_bytes, ns.quotas.bucket_bytes) {
+                    (Some(used), limit) => limit_text(used, limit),
+                    (None, Some(limit)) => format!("-/{limit}"),
+                    (None, None) => "-".into(),
+                },
             ]
         })
         .collect();
@@ -377,12 +386,20 @@ fn show_namespaces(client: &ClientArgs, namespaces: &[NamespaceView]) -> anyhow:
                 "VERSIONS",
                 "RUNNING",
                 "PROVISIONED",
-                "MEMORY/INSTANCE"
+                "MEMORY/INSTANCE",
+                "BUCKET BYTES"
             ],
             &rows
         )
     );
-    Ok(())
+}
+
+/// `used/limit`, or `used` with no limit.
+fn limit_text(used: u64, limit: Option<u64>) -> String {
+    match limit {
+        Some(limit) => format!("{used}/{limit}"),
+        None => used.to_string(),
+    }
 }
 
 fn show_keys(keys: &[KeyView]) {

@@ -11,7 +11,7 @@ use crate::api::{
     StepHealthView,
 };
 use crate::app::App;
-use crate::model::BasisPoints;
+use crate::model::{BasisPoints, VersionLabel};
 use crate::rollout::plan::{Observed, Phase};
 use crate::rollout::{RolloutStatus, StartRequest};
 use crate::server::body::{Body, json};
@@ -51,6 +51,11 @@ pub async fn start(
             .unwrap_or(StartRollout::DEFAULT_MIN_REQUESTS),
     };
     ensure_function(host, function).await?;
+    if start.to == VersionLabel::Latest {
+        // The rollout ends by publishing $LATEST: the versions quota is checked now, while
+        // it can still refuse, not at the last step.
+        host.registry.check_versions_quota(function)?;
+    }
     let status = host.rollouts.start(function, start).await?;
     Ok(json(StatusCode::CREATED, &view(status)))
 }
