@@ -70,6 +70,10 @@ pub struct FunctionConfig {
     /// Largest response body the function may send; past it the response is cut off.
     #[serde(default = "default_max_response_body")]
     pub max_response_body_bytes: u64,
+    /// Key-value stores of its namespace the function may open (`wasi:keyvalue`); none by
+    /// default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
 }
 
 fn default_memory() -> u32 {
@@ -103,6 +107,7 @@ impl Default for FunctionConfig {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY,
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY,
+            kv: Vec::new(),
         }
     }
 }
@@ -128,6 +133,9 @@ pub struct ConfigPatch {
     pub max_request_body_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_response_body_bytes: Option<u64>,
+    /// When given, replaces the list of key-value stores the function may open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -168,6 +176,12 @@ impl ConfigPatch {
         }
         if let Some(n) = self.max_response_body_bytes {
             config.max_response_body_bytes = n;
+        }
+        if let Some(stores) = &self.kv {
+            let mut stores = stores.clone();
+            stores.sort();
+            stores.dedup();
+            config.kv = stores;
         }
         config.validate()?;
         Ok(config)
@@ -212,6 +226,16 @@ impl FunctionConfig {
                 self.cpu_budget_ms,
                 MAX_TIMEOUT_MS / 1000
             ));
+        }
+        if self.kv.len() > super::kv::MAX_STORES_PER_FUNCTION {
+            return bad(format!(
+                "{} key-value stores named; a function may open at most {}",
+                self.kv.len(),
+                super::kv::MAX_STORES_PER_FUNCTION
+            ));
+        }
+        for store in &self.kv {
+            super::kv::check_store_name(store)?;
         }
         let mut total = 0;
         for (key, value) in &self.env {

@@ -9,6 +9,7 @@ mod events;
 mod fleet;
 mod function;
 mod health;
+pub mod kv;
 mod names;
 mod percent;
 mod tenancy;
@@ -30,6 +31,7 @@ pub use function::{
     InvalidConfig, MAX_PROVISIONED, ScalingPolicy, VersionInfo, VersionLabel, normalize_origin,
 };
 pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
+pub use kv::{KvEntry, KvLimits, KvStoreId};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 pub use percent::{BasisPoints, FULL};
 pub use tenancy::{

@@ -9,6 +9,7 @@ use crate::model::{
     EventStatus, KeyRecord, NamespaceRecord, NewObject, Quotas, Role, TimerTick, TrafficChange,
     TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
+use crate::model::{KvLimits, KvStoreId};
 
 /// One `#[test]` per conformance check for the store `make()` returns.
 macro_rules! conformance_tests {
@@ -35,6 +36,9 @@ macro_rules! conformance_tests {
             keys_are_stored_listed_and_revoked_once,
             the_audit_log_is_newest_first_and_per_namespace,
             access_is_function_wide_and_survives_new_code,
+            kv_values_have_versions_and_stores_are_apart,
+            kv_increment_and_swap_are_atomic_steps,
+            kv_limits_refuse_and_change_nothing,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -755,4 +759,120 @@ pub fn access_is_function_wide_and_survives_new_code(db: &dyn MetadataStore) {
         db.set_access("nope", Access::Key),
         Err(StoreError::UnknownFunction(_))
     ));
+}
+
+fn kv_store(namespace: &str, store: &str) -> KvStoreId {
+    KvStoreId {
+        namespace: namespace.to_string(),
+        store: store.to_string(),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+pub fn kv_values_have_versions_and_stores_are_apart(db: &dyn MetadataStore) {
+    let cart = kv_store("default", "cart");
+    let limits = KvLimits::default();
+    db.kv_set(
+        &cart,
+        &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())],
+        &limits,
+    )
+    .unwrap();
+    db.kv_set(&cart, &[("a".into(), b"one".to_vec())], &limits)
+        .unwrap();
+    let got = db.kv_get(&cart, &strings(&["a", "b", "c"])).unwrap();
+    assert_eq!(
+        got[0].as_ref().map(|e| (e.value.as_slice(), e.version)),
+        Some((&b"one"[..], 2))
+    );
+    assert_eq!(got[1].as_ref().map(|e| e.version), Some(1));
+    assert_eq!(got[2], None);
+    for other in [kv_store("shop", "cart"), kv_store("default", "orders")] {
+        assert_eq!(
+            db.kv_get(&other, &strings(&["a"])).unwrap(),
+            [None],
+            "{other:?}"
+        );
+    }
+    for key in ["c", "d", "e"] {
+        db.kv_set(&cart, &[(key.into(), vec![1])], &limits).unwrap();
+    }
+    assert_eq!(db.kv_keys(&cart, None, 2).unwrap(), ["a", "b"]);
+    assert_eq!(db.kv_keys(&cart, Some("b"), 10).unwrap(), ["c", "d", "e"]);
+    db.kv_delete(&cart, &strings(&["a", "zzz"])).unwrap();
+    assert_eq!(db.kv_keys(&cart, None, 10).unwrap(), ["b", "c", "d", "e"]);
+}
+
+pub fn kv_increment_and_swap_are_atomic_steps(db: &dyn MetadataStore) {
+    let stock = kv_store("shop", "stock");
+    let limits = KvLimits::default();
+    assert_eq!(db.kv_increment(&stock, "n", 5, &limits).unwrap(), 5);
+    assert_eq!(db.kv_increment(&stock, "n", -2, &limits).unwrap(), 3);
+    let got = db.kv_get(&stock, &strings(&["n"])).unwrap();
+    assert_eq!(got[0].as_ref().unwrap().value, b"3");
+    db.kv_set(&stock, &[("text".into(), b"ten".to_vec())], &limits)
+        .unwrap();
+    assert!(matches!(
+        db.kv_increment(&stock, "text", 1, &limits),
+        Err(StoreError::Limit(_))
+    ));
+    let version = got[0].as_ref().unwrap().version;
+    assert!(
+        db.kv_swap(&stock, "n", Some(version), b"2", &limits)
+            .unwrap()
+    );
+    assert!(
+        !db.kv_swap(&stock, "n", Some(version), b"1", &limits)
+            .unwrap(),
+        "a second swap of the same version loses"
+    );
+    assert!(db.kv_swap(&stock, "new", None, b"x", &limits).unwrap());
+    assert!(
+        !db.kv_swap(&stock, "new", None, b"y", &limits).unwrap(),
+        "no longer absent"
+    );
+    let got = db.kv_get(&stock, &strings(&["n", "new"])).unwrap();
+    assert_eq!(got[0].as_ref().unwrap().value, b"2");
+    assert_eq!(got[1].as_ref().unwrap().value, b"x");
+}
+
+pub fn kv_limits_refuse_and_change_nothing(db: &dyn MetadataStore) {
+    let small = kv_store("default", "small");
+    let limits = KvLimits {
+        keys_per_store: 2,
+        bytes_per_store: 20,
+        ..KvLimits::default()
+    };
+    db.kv_set(&small, &[("k1".into(), b"12345678".to_vec())], &limits)
+        .unwrap();
+    let refused = db
+        .kv_set(
+            &small,
+            &[("k2".into(), vec![0; 2]), ("k3".into(), vec![0; 2])],
+            &limits,
+        )
+        .unwrap_err();
+    assert!(refused.to_string().contains("keys"), "{refused}");
+    assert_eq!(
+        db.kv_keys(&small, None, 10).unwrap(),
+        ["k1"],
+        "all or nothing"
+    );
+    let refused = db
+        .kv_set(&small, &[("k1".into(), vec![0; 30])], &limits)
+        .unwrap_err();
+    assert!(refused.to_string().contains("bytes"), "{refused}");
+    // Overwrites and deletes give their bytes back.
+    db.kv_set(&small, &[("k1".into(), vec![0; 10])], &limits)
+        .unwrap();
+    db.kv_delete(&small, &strings(&["k1"])).unwrap();
+    db.kv_set(
+        &small,
+        &[("a".into(), vec![0; 8]), ("b".into(), vec![0; 8])],
+        &limits,
+    )
+    .unwrap();
 }

@@ -27,9 +27,9 @@ pub use sqlite::SqliteStore;
 use crate::model::{
     Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
     DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
-    InvalidAlias, InvalidConfig, KeyRecord, NamespaceRecord, NewObject, NodeRecord, Quotas,
-    ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
-    VersionLabel, Why,
+    InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId, NamespaceRecord,
+    NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource,
+    UsageRow, VersionInfo, VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -125,6 +125,10 @@ pub enum StoreError {
     InvalidConfig(#[from] InvalidConfig),
     #[error(transparent)]
     InvalidAlias(#[from] InvalidAlias),
+    /// The change would pass one of the host's limits (a key-value store's size); nothing
+    /// was changed.
+    #[error("{0}")]
+    Limit(String),
     /// The change would pass a namespace quota; nothing was changed.
     #[error(transparent)]
     Quota(#[from] crate::model::QuotaExceeded),
@@ -376,6 +380,50 @@ pub trait MetadataStore: Send + Sync {
     fn health(&self, function: &str, from: i64, to: i64) -> Result<Vec<HealthSample>, StoreError>;
     /// Deletes samples of seconds before `before`; returns how many went.
     fn prune_health(&self, before: i64) -> Result<usize, StoreError>;
+    // --- key-value stores (`wasi:keyvalue`) ---
+
+    /// The entries of `keys` in `store`, in order (`None` where absent).
+    fn kv_get(
+        &self,
+        store: &KvStoreId,
+        keys: &[String],
+    ) -> Result<Vec<Option<KvEntry>>, StoreError>;
+    /// Sets every entry, all or none; refused with [`StoreError::Limit`] if the store would
+    /// pass `limits`.
+    fn kv_set(
+        &self,
+        store: &KvStoreId,
+        entries: &[(String, Vec<u8>)],
+        limits: &KvLimits,
+    ) -> Result<(), StoreError>;
+    /// Deletes the keys (absent ones are no error).
+    fn kv_delete(&self, store: &KvStoreId, keys: &[String]) -> Result<(), StoreError>;
+    /// Up to `limit` keys after `after`, in order.
+    fn kv_keys(
+        &self,
+        store: &KvStoreId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Adds `delta` to the number at `key` (created at `delta`), atomically; the new value.
+    fn kv_increment(
+        &self,
+        store: &KvStoreId,
+        key: &str,
+        delta: i64,
+        limits: &KvLimits,
+    ) -> Result<i64, StoreError>;
+    /// Sets `key` to `value` only if its version is still `expected` (`None`: still
+    /// absent). Returns whether it did. Concurrent swaps of one version: one wins.
+    fn kv_swap(
+        &self,
+        store: &KvStoreId,
+        key: &str,
+        expected: Option<i64>,
+        value: &[u8],
+        limits: &KvLimits,
+    ) -> Result<bool, StoreError>;
+
     // --- teams: namespaces, keys, the audit log, function access ---
 
     /// Creates a namespace; [`StoreError::Conflict`] if it exists.

@@ -83,6 +83,13 @@ pub struct LimitArgs {
     /// Largest response body, e.g. 64Mi (default); past it the response is cut off.
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub max_response_body: Option<u64>,
+    /// A key-value store of the function's namespace it may open with `wasi:keyvalue`
+    /// (repeat for several; replaces the list). Without it, opening any store fails.
+    #[arg(long, value_name = "STORE")]
+    pub kv: Vec<String>,
+    /// Open no key-value store any more.
+    #[arg(long, conflicts_with = "kv")]
+    pub no_kv: bool,
 }
 
 impl LimitArgs {
@@ -103,6 +110,13 @@ impl LimitArgs {
             max_concurrency: self.max_concurrency,
             max_request_body_bytes: self.max_request_body,
             max_response_body_bytes: self.max_response_body,
+            kv: if self.no_kv {
+                Some(Vec::new())
+            } else if self.kv.is_empty() {
+                None
+            } else {
+                Some(self.kv.clone())
+            },
         }
     }
 }

@@ -295,6 +295,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         max_concurrency,
         max_request_body_bytes,
         max_response_body_bytes,
+        kv,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -304,6 +305,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.max_concurrency = max_concurrency.or(patch.max_concurrency);
     patch.max_request_body_bytes = max_request_body_bytes.or(patch.max_request_body_bytes);
     patch.max_response_body_bytes = max_response_body_bytes.or(patch.max_response_body_bytes);
+    patch.kv = kv.or(patch.kv.take());
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {

@@ -197,6 +197,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_namespace ON audit_log (namespace, seq);
     ALTER TABLE functions ADD COLUMN access TEXT NOT NULL DEFAULT 'public';
     "#,
+    // 5: key-value stores (`wasi:keyvalue`): a row per key with its version (compare-and-
+    // swap compares it), and per-store counts kept with every write for the limits.
+    r#"
+    CREATE TABLE kv (
+        namespace   TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       BYTEA NOT NULL,
+        version     BIGINT NOT NULL,
+        PRIMARY KEY (namespace, store, key)
+    );
+    CREATE TABLE kv_stores (
+        namespace   TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        keys        BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        PRIMARY KEY (namespace, store)
+    );
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

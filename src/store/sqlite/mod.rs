@@ -16,6 +16,7 @@ mod audit;
 mod events;
 mod fleet;
 mod functions;
+mod kv;
 mod rollouts;
 mod schema;
 mod tenancy;
@@ -24,9 +25,9 @@ mod usage;
 use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
-    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord,
-    NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick, TrafficChange,
-    Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord, KvEntry,
+    KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick,
+    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -466,6 +467,57 @@ impl MetadataStore for SqliteStore {
 
     fn prune_health(&self, before: i64) -> Result<usize, StoreError> {
         self.with_tx(|tx| fleet::prune_health(tx, before))
+    }
+
+    fn kv_get(
+        &self,
+        store: &KvStoreId,
+        keys: &[String],
+    ) -> Result<Vec<Option<KvEntry>>, StoreError> {
+        self.with_tx(|tx| kv::get(tx, store, keys))
+    }
+
+    fn kv_set(
+        &self,
+        store: &KvStoreId,
+        entries: &[(String, Vec<u8>)],
+        limits: &KvLimits,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| kv::set(tx, store, entries, limits))
+    }
+
+    fn kv_delete(&self, store: &KvStoreId, keys: &[String]) -> Result<(), StoreError> {
+        self.with_tx(|tx| kv::delete(tx, store, keys))
+    }
+
+    fn kv_keys(
+        &self,
+        store: &KvStoreId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with_tx(|tx| kv::keys(tx, store, after, limit))
+    }
+
+    fn kv_increment(
+        &self,
+        store: &KvStoreId,
+        key: &str,
+        delta: i64,
+        limits: &KvLimits,
+    ) -> Result<i64, StoreError> {
+        self.with_tx(|tx| kv::increment(tx, store, key, delta, limits))
+    }
+
+    fn kv_swap(
+        &self,
+        store: &KvStoreId,
+        key: &str,
+        expected: Option<i64>,
+        value: &[u8],
+        limits: &KvLimits,
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| kv::swap(tx, store, key, expected, value, limits))
     }
 
     fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {

@@ -196,6 +196,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_namespace ON audit_log (namespace, seq);
     ALTER TABLE functions ADD COLUMN access TEXT NOT NULL DEFAULT 'public';
     "#,
+    // 10: key-value stores (`wasi:keyvalue`): a row per key with its version (compare-and-
+    // swap compares it), and per-store counts kept with every write for the limits.
+    r#"
+    CREATE TABLE kv (
+        namespace   TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        value       BLOB NOT NULL,
+        version     INTEGER NOT NULL,
+        PRIMARY KEY (namespace, store, key)
+    );
+    CREATE TABLE kv_stores (
+        namespace   TEXT NOT NULL,
+        store       TEXT NOT NULL,
+        keys        INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        PRIMARY KEY (namespace, store)
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
