@@ -97,6 +97,7 @@ impl Rig {
             .engine
             .invoke(
                 &self.component,
+                "bench",
                 &self.config,
                 warm,
                 request,

@@ -312,7 +312,15 @@ impl Invoker {
         };
         let outcome = self
             .engine
-            .invoke(&component, config, warm, request, on_finish, call.short)
+            .invoke(
+                &component,
+                &deployment.function,
+                config,
+                warm,
+                request,
+                on_finish,
+                call.short,
+            )
             .await
             .map_err(|failure| InvocationError {
                 failure: if faults.exceeded.load(Ordering::Acquire) {

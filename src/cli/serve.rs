@@ -14,7 +14,7 @@ use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::app::{App, AppOptions};
 use crate::engine::{Engine, EngineConfig, IpRange, NetworkPolicy};
 use crate::events::buckets::Buckets;
-use crate::model::{NodeRecord, now_ms};
+use crate::model::{KvLimits, NodeRecord, now_ms};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::scaling::ScalingOptions;
@@ -99,6 +99,19 @@ pub struct ServeArgs {
     /// slice (alone, hogs use every thread). 0s turns the policy off.
     #[arg(long, default_value = "5ms", value_parser = parse_duration, value_name = "DURATION")]
     pub long_running_after: Duration,
+    /// Largest value a function may store in a key-value store (`wasi:keyvalue`); bigger
+    /// ones are refused with an error the function sees.
+    #[arg(long, default_value = "1Mi", value_parser = parse_bytes, value_name = "SIZE")]
+    pub kv_max_value: u64,
+    /// Most keys one key-value store may hold.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub kv_max_keys: u64,
+    /// Most bytes (keys plus values) one key-value store may hold.
+    #[arg(long, default_value = "256Mi", value_parser = parse_bytes, value_name = "SIZE")]
+    pub kv_max_store_bytes: u64,
+    /// Key-value operations one invocation may make (a batch counts each key).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub kv_ops_per_request: u32,
     /// How often usage records are written to the database; a crash loses at most this much.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub usage_flush_interval: Duration,
@@ -241,10 +254,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
             long_running_after: (!args.long_running_after.is_zero())
                 .then_some(args.long_running_after),
+            kv_limits: KvLimits {
+                value_bytes: args.kv_max_value as usize,
+                keys_per_store: args.kv_max_keys,
+                bytes_per_store: args.kv_max_store_bytes,
+                ops_per_request: args.kv_ops_per_request,
+                ..KvLimits::default()
+            },
         },
         args.data_dir.join("compiled"),
         registry.modules().clone(),
     )?;
+    engine.set_kv_store(registry.db());
     let known = registry.known_modules().await?;
     engine.retain_compiled(&known);
     if registry.modules().is_shared() {

@@ -40,6 +40,8 @@ pub struct HostState {
     pub(super) cpu_budget_exhausted: bool,
     /// This invocation's place in the CPU fairness policy.
     pub(super) fairness: super::fairness::Fairness,
+    /// What the invocation may do with key-value stores; set when a request starts.
+    pub(super) kv: super::keyvalue::KvAccess,
 }
 
 impl HostState {
@@ -69,6 +71,15 @@ impl HostState {
             budget_ticks: u64::MAX,
             cpu_budget_exhausted: false,
             fairness: super::fairness::Fairness::idle(),
+            kv: super::keyvalue::KvAccess::default(),
+        }
+    }
+
+    /// The key-value bindings' view of this state.
+    pub(super) fn kv(&mut self) -> super::keyvalue::KvView<'_> {
+        super::keyvalue::KvView {
+            access: &mut self.kv,
+            table: &mut self.table,
         }
     }
 }

@@ -88,6 +88,7 @@ impl Engine {
     pub async fn invoke<B>(
         &self,
         component: &Arc<LoadedComponent>,
+        function: &str,
         config: &FunctionConfig,
         warm: Option<WarmInstance>,
         request: hyper::Request<B>,
@@ -98,13 +99,21 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let (store, proxy, output) = match warm {
+        let (mut store, proxy, output) = match warm {
             Some(instance) => (instance.store, Some(instance.proxy), instance.output),
             None => {
                 let output = GuestOutput::default();
                 (self.new_store(config, &output), None, output)
             }
         };
+        // Granted per request, not per instance: a warm instance was made before it knew
+        // which request (and which config's stores) it would serve.
+        store.data_mut().kv = super::keyvalue::KvAccess::new(
+            self.kv_db.get().cloned(),
+            crate::model::namespace_of(function),
+            &config.kv,
+            self.config.kv_limits,
+        );
         let guard = FinishGuard {
             output: output.clone(),
             instantiation: None,

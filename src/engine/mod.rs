@@ -11,6 +11,7 @@ pub mod fairness;
 mod guest_output;
 mod host;
 mod invoke;
+mod keyvalue;
 mod limits;
 mod outbound;
 mod validate;
@@ -60,6 +61,8 @@ pub struct EngineConfig {
     /// CPU time after which an invocation counts as long-running and leaves a runtime
     /// thread to short ones (see `fairness`); `None` turns the policy off.
     pub long_running_after: Option<Duration>,
+    /// What functions may do with `wasi:keyvalue` stores.
+    pub kv_limits: crate::model::KvLimits,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             memory_protection_keys: wasmtime::Enabled::No,
             network: Arc::default(),
             long_running_after: Some(fairness::DEFAULT_LONG_AFTER),
+            kv_limits: crate::model::KvLimits::default(),
         }
     }
 }
@@ -136,6 +140,8 @@ pub struct Engine {
     cpu_gate: Arc<fairness::CpuGate>,
     /// `config.long_running_after` in epoch ticks; `None` when the policy is off.
     long_after_ticks: Option<u64>,
+    /// Where `wasi:keyvalue` keeps values: the metadata store, set once it is open.
+    kv_db: std::sync::OnceLock<Arc<dyn crate::store::MetadataStore>>,
     _ticker: EpochTicker,
 }
 
@@ -152,6 +158,7 @@ impl Engine {
         // capabilities behind them are withheld in `HostState`.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        keyvalue::add_to_linker(&mut linker, HostState::kv)?;
         let cache =
             CompiledCache::open(cache_dir, &engine).context("opening the compiled-code cache")?;
         Ok(Self {
@@ -169,7 +176,14 @@ impl Engine {
                 .map(|after| after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64),
             config,
             pooling,
+            kv_db: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives `wasi:keyvalue` its store (the registry's metadata store). Until then, and
+    /// without it, every store a function opens is `no-such-store`.
+    pub fn set_kv_store(&self, db: Arc<dyn crate::store::MetadataStore>) {
+        let _ = self.kv_db.set(db);
     }
 
     /// Counts a live request as short work from now (see `fairness`); hand it to the

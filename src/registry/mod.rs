@@ -86,6 +86,12 @@ impl Registry {
         })
     }
 
+    /// The metadata store itself, for `wasi:keyvalue` (whose values live there but are
+    /// not registry state: no write lock, no routes).
+    pub fn db(&self) -> Arc<dyn MetadataStore> {
+        self.db.clone()
+    }
+
     pub fn modules(&self) -> &Arc<ModuleStore> {
         &self.modules
     }

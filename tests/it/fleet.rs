@@ -186,6 +186,20 @@ async fn three_nodes_share_functions_token_changes_and_membership() {
     assert_eq!(revoked.status(), 200);
     keyed_status_everywhere(&[&a, &b, &c], secret, 401, "a revocation on every node").await;
 
+    // Key-value stores are the fleet's: written through one node, read through another.
+    let kv = format!("config={}", crate::common::urlencode(r#"{"kv": ["sale"]}"#));
+    a.deploy("sale", "flash_sale", &kv).await;
+    answers_eventually(&b, "/sale/stock", "0\n").await;
+    let stored = b
+        .http
+        .put(format!("{}/sale/kv/seen-by", b.data_url))
+        .body("node b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    answers_eventually(&c, "/sale/kv/seen-by", "node b").await;
+
     c.kill9();
     eventually(Duration::from_secs(15), "a killed node leaving", || async {
         let (_, nodes) = a.get_json("/v1/nodes").await;

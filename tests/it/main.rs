@@ -17,6 +17,7 @@ mod fleet;
 mod hardening;
 mod invoke;
 mod isolation;
+mod keyvalue;
 mod languages;
 mod metering;
 mod properties;

@@ -1,0 +1,402 @@
+//! `wasi:keyvalue` (0.2.0-draft2: store, atomics with compare-and-swap, batch) for functions,
+//! backed by the metadata store, so values are durable once `set` returns, shared by every
+//! node of a fleet, and atomic where the interface says so.
+//!
+//! A function opens only the stores its config lists (`kv`), in its own namespace; any
+//! other name answers `no-such-store`, the same as a store that does not exist, so names
+//! reveal nothing. Each invocation may make `ops_per_request` operations (a batch counts each
+//! key); keys, values and stores are bounded by [`KvLimits`]. Store calls are blocking and
+//! run off the async runtime; the guest's deadline still bounds them, since the guest's task
+//! is what awaits them.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Resource, ResourceTable};
+
+use crate::model::{KvEntry, KvLimits, KvStoreId};
+use crate::store::{MetadataStore, StoreError};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/deps/keyvalue.wit",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/atomics.cas": super::Cas,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => super::KvFailure,
+        },
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, batch, store};
+
+/// An open store.
+pub struct Bucket {
+    store: KvStoreId,
+}
+
+/// A compare-and-swap in progress: the value and version read when it was made.
+pub struct Cas {
+    store: KvStoreId,
+    key: String,
+    read: Option<KvEntry>,
+}
+
+/// Why a key-value call failed, before it becomes the guest's `error`.
+#[derive(Debug)]
+pub enum KvFailure {
+    NoSuchStore,
+    Other(String),
+    /// Not the guest's business: a broken host traps the call.
+    Trap(wasmtime::Error),
+}
+
+impl From<wasmtime::component::ResourceTableError> for KvFailure {
+    fn from(e: wasmtime::component::ResourceTableError) -> Self {
+        Self::Trap(e.into())
+    }
+}
+
+/// What one invocation may do with key-value stores.
+#[derive(Clone, Default)]
+pub struct KvAccess {
+    db: Option<Arc<dyn MetadataStore>>,
+    namespace: String,
+    allowed: Vec<String>,
+    limits: KvLimits,
+    /// Operations made so far by this invocation.
+    ops: u32,
+}
+
+impl KvAccess {
+    pub fn new(
+        db: Option<Arc<dyn MetadataStore>>,
+        namespace: &str,
+        allowed: &[String],
+        limits: KvLimits,
+    ) -> Self {
+        Self {
+            db,
+            namespace: namespace.to_string(),
+            allowed: allowed.to_vec(),
+            limits,
+            ops: 0,
+        }
+    }
+
+    /// Counts `n` operations against the per-invocation limit.
+    fn spend(&mut self, n: usize) -> Result<(), KvFailure> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.ops = self.ops.saturating_add(n);
+        if self.ops > self.limits.ops_per_request {
+            return Err(KvFailure::Other(format!(
+                "this invocation passed its limit of {} key-value operations",
+                self.limits.ops_per_request
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one store call off the async runtime, mapping store errors to guest errors.
+    async fn call<T: Send + 'static>(
+        &mut self,
+        ops: usize,
+        f: impl FnOnce(&dyn MetadataStore, &KvLimits) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, KvFailure> {
+        self.spend(ops)?;
+        let db = self.db.clone().ok_or(KvFailure::NoSuchStore)?;
+        let limits = self.limits;
+        match tokio::task::spawn_blocking(move || f(&*db, &limits)).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(StoreError::Limit(message))) => Err(KvFailure::Other(message)),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a key-value operation failed in the store");
+                Err(KvFailure::Other(
+                    "the key-value store failed; retry later".into(),
+                ))
+            }
+            Err(join) => Err(KvFailure::Trap(wasmtime::Error::msg(format!(
+                "key-value task failed: {join}"
+            )))),
+        }
+    }
+
+    fn check_keys<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(), KvFailure> {
+        keys.into_iter()
+            .try_for_each(|key| self.limits.check_key(key))
+            .map_err(KvFailure::Other)
+    }
+}
+
+/// The view the bindings work on: the invocation's access and the resource table.
+pub struct KvView<'a> {
+    pub access: &'a mut KvAccess,
+    pub table: &'a mut ResourceTable,
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Links the key-value imports; `view` reaches them from the store's state.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<_, HasKv>(linker, view)?;
+    atomics::add_to_linker::<_, HasKv>(linker, view)?;
+    batch::add_to_linker::<_, HasKv>(linker, view)?;
+    Ok(())
+}
+
+impl KvView<'_> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<KvStoreId, KvFailure> {
+        Ok(self.table.get(bucket)?.store.clone())
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvFailure> {
+        if !self.access.allowed.contains(&identifier) || self.access.db.is_none() {
+            return Err(KvFailure::NoSuchStore);
+        }
+        let store = KvStoreId {
+            namespace: self.access.namespace.clone(),
+            store: identifier,
+        };
+        Ok(self.table.push(Bucket { store })?)
+    }
+
+    fn convert_error(&mut self, err: KvFailure) -> wasmtime::Result<store::Error> {
+        match err {
+            KvFailure::NoSuchStore => Ok(store::Error::NoSuchStore),
+            KvFailure::Other(message) => Ok(store::Error::Other(message)),
+            KvFailure::Trap(e) => Err(e),
+        }
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys([key.as_str()])?;
+        let mut found = self
+            .access
+            .call(1, move |db, _| db.kv_get(&store, &[key]))
+            .await?;
+        Ok(found.pop().flatten().map(|entry| entry.value))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys([key.as_str()])?;
+        self.access
+            .limits
+            .check_value(&value)
+            .map_err(KvFailure::Other)?;
+        self.access
+            .call(1, move |db, limits| {
+                db.kv_set(&store, &[(key, value)], limits)
+            })
+            .await
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys([key.as_str()])?;
+        self.access
+            .call(1, move |db, _| db.kv_delete(&store, &[key]))
+            .await
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvFailure> {
+        Ok(self.get(bucket, key).await?.is_some())
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> Result<store::KeyResponse, KvFailure> {
+        const PAGE: u32 = 1000;
+        let store = self.bucket(&bucket)?;
+        let keys = self
+            .access
+            .call(1, move |db, _| db.kv_keys(&store, cursor.as_deref(), PAGE))
+            .await?;
+        let cursor = (keys.len() == PAGE as usize)
+            .then(|| keys.last().cloned())
+            .flatten();
+        Ok(store::KeyResponse { keys, cursor })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys([key.as_str()])?;
+        self.access
+            .call(1, move |db, limits| {
+                db.kv_increment(&store, &key, delta, limits)
+            })
+            .await
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let taken = self.table.delete(cas)?;
+        if let Err(message) = self.access.limits.check_value(&value) {
+            return Ok(Err(atomics::CasError::StoreError(store::Error::Other(
+                message,
+            ))));
+        }
+        let (store_id, key) = (taken.store.clone(), taken.key.clone());
+        let expected = taken.read.as_ref().map(|entry| entry.version);
+        let swapped = self
+            .access
+            .call(1, move |db, limits| {
+                db.kv_swap(&store_id, &key, expected, &value, limits)
+            })
+            .await;
+        match swapped {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                // Lost the race: hand back a fresh handle that read the value now in place.
+                let fresh = self.read_cas(taken.store, taken.key).await;
+                match fresh {
+                    Ok(cas) => Ok(Err(atomics::CasError::CasFailed(cas))),
+                    Err(e) => Ok(Err(atomics::CasError::StoreError(self.convert(e)?))),
+                }
+            }
+            Err(e) => Ok(Err(atomics::CasError::StoreError(self.convert(e)?))),
+        }
+    }
+}
+
+impl KvView<'_> {
+    fn convert(&mut self, err: KvFailure) -> wasmtime::Result<store::Error> {
+        <Self as store::Host>::convert_error(self, err)
+    }
+
+    async fn read_cas(
+        &mut self,
+        store: KvStoreId,
+        key: String,
+    ) -> Result<Resource<Cas>, KvFailure> {
+        self.access.check_keys([key.as_str()])?;
+        let (id, k) = (store.clone(), key.clone());
+        let read = self
+            .access
+            .call(1, move |db, _| db.kv_get(&id, &[k]))
+            .await?
+            .pop()
+            .flatten();
+        Ok(self.table.push(Cas { store, key, read })?)
+    }
+}
+
+impl atomics::HostCas for KvView<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Resource<Cas>, KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.read_cas(store, key).await
+    }
+
+    async fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, KvFailure> {
+        Ok(self
+            .table
+            .get(&cas)?
+            .read
+            .as_ref()
+            .map(|entry| entry.value.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<(String, Vec<u8>)>>, KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys(keys.iter().map(String::as_str))?;
+        let asked = keys.clone();
+        let found = self
+            .access
+            .call(keys.len(), move |db, _| db.kv_get(&store, &keys))
+            .await?;
+        Ok(asked
+            .into_iter()
+            .zip(found)
+            .map(|(key, entry)| entry.map(|entry| (key, entry.value)))
+            .collect())
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access
+            .check_keys(key_values.iter().map(|(k, _)| k.as_str()))?;
+        for (_, value) in &key_values {
+            self.access
+                .limits
+                .check_value(value)
+                .map_err(KvFailure::Other)?;
+        }
+        self.access
+            .call(key_values.len(), move |db, limits| {
+                db.kv_set(&store, &key_values, limits)
+            })
+            .await
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), KvFailure> {
+        let store = self.bucket(&bucket)?;
+        self.access.check_keys(keys.iter().map(String::as_str))?;
+        self.access
+            .call(keys.len(), move |db, _| db.kv_delete(&store, &keys))
+            .await
+    }
+}

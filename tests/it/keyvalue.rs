@@ -1,0 +1,253 @@
+//! `wasi:keyvalue` through real functions: the flash-sale sample under 32 concurrent buyers,
+//! durability across restarts and kill -9, stores a function may not open, namespaces, and
+//! the host's limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::Method;
+
+use crate::common::{TestHost, urlencode};
+
+/// The deploy query giving the function `stores` (and `env`, as `K=V` pairs).
+fn config(stores: &[&str], env: &[(&str, &str)]) -> String {
+    let config = serde_json::json!({
+        "kv": stores,
+        "env": env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    format!("config={}", urlencode(&config.to_string()))
+}
+
+async fn send(host: &TestHost, method: Method, path: &str, body: &str) -> (u16, String) {
+    let response = host
+        .http
+        .request(method, format!("{}{path}", host.data_url))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// 32 clients buy from a stock of 150 at once: exactly 150 purchases succeed, everyone else
+/// hears "sold out", and the stock ends at 0, never below.
+#[tokio::test]
+async fn thirty_two_buyers_never_oversell() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("sale", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    assert_eq!(
+        send(&host, Method::POST, "/sale/restock?n=150", "").await.0,
+        200
+    );
+    let bought = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut buyers = Vec::new();
+    for _ in 0..32 {
+        let (http, url) = (host.http.clone(), format!("{}/sale/buy", host.data_url));
+        let (bought, failed) = (bought.clone(), failed.clone());
+        buyers.push(tokio::spawn(async move {
+            loop {
+                let response = http.post(&url).send().await.unwrap();
+                match response.status().as_u16() {
+                    200 => bought.fetch_add(1, Ordering::Relaxed),
+                    409 => return,
+                    other => {
+                        let text = response.text().await.unwrap_or_default();
+                        panic!("a purchase failed with {other}: {text}");
+                    }
+                };
+                let _ = failed.load(Ordering::Relaxed);
+            }
+        }));
+    }
+    for buyer in buyers {
+        buyer.await.unwrap();
+    }
+    assert_eq!(
+        bought.load(Ordering::Relaxed),
+        150,
+        "purchases equal the stock exactly"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/stock", "").await,
+        (200, "0\n".to_string())
+    );
+    assert_eq!(send(&host, Method::POST, "/sale/buy", "").await.0, 409);
+}
+
+/// Values written survive a clean restart and kill -9; increments are atomic and durable.
+#[tokio::test]
+async fn values_survive_restarts_and_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = TestHost::start(&data).await;
+    host.deploy("sale", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    assert_eq!(
+        send(&host, Method::PUT, "/sale/kv/greeting", "hello")
+            .await
+            .0,
+        200
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            send(&host, Method::POST, "/sale/count?by=2", "").await.0,
+            200
+        );
+    }
+    let host = host.restart().await;
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/greeting", "").await,
+        (200, "hello".to_string())
+    );
+    assert_eq!(
+        send(&host, Method::PUT, "/sale/kv/after", "restart")
+            .await
+            .0,
+        200
+    );
+    host.kill9();
+    let host = TestHost::start(&data).await;
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/after", "").await,
+        (200, "restart".to_string())
+    );
+    assert_eq!(
+        send(&host, Method::POST, "/sale/count?by=1", "").await.1,
+        "11\n"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/keys", "").await.1,
+        "after\ncount\ngreeting\n"
+    );
+    assert_eq!(
+        send(&host, Method::DELETE, "/sale/kv/after", "").await.0,
+        200
+    );
+    assert_eq!(send(&host, Method::GET, "/sale/kv/after", "").await.0, 404);
+}
+
+/// A function opens only the stores its config lists, in its own namespace: anything else
+/// is `no-such-store`, and the same store name in another namespace is another store.
+#[tokio::test]
+async fn functions_open_only_their_stores_in_their_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("plain", "flash_sale", "").await;
+    let (status, body) = send(&host, Method::GET, "/plain/stock", "").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("no such store"), "{body}");
+    host.deploy(
+        "nosy",
+        "flash_sale",
+        &config(&["sale"], &[("KV_STORE", "secrets")]),
+    )
+    .await;
+    let (status, body) = send(&host, Method::GET, "/nosy/stock", "").await;
+    assert_eq!(
+        (status, body.contains("no such store")),
+        (500, true),
+        "{body}"
+    );
+
+    host.deploy("sale", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    assert_eq!(
+        send(&host, Method::PUT, "/sale/kv/k", "default's").await.0,
+        200
+    );
+    let created = host
+        .admin(Method::POST, "/v1/namespaces")
+        .json(&serde_json::json!({"name": "other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    host.deploy("sale.other", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    assert_eq!(
+        send(&host, Method::GET, "/sale.other/kv/k", "").await.0,
+        404
+    );
+    assert_eq!(
+        send(&host, Method::PUT, "/sale.other/kv/k", "other's")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/k", "").await.1,
+        "default's"
+    );
+
+    // Allowed again by a config change, without a new upload.
+    let patched = host
+        .admin(Method::PATCH, "/v1/functions/plain/config")
+        .json(&serde_json::json!({"kv": ["sale"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    assert_eq!(
+        send(&host, Method::GET, "/plain@latest/kv/k", "").await.1,
+        "default's"
+    );
+}
+
+/// The host's limits refuse with errors that say which limit, and change nothing.
+#[tokio::test]
+async fn limits_refuse_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start_with(
+        &dir.path().join("data"),
+        &[
+            "--kv-max-value",
+            "100",
+            "--kv-max-keys",
+            "3",
+            "--kv-ops-per-request",
+            "1",
+        ],
+    )
+    .await;
+    host.deploy("sale", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    let (status, body) = send(&host, Method::PUT, "/sale/kv/big", &"x".repeat(101)).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("over the limit of 100 bytes"), "{body}");
+    assert_eq!(
+        send(&host, Method::POST, "/sale/restock?n=5", "").await.0,
+        200
+    );
+    for key in ["a", "b"] {
+        assert_eq!(
+            send(&host, Method::PUT, &format!("/sale/kv/{key}"), "1")
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, body) = send(&host, Method::PUT, "/sale/kv/d", "1").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("would hold 4 keys, over the limit of 3"),
+        "{body}"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/d", "").await.0,
+        404,
+        "nothing stored"
+    );
+    assert_eq!(
+        send(&host, Method::PUT, "/sale/kv/a", "2").await.0,
+        200,
+        "overwrites fit"
+    );
+    // A purchase takes two operations (read, swap): past a limit of one per invocation.
+    let (status, body) = send(&host, Method::POST, "/sale/buy", "").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("limit of 1 key-value operations"), "{body}");
+    assert_eq!(send(&host, Method::GET, "/sale/stock", "").await.1, "5\n");
+}
