@@ -42,7 +42,7 @@ pub use rollout::{
 };
 pub use scaling::{PoolView, ScalingView, SetProvisioned};
 pub use teams::{
-    AuditLog, CreateKey, CreateNamespace, KeyCreated, KeyList, KeyView, NamespaceList,
+    AuditLog, CreateKey, CreateNamespace, KeyCreated, KeyList, KeyView, KvKeys, NamespaceList,
     NamespaceUsage, NamespaceView, SetAccess,
 };
 pub use traffic::{

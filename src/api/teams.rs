@@ -120,6 +120,16 @@ pub struct SetAccess {
     pub access: Access,
 }
 
+/// `GET /v1/kv/STORE`: a page of keys, and where the next page starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvKeys {
+    pub store: String,
+    pub keys: Vec<String>,
+    /// Pass as `?after=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// `GET /v1/audit`: newest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditLog {

@@ -154,7 +154,7 @@ pub fn scoped_path(path: &str, namespace: Option<&str>) -> String {
     let qualify = |name: &str| crate::model::qualify(name, namespace);
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     let mut segments: Vec<String> = route.split('/').map(str::to_string).collect();
-    if let ["", "v1", "functions" | "buckets", name, ..] = segments
+    if let ["", "v1", "functions" | "buckets" | "kv", name, ..] = segments
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()

@@ -101,6 +101,9 @@ pub enum Command {
     Access(commands::AccessArgs),
     /// Show who changed what (every admin write, refusals included), newest first.
     Audit(commands::AuditArgs),
+    /// Read and write key-value stores (`wasi:keyvalue`): `kv get|set|delete|ls STORE [KEY]`.
+    #[command(subcommand)]
+    Kv(commands::KvCommand),
     /// Measure fnhost on your own component, in process: `bench cold-start FILE.wasm`.
     #[command(subcommand)]
     Bench(commands::BenchCommand),

@@ -289,6 +289,11 @@ impl Engine {
         }
     }
 
+    /// What functions may do with key-value stores (the admin API applies the same).
+    pub fn kv_limits(&self) -> crate::model::KvLimits {
+        self.config.kv_limits
+    }
+
     pub fn status(&self) -> EngineStatus {
         EngineStatus {
             pooling_allocator: self.pooling,

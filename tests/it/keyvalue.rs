@@ -251,3 +251,123 @@ async fn limits_refuse_with_a_clear_error() {
     assert!(body.contains("limit of 1 key-value operations"), "{body}");
     assert_eq!(send(&host, Method::GET, "/sale/stock", "").await.1, "5\n");
 }
+
+/// Operators see the values functions write, through the admin API and `fnhost kv`, in
+/// the namespace they name; a key of another namespace may not.
+#[tokio::test]
+async fn operators_read_and_write_stores_through_the_api_and_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("sale", "flash_sale", &config(&["sale"], &[]))
+        .await;
+    assert_eq!(
+        send(&host, Method::POST, "/sale/count?by=7", "").await.1,
+        "7\n"
+    );
+    let fnhost = |args: &[&str], stdin: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fnhost"));
+        command
+            .args(args)
+            .env("FNHOST_ADMIN_URL", &host.admin_url)
+            .env("FNHOST_DATA_DIR", &host.data_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    assert_eq!(fnhost(&["kv", "get", "sale", "count"], None).1, "7");
+    let (code, _, err) = fnhost(&["kv", "set", "sale", "greeting", "--value", "hi"], None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/greeting", "").await.1,
+        "hi"
+    );
+    let (code, _, err) = fnhost(&["kv", "set", "sale", "from/stdin"], Some("piped"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/from/stdin", "").await.1,
+        "piped"
+    );
+    assert_eq!(
+        fnhost(&["kv", "ls", "sale"], None).1,
+        "count\nfrom/stdin\ngreeting\n"
+    );
+    assert_eq!(
+        fnhost(&["kv", "delete", "sale", "greeting"], None).0,
+        Some(0)
+    );
+    let (code, _, err) = fnhost(&["kv", "get", "sale", "greeting"], None);
+    assert_eq!(code, Some(1), "not found: {err}");
+    assert!(err.contains("no key"), "{err}");
+
+    let created = host
+        .admin(Method::POST, "/v1/namespaces")
+        .json(&serde_json::json!({"name": "shop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        fnhost(
+            &[
+                "kv",
+                "set",
+                "--namespace",
+                "shop",
+                "sale",
+                "k",
+                "--value",
+                "shop's"
+            ],
+            None
+        )
+        .0,
+        Some(0)
+    );
+    let (_, value) = (
+        0,
+        host.admin(Method::GET, "/v1/kv/sale.shop/k")
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(value.text().await.unwrap(), "shop's");
+    assert_eq!(
+        send(&host, Method::GET, "/sale/kv/k", "").await.0,
+        404,
+        "another namespace's store"
+    );
+    let key: serde_json::Value = host
+        .admin(Method::POST, "/v1/namespaces/shop/keys")
+        .json(&serde_json::json!({"role": "deployer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let foreign = host
+        .http
+        .get(format!("{}/v1/kv/sale/count", host.admin_url))
+        .bearer_auth(key["secret"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+}

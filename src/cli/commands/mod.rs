@@ -5,6 +5,7 @@ mod bench;
 mod deploy;
 mod history;
 mod invoke;
+mod kv;
 mod logs;
 mod manage;
 mod objects;
@@ -21,6 +22,7 @@ use clap::Args;
 pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
+pub use kv::KvCommand;
 pub use logs::LogsArgs;
 pub use objects::ObjectCommand;
 pub use rollout::RolloutArgs;
@@ -182,6 +184,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Key(command) => teams::key(command).await,
         Command::Access(args) => teams::access(args).await,
         Command::Audit(args) => teams::audit(args).await,
+        Command::Kv(command) => kv::run(command).await,
     }
 }
 
@@ -196,6 +199,18 @@ async fn fetch_for_table<T: serde::de::DeserializeOwned + serde::Serialize>(
         return Ok(None);
     }
     Ok(Some(answer))
+}
+
+/// A key (of an object or a key-value store) for a path: each `/`-separated segment
+/// percent-encoded, the slashes kept.
+fn encoded_key(key: &str) -> String {
+    key.split('/')
+        .map(|segment| {
+            percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// With `--json`, prints `answer` as the API's JSON (pretty) and returns true.

@@ -161,12 +161,5 @@ pub async fn run(command: ObjectCommand) -> anyhow::Result<()> {
 
 /// `/v1/buckets/B/objects/K`, each key segment percent-encoded.
 fn object_path(bucket: &str, key: &str) -> String {
-    let key: Vec<String> = key
-        .split('/')
-        .map(|segment| {
-            percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
-        })
-        .collect();
-    format!("/v1/buckets/{bucket}/objects/{}", key.join("/"))
+    format!("/v1/buckets/{bucket}/objects/{}", super::encoded_key(key))
 }

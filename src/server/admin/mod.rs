@@ -9,6 +9,7 @@ mod aliases;
 mod functions;
 mod history;
 mod json_body;
+mod kv;
 mod logs;
 mod objects;
 mod rollout;
@@ -80,6 +81,10 @@ enum AdminRoute<'a> {
     CreateKey(&'a str),
     RevokeKey(&'a str),
     Audit,
+    KvKeys(&'a str),
+    KvGet(&'a str, String),
+    KvPut(&'a str, String),
+    KvDelete(&'a str, String),
 }
 
 /// What a route needs of its caller.
@@ -144,6 +149,9 @@ impl<'a> AdminRoute<'a> {
             | R::SetScaling(n)
             | R::SetAccess(n) => write(n),
             R::PutObject(n, _) | R::DeleteObject(n, _) => write(n),
+            R::KvKeys(n) => read(n),
+            R::KvGet(n, _) => read(n),
+            R::KvPut(n, _) | R::KvDelete(n, _) => write(n),
         }
     }
 }
@@ -318,6 +326,24 @@ impl<'a> AdminRoute<'a> {
                 Method::DELETE => Some(Self::RevokeKey(id)),
                 _ => None,
             },
+            ["v1", "kv", store] => match *method {
+                Method::GET => Some(Self::KvKeys(store)),
+                _ => None,
+            },
+            ["v1", "kv", store, key @ ..] => {
+                let key = key
+                    .iter()
+                    .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ApiError::bad_request("the key is not valid UTF-8"))?
+                    .join("/");
+                match *method {
+                    Method::GET => Some(Self::KvGet(store, key)),
+                    Method::PUT => Some(Self::KvPut(store, key)),
+                    Method::DELETE => Some(Self::KvDelete(store, key)),
+                    _ => None,
+                }
+            }
             ["v1", "audit"] => match *method {
                 Method::GET => Some(Self::Audit),
                 _ => None,
@@ -492,6 +518,10 @@ async fn dispatch(
         AdminRoute::CreateKey(ns) => teams::create_key(host, ns, principal, request).await,
         AdminRoute::RevokeKey(id) => teams::revoke_key(host, principal, id).await,
         AdminRoute::Audit => teams::audit(host, principal, &request).await,
+        AdminRoute::KvKeys(store) => kv::keys(host, store, &request).await,
+        AdminRoute::KvGet(store, key) => kv::get(host, store, key).await,
+        AdminRoute::KvPut(store, key) => kv::put(host, store, key, request).await,
+        AdminRoute::KvDelete(store, key) => kv::delete(host, store, key).await,
     }
 }
 
