@@ -34,7 +34,10 @@ fn benches(c: &mut Criterion) {
     c.bench_function("kv_compare_and_swap", |b| {
         b.iter(|| {
             let read = db.kv_get(&store, &keys).unwrap().pop().flatten().unwrap();
-            assert!(db.kv_swap(&store, "k", Some(read.version), &value, &limits).unwrap());
+            assert!(
+                db.kv_swap(&store, "k", Some(read.version), &value, &limits)
+                    .unwrap()
+            );
         })
     });
 }

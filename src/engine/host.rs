@@ -42,6 +42,8 @@ pub struct HostState {
     pub(super) fairness: super::fairness::Fairness,
     /// What the invocation may do with key-value stores; set when a request starts.
     pub(super) kv: super::keyvalue::KvAccess,
+    /// What `wasi:config/store` answers: the config's values, set when a request starts.
+    pub(super) config_values: wasmtime_wasi_config::WasiConfigVariables,
 }
 
 impl HostState {
@@ -72,7 +74,13 @@ impl HostState {
             cpu_budget_exhausted: false,
             fairness: super::fairness::Fairness::idle(),
             kv: super::keyvalue::KvAccess::default(),
+            config_values: Default::default(),
         }
+    }
+
+    /// The `wasi:config` bindings' view of this state.
+    pub(super) fn config_store(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
+        wasmtime_wasi_config::WasiConfig::from(&self.config_values)
     }
 
     /// The key-value bindings' view of this state.

@@ -108,6 +108,11 @@ impl Engine {
         };
         // Granted per request, not per instance: a warm instance was made before it knew
         // which request (and which config's stores) it would serve.
+        store.data_mut().config_values = config
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         store.data_mut().kv = super::keyvalue::KvAccess::new(
             self.kv_db.get().cloned(),
             crate::model::namespace_of(function),

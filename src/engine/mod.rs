@@ -159,6 +159,7 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         keyvalue::add_to_linker(&mut linker, HostState::kv)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, HostState::config_store)?;
         let cache =
             CompiledCache::open(cache_dir, &engine).context("opening the compiled-code cache")?;
         Ok(Self {

@@ -74,6 +74,10 @@ pub struct FunctionConfig {
     /// default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv: Vec<String>,
+    /// Runtime configuration the function reads through `wasi:config/store`; like `env`,
+    /// part of `$LATEST` and frozen into versions, changeable without a new upload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
 }
 
 fn default_memory() -> u32 {
@@ -108,6 +112,7 @@ impl Default for FunctionConfig {
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY,
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY,
             kv: Vec::new(),
+            config: BTreeMap::new(),
         }
     }
 }
@@ -136,6 +141,9 @@ pub struct ConfigPatch {
     /// When given, replaces the list of key-value stores the function may open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<Vec<String>>,
+    /// When given, replaces the whole `wasi:config` map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -176,6 +184,9 @@ impl ConfigPatch {
         }
         if let Some(n) = self.max_response_body_bytes {
             config.max_response_body_bytes = n;
+        }
+        if let Some(values) = &self.config {
+            config.config = values.clone();
         }
         if let Some(stores) = &self.kv {
             let mut stores = stores.clone();
@@ -252,6 +263,15 @@ impl FunctionConfig {
         if total > MAX_ENV_BYTES {
             return bad(format!(
                 "environment is {total} bytes; the limit is {MAX_ENV_BYTES} bytes"
+            ));
+        }
+        let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if self.config.keys().any(String::is_empty) {
+            return bad("wasi:config keys must be non-empty".to_string());
+        }
+        if config_bytes > MAX_ENV_BYTES {
+            return bad(format!(
+                "wasi:config values are {config_bytes} bytes; the limit is {MAX_ENV_BYTES} bytes"
             ));
         }
         Ok(())

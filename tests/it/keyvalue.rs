@@ -371,3 +371,42 @@ async fn operators_read_and_write_stores_through_the_api_and_cli() {
         .unwrap();
     assert_eq!(foreign.status(), 403);
 }
+
+/// `wasi:config` values come from the function's config: frozen into versions like env,
+/// changed without a new upload.
+#[tokio::test]
+async fn wasi_config_values_come_from_the_functions_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let query = format!("config={}", urlencode(r#"{"config": {"discount": "10%"}}"#));
+    host.deploy("sale", "flash_sale", &query).await;
+    assert_eq!(
+        send(&host, Method::GET, "/sale/config/discount", "").await,
+        (200, "10%".to_string())
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/config/missing", "").await.0,
+        404
+    );
+    assert_eq!(host.publish("sale").await.0, 201);
+    let patched = host
+        .admin(Method::PATCH, "/v1/functions/sale/config")
+        .json(&serde_json::json!({"config": {"discount": "50%"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    assert_eq!(
+        send(&host, Method::GET, "/sale@latest/config/discount", "")
+            .await
+            .1,
+        "50%"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale@1/config/discount", "")
+            .await
+            .1,
+        "10%",
+        "version 1 keeps its value"
+    );
+}

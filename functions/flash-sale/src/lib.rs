@@ -9,6 +9,7 @@
 //! - `POST /count?by=N`: adds N to a counter with the atomic increment; answers the total.
 //! - `GET|PUT|DELETE /kv/KEY`: one key of the store, for inspection.
 //! - `GET /keys`: the store's keys, one per line.
+//! - `GET /config/KEY`: a `wasi:config` value of the function's config (404 if unset).
 //!
 //! The store is `sale`, or the one named by the `KV_STORE` environment variable; the
 //! function's config must list it (`fnhost deploy --kv sale`), else every call fails with
@@ -18,6 +19,15 @@ wit_bindgen::generate!({
     path: "../../wit/deps/keyvalue.wit",
     world: "wasi:keyvalue/imports",
 });
+
+/// `wasi:config`, for the sale's settings (`GET /config/KEY`).
+mod runtime_config {
+    wit_bindgen::generate!({
+        path: "../../wit/deps/config.wit",
+        world: "wasi:config/imports",
+    });
+    pub use self::wasi::config::store;
+}
 
 use wasi::keyvalue::atomics::{self, Cas, CasError};
 use wasi::keyvalue::store::{self, Bucket};
@@ -51,6 +61,13 @@ fn serve(request: &IncomingRequest) -> Result<(u16, Vec<u8>), String> {
             .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
             .map(str::to_string)
     };
+    if let Some(key) = path.strip_prefix("/config/") {
+        return match runtime_config::store::get(key) {
+            Ok(Some(value)) => Ok((200, value.into_bytes())),
+            Ok(None) => Ok((404, b"not configured\n".to_vec())),
+            Err(e) => Err(format!("wasi:config error: {e:?}")),
+        };
+    }
     let name = std::env::var("KV_STORE").unwrap_or_else(|_| "sale".to_string());
     let bucket = store::open(&name).map_err(|e| describe(&e))?;
     let method = request.method();

@@ -92,6 +92,13 @@ pub struct LimitArgs {
     /// Open no key-value store any more.
     #[arg(long, conflicts_with = "kv")]
     pub no_kv: bool,
+    /// A runtime configuration value the function reads through `wasi:config` (repeat for
+    /// several; replaces them all). Changeable later with `config`, without a new upload.
+    #[arg(long = "config-value", value_parser = parse_key_value, value_name = "KEY=VALUE")]
+    pub config_values: Vec<(String, String)>,
+    /// Remove every `wasi:config` value.
+    #[arg(long, conflicts_with = "config_values")]
+    pub clear_config_values: bool,
 }
 
 impl LimitArgs {
@@ -112,6 +119,13 @@ impl LimitArgs {
             max_concurrency: self.max_concurrency,
             max_request_body_bytes: self.max_request_body,
             max_response_body_bytes: self.max_response_body,
+            config: if self.clear_config_values {
+                Some(Default::default())
+            } else if self.config_values.is_empty() {
+                None
+            } else {
+                Some(self.config_values.iter().cloned().collect())
+            },
             kv: if self.no_kv {
                 Some(Vec::new())
             } else if self.kv.is_empty() {

@@ -296,6 +296,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         max_request_body_bytes,
         max_response_body_bytes,
         kv,
+        config,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -306,6 +307,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.max_request_body_bytes = max_request_body_bytes.or(patch.max_request_body_bytes);
     patch.max_response_body_bytes = max_response_body_bytes.or(patch.max_response_body_bytes);
     patch.kv = kv.or(patch.kv.take());
+    patch.config = config.or(patch.config.take());
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
