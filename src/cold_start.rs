@@ -98,6 +98,7 @@ impl Rig {
             .invoke(
                 &self.component,
                 "bench",
+                Vec::new(),
                 &self.config,
                 warm,
                 request,

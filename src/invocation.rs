@@ -197,9 +197,42 @@ pub struct Invoker {
     pub admission: Admission,
     pub metering: Arc<Metering>,
     pub logs: Arc<FunctionLogs>,
+    /// Opens the secrets a function reads; `None` when the host has no secrets key.
+    pub secrets: Option<crate::secrets::SecretsKey>,
 }
 
 impl Invoker {
+    /// The secrets `deployment`'s config reads, opened for this request (values never leave
+    /// the function's `wasi:config`). One that is not set, or does not open, is absent; the
+    /// latter is logged by name only.
+    fn open_secrets(&self, deployment: &Deployment) -> Vec<(String, String)> {
+        let wanted = &deployment.config.secrets;
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let Some(key) = &self.secrets else {
+            tracing::warn!(function = %deployment.function, "the function reads secrets but this host has no secrets key");
+            return Vec::new();
+        };
+        deployment
+            .secrets
+            .iter()
+            .filter(|row| wanted.contains(&row.name))
+            .filter_map(
+                |row| match key.open(&deployment.function, &row.name, &row.sealed) {
+                    Ok(value) => Some((
+                        row.name.clone(),
+                        String::from_utf8_lossy(&value).into_owned(),
+                    )),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a secret could not be opened");
+                        None
+                    }
+                },
+            )
+            .collect()
+    }
+
     /// A slot of `deployment`'s function if one is free now, counting against at most
     /// `limit` running requests fleet-wide (this node's part of it), for callers that must
     /// never queue ahead of live traffic.
@@ -315,6 +348,7 @@ impl Invoker {
             .invoke(
                 &component,
                 &deployment.function,
+                self.open_secrets(deployment),
                 config,
                 warm,
                 request,

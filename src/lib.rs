@@ -35,6 +35,7 @@
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
 //! - `drain`: reading and dropping unread request bodies within a bound (early answers).
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
+//! - [`secrets`]: sealing and opening function secrets with the host's secrets key.
 //! - [`seccomp`]: the system-call filter `fnhost serve` installs once started.
 
 pub mod admission;
@@ -56,6 +57,7 @@ pub mod rollout;
 pub mod routing;
 pub mod scaling;
 pub mod seccomp;
+pub mod secrets;
 pub mod server;
 mod shutdown;
 pub mod store;

@@ -166,3 +166,17 @@ impl From<VersionInfo> for VersionView {
         }
     }
 }
+
+/// A secret as listed: its name and when it was set, never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretView {
+    pub name: String,
+    pub updated_ms: i64,
+}
+
+/// `GET /v1/functions/NAME/secrets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretList {
+    pub function: String,
+    pub secrets: Vec<SecretView>,
+}

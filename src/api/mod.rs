@@ -28,8 +28,8 @@ pub use events::{
 };
 pub use fleet::{NodeList, NodeView};
 pub use functions::{
-    CodeView, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, StageView,
-    UploadEvent, Uploaded, VersionList, VersionView,
+    CodeView, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, SecretList,
+    SecretView, StageView, UploadEvent, Uploaded, VersionList, VersionView,
 };
 pub use observe::{
     EngineView, Health, LimitsView, LogLine, LogPage, ScalerCounters, ScalingStatus, ShadowView,

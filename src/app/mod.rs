@@ -68,6 +68,8 @@ pub struct AppOptions {
     pub body_timeout: Duration,
     /// How long an event claimed by this node stays its own without a renewal.
     pub event_lease: Duration,
+    /// Seals and opens function secrets; `None` when the host has no key.
+    pub secrets: Option<crate::secrets::SecretsKey>,
 }
 
 impl App {
@@ -85,6 +87,7 @@ impl App {
             buckets,
             body_timeout,
             event_lease,
+            secrets,
         } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
@@ -119,6 +122,7 @@ impl App {
             admission: Admission::new(queue_timeout, host_limit),
             metering: metering.clone(),
             logs: logs.clone(),
+            secrets,
         });
         let events = Arc::new(Events::new(
             registry.clone(),

@@ -101,6 +101,10 @@ pub enum Command {
     Access(commands::AccessArgs),
     /// Show who changed what (every admin write, refusals included), newest first.
     Audit(commands::AuditArgs),
+    /// A function's secrets, sealed at rest and never shown again: `secret set NAME KEY`
+    /// (value from stdin or --file), `secret ls NAME`, `secret delete NAME KEY`.
+    #[command(subcommand)]
+    Secret(commands::SecretCommand),
     /// Read and write key-value stores (`wasi:keyvalue`): `kv get|set|delete|ls STORE [KEY]`.
     #[command(subcommand)]
     Kv(commands::KvCommand),

@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// Most bytes (keys plus values) one key-value store may hold.
     #[arg(long, default_value = "256Mi", value_parser = parse_bytes, value_name = "SIZE")]
     pub kv_max_store_bytes: u64,
+    /// The key function secrets are sealed with, kept apart from the database: a file of 64
+    /// hex digits (mode 0600). Default: <DATA_DIR>/secrets.key, made on first start when the
+    /// registry is not shared. `FNHOST_SECRETS_KEY` (the hex itself) takes precedence. Every
+    /// node of a fleet needs the same key; a node with another is refused at start.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_key: Option<PathBuf>,
     /// Key-value operations one invocation may make (a batch counts each key).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub kv_ops_per_request: u32,
@@ -297,6 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.pool_instances
         );
     }
+    let secrets = secrets_key(&args, &registry).await?;
     let host = Arc::new(App::new(
         registry,
         router,
@@ -313,6 +320,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             buckets,
             body_timeout: args.body_timeout,
             event_lease: args.event_lease,
+            secrets,
         },
     ));
     host.apply_tenancy()
@@ -601,4 +609,39 @@ pub enum Mpk {
 pub enum OnOff {
     On,
     Off,
+}
+
+/// The secrets key (see `--secrets-key`), checked against the one the registry knows.
+async fn secrets_key(
+    args: &ServeArgs,
+    registry: &Registry,
+) -> anyhow::Result<Option<crate::secrets::SecretsKey>> {
+    let env = std::env::var("FNHOST_SECRETS_KEY").ok();
+    let path = args
+        .secrets_key
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("secrets.key"));
+    let create = args.secrets_key.is_none() && !registry.is_shared();
+    let Some(key) = crate::secrets::SecretsKey::load(env.as_deref(), &path, create)? else {
+        tracing::warn!(
+            "no secrets key (FNHOST_SECRETS_KEY or --secrets-key): functions cannot be given secrets"
+        );
+        return Ok(None);
+    };
+    let known = registry
+        .setting_or_init(crate::secrets::CHECK_SETTING, key.check_value().to_string())
+        .await
+        .context("reading the secrets key's check value from the registry")?;
+    if known != key.check_value() {
+        anyhow::bail!(
+            "the secrets key ({}) is not the one this registry's secrets were sealed with; \
+             start with the original key (every node of a fleet needs the same one)",
+            if env.is_some() {
+                "FNHOST_SECRETS_KEY".to_string()
+            } else {
+                path.display().to_string()
+            }
+        );
+    }
+    Ok(Some(key))
 }

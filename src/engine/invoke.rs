@@ -89,6 +89,7 @@ impl Engine {
         &self,
         component: &Arc<LoadedComponent>,
         function: &str,
+        secrets: Vec<(String, String)>,
         config: &FunctionConfig,
         warm: Option<WarmInstance>,
         request: hyper::Request<B>,
@@ -111,7 +112,8 @@ impl Engine {
         store.data_mut().config_values = config
             .config
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(secrets)
             .collect();
         store.data_mut().kv = super::keyvalue::KvAccess::new(
             self.kv_db.get().cloned(),

@@ -78,6 +78,10 @@ pub struct FunctionConfig {
     /// part of `$LATEST` and frozen into versions, changeable without a new upload.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// The function's secrets it reads through `wasi:config`, by name (the values are set
+    /// apart with `fnhost secret set`, rotate without a new version, and are never shown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 fn default_memory() -> u32 {
@@ -113,6 +117,7 @@ impl Default for FunctionConfig {
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY,
             kv: Vec::new(),
             config: BTreeMap::new(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -144,6 +149,9 @@ pub struct ConfigPatch {
     /// When given, replaces the whole `wasi:config` map.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<BTreeMap<String, String>>,
+    /// When given, replaces the list of secrets the function reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -187,6 +195,12 @@ impl ConfigPatch {
         }
         if let Some(values) = &self.config {
             config.config = values.clone();
+        }
+        if let Some(names) = &self.secrets {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            config.secrets = names;
         }
         if let Some(stores) = &self.kv {
             let mut stores = stores.clone();
@@ -266,6 +280,14 @@ impl FunctionConfig {
             ));
         }
         let config_bytes: usize = self.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        for name in &self.secrets {
+            check_secret_name(name)?;
+            if self.config.contains_key(name) {
+                return bad(format!(
+                    "{name:?} is both a config value and a secret; wasi:config would answer one of them"
+                ));
+            }
+        }
         if self.config.keys().any(String::is_empty) {
             return bad("wasi:config keys must be non-empty".to_string());
         }
@@ -276,6 +298,30 @@ impl FunctionConfig {
         }
         Ok(())
     }
+}
+
+/// Secret names: 1-128 of letters, digits, `_`, `-` and `.` (what config keys and
+/// environment variable names usually are).
+pub fn check_secret_name(name: &str) -> Result<(), InvalidConfig> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidConfig(format!(
+            "secret name {name:?}: use 1 to 128 letters, digits, '_', '-' and '.'"
+        )))
+    }
+}
+
+/// A function's secret as stored: sealed (see `crate::secrets`), never the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRow {
+    pub name: String,
+    pub sealed: Vec<u8>,
+    pub updated_ms: i64,
 }
 
 /// Normalizes an outbound origin to `scheme://host:port` (lowercase, default port filled in),

@@ -548,24 +548,20 @@ fn artifact_key(db: &dyn MetadataStore) -> Result<Vec<u8>, StoreError> {
 
 fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
     let name: Arc<str> = Arc::from(rows.info.name.as_str());
+    let secrets = Arc::new(rows.secrets.clone());
+    let deployment = |label, digest, config: &crate::model::FunctionConfig| {
+        let mut deployment = Deployment::new(name.clone(), label, digest, config.clone());
+        deployment.secrets = secrets.clone();
+        Arc::new(deployment)
+    };
     let latest = &rows.info.latest;
-    let latest = Arc::new(Deployment::new(
-        name.clone(),
-        VersionLabel::Latest,
-        latest.digest,
-        latest.config.clone(),
-    ));
+    let latest = deployment(VersionLabel::Latest, latest.digest, &latest.config);
     let versions = rows
         .versions
         .iter()
         .map(|v| {
-            let deployment = Deployment::new(
-                name.clone(),
-                VersionLabel::Number(v.version),
-                v.digest,
-                v.config.clone(),
-            );
-            (v.version, Arc::new(deployment))
+            let label = VersionLabel::Number(v.version);
+            (v.version, deployment(label, v.digest, &v.config))
         })
         .collect();
     let mut routes = FunctionRoutes::new(

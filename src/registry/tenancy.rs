@@ -100,6 +100,27 @@ impl Registry {
         Ok(())
     }
 
+    /// Stores `function`'s secret `name`, sealed; every version reads the new value from
+    /// its next request.
+    pub async fn set_secret(
+        &self,
+        function: &str,
+        name: &str,
+        sealed: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (f, n) = (function.to_string(), name.to_string());
+        self.write(function, move |db| db.set_secret(&f, &n, &sealed, now_ms()))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_secret(&self, function: &str, name: &str) -> Result<(), StoreError> {
+        let (f, n) = (function.to_string(), name.to_string());
+        self.write(function, move |db| db.delete_secret(&f, &n))
+            .await?;
+        Ok(())
+    }
+
     /// A deploy of `name`: its namespace must exist; a new function counts against
     /// `functions`, its config against `memory_mb`.
     pub(super) fn check_deploy(

@@ -33,6 +33,9 @@ pub struct Deployment {
     pub version_header: http::HeaderValue,
     /// The version's meter, looked up at its first invocation and kept for the rest.
     pub meter: std::sync::OnceLock<Arc<crate::metering::VersionMeter>>,
+    /// The function's secrets, sealed (function-wide: every version sees the current ones;
+    /// the config says which it reads).
+    pub secrets: Arc<Vec<crate::model::SecretRow>>,
 }
 
 impl Deployment {
@@ -51,6 +54,7 @@ impl Deployment {
             config,
             version_header,
             meter: std::sync::OnceLock::new(),
+            secrets: Arc::default(),
         }
     }
 }

@@ -28,8 +28,8 @@ use crate::model::{
     Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
     DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
     InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId, NamespaceRecord,
-    NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource,
-    UsageRow, VersionInfo, VersionLabel, Why,
+    NewObject, NodeRecord, Quotas, ScalingPolicy, SecretRow, TimerTick, TrafficChange, Trigger,
+    TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -163,6 +163,8 @@ pub struct FunctionRows {
     pub scaling: ScalingPolicy,
     /// Who may call it on the data plane (function-wide, every version).
     pub access: Access,
+    /// Its secrets, sealed, by name.
+    pub secrets: Vec<SecretRow>,
 }
 
 /// What `publish` did.
@@ -447,6 +449,16 @@ pub trait MetadataStore: Send + Sync {
     fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// Sets who may call `function` on the data plane.
     fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError>;
+    /// Stores (or replaces) `function`'s secret `name`, already sealed.
+    fn set_secret(
+        &self,
+        function: &str,
+        name: &str,
+        sealed: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes a secret; `NotFound` if there is none.
+    fn delete_secret(&self, function: &str, name: &str) -> Result<(), StoreError>;
 
     /// A number that grows with every committed function change (any node's), so a node
     /// can tell whether anything changed since it last read everything; `None` for a store

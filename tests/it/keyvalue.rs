@@ -410,3 +410,106 @@ async fn wasi_config_values_come_from_the_functions_config() {
         "version 1 keeps its value"
     );
 }
+
+/// A secret reaches the function through `wasi:config` and nothing else: not the admin
+/// API's answers, the history, the audit log, metrics, logs or the database file, where it is
+/// sealed. Rotation needs no new version; the key survives a restart and a wrong key is
+/// refused at start.
+#[tokio::test]
+async fn secrets_reach_the_function_and_appear_nowhere_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = TestHost::start(&data).await;
+    let query = format!("config={}", urlencode(r#"{"secrets": ["API_KEY"]}"#));
+    host.deploy("sale", "flash_sale", &query).await;
+    let set = |value: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args(["secret", "set", "sale", "API_KEY"])
+            .env("FNHOST_ADMIN_URL", &host.admin_url)
+            .env("FNHOST_DATA_DIR", &host.data_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let first = "plaintext-sekrit-4711";
+    set(first);
+    assert_eq!(
+        send(&host, Method::GET, "/sale/config/API_KEY", "").await,
+        (200, first.to_string())
+    );
+    assert_eq!(host.publish("sale").await.0, 201);
+    let rotated = "rotated-sekrit-0815";
+    set(rotated);
+    assert_eq!(
+        send(&host, Method::GET, "/sale@1/config/API_KEY", "")
+            .await
+            .1,
+        rotated,
+        "no new version needed"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/sale/config/API_KEY", "").await.1,
+        rotated
+    );
+
+    let mut seen = String::new();
+    for path in [
+        "/v1/functions/sale",
+        "/v1/functions/sale/secrets",
+        "/v1/functions/sale/history",
+        "/v1/functions/sale/logs",
+        "/v1/audit",
+        "/v1/usage",
+        "/metrics",
+    ] {
+        let response = host.admin(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        seen.push_str(&response.text().await.unwrap());
+    }
+    assert!(seen.contains("API_KEY"), "the name is listed");
+    seen.push_str(&host.log());
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    for secret in [first, rotated] {
+        assert!(
+            !seen.contains(secret),
+            "{secret} appeared outside the function"
+        );
+    }
+
+    let host = host.restart().await;
+    assert_eq!(
+        send(&host, Method::GET, "/sale/config/API_KEY", "").await.1,
+        rotated
+    );
+    assert!(host.terminate());
+    let wrong = crate::common::serve_command(&data)
+        .env("FNHOST_SECRETS_KEY", "11".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("not the one this registry's secrets were sealed with"),
+        "{stderr}"
+    );
+}

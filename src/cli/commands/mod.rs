@@ -10,6 +10,7 @@ mod logs;
 mod manage;
 mod objects;
 mod rollout;
+mod secrets;
 mod teams;
 mod traffic;
 mod triggers;
@@ -26,6 +27,7 @@ pub use kv::KvCommand;
 pub use logs::LogsArgs;
 pub use objects::ObjectCommand;
 pub use rollout::RolloutArgs;
+pub use secrets::SecretCommand;
 pub use teams::{AccessArgs, AuditArgs, KeyCommand, NamespaceCommand};
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
 pub use triggers::{EventsArgs, TriggerCommand};
@@ -99,6 +101,13 @@ pub struct LimitArgs {
     /// Remove every `wasi:config` value.
     #[arg(long, conflicts_with = "config_values")]
     pub clear_config_values: bool,
+    /// A secret of the function it reads through `wasi:config` under this name (repeat for
+    /// several; replaces the list). Set its value with `fnhost secret set`.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+    /// Read no secrets any more.
+    #[arg(long, conflicts_with = "secrets")]
+    pub no_secrets: bool,
 }
 
 impl LimitArgs {
@@ -125,6 +134,13 @@ impl LimitArgs {
                 None
             } else {
                 Some(self.config_values.iter().cloned().collect())
+            },
+            secrets: if self.no_secrets {
+                Some(Vec::new())
+            } else if self.secrets.is_empty() {
+                None
+            } else {
+                Some(self.secrets.clone())
             },
             kv: if self.no_kv {
                 Some(Vec::new())
@@ -199,6 +215,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Access(args) => teams::access(args).await,
         Command::Audit(args) => teams::audit(args).await,
         Command::Kv(command) => kv::run(command).await,
+        Command::Secret(command) => secrets::run(command).await,
     }
 }
 
@@ -213,6 +230,14 @@ async fn fetch_for_table<T: serde::de::DeserializeOwned + serde::Serialize>(
         return Ok(None);
     }
     Ok(Some(answer))
+}
+
+/// A Unix-millisecond time as `YYYY-MM-DD HH:MM:SS` UTC.
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 /// A key (of an object or a key-value store) for a path: each `/`-separated segment

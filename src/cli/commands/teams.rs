@@ -435,8 +435,5 @@ fn show_keys(keys: &[KeyView]) {
 }
 
 fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
-    )
+    super::format_ms(ms)
 }

@@ -14,6 +14,7 @@ mod logs;
 mod objects;
 mod rollout;
 mod scaling;
+mod secrets;
 mod teams;
 mod triggers;
 mod upload;
@@ -81,6 +82,9 @@ enum AdminRoute<'a> {
     CreateKey(&'a str),
     RevokeKey(&'a str),
     Audit,
+    ListSecrets(&'a str),
+    SetSecret(&'a str, &'a str),
+    DeleteSecret(&'a str, &'a str),
     KvKeys(&'a str),
     KvGet(&'a str, String),
     KvPut(&'a str, String),
@@ -149,7 +153,8 @@ impl<'a> AdminRoute<'a> {
             | R::SetScaling(n)
             | R::SetAccess(n) => write(n),
             R::PutObject(n, _) | R::DeleteObject(n, _) => write(n),
-            R::KvKeys(n) => read(n),
+            R::KvKeys(n) | R::ListSecrets(n) => read(n),
+            R::SetSecret(n, _) | R::DeleteSecret(n, _) => write(n),
             R::KvGet(n, _) => read(n),
             R::KvPut(n, _) | R::KvDelete(n, _) => write(n),
         }
@@ -324,6 +329,15 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "keys", id] => match *method {
                 Method::DELETE => Some(Self::RevokeKey(id)),
+                _ => None,
+            },
+            ["v1", "functions", name, "secrets"] => match *method {
+                Method::GET => Some(Self::ListSecrets(name)),
+                _ => None,
+            },
+            ["v1", "functions", name, "secrets", secret] => match *method {
+                Method::PUT => Some(Self::SetSecret(name, secret)),
+                Method::DELETE => Some(Self::DeleteSecret(name, secret)),
                 _ => None,
             },
             ["v1", "kv", store] => match *method {
@@ -518,6 +532,9 @@ async fn dispatch(
         AdminRoute::CreateKey(ns) => teams::create_key(host, ns, principal, request).await,
         AdminRoute::RevokeKey(id) => teams::revoke_key(host, principal, id).await,
         AdminRoute::Audit => teams::audit(host, principal, &request).await,
+        AdminRoute::ListSecrets(name) => secrets::list(host, name).await,
+        AdminRoute::SetSecret(name, secret) => secrets::set(host, name, secret, request).await,
+        AdminRoute::DeleteSecret(name, secret) => secrets::delete(host, name, secret).await,
         AdminRoute::KvKeys(store) => kv::keys(host, store, &request).await,
         AdminRoute::KvGet(store, key) => kv::get(host, store, key).await,
         AdminRoute::KvPut(store, key) => kv::put(host, store, key, request).await,

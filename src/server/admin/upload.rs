@@ -297,6 +297,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         max_response_body_bytes,
         kv,
         config,
+        secrets,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -308,6 +309,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.max_response_body_bytes = max_response_body_bytes.or(patch.max_response_body_bytes);
     patch.kv = kv.or(patch.kv.take());
     patch.config = config.or(patch.config.take());
+    patch.secrets = secrets.or(patch.secrets.take());
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {

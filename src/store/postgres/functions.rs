@@ -187,6 +187,7 @@ pub(super) fn function_rows(tx: Tx, name: &str) -> Result<FunctionRows, StoreErr
         aliases: aliases(tx, name)?,
         scaling: scaling(tx, name)?,
         access: super::tenancy::access(tx, name)?,
+        secrets: super::tenancy::secrets(tx, name)?,
     })
 }
 

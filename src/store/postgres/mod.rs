@@ -370,6 +370,22 @@ impl MetadataStore for PostgresStore {
         self.with_tx(|tx| kv::swap(tx, store, key, expected, value, limits))
     }
 
+    fn set_secret(
+        &self,
+        function: &str,
+        name: &str,
+        sealed: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_change(function, |tx| {
+            tenancy::set_secret(tx, function, name, sealed, now_ms)
+        })
+    }
+
+    fn delete_secret(&self, function: &str, name: &str) -> Result<(), StoreError> {
+        self.with_change(function, |tx| tenancy::delete_secret(tx, function, name))
+    }
+
     fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
         self.with_change(TENANCY, |tx| tenancy::create_namespace(tx, record))
     }

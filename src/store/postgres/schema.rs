@@ -216,6 +216,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, store)
     );
     "#,
+    // 6: function secrets, sealed with the host's secrets key (never the value), function-
+    // wide like access: they rotate without a new version.
+    r#"
+    CREATE TABLE secrets (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        sealed      BYTEA NOT NULL,
+        updated_ms  BIGINT NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

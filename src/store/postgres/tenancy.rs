@@ -3,7 +3,9 @@
 use postgres::Transaction;
 
 use super::schema::database;
-use crate::model::{Access, AuditEntry, DEFAULT_NAMESPACE, KeyRecord, NamespaceRecord, Quotas};
+use crate::model::{
+    Access, AuditEntry, DEFAULT_NAMESPACE, KeyRecord, NamespaceRecord, Quotas, SecretRow,
+};
 use crate::store::StoreError;
 use crate::store::decode::parse_json;
 
@@ -216,4 +218,53 @@ fn unknown_namespace(name: &str) -> StoreError {
     StoreError::NotFound(format!(
         "namespace {name:?} not found; the host admin creates it with `fnhost namespace create {name}`"
     ))
+}
+
+pub(super) fn secrets(tx: Tx, function: &str) -> Result<Vec<SecretRow>, StoreError> {
+    Ok(tx
+        .query(
+            "SELECT name, sealed, updated_ms FROM secrets WHERE function = $1 ORDER BY name",
+            &[&function],
+        )
+        .map_err(database)?
+        .iter()
+        .map(|row| SecretRow {
+            name: row.get(0),
+            sealed: row.get(1),
+            updated_ms: row.get(2),
+        })
+        .collect())
+}
+
+pub(super) fn set_secret(
+    tx: Tx,
+    function: &str,
+    name: &str,
+    sealed: &[u8],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    access(tx, function)?; // the function exists
+    tx.execute(
+        "INSERT INTO secrets (function, name, sealed, updated_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (function, name) DO UPDATE SET sealed = $3, updated_ms = $4",
+        &[&function, &name, &sealed, &now_ms],
+    )
+    .map_err(database)?;
+    Ok(())
+}
+
+pub(super) fn delete_secret(tx: Tx, function: &str, name: &str) -> Result<(), StoreError> {
+    access(tx, function)?;
+    let deleted = tx
+        .execute(
+            "DELETE FROM secrets WHERE function = $1 AND name = $2",
+            &[&function, &name],
+        )
+        .map_err(database)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound(format!(
+            "function {function:?} has no secret {name:?}"
+        )));
+    }
+    Ok(())
 }

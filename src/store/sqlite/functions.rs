@@ -226,6 +226,7 @@ pub(super) fn function_rows(tx: &Transaction<'_>, name: &str) -> Result<Function
         aliases: aliases(tx, name)?,
         scaling: scaling(tx, name)?,
         access: super::tenancy::access(tx, name)?,
+        secrets: super::tenancy::secrets(tx, name)?,
     })
 }
 

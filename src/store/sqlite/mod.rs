@@ -520,6 +520,20 @@ impl MetadataStore for SqliteStore {
         self.with_tx(|tx| kv::swap(tx, store, key, expected, value, limits))
     }
 
+    fn set_secret(
+        &self,
+        function: &str,
+        name: &str,
+        sealed: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::set_secret(tx, function, name, sealed, now_ms))
+    }
+
+    fn delete_secret(&self, function: &str, name: &str) -> Result<(), StoreError> {
+        self.with_tx(|tx| tenancy::delete_secret(tx, function, name))
+    }
+
     fn create_namespace(&self, record: &NamespaceRecord) -> Result<(), StoreError> {
         self.with_tx(|tx| tenancy::create_namespace(tx, record))
     }

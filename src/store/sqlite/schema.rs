@@ -215,6 +215,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, store)
     );
     "#,
+    // 11: function secrets, sealed with the host's secrets key (never the value), function-
+    // wide like access: they rotate without a new version.
+    r#"
+    CREATE TABLE secrets (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        sealed      BLOB NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -2,7 +2,9 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::model::{Access, AuditEntry, DEFAULT_NAMESPACE, KeyRecord, NamespaceRecord, Quotas};
+use crate::model::{
+    Access, AuditEntry, DEFAULT_NAMESPACE, KeyRecord, NamespaceRecord, Quotas, SecretRow,
+};
 use crate::store::StoreError;
 use crate::store::decode::parse_json;
 
@@ -216,4 +218,52 @@ fn unknown_namespace(name: &str) -> StoreError {
     StoreError::NotFound(format!(
         "namespace {name:?} not found; the host admin creates it with `fnhost namespace create {name}`"
     ))
+}
+
+pub(super) fn secrets(tx: &Transaction<'_>, function: &str) -> Result<Vec<SecretRow>, StoreError> {
+    let mut statement = tx.prepare_cached(
+        "SELECT name, sealed, updated_ms FROM secrets WHERE function = ?1 ORDER BY name",
+    )?;
+    let rows = statement.query_map([function], |r| {
+        Ok(SecretRow {
+            name: r.get(0)?,
+            sealed: r.get(1)?,
+            updated_ms: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn set_secret(
+    tx: &Transaction<'_>,
+    function: &str,
+    name: &str,
+    sealed: &[u8],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    access(tx, function)?; // the function exists
+    tx.execute(
+        "INSERT INTO secrets (function, name, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (function, name) DO UPDATE SET sealed = ?3, updated_ms = ?4",
+        params![function, name, sealed, now_ms],
+    )?;
+    Ok(())
+}
+
+pub(super) fn delete_secret(
+    tx: &Transaction<'_>,
+    function: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    access(tx, function)?;
+    if tx.execute(
+        "DELETE FROM secrets WHERE function = ?1 AND name = ?2",
+        params![function, name],
+    )? == 0
+    {
+        return Err(StoreError::NotFound(format!(
+            "function {function:?} has no secret {name:?}"
+        )));
+    }
+    Ok(())
 }
