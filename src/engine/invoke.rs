@@ -117,6 +117,7 @@ impl Engine {
             .collect();
         store.data_mut().kv = super::keyvalue::KvAccess::new(
             self.kv_db.get().cloned(),
+            self.kv_meter.clone(),
             crate::model::namespace_of(function),
             &config.kv,
             self.config.kv_limits,

@@ -60,10 +60,42 @@ impl From<wasmtime::component::ResourceTableError> for KvFailure {
     }
 }
 
+/// Operations made on each store since the host started, for `/metrics`.
+#[derive(Default)]
+pub struct KvMeter(dashmap::DashMap<KvStoreId, std::sync::atomic::AtomicU64>);
+
+impl KvMeter {
+    fn count(&self, store: &KvStoreId, ops: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(counter) = self.0.get(store) {
+            counter.fetch_add(ops, Relaxed);
+            return;
+        }
+        self.0
+            .entry(store.clone())
+            .or_default()
+            .fetch_add(ops, Relaxed);
+    }
+
+    /// Every store's operations so far.
+    pub fn snapshot(&self) -> Vec<(KvStoreId, u64)> {
+        self.0
+            .iter()
+            .map(|e| {
+                (
+                    e.key().clone(),
+                    e.value().load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+}
+
 /// What one invocation may do with key-value stores.
 #[derive(Clone, Default)]
 pub struct KvAccess {
     db: Option<Arc<dyn MetadataStore>>,
+    meter: Arc<KvMeter>,
     namespace: String,
     allowed: Vec<String>,
     limits: KvLimits,
@@ -74,12 +106,14 @@ pub struct KvAccess {
 impl KvAccess {
     pub fn new(
         db: Option<Arc<dyn MetadataStore>>,
+        meter: Arc<KvMeter>,
         namespace: &str,
         allowed: &[String],
         limits: KvLimits,
     ) -> Self {
         Self {
             db,
+            meter,
             namespace: namespace.to_string(),
             allowed: allowed.to_vec(),
             limits,
@@ -103,11 +137,13 @@ impl KvAccess {
     /// Runs one store call off the async runtime, mapping store errors to guest errors.
     async fn call<T: Send + 'static>(
         &mut self,
+        store: &KvStoreId,
         ops: usize,
         f: impl FnOnce(&dyn MetadataStore, &KvLimits) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, KvFailure> {
         self.spend(ops)?;
         let db = self.db.clone().ok_or(KvFailure::NoSuchStore)?;
+        self.meter.count(store, ops as u64);
         let limits = self.limits;
         match tokio::task::spawn_blocking(move || f(&*db, &limits)).await {
             Ok(Ok(out)) => Ok(out),
@@ -191,7 +227,7 @@ impl store::HostBucket for KvView<'_> {
         self.access.check_keys([key.as_str()])?;
         let mut found = self
             .access
-            .call(1, move |db, _| db.kv_get(&store, &[key]))
+            .call(&store.clone(), 1, move |db, _| db.kv_get(&store, &[key]))
             .await?;
         Ok(found.pop().flatten().map(|entry| entry.value))
     }
@@ -209,7 +245,7 @@ impl store::HostBucket for KvView<'_> {
             .check_value(&value)
             .map_err(KvFailure::Other)?;
         self.access
-            .call(1, move |db, limits| {
+            .call(&store.clone(), 1, move |db, limits| {
                 db.kv_set(&store, &[(key, value)], limits)
             })
             .await
@@ -219,7 +255,7 @@ impl store::HostBucket for KvView<'_> {
         let store = self.bucket(&bucket)?;
         self.access.check_keys([key.as_str()])?;
         self.access
-            .call(1, move |db, _| db.kv_delete(&store, &[key]))
+            .call(&store.clone(), 1, move |db, _| db.kv_delete(&store, &[key]))
             .await
     }
 
@@ -236,7 +272,9 @@ impl store::HostBucket for KvView<'_> {
         let store = self.bucket(&bucket)?;
         let keys = self
             .access
-            .call(1, move |db, _| db.kv_keys(&store, cursor.as_deref(), PAGE))
+            .call(&store.clone(), 1, move |db, _| {
+                db.kv_keys(&store, cursor.as_deref(), PAGE)
+            })
             .await?;
         let cursor = (keys.len() == PAGE as usize)
             .then(|| keys.last().cloned())
@@ -260,7 +298,7 @@ impl atomics::Host for KvView<'_> {
         let store = self.bucket(&bucket)?;
         self.access.check_keys([key.as_str()])?;
         self.access
-            .call(1, move |db, limits| {
+            .call(&store.clone(), 1, move |db, limits| {
                 db.kv_increment(&store, &key, delta, limits)
             })
             .await
@@ -281,7 +319,7 @@ impl atomics::Host for KvView<'_> {
         let expected = taken.read.as_ref().map(|entry| entry.version);
         let swapped = self
             .access
-            .call(1, move |db, limits| {
+            .call(&store_id.clone(), 1, move |db, limits| {
                 db.kv_swap(&store_id, &key, expected, &value, limits)
             })
             .await;
@@ -314,7 +352,7 @@ impl KvView<'_> {
         let (id, k) = (store.clone(), key.clone());
         let read = self
             .access
-            .call(1, move |db, _| db.kv_get(&id, &[k]))
+            .call(&id.clone(), 1, move |db, _| db.kv_get(&id, &[k]))
             .await?
             .pop()
             .flatten();
@@ -358,7 +396,9 @@ impl batch::Host for KvView<'_> {
         let asked = keys.clone();
         let found = self
             .access
-            .call(keys.len(), move |db, _| db.kv_get(&store, &keys))
+            .call(&store.clone(), keys.len(), move |db, _| {
+                db.kv_get(&store, &keys)
+            })
             .await?;
         Ok(asked
             .into_iter()
@@ -382,7 +422,7 @@ impl batch::Host for KvView<'_> {
                 .map_err(KvFailure::Other)?;
         }
         self.access
-            .call(key_values.len(), move |db, limits| {
+            .call(&store.clone(), key_values.len(), move |db, limits| {
                 db.kv_set(&store, &key_values, limits)
             })
             .await
@@ -396,7 +436,9 @@ impl batch::Host for KvView<'_> {
         let store = self.bucket(&bucket)?;
         self.access.check_keys(keys.iter().map(String::as_str))?;
         self.access
-            .call(keys.len(), move |db, _| db.kv_delete(&store, &keys))
+            .call(&store.clone(), keys.len(), move |db, _| {
+                db.kv_delete(&store, &keys)
+            })
             .await
     }
 }

@@ -142,6 +142,8 @@ pub struct Engine {
     long_after_ticks: Option<u64>,
     /// Where `wasi:keyvalue` keeps values: the metadata store, set once it is open.
     kv_db: std::sync::OnceLock<Arc<dyn crate::store::MetadataStore>>,
+    /// Key-value operations per store, for `/metrics`.
+    kv_meter: Arc<keyvalue::KvMeter>,
     _ticker: EpochTicker,
 }
 
@@ -178,6 +180,7 @@ impl Engine {
             config,
             pooling,
             kv_db: std::sync::OnceLock::new(),
+            kv_meter: Arc::default(),
         })
     }
 
@@ -288,6 +291,11 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "could not list the compiled-code cache"),
         }
+    }
+
+    /// Key-value operations functions made on each store since the host started.
+    pub fn kv_operations(&self) -> Vec<(crate::model::KvStoreId, u64)> {
+        self.kv_meter.snapshot()
     }
 
     /// What functions may do with key-value stores (the admin API applies the same).

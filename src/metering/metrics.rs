@@ -51,9 +51,27 @@ struct FunctionLabels {
     function: String,
 }
 
+/// One key-value store's figures, read when scraped.
+#[derive(Debug, Default)]
+pub struct KvStoreGauge {
+    pub namespace: String,
+    pub store: String,
+    /// Operations functions made on it since this host started.
+    pub operations: u64,
+    pub keys: i64,
+    pub bytes: i64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    namespace: String,
+    store: String,
+}
+
 /// Host-wide values read when scraped (engine counters, memory), not on the request path.
 #[derive(Debug, Default)]
 pub struct HostGauges {
+    pub kv_stores: Vec<KvStoreGauge>,
     pub rss_bytes: u64,
     pub functions: u64,
     pub compiles: u64,
@@ -385,6 +403,32 @@ impl Metrics {
             "unloaded_components",
             "Compiled components unloaded from memory after being idle",
             ConstCounter::new(gauges.scaler.unloaded),
+        );
+        let kv_operations = Family::<StoreLabels, Counter>::default();
+        let kv_keys = Family::<StoreLabels, Gauge>::default();
+        let kv_bytes = Family::<StoreLabels, Gauge>::default();
+        for store in &gauges.kv_stores {
+            let labels = StoreLabels {
+                namespace: store.namespace.clone(),
+                store: store.store.clone(),
+            };
+            kv_operations
+                .get_or_create(&labels)
+                .inc_by(store.operations);
+            kv_keys.get_or_create(&labels).set(store.keys);
+            kv_bytes.get_or_create(&labels).set(store.bytes);
+        }
+        host.register(
+            "kv_operations",
+            "Key-value operations functions made on each store since this host started",
+            kv_operations,
+        );
+        host.register("kv_keys", "Keys held by each key-value store", kv_keys);
+        host.register_with_unit(
+            "kv_stored",
+            "Keys and values held by each key-value store",
+            Unit::Bytes,
+            kv_bytes,
         );
         let mut text = String::new();
         encode_registry(&mut text, &self.registry).expect("writing to a String");

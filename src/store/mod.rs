@@ -426,6 +426,9 @@ pub trait MetadataStore: Send + Sync {
         limits: &KvLimits,
     ) -> Result<bool, StoreError>;
 
+    /// Every key-value store's key and byte counts: (store, keys, bytes).
+    fn kv_stores(&self) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError>;
+
     // --- teams: namespaces, keys, the audit log, function access ---
 
     /// Creates a namespace; [`StoreError::Conflict`] if it exists.

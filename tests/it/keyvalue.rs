@@ -75,6 +75,16 @@ async fn thirty_two_buyers_never_oversell() {
         (200, "0\n".to_string())
     );
     assert_eq!(send(&host, Method::POST, "/sale/buy", "").await.0, 409);
+
+    // Metered: every purchase read and swapped (more for those that lost a race).
+    let store = [("namespace", "default"), ("store", "sale")];
+    let operations = host.metric("fnhost_kv_operations_total", &store).await;
+    assert!(operations >= 2.0 * 150.0 + 1.0, "{operations} operations");
+    assert_eq!(host.metric("fnhost_kv_keys", &store).await, 1.0);
+    assert_eq!(
+        host.metric("fnhost_kv_stored_bytes", &store).await,
+        ("stock".len() + "0".len()) as f64
+    );
 }
 
 /// Values written survive a clean restart and kill -9; increments are atomic and durable.

@@ -522,7 +522,7 @@ async fn dispatch(
         AdminRoute::SetScaling(name) => scaling::set(host, name, request).await,
         AdminRoute::SetAccess(name) => teams::set_access(host, name, request).await,
         AdminRoute::Usage => usage::usage(host, principal, &request).await,
-        AdminRoute::Metrics => Ok(usage::metrics(host)),
+        AdminRoute::Metrics => usage::metrics(host).await,
         AdminRoute::ListNamespaces => teams::list_namespaces(host, principal).await,
         AdminRoute::CreateNamespace => teams::create_namespace(host, request).await,
         AdminRoute::GetNamespace(ns) => teams::get_namespace(host, ns).await,

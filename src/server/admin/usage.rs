@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::ensure_function;
 use crate::api::{Health, UsageGrouping as GroupBy, UsageLine, UsageReport};
 use crate::app::App;
-use crate::metering::HostGauges;
+use crate::metering::{HostGauges, KvStoreGauge};
 use crate::model::{Action, Principal, UsageRow, gb_seconds, namespace_of};
 use crate::server::body::{Body, full, json};
 use crate::server::error::ApiError;
@@ -125,10 +125,42 @@ pub async fn usage(
     ))
 }
 
-/// The Prometheus exposition (OpenMetrics text).
-pub fn metrics(host: &App) -> Response<Body> {
+/// The Prometheus exposition (OpenMetrics text); key-value stores' sizes are read from the
+/// store (one query, off the runtime).
+pub async fn metrics(host: &App) -> Result<Response<Body>, ApiError> {
+    let db = host.registry.db();
+    let sizes = tokio::task::spawn_blocking(move || db.kv_stores())
+        .await
+        .expect("metrics task panicked")?;
+    let operations: std::collections::HashMap<_, _> =
+        host.engine.kv_operations().into_iter().collect();
+    let mut kv_stores: Vec<KvStoreGauge> = sizes
+        .into_iter()
+        .map(|(store, keys, bytes)| KvStoreGauge {
+            operations: operations.get(&store).copied().unwrap_or(0),
+            namespace: store.namespace,
+            store: store.store,
+            keys,
+            bytes,
+        })
+        .collect();
+    // Stores only read so far have operations but no size row.
+    for (store, ops) in &operations {
+        if !kv_stores
+            .iter()
+            .any(|g| g.namespace == store.namespace && g.store == store.store)
+        {
+            kv_stores.push(KvStoreGauge {
+                namespace: store.namespace.clone(),
+                store: store.store.clone(),
+                operations: *ops,
+                ..KvStoreGauge::default()
+            });
+        }
+    }
     let engine = host.engine.status();
     let gauges = HostGauges {
+        kv_stores,
         rss_bytes: resident_bytes(),
         functions: host.router.snapshot().len() as u64,
         compiles: engine.compiles,
@@ -144,7 +176,7 @@ pub fn metrics(host: &App) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
 /// Resident set size from /proc (0 where unavailable).

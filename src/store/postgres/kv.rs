@@ -187,3 +187,24 @@ fn save(
     .map_err(database)?;
     Ok(())
 }
+
+pub(super) fn stores(tx: Tx) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError> {
+    Ok(tx
+        .query(
+            "SELECT namespace, store, keys, bytes FROM kv_stores ORDER BY namespace, store",
+            &[],
+        )
+        .map_err(database)?
+        .iter()
+        .map(|row| {
+            (
+                KvStoreId {
+                    namespace: row.get(0),
+                    store: row.get(1),
+                },
+                row.get(2),
+                row.get(3),
+            )
+        })
+        .collect())
+}

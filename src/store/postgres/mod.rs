@@ -319,6 +319,10 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    fn kv_stores(&self) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError> {
+        self.with_tx(kv::stores)
+    }
+
     fn kv_get(
         &self,
         store: &KvStoreId,

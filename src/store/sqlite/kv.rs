@@ -157,3 +157,19 @@ fn check(tx: &Transaction<'_>, store: &KvStoreId, limits: &KvLimits) -> Result<(
         .check_store(&store.store, keys, bytes)
         .map_err(StoreError::Limit)
 }
+
+pub(super) fn stores(tx: &Transaction<'_>) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError> {
+    let mut statement = tx
+        .prepare("SELECT namespace, store, keys, bytes FROM kv_stores ORDER BY namespace, store")?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            KvStoreId {
+                namespace: r.get(0)?,
+                store: r.get(1)?,
+            },
+            r.get(2)?,
+            r.get(3)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

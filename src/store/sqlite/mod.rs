@@ -469,6 +469,10 @@ impl MetadataStore for SqliteStore {
         self.with_tx(|tx| fleet::prune_health(tx, before))
     }
 
+    fn kv_stores(&self) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError> {
+        self.with_tx(kv::stores)
+    }
+
     fn kv_get(
         &self,
         store: &KvStoreId,
