@@ -533,6 +533,9 @@ fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
             "metadata.sqlite3",
             "metadata.sqlite3-wal",
             "metadata.sqlite3-shm",
+            "metadata-keyvalue.sqlite3",
+            "metadata-keyvalue.sqlite3-wal",
+            "metadata-keyvalue.sqlite3-shm",
         ] {
             tighten(&dir.join(name), 0o600)?;
         }

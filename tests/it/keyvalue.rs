@@ -107,6 +107,10 @@ async fn values_survive_restarts_and_kill_9() {
             200
         );
     }
+    assert!(
+        data.join("metadata-keyvalue.sqlite3").exists(),
+        "values live in their own file, apart from the metadata"
+    );
     let host = host.restart().await;
     assert_eq!(
         send(&host, Method::GET, "/sale/kv/greeting", "").await,

@@ -41,19 +41,33 @@ impl From<rusqlite::Error> for StoreError {
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Key-value stores' data, in a file of its own (`kv_path`): functions' writes take its
+    /// write lock and its fsync, so a function writing hard cannot hold up deploys, traffic
+    /// changes or usage on this node.
+    kv: Mutex<Connection>,
+}
+
+/// Where a database at `path` keeps key-value data: `NAME-keyvalue.EXT` beside it.
+pub fn kv_path(path: &Path) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "metadata".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path
+        .extension()
+        .map_or_else(|| "sqlite3".into(), |s| s.to_string_lossy().into_owned());
+    path.with_file_name(format!("{stem}-keyvalue.{ext}"))
 }
 
 impl SqliteStore {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`, and its key-value file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = connect(path)?;
         schema::migrate(&mut conn)?;
+        let mut kv = connect(&kv_path(path))?;
+        schema::migrate_kv(&mut kv)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            kv: Mutex::new(kv),
         })
     }
 
@@ -61,12 +75,38 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        in_tx(&self.conn, f)
     }
+
+    fn with_kv_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        in_tx(&self.kv, f)
+    }
+}
+
+/// One connection as every store call needs it: WAL with `synchronous=FULL`, so an
+/// acknowledged write survives a crash and power loss.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Runs `f` in one transaction on `conn`: all of it commits, or none.
+fn in_tx<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = conn.transaction()?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }
 
 impl MetadataStore for SqliteStore {
@@ -470,7 +510,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn kv_stores(&self) -> Result<Vec<(KvStoreId, i64, i64)>, StoreError> {
-        self.with_tx(kv::stores)
+        self.with_kv_tx(kv::stores)
     }
 
     fn kv_get(
@@ -478,7 +518,7 @@ impl MetadataStore for SqliteStore {
         store: &KvStoreId,
         keys: &[String],
     ) -> Result<Vec<Option<KvEntry>>, StoreError> {
-        self.with_tx(|tx| kv::get(tx, store, keys))
+        self.with_kv_tx(|tx| kv::get(tx, store, keys))
     }
 
     fn kv_set(
@@ -487,11 +527,11 @@ impl MetadataStore for SqliteStore {
         entries: &[(String, Vec<u8>)],
         limits: &KvLimits,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| kv::set(tx, store, entries, limits))
+        self.with_kv_tx(|tx| kv::set(tx, store, entries, limits))
     }
 
     fn kv_delete(&self, store: &KvStoreId, keys: &[String]) -> Result<(), StoreError> {
-        self.with_tx(|tx| kv::delete(tx, store, keys))
+        self.with_kv_tx(|tx| kv::delete(tx, store, keys))
     }
 
     fn kv_keys(
@@ -500,7 +540,7 @@ impl MetadataStore for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        self.with_tx(|tx| kv::keys(tx, store, after, limit))
+        self.with_kv_tx(|tx| kv::keys(tx, store, after, limit))
     }
 
     fn kv_increment(
@@ -510,7 +550,7 @@ impl MetadataStore for SqliteStore {
         delta: i64,
         limits: &KvLimits,
     ) -> Result<i64, StoreError> {
-        self.with_tx(|tx| kv::increment(tx, store, key, delta, limits))
+        self.with_kv_tx(|tx| kv::increment(tx, store, key, delta, limits))
     }
 
     fn kv_swap(
@@ -521,7 +561,7 @@ impl MetadataStore for SqliteStore {
         value: &[u8],
         limits: &KvLimits,
     ) -> Result<bool, StoreError> {
-        self.with_tx(|tx| kv::swap(tx, store, key, expected, value, limits))
+        self.with_kv_tx(|tx| kv::swap(tx, store, key, expected, value, limits))
     }
 
     fn set_secret(

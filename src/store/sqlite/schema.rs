@@ -196,8 +196,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_namespace ON audit_log (namespace, seq);
     ALTER TABLE functions ADD COLUMN access TEXT NOT NULL DEFAULT 'public';
     "#,
-    // 10: key-value stores (`wasi:keyvalue`): a row per key with its version (compare-and-
-    // swap compares it), and per-store counts kept with every write for the limits.
+    // 10: function secrets, sealed with the host's secrets key (never the value), function-
+    // wide like access: they rotate without a new version.
+    r#"
+    CREATE TABLE secrets (
+        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        sealed      BLOB NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    "#,
+];
+
+/// The key-value file's own schema (`kv.rs`): a separate SQLite file, so functions' writes
+/// take its write lock and fsync, never the metadata's. Append only, like `MIGRATIONS`.
+pub(super) const KV_MIGRATIONS: &[&str] = &[
+    // 1: a row per key with its version (compare-and-swap compares it), and per-store counts
+    // kept with every write for the limits.
     r#"
     CREATE TABLE kv (
         namespace   TEXT NOT NULL,
@@ -215,29 +231,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, store)
     );
     "#,
-    // 11: function secrets, sealed with the host's secrets key (never the value), function-
-    // wide like access: they rotate without a new version.
-    r#"
-    CREATE TABLE secrets (
-        function    TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
-        name        TEXT NOT NULL,
-        sealed      BLOB NOT NULL,
-        updated_ms  INTEGER NOT NULL,
-        PRIMARY KEY (function, name)
-    );
-    "#,
 ];
 
+/// Brings `conn`'s schema up to `MIGRATIONS`.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Brings the key-value file's schema up to `KV_MIGRATIONS`.
+pub(super) fn migrate_kv(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, KV_MIGRATIONS)
+}
+
+fn migrate_with(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(StoreError::Corrupt(format!(
             "the database schema is version {current}, newer than this fnhost understands ({}); \
              upgrade fnhost",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index + 1)?;
