@@ -24,6 +24,7 @@ impl TestPostgres {
             let server = TestPostgres::start().expect("starting a test PostgreSQL server");
             // Statics are never dropped: stop the server when the test process exits.
             SERVER_PID.store(server.server.lock().unwrap().id(), Ordering::Relaxed);
+            let _ = SERVER_DIR.set(server._dir.path().to_path_buf());
             unsafe { libc::atexit(stop_server) };
             server
         })
@@ -127,12 +128,29 @@ impl Drop for TestPostgres {
 }
 
 static SERVER_PID: AtomicU32 = AtomicU32::new(0);
+/// The shared server's directory (its `TempDir` lives in a static, never dropped).
+static SERVER_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// Stops the shared server (SIGTERM to its process, which runuser passes on).
+/// Stops the shared server (SIGTERM to its process, which runuser passes on), and leaves
+/// behind a shell that removes its directory once it has exited: the server finishes only
+/// after this process (and its connections) are gone, so waiting here would never end, and
+/// each run would otherwise leave hundreds of megabytes in the temporary directory.
 extern "C" fn stop_server() {
     let pid = SERVER_PID.load(Ordering::Relaxed);
     if pid != 0 {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    if let (Some(dir), true) = (SERVER_DIR.get(), pid != 0) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; rm -rf "$2""#)
+            .arg("fnhost-pg-cleanup")
+            .arg(pid.to_string())
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
     }
 }
 
