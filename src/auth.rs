@@ -44,10 +44,6 @@ impl Gatekeeper {
         }
     }
 
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
-    }
-
     /// The admin plane's caller, from `Authorization: Bearer ...`.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
         let given = bearer(authorization).ok_or_else(|| {

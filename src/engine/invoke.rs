@@ -116,8 +116,8 @@ impl Engine {
             .chain(secrets)
             .collect();
         store.data_mut().kv = super::keyvalue::KvAccess::new(
-            self.kv_db.get().cloned(),
-            self.kv_meter.clone(),
+            self.kv_db.get(),
+            &self.kv_meter,
             crate::model::namespace_of(function),
             &config.kv,
             self.config.kv_limits,

@@ -105,15 +105,19 @@ pub struct KvAccess {
 
 impl KvAccess {
     pub fn new(
-        db: Option<Arc<dyn MetadataStore>>,
-        meter: Arc<KvMeter>,
+        db: Option<&Arc<dyn MetadataStore>>,
+        meter: &Arc<KvMeter>,
         namespace: &str,
         allowed: &[String],
         limits: KvLimits,
     ) -> Self {
+        if allowed.is_empty() {
+            // Most functions open no store: nothing to allocate on their request path.
+            return Self::default();
+        }
         Self {
-            db,
-            meter,
+            db: db.cloned(),
+            meter: meter.clone(),
             namespace: namespace.to_string(),
             allowed: allowed.to_vec(),
             limits,

@@ -48,7 +48,7 @@ pub struct Room {
 
 impl Room {
     /// Refuses an object of `size` that would pass the quota.
-    fn check(room: Option<&Room>, size: u64) -> Result<(), ObjectError> {
+    pub fn check(room: Option<&Room>, size: u64) -> Result<(), ObjectError> {
         match room {
             Some(room) => Ok(crate::model::Quotas::check(
                 Some(room.limit),

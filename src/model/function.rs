@@ -41,6 +41,26 @@ pub struct ScalingPolicy {
     pub versions: BTreeMap<String, u32>,
 }
 
+impl ScalingPolicy {
+    /// Sets the function's count (`version` None) or one version's (0 removes it).
+    pub fn set(&mut self, version: Option<VersionLabel>, count: u32) {
+        match version {
+            None => self.provisioned = count,
+            Some(label) if count == 0 => {
+                self.versions.remove(&label.to_string());
+            }
+            Some(label) => {
+                self.versions.insert(label.to_string(), count);
+            }
+        }
+    }
+
+    /// Instances provisioned in all: the function's count plus every version's.
+    pub fn total(&self) -> u64 {
+        u64::from(self.provisioned) + self.versions.values().map(|&n| u64::from(n)).sum::<u64>()
+    }
+}
+
 /// Configuration that travels with code into every published version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionConfig {

@@ -105,6 +105,14 @@ pub fn check_store_name(name: &str) -> Result<(), InvalidConfig> {
     }
 }
 
+/// What `increment` stores at a key holding `current` (absent: 0) after adding `delta`.
+pub fn incremented(current: Option<&[u8]>, delta: i64) -> Result<i64, String> {
+    let current = current.map_or(Ok(0), parse_counter)?;
+    current
+        .checked_add(delta)
+        .ok_or_else(|| format!("incrementing {current} by {delta} overflows"))
+}
+
 /// The number `increment` keeps at a key: its decimal text.
 pub fn parse_counter(value: &[u8]) -> Result<i64, String> {
     std::str::from_utf8(value)

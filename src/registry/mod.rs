@@ -552,6 +552,7 @@ fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
     let deployment = |label, digest, config: &crate::model::FunctionConfig| {
         let mut deployment = Deployment::new(name.clone(), label, digest, config.clone());
         deployment.secrets = secrets.clone();
+        deployment.access = rows.access;
         Arc::new(deployment)
     };
     let latest = &rows.info.latest;
@@ -571,6 +572,5 @@ fn routes_of(rows: &FunctionRows) -> FunctionRoutes {
         rows.aliases.iter().map(|a| (a.name.as_str(), &a.spec)),
     );
     routes.scaling = rows.scaling.clone();
-    routes.access = rows.access;
     routes
 }

@@ -202,15 +202,9 @@ impl Registry {
             .map(|f| {
                 let mut policy = f.scaling.clone();
                 if &*f.latest.function == name {
-                    match version {
-                        None => policy.provisioned = count,
-                        Some(label) => {
-                            policy.versions.insert(label.to_string(), count);
-                        }
-                    }
+                    policy.set(version, count);
                 }
-                u64::from(policy.provisioned)
-                    + policy.versions.values().map(|&n| u64::from(n)).sum::<u64>()
+                policy.total()
             })
             .sum();
         Quotas::check(quotas.provisioned, "provisioned", namespace, total)?;
@@ -220,12 +214,7 @@ impl Registry {
     fn quotas(&self, namespace: &str) -> Result<Quotas, StoreError> {
         self.namespace(namespace)
             .map(|ns| ns.quotas)
-            .ok_or_else(|| {
-                StoreError::NotFound(format!(
-                    "namespace {namespace:?} not found; the host admin creates it with \
-                     `fnhost namespace create {namespace}`"
-                ))
-            })
+            .ok_or_else(|| StoreError::unknown_namespace(namespace))
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Deployment {
     /// The function's secrets, sealed (function-wide: every version sees the current ones;
     /// the config says which it reads).
     pub secrets: Arc<Vec<crate::model::SecretRow>>,
+    /// Who may call the function on the data plane (function-wide, like `secrets`), checked
+    /// once the request is routed, before anything else.
+    pub access: crate::model::Access,
 }
 
 impl Deployment {
@@ -55,6 +58,7 @@ impl Deployment {
             version_header,
             meter: std::sync::OnceLock::new(),
             secrets: Arc::default(),
+            access: crate::model::Access::Public,
         }
     }
 }
@@ -68,8 +72,6 @@ pub struct FunctionRoutes {
     pub aliases: HashMap<String, Arc<AliasRoutes>>,
     /// Provisioned concurrency, read by the scaler (not by the request path).
     pub scaling: ScalingPolicy,
-    /// Who may call the function on the data plane, checked before anything else.
-    pub access: crate::model::Access,
 }
 
 impl FunctionRoutes {
@@ -139,7 +141,6 @@ impl FunctionRoutes {
             default,
             aliases,
             scaling: ScalingPolicy::default(),
-            access: crate::model::Access::Public,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::drain::discard;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
 use crate::model::Access;
-use crate::routing::{AliasRoutes, Deployment, Resolved, RoutingTable};
+use crate::routing::{AliasRoutes, Deployment, Resolved};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -39,16 +39,15 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
     let short = host.engine.short_work();
     let request_id = request_id(&request);
     strip_reserved(request.headers_mut());
-    let table = host.router.snapshot();
-    let mut strip_key = false;
     let resolved = match Target::parse(request.uri().path()) {
         None => Err(ApiError::not_found(
             "no function named in the path; call /NAME/... or /NAME@VERSION/...",
         )),
-        Some(target) => match guard(host, &table, target.function, &request).and_then(|keyed| {
-            strip_key = keyed;
-            Ok(table.resolve(target.function, target.qualifier)?)
-        }) {
+        Some(target) => match host
+            .router
+            .snapshot()
+            .resolve(target.function, target.qualifier)
+        {
             Ok(Resolved::Deployment(deployment)) => {
                 Ok((deployment.clone(), None, target.rest_start))
             }
@@ -57,10 +56,11 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
                 Some(alias.clone()),
                 target.rest_start,
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(ApiError::from(e)),
         },
     };
-    drop(table);
+    let resolved =
+        resolved.and_then(|resolved| guard(host, &resolved.0, &mut request).map(|()| resolved));
     let (deployment, alias, rest_start) = match resolved {
         Ok(resolved) => resolved,
         Err(error) => {
@@ -68,10 +68,6 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
             return with_request_id(error.into_response(), &request_id);
         }
     };
-    if strip_key {
-        // The function never sees the platform's credential.
-        request.headers_mut().remove(http::header::AUTHORIZATION);
-    }
     let (request, observer) = match mirror(
         host,
         alias.as_deref(),
@@ -136,26 +132,28 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
 }
 
 /// A `key`-auth function's calls need an invoke key of its namespace (401 without one, 403
-/// for a key that may not invoke), checked before any instance is touched. Returns whether
-/// a key was checked (and is to be removed from the request).
+/// for a key that may not invoke), checked before any instance is touched; the key is then
+/// removed, so the function never sees the platform's credential.
 fn guard(
     host: &App,
-    table: &RoutingTable,
-    function: &str,
-    request: &Request<Incoming>,
-) -> Result<bool, ApiError> {
-    let Some(routes) = table.function(function) else {
-        return Ok(false); // resolve answers 404
-    };
-    if routes.access == Access::Public {
-        return Ok(false);
+    deployment: &Deployment,
+    request: &mut Request<Incoming>,
+) -> Result<(), ApiError> {
+    if deployment.access == Access::Public {
+        return Ok(());
     }
     let authorization = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match host.gatekeeper.check_invoke(function, authorization) {
-        Ok(()) => Ok(true),
+    match host
+        .gatekeeper
+        .check_invoke(&deployment.function, authorization)
+    {
+        Ok(()) => {
+            request.headers_mut().remove(http::header::AUTHORIZATION);
+            Ok(())
+        }
         Err(Refused::Unauthenticated(message)) => Err(ApiError::new(
             http::StatusCode::UNAUTHORIZED,
             "unauthorized",

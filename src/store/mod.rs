@@ -144,6 +144,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Namespace `name` does not exist: says who can create it, and how.
+    pub fn unknown_namespace(name: &str) -> Self {
+        Self::NotFound(format!(
+            "namespace {name:?} not found; the host admin creates it with `fnhost namespace create {name}`"
+        ))
+    }
+
     /// The rollout of `function` was saved by someone else since it was read.
     pub fn rollout_changed(function: &str) -> Self {
         Self::Conflict(format!(

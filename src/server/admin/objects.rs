@@ -4,7 +4,7 @@
 
 use crate::api::{Deleted, DeletedItem, ObjectList, ObjectView, StoredObject};
 use crate::app::App;
-use crate::events::buckets::guess_content_type;
+use crate::events::buckets::{Room, guess_content_type};
 use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -38,17 +38,11 @@ pub async fn put(
             return Err(e.into());
         }
     };
-    if let (Some(room), Some(declared)) = (&room, declared)
-        && room.used + declared > room.limit
+    // A declared length past the quota is refused before the body is read.
+    if let Some(declared) = declared
+        && let Err(refused) = Room::check(room.as_ref(), declared)
     {
-        let mut error = ApiError::from(crate::events::buckets::ObjectError::from(
-            crate::model::QuotaExceeded {
-                quota: "bucket_bytes",
-                namespace: room.namespace.clone(),
-                limit: room.limit,
-                would_be: room.used + declared,
-            },
-        ));
+        let mut error = ApiError::from(refused);
         error.close_connection = true;
         return Err(error);
     }

@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
+use crate::store::StoreError;
 
 /// The longest a key may be made to last: past that, make it without an expiry.
 const MAX_EXPIRY_SECS: u64 = 10 * 365 * 86_400;
@@ -25,7 +26,7 @@ pub async fn list_namespaces(
     host: &App,
     principal: &Principal,
 ) -> Result<Response<Body>, ApiError> {
-    host.apply_tenancy().await?;
+    host.registry.reload_namespaces().await?;
     let namespaces = host
         .registry
         .namespace_list()
@@ -62,7 +63,7 @@ pub async fn get_namespace(host: &App, name: &str) -> Result<Response<Body>, Api
     let record = host
         .registry
         .namespace(name)
-        .ok_or_else(|| ApiError::not_found(format!("namespace {name:?} not found")))?;
+        .ok_or_else(|| StoreError::unknown_namespace(name))?;
     let mut view = view(host, record);
     view.usage.bucket_bytes = Some(host.events.buckets.namespace_bytes(name).await?);
     Ok(json(StatusCode::OK, &view))
@@ -90,7 +91,7 @@ pub async fn set_quotas(
     let current = host
         .registry
         .namespace(name)
-        .ok_or_else(|| ApiError::not_found(format!("namespace {name:?} not found")))?;
+        .ok_or_else(|| StoreError::unknown_namespace(name))?;
     let record = host
         .registry
         .set_quotas(name, current.quotas.merged(&patch))
@@ -235,13 +236,7 @@ fn view(host: &App, record: NamespaceRecord) -> NamespaceView {
         }
         usage.functions += 1;
         usage.versions += function.versions.len() as u64;
-        usage.provisioned += u64::from(function.scaling.provisioned)
-            + function
-                .scaling
-                .versions
-                .values()
-                .map(|&n| u64::from(n))
-                .sum::<u64>();
+        usage.provisioned += function.scaling.total();
         usage.concurrency += u64::from(host.invoker.admission.in_flight(name));
     }
     NamespaceView::new(record, usage)

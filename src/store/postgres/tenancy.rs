@@ -58,7 +58,7 @@ pub(super) fn set_quotas(
             &[&name, &text],
         )
         .map_err(database)?
-        .ok_or_else(|| unknown_namespace(name))?;
+        .ok_or_else(|| StoreError::unknown_namespace(name))?;
     Ok(NamespaceRecord {
         name: name.to_string(),
         quotas: quotas.clone(),
@@ -89,7 +89,7 @@ pub(super) fn delete_namespace(tx: Tx, name: &str) -> Result<(), StoreError> {
         .map_err(database)?
         == 0
     {
-        return Err(unknown_namespace(name));
+        return Err(StoreError::unknown_namespace(name));
     }
     tx.execute("DELETE FROM api_keys WHERE namespace = $1", &[&name])
         .map_err(database)?;
@@ -105,7 +105,7 @@ pub(super) fn add_key(tx: Tx, key: &KeyRecord) -> Result<(), StoreError> {
         .map_err(database)?
         .is_none()
     {
-        return Err(unknown_namespace(&key.namespace));
+        return Err(StoreError::unknown_namespace(&key.namespace));
     }
     tx.execute(
         "INSERT INTO api_keys (id, namespace, record) VALUES ($1, $2, $3)",
@@ -212,12 +212,6 @@ pub(super) fn set_access(tx: Tx, function: &str, access: Access) -> Result<(), S
 
 fn encode_key(key: &KeyRecord) -> String {
     serde_json::to_string(key).expect("a key record serializes")
-}
-
-fn unknown_namespace(name: &str) -> StoreError {
-    StoreError::NotFound(format!(
-        "namespace {name:?} not found; the host admin creates it with `fnhost namespace create {name}`"
-    ))
 }
 
 pub(super) fn secrets(tx: Tx, function: &str) -> Result<Vec<SecretRow>, StoreError> {

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::model::kv::parse_counter;
+use crate::model::kv::incremented;
 use crate::model::{KvEntry, KvLimits, KvStoreId};
 use crate::store::StoreError;
 
@@ -85,13 +85,9 @@ pub(super) fn increment(
     delta: i64,
     limits: &KvLimits,
 ) -> Result<i64, StoreError> {
-    let current = match get(tx, store, &[key.to_string()])?.pop().flatten() {
-        Some(entry) => parse_counter(&entry.value).map_err(StoreError::Limit)?,
-        None => 0,
-    };
-    let next = current
-        .checked_add(delta)
-        .ok_or_else(|| StoreError::Limit(format!("incrementing {current} by {delta} overflows")))?;
+    let current = get(tx, store, &[key.to_string()])?.pop().flatten();
+    let next = incremented(current.as_ref().map(|entry| entry.value.as_slice()), delta)
+        .map_err(StoreError::Limit)?;
     put(tx, store, key, next.to_string().as_bytes())?;
     check(tx, store, limits)?;
     Ok(next)

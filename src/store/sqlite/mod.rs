@@ -299,21 +299,12 @@ impl MetadataStore for SqliteStore {
     ) -> Result<ScalingPolicy, StoreError> {
         self.with_tx(|tx| {
             let mut policy = scaling(tx, function)?;
-            match target {
-                None => policy.provisioned = count,
-                Some(label) => {
-                    if let VersionLabel::Number(n) = label
-                        && version(tx, function, n)?.is_none()
-                    {
-                        return Err(StoreError::UnknownVersion(function.to_string(), n));
-                    }
-                    if count == 0 {
-                        policy.versions.remove(&label.to_string());
-                    } else {
-                        policy.versions.insert(label.to_string(), count);
-                    }
-                }
+            if let Some(VersionLabel::Number(n)) = target
+                && version(tx, function, n)?.is_none()
+            {
+                return Err(StoreError::UnknownVersion(function.to_string(), n));
             }
+            policy.set(target, count);
             store_scaling(tx, function, &policy)?;
             Ok(policy)
         })

@@ -61,7 +61,7 @@ pub(super) fn set_quotas(
             |r| r.get(0),
         )
         .optional()?
-        .ok_or_else(|| unknown_namespace(name))?;
+        .ok_or_else(|| StoreError::unknown_namespace(name))?;
     Ok(NamespaceRecord {
         name: name.to_string(),
         quotas: quotas.clone(),
@@ -86,7 +86,7 @@ pub(super) fn delete_namespace(tx: &Transaction<'_>, name: &str) -> Result<(), S
         )));
     }
     if tx.execute("DELETE FROM namespaces WHERE name = ?1", [name])? == 0 {
-        return Err(unknown_namespace(name));
+        return Err(StoreError::unknown_namespace(name));
     }
     tx.execute("DELETE FROM api_keys WHERE namespace = ?1", [name])?;
     Ok(())
@@ -101,7 +101,7 @@ pub(super) fn add_key(tx: &Transaction<'_>, key: &KeyRecord) -> Result<(), Store
         )
         .optional()?;
     if exists.is_none() {
-        return Err(unknown_namespace(&key.namespace));
+        return Err(StoreError::unknown_namespace(&key.namespace));
     }
     tx.execute(
         "INSERT INTO api_keys (id, namespace, record) VALUES (?1, ?2, ?3)",
@@ -212,12 +212,6 @@ pub(super) fn set_access(
 
 fn encode_key(key: &KeyRecord) -> String {
     serde_json::to_string(key).expect("a key record serializes")
-}
-
-fn unknown_namespace(name: &str) -> StoreError {
-    StoreError::NotFound(format!(
-        "namespace {name:?} not found; the host admin creates it with `fnhost namespace create {name}`"
-    ))
 }
 
 pub(super) fn secrets(tx: &Transaction<'_>, function: &str) -> Result<Vec<SecretRow>, StoreError> {
