@@ -98,7 +98,7 @@ impl Rig {
             .invoke(
                 &self.component,
                 "bench",
-                Vec::new(),
+                Default::default(),
                 &self.config,
                 warm,
                 request,

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 
 use crate::admission::{Admission, Permit, Rejected, Scope};
 use crate::drain::discard;
-use crate::engine::{Engine, Finished, GuestBody, InvokeError, PrepareError};
+use crate::engine::{Engine, Finished, GuestBody, InvokeError, PrepareError, RequestSecrets};
 use crate::function_logs::FunctionLogs;
 use crate::metering::{InvocationRecord, Metering, VersionMeter};
 use crate::routing::Deployment;
@@ -203,34 +203,40 @@ pub struct Invoker {
 
 impl Invoker {
     /// The secrets `deployment`'s config reads, opened for this request (values never leave
-    /// the function's `wasi:config`). One that is not set, or does not open, is absent; the
-    /// latter is logged by name only.
-    fn open_secrets(&self, deployment: &Deployment) -> Vec<(String, String)> {
-        let wanted = &deployment.config.secrets;
-        if wanted.is_empty() {
-            return Vec::new();
+    /// the function's `wasi:config` and environment). One that is not set, or does not open,
+    /// is absent; the latter is logged by name only.
+    fn open_secrets(&self, deployment: &Deployment) -> RequestSecrets {
+        let config = &deployment.config;
+        if config.secrets.is_empty() && config.secret_env.is_empty() {
+            return RequestSecrets::default();
         }
         let Some(key) = &self.secrets else {
             tracing::warn!(function = %deployment.function, "the function reads secrets but this host has no secrets key");
-            return Vec::new();
+            return RequestSecrets::default();
         };
-        deployment
-            .secrets
-            .iter()
-            .filter(|row| wanted.contains(&row.name))
-            .filter_map(
-                |row| match key.open(&deployment.function, &row.name, &row.sealed) {
-                    Ok(value) => Some((
-                        row.name.clone(),
-                        String::from_utf8_lossy(&value).into_owned(),
-                    )),
-                    Err(e) => {
-                        tracing::error!(error = %e, "a secret could not be opened");
-                        None
-                    }
-                },
-            )
-            .collect()
+        let open = |wanted: &[String]| -> Vec<(String, String)> {
+            deployment
+                .secrets
+                .iter()
+                .filter(|row| wanted.contains(&row.name))
+                .filter_map(
+                    |row| match key.open(&deployment.function, &row.name, &row.sealed) {
+                        Ok(value) => Some((
+                            row.name.clone(),
+                            String::from_utf8_lossy(&value).into_owned(),
+                        )),
+                        Err(e) => {
+                            tracing::error!(error = %e, secret = %row.name, "a secret could not be opened");
+                            None
+                        }
+                    },
+                )
+                .collect()
+        };
+        RequestSecrets {
+            config: open(&config.secrets),
+            env: open(&config.secret_env),
+        }
     }
 
     /// A slot of `deployment`'s function if one is free now, counting against at most

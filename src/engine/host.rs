@@ -53,17 +53,12 @@ impl HostState {
         output: &GuestOutput,
         network: std::sync::Arc<NetworkPolicy>,
     ) -> Self {
-        let mut wasi = WasiCtx::builder();
-        for (key, value) in &config.env {
-            wasi.env(key, value);
-        }
-        wasi.stdout(output.clone()).stderr(output.clone());
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(FIELD_SIZE_LIMIT);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Self {
-            wasi: wasi.build(),
+            wasi: wasi_ctx(&config.env, &[], output),
             http,
             table,
             limits: InstanceLimits::new(config.memory_mb),
@@ -78,6 +73,18 @@ impl HostState {
         }
     }
 
+    /// Gives the guest `config`'s environment plus `secrets` from now on: per request, so a
+    /// warm instance made before a secret rotated still sees the current value.
+    pub(super) fn set_env(
+        &mut self,
+        config: &FunctionConfig,
+        secrets: &[(String, String)],
+        output: &GuestOutput,
+    ) {
+        let mut fresh = wasi_ctx(&config.env, secrets, output);
+        std::mem::swap(self.wasi.cli(), fresh.cli());
+    }
+
     /// The `wasi:config` bindings' view of this state.
     pub(super) fn config_store(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
         wasmtime_wasi_config::WasiConfig::from(&self.config_values)
@@ -90,6 +97,21 @@ impl HostState {
             table: &mut self.table,
         }
     }
+}
+
+/// The WASI context a function gets: its environment and nothing of the host's, output
+/// captured.
+fn wasi_ctx(
+    env: &std::collections::BTreeMap<String, String>,
+    secrets: &[(String, String)],
+    output: &GuestOutput,
+) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    for (key, value) in env.iter().chain(secrets.iter().map(|(k, v)| (k, v))) {
+        wasi.env(key, value);
+    }
+    wasi.stdout(output.clone()).stderr(output.clone());
+    wasi.build()
 }
 
 impl WasiView for HostState {

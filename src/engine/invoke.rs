@@ -78,6 +78,14 @@ impl Drop for FinishGuard {
     }
 }
 
+/// The secrets one request may read, opened: by name, through `wasi:config` and as
+/// environment variables.
+#[derive(Default)]
+pub struct RequestSecrets {
+    pub config: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+}
+
 impl Engine {
     /// Runs `request` through `warm` if given, else through an instance of `component`
     /// created on the spot (a cold start, reported in [`Finished::instantiation`]), bounded
@@ -89,7 +97,7 @@ impl Engine {
         &self,
         component: &Arc<LoadedComponent>,
         function: &str,
-        secrets: Vec<(String, String)>,
+        secrets: RequestSecrets,
         config: &FunctionConfig,
         warm: Option<WarmInstance>,
         request: hyper::Request<B>,
@@ -113,8 +121,11 @@ impl Engine {
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(secrets)
+            .chain(secrets.config)
             .collect();
+        if !secrets.env.is_empty() {
+            store.data_mut().set_env(config, &secrets.env, &output);
+        }
         store.data_mut().kv = super::keyvalue::KvAccess::new(
             self.kv_db.get(),
             &self.kv_meter,

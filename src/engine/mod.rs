@@ -31,7 +31,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use guest_output::GUEST_OUTPUT_LIMIT;
 pub use host::HostState;
-pub use invoke::{Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, WarmInstance};
+pub use invoke::{
+    Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, RequestSecrets, WarmInstance,
+};
 pub use outbound::{IpRange, NetworkPolicy};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
 

@@ -102,6 +102,11 @@ pub struct FunctionConfig {
     /// apart with `fnhost secret set`, rotate without a new version, and are never shown).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The function's secrets it reads as environment variables of the same name. Set per
+    /// request, so a rotated value reaches the next request even on a warm instance (a
+    /// guest that reads its environment while being instantiated sees `env` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
 }
 
 fn default_memory() -> u32 {
@@ -138,6 +143,7 @@ impl Default for FunctionConfig {
             kv: Vec::new(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -172,6 +178,9 @@ pub struct ConfigPatch {
     /// When given, replaces the list of secrets the function reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<String>>,
+    /// When given, replaces the list of secrets the function reads as environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -221,6 +230,12 @@ impl ConfigPatch {
             names.sort();
             names.dedup();
             config.secrets = names;
+        }
+        if let Some(names) = &self.secret_env {
+            let mut names = names.clone();
+            names.sort();
+            names.dedup();
+            config.secret_env = names;
         }
         if let Some(stores) = &self.kv {
             let mut stores = stores.clone();
@@ -305,6 +320,14 @@ impl FunctionConfig {
             if self.config.contains_key(name) {
                 return bad(format!(
                     "{name:?} is both a config value and a secret; wasi:config would answer one of them"
+                ));
+            }
+        }
+        for name in &self.secret_env {
+            check_secret_name(name)?;
+            if self.env.contains_key(name) {
+                return bad(format!(
+                    "{name:?} is both an environment variable and a secret read as one; the function would see one of them"
                 ));
             }
         }
@@ -475,6 +498,25 @@ mod tests {
             ..Default::default()
         };
         assert!(patch.apply(&base).unwrap().env.is_empty());
+    }
+
+    #[test]
+    fn a_secret_read_as_env_may_not_shadow_an_env_variable() {
+        let mut base = FunctionConfig::default();
+        base.env.insert("DB_PASSWORD".into(), "visible".into());
+        let patch = ConfigPatch {
+            secret_env: Some(vec!["DB_PASSWORD".into(), "DB_PASSWORD".into()]),
+            ..Default::default()
+        };
+        assert!(patch.apply(&base).unwrap_err().0.contains("both"));
+        base.env.clear();
+        let out = patch.apply(&base).unwrap();
+        assert_eq!(out.secret_env, ["DB_PASSWORD"], "deduplicated");
+        let bad = ConfigPatch {
+            secret_env: Some(vec!["A=B".into()]),
+            ..Default::default()
+        };
+        assert!(bad.apply(&base).is_err());
     }
 
     #[test]

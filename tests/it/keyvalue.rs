@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use reqwest::Method;
 
@@ -436,9 +437,9 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
     let host = TestHost::start(&data).await;
     let query = format!("config={}", urlencode(r#"{"secrets": ["API_KEY"]}"#));
     host.deploy("sale", "flash_sale", &query).await;
-    let set = |value: &str| {
+    let set_secret = |function: &str, name: &str, value: &str| {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .args(["secret", "set", "sale", "API_KEY"])
+            .args(["secret", "set", function, name])
             .env("FNHOST_ADMIN_URL", &host.admin_url)
             .env("FNHOST_DATA_DIR", &host.data_dir)
             .stdin(std::process::Stdio::piped())
@@ -460,6 +461,7 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
             String::from_utf8_lossy(&output.stderr)
         );
     };
+    let set = |value: &str| set_secret("sale", "API_KEY", value);
     let first = "plaintext-sekrit-4711";
     set(first);
     assert_eq!(
@@ -480,6 +482,44 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
         send(&host, Method::GET, "/sale/config/API_KEY", "").await.1,
         rotated
     );
+
+    // As an environment variable, on a warm instance made before the rotation: the value is
+    // set per request, so the next request sees the rotated one.
+    let query = format!("config={}", urlencode(r#"{"secret_env": ["GREETING"]}"#));
+    host.deploy("greeter", "hello", &query).await;
+    let greet = |expected: String| {
+        let host = &host;
+        async move {
+            assert_eq!(
+                send(host, Method::GET, "/greeter/", "").await,
+                (200, format!("{expected}, world!\n"))
+            );
+        }
+    };
+    greet("Hello".to_string()).await;
+    let env_first = "env-sekrit-1234";
+    set_secret("greeter", "GREETING", env_first);
+    greet(env_first.to_string()).await;
+    let provisioned = host
+        .admin(Method::PUT, "/v1/functions/greeter/scaling")
+        .json(&serde_json::json!({"provisioned": 2, "version": "latest"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(provisioned.status(), 200);
+    crate::common::eventually(Duration::from_secs(10), "warm instances", || async {
+        let (_, view) = host.get_json("/v1/functions/greeter/scaling").await;
+        let warm = view["pools"][0]["warm"].as_u64().unwrap_or(0);
+        (warm < 2).then(|| view.to_string())
+    })
+    .await;
+    let cold_starts = || host.metric("fnhost_cold_starts_total", &[("function", "greeter")]);
+    let before = cold_starts().await;
+    assert!(before >= 1.0, "the first requests were cold starts");
+    let env_rotated = "env-rotated-5678";
+    set_secret("greeter", "GREETING", env_rotated);
+    greet(env_rotated.to_string()).await;
+    assert_eq!(cold_starts().await, before, "served by a warm instance");
 
     let mut seen = String::new();
     for path in [
@@ -503,7 +543,7 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
             seen.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
         }
     }
-    for secret in [first, rotated] {
+    for secret in [first, rotated, env_first, env_rotated] {
         assert!(
             !seen.contains(secret),
             "{secret} appeared outside the function"

@@ -224,12 +224,27 @@ fn print_latest_config(function: &FunctionView) {
     } else {
         println!("  outbound HTTP: {}", config.allow_outbound.join(", "));
     }
+    let pairs = |label: &str, map: &std::collections::BTreeMap<String, String>| {
+        println!("  {label}:");
+        for (key, value) in map {
+            println!("    {key}={value}");
+        }
+    };
     if config.env.is_empty() {
         println!("  env:     (none)");
     } else {
-        println!("  env:");
-        for (key, value) in &config.env {
-            println!("    {key}={value}");
+        pairs("env", &config.env);
+    }
+    if !config.config.is_empty() {
+        pairs("wasi:config", &config.config);
+    }
+    for (label, names) in [
+        ("key-value stores", &config.kv),
+        ("secrets (wasi:config)", &config.secrets),
+        ("secrets (env)", &config.secret_env),
+    ] {
+        if !names.is_empty() {
+            println!("  {label}: {}", names.join(", "));
         }
     }
 }

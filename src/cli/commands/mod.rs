@@ -105,8 +105,13 @@ pub struct LimitArgs {
     /// several; replaces the list). Set its value with `fnhost secret set`.
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
-    /// Read no secrets any more.
-    #[arg(long, conflicts_with = "secrets")]
+    /// A secret of the function it reads as the environment variable of the same name
+    /// (repeat for several; replaces the list). Set per request, so a rotated value reaches
+    /// the next request without a new version.
+    #[arg(long = "secret-env", value_name = "NAME")]
+    pub secret_env: Vec<String>,
+    /// Read no secrets any more (neither through `wasi:config` nor as environment variables).
+    #[arg(long, conflicts_with_all = ["secrets", "secret_env"])]
     pub no_secrets: bool,
 }
 
@@ -118,38 +123,27 @@ impl LimitArgs {
             memory_mb: self.memory,
             timeout_ms: self.timeout,
             cpu_budget_ms: self.cpu_budget,
-            allow_outbound: if self.deny_outbound {
-                Some(Vec::new())
-            } else if self.allow_outbound.is_empty() {
-                None
-            } else {
-                Some(self.allow_outbound.clone())
-            },
+            allow_outbound: replacing(self.deny_outbound, &self.allow_outbound),
             max_concurrency: self.max_concurrency,
             max_request_body_bytes: self.max_request_body,
             max_response_body_bytes: self.max_response_body,
-            config: if self.clear_config_values {
-                Some(Default::default())
-            } else if self.config_values.is_empty() {
-                None
-            } else {
-                Some(self.config_values.iter().cloned().collect())
-            },
-            secrets: if self.no_secrets {
-                Some(Vec::new())
-            } else if self.secrets.is_empty() {
-                None
-            } else {
-                Some(self.secrets.clone())
-            },
-            kv: if self.no_kv {
-                Some(Vec::new())
-            } else if self.kv.is_empty() {
-                None
-            } else {
-                Some(self.kv.clone())
-            },
+            config: replacing(self.clear_config_values, &self.config_values)
+                .map(|pairs| pairs.into_iter().collect()),
+            secrets: replacing(self.no_secrets, &self.secrets),
+            secret_env: replacing(self.no_secrets, &self.secret_env),
+            kv: replacing(self.no_kv, &self.kv),
         }
+    }
+}
+
+/// A list flag's change: cleared, replaced by the values given, or (neither) kept.
+fn replacing<T: Clone>(clear: bool, given: &[T]) -> Option<Vec<T>> {
+    if clear {
+        Some(Vec::new())
+    } else if given.is_empty() {
+        None
+    } else {
+        Some(given.to_vec())
     }
 }
 

@@ -298,6 +298,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         kv,
         config,
         secrets,
+        secret_env,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -310,6 +311,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.kv = kv.or(patch.kv.take());
     patch.config = config.or(patch.config.take());
     patch.secrets = secrets.or(patch.secrets.take());
+    patch.secret_env = secret_env.or(patch.secret_env.take());
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
