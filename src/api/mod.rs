@@ -16,6 +16,7 @@ mod functions;
 mod observe;
 mod percent;
 mod rollout;
+mod routes;
 mod scaling;
 mod teams;
 mod traffic;
@@ -40,6 +41,7 @@ pub use rollout::{
     JudgmentView, ObservedView, RolloutPhase, RolloutSpecView, RolloutView, StartRollout,
     StepHealthView,
 };
+pub use routes::{HttpRouteList, HttpRouteView};
 pub use scaling::{PoolView, ScalingView, SetProvisioned};
 pub use teams::{
     AuditLog, CreateKey, CreateNamespace, KeyCreated, KeyList, KeyView, KvKeys, NamespaceList,
@@ -71,6 +73,8 @@ pub struct DeletedItem {
     pub bucket: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl Deleted {

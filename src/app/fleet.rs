@@ -136,6 +136,12 @@ async fn apply(app: &App, change: Change) {
             }
             return;
         }
+        Change::Routes => {
+            if let Err(e) = app.registry.reload_http_routes().await {
+                tracing::warn!(error = %e, "could not apply another node's route change; resyncing later");
+            }
+            return;
+        }
         Change::Resync => match app.registry.resync().await {
             Ok(gone) => resynced(app, gone).await,
             Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),

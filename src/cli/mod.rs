@@ -105,6 +105,11 @@ pub enum Command {
     /// (value from stdin or --file), `secret ls NAME`, `secret delete NAME KEY`.
     #[command(subcommand)]
     Secret(commands::SecretCommand),
+    /// HTTP routes on the data plane by host and path prefix: `route set
+    /// shop.example.com/api/cart/* cart@prod [--strip-prefix]`, `route ls`, `route rm MATCH`.
+    /// `/NAME@Q/` stays the direct address.
+    #[command(subcommand)]
+    Route(commands::RouteCommand),
     /// Read and write key-value stores (`wasi:keyvalue`): `kv get|set|delete|ls STORE [KEY]`.
     #[command(subcommand)]
     Kv(commands::KvCommand),

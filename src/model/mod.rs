@@ -9,6 +9,7 @@ mod events;
 mod fleet;
 mod function;
 mod health;
+mod http_routes;
 pub mod kv;
 mod names;
 mod percent;
@@ -32,6 +33,9 @@ pub use function::{
     check_secret_name, normalize_origin,
 };
 pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
+pub use http_routes::{
+    HttpRoute, InvalidRoute, RouteMatch, RouteTable, RoutesChange, check_routes,
+};
 pub use kv::{KvEntry, KvLimits, KvStoreId};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
 pub use percent::{BasisPoints, FULL};

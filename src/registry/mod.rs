@@ -14,8 +14,9 @@ use bytes::Bytes;
 
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
-    HealthSample, HistoryEntry, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS, NodeRecord,
-    ScalingPolicy, TrafficChange, VersionLabel, Why, check_alias_name, now_ms,
+    HealthSample, HistoryEntry, HttpRoute, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS,
+    NodeRecord, RouteTable, RoutesChange, ScalingPolicy, TrafficChange, VersionLabel, Why,
+    check_alias_name, now_ms,
 };
 use crate::routing::{Deployment, FunctionRoutes, Router};
 use crate::store::{
@@ -74,6 +75,7 @@ impl Registry {
         for rows in &all {
             router.replace_function(&rows.info.name, Some(routes_of(rows)));
         }
+        router.replace_http_routes(RouteTable::new(db.http_routes()?));
         tracing::info!(functions = all.len(), "registry loaded");
         Ok(Self {
             db,
@@ -360,8 +362,61 @@ impl Registry {
         for name in &gone {
             self.router.replace_function(name, None);
         }
+        self.load_http_routes().await?;
         *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = serial;
         Ok(gone)
+    }
+
+    /// Changes `namespace`'s HTTP routes and swaps the new route table in. Each route's
+    /// target must exist now (function, and version or alias); one deleted later answers
+    /// 404 saying so.
+    pub async fn change_http_routes(
+        &self,
+        namespace: &str,
+        change: RoutesChange,
+    ) -> Result<Vec<HttpRoute>, StoreError> {
+        let _write = self.writes.lock().await;
+        let targets: Vec<&HttpRoute> = match &change {
+            RoutesChange::Replace(routes) => routes.iter().collect(),
+            RoutesChange::Put(route) => vec![route],
+            RoutesChange::Delete(_) => Vec::new(),
+        };
+        let table = self.router.snapshot();
+        for route in targets {
+            table
+                .resolve(&route.function, route.qualifier.as_deref())
+                .map_err(|e| {
+                    StoreError::InvalidRoute(crate::model::InvalidRoute(format!(
+                        "{} -> {}: {e}",
+                        route.matches,
+                        route.target()
+                    )))
+                })?;
+        }
+        drop(table);
+        let namespace = namespace.to_string();
+        let routes = self
+            .blocking(move |db| db.change_http_routes(&namespace, &change))
+            .await?;
+        self.load_http_routes().await?;
+        Ok(routes)
+    }
+
+    /// Re-reads every HTTP route (another node changed them) and swaps them in.
+    pub async fn reload_http_routes(&self) -> Result<(), StoreError> {
+        let _write = self.writes.lock().await;
+        self.load_http_routes().await
+    }
+
+    /// Every namespace's HTTP routes, as stored.
+    pub async fn http_routes(&self) -> Result<Vec<HttpRoute>, StoreError> {
+        self.blocking(|db| db.http_routes()).await
+    }
+
+    async fn load_http_routes(&self) -> Result<(), StoreError> {
+        let http = self.blocking(|db| db.http_routes()).await?;
+        self.router.replace_http_routes(RouteTable::new(http));
+        Ok(())
     }
 
     /// The store's feed of other nodes' changes (`None` unless the store is shared).

@@ -18,7 +18,7 @@ pub use alias::AliasRoutes;
 
 use crate::model::{
     AliasSpec, BasisPoints, DEFAULT_ALIAS, DefaultPolicy, Digest, FunctionConfig, Qualifier,
-    ScalingPolicy, VersionLabel, WeightedRoute,
+    RouteTable, ScalingPolicy, VersionLabel, WeightedRoute,
 };
 use alias::CompiledRule;
 
@@ -175,6 +175,8 @@ pub enum RouteError {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     functions: HashMap<Arc<str>, Arc<FunctionRoutes>>,
+    /// HTTP routes by host and path prefix, tried before the direct `/NAME@Q/` address.
+    http: Arc<RouteTable>,
 }
 
 impl RoutingTable {
@@ -212,6 +214,11 @@ impl RoutingTable {
                     qualifier: text.to_string(),
                 }),
         }
+    }
+
+    /// The HTTP routes by host and path.
+    pub fn http_routes(&self) -> &RouteTable {
+        &self.http
     }
 
     /// One function's routes.
@@ -261,7 +268,19 @@ impl Router {
             Some(routes) => functions.insert(Arc::from(function), Arc::new(routes)),
             None => functions.remove(function),
         };
-        self.table.store(Arc::new(RoutingTable { functions }));
+        self.table.store(Arc::new(RoutingTable {
+            functions,
+            http: current.http.clone(),
+        }));
+    }
+
+    /// Swaps in a table with these HTTP routes (serialised like `replace_function`).
+    pub fn replace_http_routes(&self, http: RouteTable) {
+        let current = self.table.load();
+        self.table.store(Arc::new(RoutingTable {
+            functions: current.functions.clone(),
+            http: Arc::new(http),
+        }));
     }
 }
 

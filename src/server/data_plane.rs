@@ -22,7 +22,7 @@ use crate::drain::discard;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
 use crate::model::Access;
-use crate::routing::{AliasRoutes, Deployment, Resolved};
+use crate::routing::{AliasRoutes, Deployment, Resolved, RouteError, RoutingTable};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -39,26 +39,7 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
     let short = host.engine.short_work();
     let request_id = request_id(&request);
     strip_reserved(request.headers_mut());
-    let resolved = match Target::parse(request.uri().path()) {
-        None => Err(ApiError::not_found(
-            "no function named in the path; call /NAME/... or /NAME@VERSION/...",
-        )),
-        Some(target) => match host
-            .router
-            .snapshot()
-            .resolve(target.function, target.qualifier)
-        {
-            Ok(Resolved::Deployment(deployment)) => {
-                Ok((deployment.clone(), None, target.rest_start))
-            }
-            Ok(Resolved::Alias(alias)) => Ok((
-                alias.choose(request.headers()).clone(),
-                Some(alias.clone()),
-                target.rest_start,
-            )),
-            Err(e) => Err(ApiError::from(e)),
-        },
-    };
+    let resolved = resolve(&host.router.snapshot(), &request);
     let resolved =
         resolved.and_then(|resolved| guard(host, &resolved.0, &mut request).map(|()| resolved));
     let (deployment, alias, rest_start) = match resolved {
@@ -128,6 +109,79 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
             response.map(|body| ObservedBody::new(body, status, sender).boxed_unsync())
         }
         None => response,
+    }
+}
+
+/// The deployment a request goes to, the alias that chose it (if one did), and where the path
+/// the function sees begins.
+type Routed = (Arc<Deployment>, Option<Arc<AliasRoutes>>, usize);
+
+/// The deployment a request goes to, the alias that chose it, and where the path the function
+/// sees begins: an HTTP route's target when one matches the host and path, else the direct
+/// `/NAME[@QUALIFIER]/` address.
+fn resolve(
+    table: &RoutingTable,
+    request: &Request<Incoming>,
+) -> Result<Routed, ApiError> {
+    let path = request.uri().path();
+    let routes = table.http_routes();
+    let routed = !routes.is_empty();
+    let host = routed
+        .then(|| {
+            request.uri().authority().map(|a| a.as_str()).or_else(|| {
+                request
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+            })
+        })
+        .flatten();
+    let unmatched = || {
+        let host = host.map_or("", |h| h.split(':').next().unwrap_or(h));
+        format!("no route matches {host}{path}")
+    };
+    let (target, route) = match routed.then(|| routes.find(host, path)).flatten() {
+        Some((route, rest)) => (
+            Target {
+                function: &route.function,
+                qualifier: route.qualifier.as_deref(),
+                rest_start: if route.strip_prefix { rest } else { 0 },
+            },
+            Some(route),
+        ),
+        None => {
+            let Some(target) = Target::parse(path) else {
+                return Err(ApiError::not_found(if routed {
+                    format!("{}; nor does it name a function (/NAME/...)", unmatched())
+                } else {
+                    "no function named in the path; call /NAME/... or /NAME@VERSION/...".to_string()
+                }));
+            };
+            (target, None)
+        }
+    };
+    match table.resolve(target.function, target.qualifier) {
+        Ok(Resolved::Deployment(deployment)) => Ok((deployment.clone(), None, target.rest_start)),
+        Ok(Resolved::Alias(alias)) => Ok((
+            alias.choose(request.headers()).clone(),
+            Some(alias.clone()),
+            target.rest_start,
+        )),
+        Err(e) => Err(match route {
+            Some(route) => ApiError::not_found(format!(
+                "route {} -> {}: {e}",
+                route.matches,
+                route.target()
+            )),
+            None if routed && matches!(e, RouteError::UnknownFunction(_)) => {
+                ApiError::not_found(format!(
+                    "{}, and no function is named {:?}",
+                    unmatched(),
+                    target.function
+                ))
+            }
+            None => ApiError::from(e),
+        }),
     }
 }
 

@@ -135,6 +135,9 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidAlias(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_alias", e.to_string())
             }
+            StoreError::InvalidRoute(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_route", e.to_string())
+            }
             StoreError::Limit(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "limit", e.to_string())
             }

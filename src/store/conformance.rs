@@ -9,7 +9,7 @@ use crate::model::{
     EventStatus, KeyRecord, NamespaceRecord, NewObject, Quotas, Role, TimerTick, TrafficChange,
     TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
-use crate::model::{KvLimits, KvStoreId};
+use crate::model::{HttpRoute, KvLimits, KvStoreId, RouteMatch, RoutesChange};
 
 /// One `#[test]` per conformance check for the store `make()` returns.
 macro_rules! conformance_tests {
@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             kv_values_have_versions_and_stores_are_apart,
             kv_increment_and_swap_are_atomic_steps,
             kv_limits_refuse_and_change_nothing,
+            http_routes_change_per_namespace_and_each_match_has_one_owner,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -875,4 +876,64 @@ pub fn kv_limits_refuse_and_change_nothing(db: &dyn MetadataStore) {
         &limits,
     )
     .unwrap();
+}
+
+fn http_route(namespace: &str, matches: &str, target: &str) -> HttpRoute {
+    HttpRoute::parse(namespace, matches, target, false).unwrap()
+}
+
+pub fn http_routes_change_per_namespace_and_each_match_has_one_owner(db: &dyn MetadataStore) {
+    let cart = http_route("shop", "shop.example.com/api/cart/*", "cart@prod");
+    let home = http_route("shop", "shop.example.com/", "web");
+    let replaced = db
+        .change_http_routes(
+            "shop",
+            &RoutesChange::Replace(vec![cart.clone(), home.clone()]),
+        )
+        .unwrap();
+    assert_eq!(replaced.len(), 2);
+    let other = http_route("blog", "/posts/*", "posts");
+    db.change_http_routes("blog", &RoutesChange::Put(other.clone()))
+        .unwrap();
+    let mut all = db.http_routes().unwrap();
+    all.sort_by(|a, b| a.matches.cmp(&b.matches));
+    assert_eq!(all, [other.clone(), home.clone(), cart.clone()]);
+
+    // Another namespace may not take a match, nor name a function outside its namespace;
+    // a refused change changes nothing.
+    let taken = http_route("blog", "shop.example.com/api/cart", "posts");
+    assert!(matches!(
+        db.change_http_routes("blog", &RoutesChange::Replace(vec![taken])),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.change_http_routes("blog", &RoutesChange::Put(cart.clone())),
+        Err(StoreError::InvalidRoute(_))
+    ));
+    assert!(matches!(
+        db.change_http_routes(
+            "shop",
+            &RoutesChange::Replace(vec![cart.clone(), cart.clone()])
+        ),
+        Err(StoreError::InvalidRoute(_))
+    ));
+    assert_eq!(db.http_routes().unwrap().len(), 3);
+
+    // A put replaces the route with the same match; a delete needs the route to exist.
+    let mut stripped = cart.clone();
+    stripped.strip_prefix = true;
+    db.change_http_routes("shop", &RoutesChange::Put(stripped.clone()))
+        .unwrap();
+    let gone = RouteMatch::parse("shop.example.com/").unwrap();
+    let left = db
+        .change_http_routes("shop", &RoutesChange::Delete(gone.clone()))
+        .unwrap();
+    assert_eq!(left, [stripped]);
+    assert!(matches!(
+        db.change_http_routes("shop", &RoutesChange::Delete(gone)),
+        Err(StoreError::NotFound(_))
+    ));
+    db.change_http_routes("shop", &RoutesChange::Replace(Vec::new()))
+        .unwrap();
+    assert_eq!(db.http_routes().unwrap(), [other]);
 }

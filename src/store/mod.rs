@@ -12,6 +12,7 @@ mod blobs;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub(crate) mod decode;
+mod http_routes;
 pub(crate) mod outbox;
 pub mod postgres;
 pub mod sqlite;
@@ -27,9 +28,9 @@ pub use sqlite::SqliteStore;
 use crate::model::{
     Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
     DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
-    InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId, NamespaceRecord,
-    NewObject, NodeRecord, Quotas, ScalingPolicy, SecretRow, TimerTick, TrafficChange, Trigger,
-    TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+    HttpRoute, InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId,
+    NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange, ScalingPolicy, SecretRow,
+    TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -125,6 +126,8 @@ pub enum StoreError {
     InvalidConfig(#[from] InvalidConfig),
     #[error(transparent)]
     InvalidAlias(#[from] InvalidAlias),
+    #[error(transparent)]
+    InvalidRoute(#[from] crate::model::InvalidRoute),
     /// The change would pass one of the host's limits (a key-value store's size); nothing
     /// was changed.
     #[error("{0}")]
@@ -470,6 +473,20 @@ pub trait MetadataStore: Send + Sync {
     /// Deletes a secret; `NotFound` if there is none.
     fn delete_secret(&self, function: &str, name: &str) -> Result<(), StoreError>;
 
+    // --- HTTP routes ---
+
+    /// Every namespace's HTTP routes.
+    fn http_routes(&self) -> Result<Vec<HttpRoute>, StoreError>;
+    /// Changes `namespace`'s routes in one transaction and returns them as they are now.
+    /// Refused, changing nothing: a route of another namespace's function (`InvalidRoute`),
+    /// a match routed twice (`InvalidRoute`) or by another namespace (`Conflict`), a delete
+    /// of a route that is not there (`NotFound`).
+    fn change_http_routes(
+        &self,
+        namespace: &str,
+        change: &RoutesChange,
+    ) -> Result<Vec<HttpRoute>, StoreError>;
+
     /// A number that grows with every committed function change (any node's), so a node
     /// can tell whether anything changed since it last read everything; `None` for a store
     /// no other node shares.
@@ -499,6 +516,8 @@ pub enum Change {
     Function(String),
     /// Namespaces or keys changed: re-read them.
     Tenancy,
+    /// HTTP routes changed: re-read them.
+    Routes,
     /// Changes may have been missed (the feed reconnected, or a periodic check): re-read
     /// everything.
     Resync,

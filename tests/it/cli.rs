@@ -7,13 +7,7 @@ use crate::common::{TestHost, wasm_path};
 use serde_json::Value;
 
 fn fnhost(host: &TestHost, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fnhost"))
-        .args(args)
-        .env("FNHOST_ADMIN_URL", &host.admin_url)
-        .env("FNHOST_URL", &host.data_url)
-        .env("FNHOST_DATA_DIR", &host.data_dir)
-        .output()
-        .unwrap()
+    host.fnhost(args)
 }
 
 fn stdout(output: &Output) -> String {

@@ -200,6 +200,29 @@ async fn three_nodes_share_functions_token_changes_and_membership() {
     assert_eq!(stored.status(), 200);
     answers_eventually(&c, "/sale/kv/seen-by", "node b").await;
 
+    // HTTP routes are the fleet's: set through one node, followed by the others' data planes.
+    let route = c
+        .admin(reqwest::Method::POST, "/v1/namespaces/default/routes")
+        .json(&serde_json::json!({"match": "shop.example/stock/*", "target": "sale"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(route.status(), 200);
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(10), "a route on every node", || async {
+            let answer = node
+                .http
+                .get(format!("{}/stock", node.data_url))
+                .header("host", "shop.example")
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            (status != 200).then(|| format!("status {status}"))
+        })
+        .await;
+    }
+
     c.kill9();
     eventually(Duration::from_secs(15), "a killed node leaving", || async {
         let (_, nodes) = a.get_json("/v1/nodes").await;

@@ -23,6 +23,7 @@ mod metering;
 mod properties;
 mod restart;
 mod rollout;
+mod routes;
 mod s3;
 mod scaling;
 mod shadow;

@@ -10,6 +10,7 @@ mod logs;
 mod manage;
 mod objects;
 mod rollout;
+mod routes;
 mod secrets;
 mod teams;
 mod traffic;
@@ -27,6 +28,7 @@ pub use kv::KvCommand;
 pub use logs::LogsArgs;
 pub use objects::ObjectCommand;
 pub use rollout::RolloutArgs;
+pub use routes::RouteCommand;
 pub use secrets::SecretCommand;
 pub use teams::{AccessArgs, AuditArgs, KeyCommand, NamespaceCommand};
 pub use traffic::{AliasCommand, PromoteArgs, TrafficArgs};
@@ -210,6 +212,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Audit(args) => teams::audit(args).await,
         Command::Kv(command) => kv::run(command).await,
         Command::Secret(command) => secrets::run(command).await,
+        Command::Route(command) => routes::run(command).await,
     }
 }
 

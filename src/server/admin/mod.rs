@@ -13,6 +13,7 @@ mod kv;
 mod logs;
 mod objects;
 mod rollout;
+mod routes;
 mod scaling;
 mod secrets;
 mod teams;
@@ -89,6 +90,10 @@ enum AdminRoute<'a> {
     KvGet(&'a str, String),
     KvPut(&'a str, String),
     KvDelete(&'a str, String),
+    ListRoutes(&'a str),
+    ReplaceRoutes(&'a str),
+    PutRoute(&'a str),
+    DeleteRoute(&'a str),
 }
 
 /// What a route needs of its caller.
@@ -121,7 +126,10 @@ impl<'a> AdminRoute<'a> {
             | R::SetQuotas(_) => Need::Host,
             R::Status | R::ListFunctions | R::Usage | R::ListNamespaces | R::Audit => Need::Scoped,
             R::RetryEvent(_) | R::RevokeKey(_) => Need::Handler,
-            R::GetNamespace(ns) => Need::In(Action::Read, ns),
+            R::GetNamespace(ns) | R::ListRoutes(ns) => Need::In(Action::Read, ns),
+            R::ReplaceRoutes(ns) | R::PutRoute(ns) | R::DeleteRoute(ns) => {
+                Need::In(Action::Write, ns)
+            }
             R::ListKeys(ns) | R::CreateKey(ns) => Need::In(Action::ManageKeys, ns),
             R::GetFunction(n)
             | R::ListVersions(n)
@@ -316,6 +324,13 @@ impl<'a> AdminRoute<'a> {
             ["v1", "namespaces", ns] => match *method {
                 Method::GET => Some(Self::GetNamespace(ns)),
                 Method::DELETE => Some(Self::DeleteNamespace(ns)),
+                _ => None,
+            },
+            ["v1", "namespaces", ns, "routes"] => match *method {
+                Method::GET => Some(Self::ListRoutes(ns)),
+                Method::PUT => Some(Self::ReplaceRoutes(ns)),
+                Method::POST => Some(Self::PutRoute(ns)),
+                Method::DELETE => Some(Self::DeleteRoute(ns)),
                 _ => None,
             },
             ["v1", "namespaces", ns, "quotas"] => match *method {
@@ -539,6 +554,10 @@ async fn dispatch(
         AdminRoute::KvGet(store, key) => kv::get(host, store, key).await,
         AdminRoute::KvPut(store, key) => kv::put(host, store, key, request).await,
         AdminRoute::KvDelete(store, key) => kv::delete(host, store, key).await,
+        AdminRoute::ListRoutes(ns) => routes::list(host, ns).await,
+        AdminRoute::ReplaceRoutes(ns) => routes::replace(host, ns, request).await,
+        AdminRoute::PutRoute(ns) => routes::put(host, ns, request).await,
+        AdminRoute::DeleteRoute(ns) => routes::delete(host, ns, &request).await,
     }
 }
 

@@ -56,6 +56,7 @@ fn listen(
                 };
                 let change = match function {
                     super::TENANCY => Change::Tenancy,
+                    super::ROUTES => Change::Routes,
                     function => Change::Function(function.to_string()),
                 };
                 if node != own_node && sender.send(change).is_err() {

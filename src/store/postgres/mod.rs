@@ -9,6 +9,7 @@ mod audit;
 mod events;
 mod fleet;
 mod functions;
+mod http_routes;
 mod kv;
 mod listen;
 mod rollouts;
@@ -26,9 +27,9 @@ use postgres::{Client, NoTls, Transaction};
 use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
-    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord, KvEntry,
-    KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick,
-    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, HttpRoute, KeyRecord,
+    KvEntry, KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange,
+    ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use crate::store::decode::parse_digest;
 use audit::audited;
@@ -39,6 +40,8 @@ use schema::database;
 const CHANNEL: &str = "fnhost_changes";
 /// The payload's "function" when namespaces or keys changed: no function is named `$...`.
 const TENANCY: &str = "$tenancy";
+/// The NOTIFY payload's name for an HTTP route change.
+const ROUTES: &str = "$routes";
 
 /// Connections each node keeps (plus one for LISTEN): enough that a slow statement (a big
 /// usage query) does not queue the request path's writes behind it, few enough that a
@@ -428,6 +431,18 @@ impl MetadataStore for PostgresStore {
 
     fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         self.with_tx(|tx| tenancy::audit(tx, namespace, limit))
+    }
+
+    fn http_routes(&self) -> Result<Vec<HttpRoute>, StoreError> {
+        self.with_tx(http_routes::all)
+    }
+
+    fn change_http_routes(
+        &self,
+        namespace: &str,
+        change: &RoutesChange,
+    ) -> Result<Vec<HttpRoute>, StoreError> {
+        self.with_change(ROUTES, |tx| http_routes::change(tx, namespace, change))
     }
 
     fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError> {

@@ -227,6 +227,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, name)
     );
     "#,
+    // 7: HTTP routes by host and path prefix, each of one namespace (a host and path belong
+    // to one namespace: the primary key).
+    r#"
+    CREATE TABLE http_routes (
+        host         TEXT NOT NULL,
+        prefix       TEXT NOT NULL,
+        namespace    TEXT NOT NULL,
+        function     TEXT NOT NULL,
+        qualifier    TEXT,
+        strip_prefix BOOLEAN NOT NULL,
+        PRIMARY KEY (host, prefix)
+    );
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

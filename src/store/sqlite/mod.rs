@@ -16,6 +16,7 @@ mod audit;
 mod events;
 mod fleet;
 mod functions;
+mod http_routes;
 mod kv;
 mod rollouts;
 mod schema;
@@ -25,9 +26,9 @@ mod usage;
 use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
-    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, KeyRecord, KvEntry,
-    KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, ScalingPolicy, TimerTick,
-    TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, HttpRoute, KeyRecord,
+    KvEntry, KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange,
+    ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -607,6 +608,18 @@ impl MetadataStore for SqliteStore {
 
     fn audit(&self, namespace: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         self.with_tx(|tx| tenancy::audit(tx, namespace, limit))
+    }
+
+    fn http_routes(&self) -> Result<Vec<HttpRoute>, StoreError> {
+        self.with_tx(http_routes::all)
+    }
+
+    fn change_http_routes(
+        &self,
+        namespace: &str,
+        change: &RoutesChange,
+    ) -> Result<Vec<HttpRoute>, StoreError> {
+        self.with_tx(|tx| http_routes::change(tx, namespace, change))
     }
 
     fn set_access(&self, function: &str, access: Access) -> Result<(), StoreError> {

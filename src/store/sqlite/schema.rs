@@ -207,6 +207,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, name)
     );
     "#,
+    // 11: HTTP routes by host and path prefix, each of one namespace (a host and path belong
+    // to one namespace: the primary key).
+    r#"
+    CREATE TABLE http_routes (
+        host         TEXT NOT NULL,
+        prefix       TEXT NOT NULL,
+        namespace    TEXT NOT NULL,
+        function     TEXT NOT NULL,
+        qualifier    TEXT,
+        strip_prefix INTEGER NOT NULL,
+        PRIMARY KEY (host, prefix)
+    );
+    "#,
 ];
 
 /// The key-value file's own schema (`kv.rs`): a separate SQLite file, so functions' writes

@@ -194,6 +194,17 @@ impl TestHost {
             .bearer_auth(&self.token)
     }
 
+    /// Runs the `fnhost` CLI against this host (admin token from its data directory).
+    pub fn fnhost(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args(args)
+            .env("FNHOST_ADMIN_URL", &self.admin_url)
+            .env("FNHOST_URL", &self.data_url)
+            .env("FNHOST_DATA_DIR", &self.data_dir)
+            .output()
+            .unwrap()
+    }
+
     /// Uploads `wasm` as `name`'s $LATEST with `query` config; returns the raw response.
     pub async fn upload(&self, name: &str, wasm: Vec<u8>, query: &str) -> Response {
         let q = if query.is_empty() {
