@@ -47,6 +47,37 @@ impl AddTrigger {
     }
 }
 
+impl AddTrigger {
+    /// The request that makes a trigger with this source and target (`source`'s inverse).
+    pub fn of(source: &TriggerSource, target: Option<String>) -> Self {
+        let mut trigger = Self {
+            target,
+            ..Self::default()
+        };
+        match source {
+            TriggerSource::Object {
+                bucket,
+                prefix,
+                suffix,
+                output_bucket,
+            } => {
+                trigger.bucket = Some(bucket.clone());
+                trigger.prefix = prefix.clone();
+                trigger.suffix = suffix.clone();
+                trigger.output_bucket = output_bucket.clone();
+            }
+            TriggerSource::Timer {
+                cron,
+                allow_overlap,
+            } => {
+                trigger.cron = Some(cron.clone());
+                trigger.allow_overlap = *allow_overlap;
+            }
+        }
+        trigger
+    }
+}
+
 /// A trigger (what `POST` answers and `GET` lists).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TriggerView {

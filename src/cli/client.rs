@@ -104,6 +104,11 @@ impl AdminClient {
         Err(failure(response).await.into())
     }
 
+    /// The namespace every path is scoped to, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     /// `GET path`, read as the API type `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, Bytes::new()).await

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod manifest;
 mod serve;
 mod table;
 pub mod units;
@@ -105,6 +106,13 @@ pub enum Command {
     /// (value from stdin or --file), `secret ls NAME`, `secret delete NAME KEY`.
     #[command(subcommand)]
     Secret(commands::SecretCommand),
+    /// Make the host what a manifest says: `apply [-f fnhost.toml] [--dry-run] [--prune]
+    /// [--wait]`. Prints the plan (a diff), then applies it; uploads only components whose
+    /// digest changed; applying twice changes nothing. See README.md, "Manifests".
+    Apply(commands::ApplyArgs),
+    /// Write what a namespace runs as a manifest, with its components:
+    /// `export [-o fnhost.toml] [--code-dir components]`. `apply` of it changes nothing.
+    Export(commands::ExportArgs),
     /// HTTP routes on the data plane by host and path prefix: `route set
     /// shop.example.com/api/cart/* cart@prod [--strip-prefix]`, `route ls`, `route rm MATCH`.
     /// `/NAME@Q/` stays the direct address.

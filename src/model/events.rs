@@ -38,6 +38,36 @@ pub enum TriggerSource {
     },
 }
 
+/// `objects in BUCKET/PREFIX*SUFFIX [-> OUTPUT]` or `schedule "CRON"`, as listings show it.
+impl std::fmt::Display for TriggerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Object {
+                bucket,
+                prefix,
+                suffix,
+                output_bucket,
+            } => {
+                write!(f, "objects in {bucket}/{prefix}*{suffix}")?;
+                match output_bucket {
+                    Some(output) => write!(f, " -> {output}"),
+                    None => Ok(()),
+                }
+            }
+            Self::Timer {
+                cron,
+                allow_overlap,
+            } => {
+                write!(f, "schedule \"{cron}\"")?;
+                if *allow_overlap {
+                    write!(f, " (overlap allowed)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A stored trigger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {

@@ -119,10 +119,7 @@ type Routed = (Arc<Deployment>, Option<Arc<AliasRoutes>>, usize);
 /// The deployment a request goes to, the alias that chose it, and where the path the function
 /// sees begins: an HTTP route's target when one matches the host and path, else the direct
 /// `/NAME[@QUALIFIER]/` address.
-fn resolve(
-    table: &RoutingTable,
-    request: &Request<Incoming>,
-) -> Result<Routed, ApiError> {
+fn resolve(table: &RoutingTable, request: &Request<Incoming>) -> Result<Routed, ApiError> {
     let path = request.uri().path();
     let routes = table.http_routes();
     let routed = !routes.is_empty();

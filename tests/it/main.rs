@@ -19,6 +19,7 @@ mod invoke;
 mod isolation;
 mod keyvalue;
 mod languages;
+mod manifest;
 mod metering;
 mod properties;
 mod restart;

@@ -9,7 +9,7 @@ use http::{Method, header};
 use http_body_util::BodyExt;
 
 use super::{LimitArgs, parse_key_value, print_json, read_file};
-use crate::api::{StageView, Status, UploadEvent};
+use crate::api::{StageView, Status, UploadEvent, Uploaded};
 use crate::cli::ClientArgs;
 use crate::cli::client::{AdminClient, ApiFailure};
 
@@ -66,17 +66,64 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         query.append_pair("traffic", &bp.to_string());
     }
     let query = query.finish();
-    let path = format!(
-        "/v1/functions/{}/code{}{query}",
+    let mut result = upload(
+        &client,
+        &args.name,
+        &args.file.display().to_string(),
+        wasm,
+        &query,
+        !args.client.json,
+    )
+    .await?;
+    if args.publish {
+        let published =
+            super::manage::publish_latest(&client, &args.name, args.description.clone()).await?;
+        result.published = Some(published);
+    }
+    if print_json(&args.client, &result)? {
+        return Ok(());
+    }
+    let latest = &result.function.latest;
+    println!(
+        "deployed {} $LATEST: {} ({}), exports {}",
         args.name,
+        latest.digest,
+        human_size(latest.size as usize),
+        result.handler_export,
+    );
+    if let Some(bp) = args.traffic {
+        println!(
+            "$DEFAULT sends {}% of {}'s traffic to $LATEST",
+            bp, args.name
+        );
+    }
+    if let Some(published) = &result.published {
+        let verb = if published.created {
+            "published"
+        } else {
+            "unchanged since"
+        };
+        println!("{verb} version {}", published.version.version);
+    }
+    Ok(())
+}
+
+/// Uploads `wasm` as `name`'s `$LATEST` (with `query`: config, traffic), showing the host's
+/// progress on stderr when `show` is set, and returns what the finished upload answered.
+pub(super) async fn upload(
+    client: &AdminClient,
+    name: &str,
+    what: &str,
+    wasm: Vec<u8>,
+    query: &str,
+    show: bool,
+) -> anyhow::Result<Uploaded> {
+    let path = format!(
+        "/v1/functions/{name}/code{}{query}",
         if query.is_empty() { "" } else { "?" }
     );
-    let progress = Progress::new(!args.client.json);
-    progress.show(&format!(
-        "uploading {} ({})",
-        args.file.display(),
-        human_size(wasm.len())
-    ));
+    let progress = Progress::new(show);
+    progress.show(&format!("uploading {what} ({})", human_size(wasm.len())));
     let response = client
         .send(
             Method::PUT,
@@ -120,38 +167,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         }
     }
     progress.finish();
-    let mut result = result.context("the upload stream ended before the deploy finished")?;
-    if args.publish {
-        let published =
-            super::manage::publish_latest(&client, &args.name, args.description.clone()).await?;
-        result.published = Some(published);
-    }
-    if print_json(&args.client, &result)? {
-        return Ok(());
-    }
-    let latest = &result.function.latest;
-    println!(
-        "deployed {} $LATEST: {} ({}), exports {}",
-        args.name,
-        latest.digest,
-        human_size(latest.size as usize),
-        result.handler_export,
-    );
-    if let Some(bp) = args.traffic {
-        println!(
-            "$DEFAULT sends {}% of {}'s traffic to $LATEST",
-            bp, args.name
-        );
-    }
-    if let Some(published) = &result.published {
-        let verb = if published.created {
-            "published"
-        } else {
-            "unchanged since"
-        };
-        println!("{verb} version {}", published.version.version);
-    }
-    Ok(())
+    Ok(*result.context("the upload stream ended before the deploy finished")?)
 }
 
 fn describe(event: &UploadEvent) -> String {

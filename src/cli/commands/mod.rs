@@ -1,6 +1,7 @@
 //! The client commands, each a thin wrapper over one or two admin API calls (and `bench`,
 //! which measures a component in process).
 
+mod apply;
 mod bench;
 mod deploy;
 mod history;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+pub use apply::{ApplyArgs, ExportArgs};
 pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
 pub use invoke::InvokeArgs;
@@ -213,6 +215,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Kv(command) => kv::run(command).await,
         Command::Secret(command) => secrets::run(command).await,
         Command::Route(command) => routes::run(command).await,
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Export(args) => apply::export(args).await,
     }
 }
 

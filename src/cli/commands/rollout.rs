@@ -122,34 +122,52 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         min_requests: Some(args.min_requests),
     };
     let path = format!("/v1/functions/{name}/rollout");
-    let mut answer: RolloutView = client.send_json(Method::POST, &path, &body).await?;
+    let answer: RolloutView = client.send_json(Method::POST, &path, &body).await?;
     if !args.wait {
         if !print_json(&args.client, &answer)? {
             println!("{}", answer.reason);
         }
         return Ok(());
     }
+    let answer = follow(&client, &name, answer, !args.client.json).await?;
+    print_json(&args.client, &answer)?;
+    succeeded(&name, &answer)
+}
+
+/// An error unless the rollout (ended) succeeded.
+pub(super) fn succeeded(name: &str, answer: &RolloutView) -> anyhow::Result<()> {
+    if answer.phase != RolloutPhase::Succeeded {
+        anyhow::bail!("the rollout of {name} did not succeed: {}", answer.reason);
+    }
+    Ok(())
+}
+
+/// Follows a rollout until it ends, printing each new decision when `show` is set, and
+/// returns how it ended.
+pub(super) async fn follow(
+    client: &AdminClient,
+    name: &str,
+    mut answer: RolloutView,
+    show: bool,
+) -> anyhow::Result<RolloutView> {
+    let path = format!("/v1/functions/{name}/rollout");
     let mut last = String::new();
     loop {
         if answer.reason != last {
-            if !args.client.json {
-                println!("{}", answer.reason);
+            if show {
+                println!("{name}: {}", answer.reason);
             }
             last = answer.reason.clone();
         }
         match answer.phase {
             RolloutPhase::Running | RolloutPhase::Paused => {}
-            RolloutPhase::Succeeded => break,
-            RolloutPhase::RolledBack | RolloutPhase::Aborted => {
-                print_json(&args.client, &answer)?;
-                anyhow::bail!("the rollout of {name} did not succeed: {last}");
+            RolloutPhase::Succeeded | RolloutPhase::RolledBack | RolloutPhase::Aborted => {
+                return Ok(answer);
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         answer = client.get(&path).await?;
     }
-    print_json(&args.client, &answer)?;
-    Ok(())
 }
 
 fn print_status(answer: &RolloutView) {

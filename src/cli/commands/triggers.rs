@@ -8,7 +8,6 @@ use crate::api::{AddTrigger, Deleted, EventList, EventView, TriggerList, Trigger
 use crate::cli::ClientArgs;
 use crate::cli::client::AdminClient;
 use crate::cli::table;
-use crate::model::TriggerSource;
 
 #[derive(Debug, Subcommand)]
 pub enum TriggerCommand {
@@ -116,7 +115,7 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if !print_json(&args.client, &answer)? {
-                println!("added trigger {}: {}", answer.id, describe(&answer.source));
+                println!("added trigger {}: {}", answer.id, answer.source);
             }
             Ok(())
         }
@@ -132,7 +131,7 @@ pub async fn trigger(command: TriggerCommand) -> anyhow::Result<()> {
                 .map(|t| {
                     vec![
                         t.id.to_string(),
-                        describe(&t.source),
+                        t.source.to_string(),
                         t.target.clone().unwrap_or_else(|| "$DEFAULT".into()),
                     ]
                 })
@@ -194,32 +193,4 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
         )
     );
     Ok(())
-}
-
-fn describe(source: &TriggerSource) -> String {
-    match source {
-        TriggerSource::Object {
-            bucket,
-            prefix,
-            suffix,
-            output_bucket,
-        } => {
-            let mut text = format!("objects in {bucket}/{prefix}*{suffix}");
-            if let Some(output) = output_bucket {
-                text.push_str(&format!(" -> {output}"));
-            }
-            text
-        }
-        TriggerSource::Timer {
-            cron,
-            allow_overlap,
-        } => format!(
-            "schedule \"{cron}\"{}",
-            if *allow_overlap {
-                " (overlap allowed)"
-            } else {
-                ""
-            }
-        ),
-    }
 }

@@ -37,6 +37,27 @@ pub async fn list(
     ))
 }
 
+/// `GET /v1/functions/NAME/code`: `$LATEST`'s component as uploaded (what `fnhost export`
+/// saves), with its digest in `fnhost-digest`.
+pub async fn code(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
+    let digest = host.registry.function(name).await?.info.latest.digest;
+    let bytes =
+        host.registry.modules().fetch(&digest).await.map_err(|e| {
+            ApiError::internal(format!("reading the code of {name} ({digest}): {e}"))
+        })?;
+    let mut response = Response::new(crate::server::body::full(bytes));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/wasm"),
+    );
+    headers.insert(
+        "fnhost-digest",
+        http::HeaderValue::from_str(&digest.to_string()).expect("a digest is ASCII"),
+    );
+    Ok(response)
+}
+
 pub async fn get(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
     let details = host.registry.function(name).await?;
     let aliases = super::aliases::alias_views(&details);

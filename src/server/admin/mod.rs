@@ -43,6 +43,7 @@ enum AdminRoute<'a> {
     GetFunction(&'a str),
     DeleteFunction(&'a str),
     UploadCode(&'a str),
+    DownloadCode(&'a str),
     UpdateConfig(&'a str),
     ListVersions(&'a str),
     Publish(&'a str),
@@ -132,6 +133,7 @@ impl<'a> AdminRoute<'a> {
             }
             R::ListKeys(ns) | R::CreateKey(ns) => Need::In(Action::ManageKeys, ns),
             R::GetFunction(n)
+            | R::DownloadCode(n)
             | R::ListVersions(n)
             | R::GetVersion(n, _)
             | R::ListAliases(n)
@@ -205,6 +207,7 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "functions", name, "code"] => match *method {
                 Method::PUT => Some(Self::UploadCode(name)),
+                Method::GET => Some(Self::DownloadCode(name)),
                 _ => None,
             },
             ["v1", "functions", name, "config"] => match *method {
@@ -504,6 +507,7 @@ async fn dispatch(
         AdminRoute::ListFunctions => functions::list(host, principal, &request).await,
         AdminRoute::GetFunction(name) => functions::get(host, name).await,
         AdminRoute::DeleteFunction(name) => functions::delete(host, name, actor).await,
+        AdminRoute::DownloadCode(name) => functions::code(host, name).await,
         AdminRoute::UploadCode(name) => upload::upload(host, name, actor, request).await,
         AdminRoute::UpdateConfig(name) => functions::update_config(host, name, request).await,
         AdminRoute::ListVersions(name) => functions::versions(host, name).await,
