@@ -676,6 +676,28 @@ strip_prefix = true
         assert_eq!((e.line, e.field.as_str()), (1, ""));
     }
 
+    /// The manifests the docs show, and the samples' own, stay valid.
+    #[test]
+    fn the_documented_manifests_are_valid() {
+        let readme = include_str!("../../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .collect();
+        assert!(!blocks.is_empty());
+        for block in blocks {
+            parse(block, Path::new("README.md"), None).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+        let samples = parse(
+            include_str!("../../../fnhost.toml"),
+            Path::new("fnhost.toml"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(samples.functions.len(), 3);
+    }
+
     #[test]
     fn the_cli_namespace_applies_or_must_agree() {
         let text = "[functions.cart]\ncomponent = \"c.wasm\"\n";
