@@ -227,3 +227,59 @@ async fn invalid_manifests_are_refused_with_file_line_and_field() {
         "nothing applied"
     );
 }
+
+/// A manifest targets one namespace: its functions and routes are that namespace's, and a
+/// deployer key of the namespace can apply it.
+#[tokio::test]
+async fn a_manifest_applies_to_its_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let created = host
+        .admin(reqwest::Method::POST, "/v1/namespaces")
+        .json(&serde_json::json!({"name": "team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let key: Value = host
+        .admin(reqwest::Method::POST, "/v1/namespaces/team/keys")
+        .json(&serde_json::json!({"role": "deployer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let work = dir.path();
+    std::fs::copy(wasm_path("echo"), work.join("echo.wasm")).unwrap();
+    std::fs::write(
+        work.join("fnhost.toml"),
+        "namespace = \"team\"\n\n[functions.api]\ncomponent = \"echo.wasm\"\nrelease = { strategy = \"immediate\" }\n\n[[routes]]\nmatch = \"team.example/v1/*\"\ntarget = \"api\"\nstrip_prefix = true\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .args(["apply"])
+        .current_dir(work)
+        .env("FNHOST_ADMIN_URL", &host.admin_url)
+        .env("FNHOST_TOKEN", key["secret"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, function) = host.get_json("/v1/functions/api.team").await;
+    assert_eq!((status, function["version_count"].as_u64()), (200, Some(1)));
+    let (_, routes) = host.get_json("/v1/namespaces/team/routes").await;
+    assert_eq!(routes["routes"][0]["target"], "api", "{routes}");
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/x", host.data_url))
+        .header("host", "team.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["echo-path"], "/x");
+    let (status, _) = host.get_json("/v1/functions/api").await;
+    assert_eq!(status, 404, "nothing in the default namespace");
+}
