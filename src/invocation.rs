@@ -276,6 +276,7 @@ impl Invoker {
                         cold_start: false,
                         instantiation: None,
                         billable: false,
+                        kv_operations: 0,
                     },
                 );
             }
@@ -341,7 +342,7 @@ impl Invoker {
                 drop(lease);
                 drop(slot);
                 if let Some(record) = &record {
-                    record.finished(finished.instantiation);
+                    record.finished(finished.instantiation, finished.kv_operations);
                 }
                 if let Some(text) = finished.output {
                     tracing::info!(target: "fnhost::function_output", %function, %version, request_id = %id, "{text}");
@@ -418,7 +419,8 @@ struct PendingRecord {
 #[derive(Default)]
 struct RecordState {
     status: Option<u16>,
-    finished: Option<(Duration, Option<Duration>)>,
+    /// Duration, instantiation (a cold start's), key-value operations.
+    finished: Option<(Duration, Option<Duration>, u64)>,
     recorded: bool,
 }
 
@@ -446,14 +448,16 @@ impl PendingRecord {
         self.record_if_complete(&mut state);
     }
 
-    fn finished(&self, instantiation: Option<Duration>) {
+    fn finished(&self, instantiation: Option<Duration>, kv_operations: u64) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.finished = Some((self.admitted.elapsed(), instantiation));
+        state.finished = Some((self.admitted.elapsed(), instantiation, kv_operations));
         self.record_if_complete(&mut state);
     }
 
     fn record_if_complete(&self, state: &mut RecordState) {
-        let (Some(status), Some((duration, instantiation))) = (state.status, state.finished) else {
+        let (Some(status), Some((duration, instantiation, kv_operations))) =
+            (state.status, state.finished)
+        else {
             return;
         };
         if std::mem::replace(&mut state.recorded, true) {
@@ -475,6 +479,7 @@ impl PendingRecord {
                 cold_start: instantiation.is_some(),
                 instantiation,
                 billable: true,
+                kv_operations,
             },
         );
     }

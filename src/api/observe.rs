@@ -79,6 +79,9 @@ pub struct UsageLine {
     /// Provisioned instance time, billed apart from invocations.
     pub provisioned_ms: u64,
     pub provisioned_gb_seconds: f64,
+    /// Key-value operations the invocations made.
+    #[serde(default)]
+    pub kv_operations: u64,
 }
 
 /// `GET /v1/functions/NAME/health`: rolling per-version health and shadow comparisons.

@@ -54,6 +54,8 @@ pub struct Finished {
     pub output: Option<String>,
     /// How long instantiation took, if it completed.
     pub instantiation: Option<Duration>,
+    /// Key-value operations the invocation made.
+    pub kv_operations: u64,
 }
 
 /// Called once the instance is gone (finished, failed, or stopped at its deadline); it may
@@ -64,6 +66,7 @@ pub type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 struct FinishGuard {
     output: GuestOutput,
     instantiation: Option<Duration>,
+    kv_operations: Option<Arc<std::sync::atomic::AtomicU64>>,
     on_finish: Option<OnFinish>,
 }
 
@@ -73,6 +76,10 @@ impl Drop for FinishGuard {
             on_finish(Finished {
                 output: self.output.text(),
                 instantiation: self.instantiation,
+                kv_operations: self
+                    .kv_operations
+                    .as_ref()
+                    .map_or(0, |n| n.load(Ordering::Relaxed)),
             });
         }
     }
@@ -136,6 +143,7 @@ impl Engine {
         let guard = FinishGuard {
             output: output.clone(),
             instantiation: None,
+            kv_operations: store.data().kv.used(),
             on_finish: Some(on_finish),
         };
         self.run(

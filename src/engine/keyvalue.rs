@@ -101,6 +101,9 @@ pub struct KvAccess {
     limits: KvLimits,
     /// Operations made so far by this invocation.
     ops: u32,
+    /// Operations that reached the store, read by the invocation's meter when it finishes
+    /// (`None` for functions that open no store).
+    used: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl KvAccess {
@@ -122,7 +125,13 @@ impl KvAccess {
             allowed: allowed.to_vec(),
             limits,
             ops: 0,
+            used: Some(Arc::default()),
         }
+    }
+
+    /// The count of operations that reached the store, shared with the finish hook.
+    pub fn used(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        self.used.clone()
     }
 
     /// Counts `n` operations against the per-invocation limit.
@@ -148,6 +157,9 @@ impl KvAccess {
         self.spend(ops)?;
         let db = self.db.clone().ok_or(KvFailure::NoSuchStore)?;
         self.meter.count(store, ops as u64);
+        if let Some(used) = &self.used {
+            used.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let limits = self.limits;
         match tokio::task::spawn_blocking(move || f(&*db, &limits)).await {
             Ok(Ok(out)) => Ok(out),

@@ -40,6 +40,9 @@ pub struct InvocationRecord<'a> {
     pub instantiation: Option<Duration>,
     /// Refusals before any instance ran (overload, body too large) are counted but not billed.
     pub billable: bool,
+    /// Key-value operations the invocation made (billed like Lambda's DynamoDB requests:
+    /// by count).
+    pub kv_operations: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +136,7 @@ impl Metering {
         row.billed_ms += billed;
         row.mib_ms += mib_ms(record.memory_mb, billed);
         row.histogram.record(record.duration);
+        row.kv_operations += record.kv_operations;
     }
 
     /// `instances` provisioned instances of one version were kept warm for `elapsed`.
@@ -248,6 +252,7 @@ mod tests {
                 cold_start: true,
                 instantiation: Some(Duration::from_micros(20)),
                 billable: true,
+                kv_operations: 0,
             },
         );
     }
@@ -301,6 +306,7 @@ mod tests {
                 cold_start: false,
                 instantiation: None,
                 billable: false,
+                kv_operations: 0,
             },
         );
         assert!(metering.take_pending().is_empty());
@@ -333,6 +339,7 @@ mod tests {
                     cold_start: false,
                     instantiation: None,
                     billable: status != 503,
+                    kv_operations: 0,
                 },
             )
         };

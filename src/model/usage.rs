@@ -152,6 +152,9 @@ pub struct UsageRow {
     pub provisioned_ms: u64,
     #[serde(default)]
     pub provisioned_mib_ms: u64,
+    /// Key-value operations (`wasi:keyvalue` calls, a batch counting each key).
+    #[serde(default)]
+    pub kv_operations: u64,
 }
 
 impl UsageRow {
@@ -168,6 +171,7 @@ impl UsageRow {
         self.mib_ms += other.mib_ms;
         self.histogram.merge(&other.histogram);
         self.provisioned_ms += other.provisioned_ms;
+        self.kv_operations += other.kv_operations;
         self.provisioned_mib_ms += other.provisioned_mib_ms;
     }
 }

@@ -86,6 +86,13 @@ async fn thirty_two_buyers_never_oversell() {
         host.metric("fnhost_kv_stored_bytes", &store).await,
         ("stock".len() + "0".len()) as f64
     );
+    // Billed in usage too: the operations each invocation made add up to the store's count.
+    crate::common::eventually(Duration::from_secs(5), "usage of kv operations", || async {
+        let (_, usage) = host.get_json("/v1/usage?function=sale").await;
+        let billed = usage["rows"][0]["kv_operations"].as_f64().unwrap_or(0.0);
+        (billed != operations).then(|| format!("{billed} billed of {operations}: {usage}"))
+    })
+    .await;
 }
 
 /// Values written survive a clean restart and kill -9; increments are atomic and durable.

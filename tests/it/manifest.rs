@@ -10,7 +10,8 @@ use crate::common::{TestHost, wasm_path};
 
 const MANIFEST: &str = r#"
 [functions.web]
-component = "hello.wasm"
+component = "built/hello.wasm"
+build = "mkdir -p built && cp hello.wasm built/hello.wasm"
 env = { GREETING = "Welcome" }
 memory = "64Mi"
 release = { strategy = "immediate" }

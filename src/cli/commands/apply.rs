@@ -64,7 +64,10 @@ pub struct ExportArgs {
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let desired = manifest::load(&args.file, args.client.namespace.as_deref())?;
-    let base = args.file.parent().unwrap_or(Path::new("."));
+    let base = match args.file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     build(&desired, base, !args.client.json)?;
     let mut code = BTreeMap::new();
     let mut wasm = BTreeMap::new();

@@ -76,6 +76,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
                 row.billed_ms.to_string(),
                 format!("{:.6}", row.gb_seconds),
                 format!("{:.6}", row.provisioned_gb_seconds),
+                row.kv_operations.to_string(),
             ]
         })
         .collect();
@@ -90,6 +91,7 @@ pub async fn run(args: UsageArgs) -> anyhow::Result<()> {
         "BILLED MS",
         "GB-S",
         "PROVISIONED GB-S",
+        "KV OPS",
     ];
     if matches!(args.by, GroupBy::Function) {
         headers.remove(1);

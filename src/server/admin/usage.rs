@@ -112,6 +112,7 @@ pub async fn usage(
                 gb_seconds: gb_seconds(row.mib_ms),
                 provisioned_ms: row.provisioned_ms,
                 provisioned_gb_seconds: gb_seconds(row.provisioned_mib_ms),
+                kv_operations: row.kv_operations,
             }
         })
         .collect();

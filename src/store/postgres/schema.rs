@@ -240,6 +240,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, prefix)
     );
     "#,
+    // 8: key-value operations in usage, billed by count.
+    r#"
+    ALTER TABLE usage_minutes ADD COLUMN kv_operations BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

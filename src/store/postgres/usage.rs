@@ -12,7 +12,7 @@ use crate::store::decode::parse_json;
 
 const COLUMNS: &str = "function, version, alias, minute, invocations, errors, cold_starts, \
      status_2xx, status_3xx, status_4xx, status_5xx, duration_us, billed_ms, mib_ms, \
-     histogram, provisioned_ms, provisioned_mib_ms";
+     histogram, provisioned_ms, provisioned_mib_ms, kv_operations";
 
 /// Adds a batch of usage to the stored minutes, merging rows with the same key.
 pub(super) fn add(tx: &mut Transaction<'_>, rows: &[UsageRow]) -> Result<(), StoreError> {
@@ -60,6 +60,7 @@ pub(super) fn add(tx: &mut Transaction<'_>, rows: &[UsageRow]) -> Result<(), Sto
             merged.mib_ms,
             merged.provisioned_ms,
             merged.provisioned_mib_ms,
+            merged.kv_operations,
         ]
         .into_iter()
         .map(|n| n as i64)
@@ -69,7 +70,7 @@ pub(super) fn add(tx: &mut Transaction<'_>, rows: &[UsageRow]) -> Result<(), Sto
             "UPDATE usage_minutes SET invocations = $5, errors = $6, cold_starts = $7,
                     status_2xx = $8, status_3xx = $9, status_4xx = $10, status_5xx = $11,
                     duration_us = $12, billed_ms = $13, mib_ms = $14, provisioned_ms = $15,
-                    provisioned_mib_ms = $16, histogram = $17
+                    provisioned_mib_ms = $16, histogram = $17, kv_operations = $18
              WHERE function = $1 AND version = $2 AND alias = $3 AND minute = $4",
             &[
                 key[0],
@@ -89,6 +90,7 @@ pub(super) fn add(tx: &mut Transaction<'_>, rows: &[UsageRow]) -> Result<(), Sto
                 &counts[10],
                 &counts[11],
                 &histogram,
+                &counts[12],
             ],
         )
         .map_err(database)?;
@@ -138,6 +140,7 @@ fn usage_rows(
                 mib_ms: count(13),
                 histogram: parse_json(r.get(14), "usage histogram")?,
                 provisioned_ms: count(15),
+                kv_operations: count(17),
                 provisioned_mib_ms: count(16),
             })
         })

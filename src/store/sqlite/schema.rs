@@ -220,6 +220,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, prefix)
     );
     "#,
+    // 12: key-value operations in usage, billed by count.
+    r#"
+    ALTER TABLE usage_minutes ADD COLUMN kv_operations INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The key-value file's own schema (`kv.rs`): a separate SQLite file, so functions' writes

@@ -28,9 +28,9 @@ pub(super) fn add(tx: &Transaction<'_>, rows: &[UsageRow]) -> Result<(), StoreEr
                 "INSERT OR REPLACE INTO usage_minutes (function, version, alias, minute,
                         invocations, errors, cold_starts, status_2xx, status_3xx, status_4xx,
                         status_5xx, duration_us, billed_ms, mib_ms, histogram, provisioned_ms,
-                        provisioned_mib_ms)
+                        provisioned_mib_ms, kv_operations)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                             ?16, ?17)",
+                             ?16, ?17, ?18)",
                 params![
                     merged.function,
                     merged.version,
@@ -49,6 +49,7 @@ pub(super) fn add(tx: &Transaction<'_>, rows: &[UsageRow]) -> Result<(), StoreEr
                     serde_json::to_string(&merged.histogram).expect("histograms serialize"),
                     merged.provisioned_ms as i64,
                     merged.provisioned_mib_ms as i64,
+                    merged.kv_operations as i64,
                 ],
             )?;
         }
@@ -82,7 +83,7 @@ fn usage_rows(
     let sql = format!(
         "SELECT function, version, alias, minute, invocations, errors, cold_starts, status_2xx,
                 status_3xx, status_4xx, status_5xx, duration_us, billed_ms, mib_ms, histogram,
-                provisioned_ms, provisioned_mib_ms
+                provisioned_ms, provisioned_mib_ms, kv_operations
          FROM usage_minutes {filter} ORDER BY minute, function, version, alias"
     );
     let raw: Vec<(UsageRow, String)> = tx
@@ -105,6 +106,7 @@ fn usage_rows(
                     histogram: Default::default(),
                     provisioned_ms: count(15)?,
                     provisioned_mib_ms: count(16)?,
+                    kv_operations: count(17)?,
                 },
                 r.get::<_, String>(14)?,
             ))
