@@ -43,7 +43,7 @@ pub struct HostState {
     /// What the invocation may do with key-value stores; set when a request starts.
     pub(super) kv: super::keyvalue::KvAccess,
     /// What `wasi:config/store` answers: the config's values, set when a request starts.
-    pub(super) config_values: wasmtime_wasi_config::WasiConfigVariables,
+    pub(super) config_values: super::config::ConfigValues,
 }
 
 impl HostState {
@@ -85,9 +85,11 @@ impl HostState {
         std::mem::swap(self.wasi.cli(), fresh.cli());
     }
 
-    /// The `wasi:config` bindings' view of this state.
-    pub(super) fn config_store(&mut self) -> wasmtime_wasi_config::WasiConfig<'_> {
-        wasmtime_wasi_config::WasiConfig::from(&self.config_values)
+    /// The `wasi:config` and Spin variables bindings' view of this state.
+    pub(super) fn config_values(&mut self) -> super::config::ConfigView<'_> {
+        super::config::ConfigView {
+            values: &self.config_values,
+        }
     }
 
     /// The key-value bindings' view of this state.

@@ -203,6 +203,7 @@ pub fn add_to_linker<T: Send + 'static>(
     store::add_to_linker::<_, HasKv>(linker, view)?;
     atomics::add_to_linker::<_, HasKv>(linker, view)?;
     batch::add_to_linker::<_, HasKv>(linker, view)?;
+    spin::key_value::add_to_linker::<_, HasKv>(linker, view)?;
     Ok(())
 }
 
@@ -456,5 +457,102 @@ impl batch::Host for KvView<'_> {
                 db.kv_delete(&store, &keys)
             })
             .await
+    }
+}
+
+/// Spin's `fermyon:spin/key-value@2.0.0` over the same stores, limits and meter: a Spin
+/// component's `Store::open("cart")` opens the store `cart` its config lists.
+mod spin {
+    use wasmtime::component::Resource;
+
+    use super::{Bucket, KvFailure, KvView, store};
+
+    mod bindings {
+        wasmtime::component::bindgen!({
+            path: "wit/deps/spin.wit",
+            world: "fermyon:spin/key-value-imports",
+            imports: { default: async | trappable },
+            with: {
+                "fermyon:spin/key-value.store": super::super::Bucket,
+            },
+            trappable_error_type: {
+                "fermyon:spin/key-value.error" => super::super::KvFailure,
+            },
+        });
+    }
+
+    pub(super) use bindings::fermyon::spin::key_value;
+
+    /// Most keys `get-keys` answers with: it has no paging, so a bigger store is an error
+    /// rather than an unbounded answer.
+    const MAX_LISTED: usize = 100_000;
+
+    impl key_value::Host for KvView<'_> {
+        fn convert_error(&mut self, err: KvFailure) -> wasmtime::Result<key_value::Error> {
+            match err {
+                KvFailure::NoSuchStore => Ok(key_value::Error::NoSuchStore),
+                KvFailure::Other(message) => Ok(key_value::Error::Other(message)),
+                KvFailure::Trap(e) => Err(e),
+            }
+        }
+    }
+
+    impl key_value::HostStore for KvView<'_> {
+        async fn open(&mut self, label: String) -> Result<Resource<Bucket>, KvFailure> {
+            store::Host::open(self, label).await
+        }
+
+        async fn get(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+        ) -> Result<Option<Vec<u8>>, KvFailure> {
+            store::HostBucket::get(self, bucket, key).await
+        }
+
+        async fn set(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+            value: Vec<u8>,
+        ) -> Result<(), KvFailure> {
+            store::HostBucket::set(self, bucket, key, value).await
+        }
+
+        async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvFailure> {
+            store::HostBucket::delete(self, bucket, key).await
+        }
+
+        async fn exists(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+        ) -> Result<bool, KvFailure> {
+            store::HostBucket::exists(self, bucket, key).await
+        }
+
+        async fn get_keys(&mut self, bucket: Resource<Bucket>) -> Result<Vec<String>, KvFailure> {
+            let mut keys = Vec::new();
+            let mut cursor = None;
+            loop {
+                let handle = Resource::new_borrow(bucket.rep());
+                let page = store::HostBucket::list_keys(self, handle, cursor).await?;
+                keys.extend(page.keys);
+                if keys.len() > MAX_LISTED {
+                    return Err(KvFailure::Other(format!(
+                        "the store has more than {MAX_LISTED} keys; list them with wasi:keyvalue's paged list-keys"
+                    )));
+                }
+                match page.cursor {
+                    Some(next) => cursor = Some(next),
+                    None => return Ok(keys),
+                }
+            }
+        }
+
+        async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+            self.table.delete(bucket)?;
+            Ok(())
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! warm: it only instantiates a `ProxyPre` in a fresh `Store`.
 
 mod compiled_cache;
+mod config;
 pub mod fairness;
 mod guest_output;
 mod host;
@@ -163,7 +164,7 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         keyvalue::add_to_linker(&mut linker, HostState::kv)?;
-        wasmtime_wasi_config::add_to_linker(&mut linker, HostState::config_store)?;
+        config::add_to_linker(&mut linker, HostState::config_values)?;
         let cache =
             CompiledCache::open(cache_dir, &engine).context("opening the compiled-code cache")?;
         Ok(Self {

@@ -574,3 +574,61 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
         "{stderr}"
     );
 }
+
+/// A component written for Spin (spin-sdk 3: `fermyon:spin/key-value` and `variables`
+/// 2.0.0) runs unchanged: its store is the function's key-value store (operators see what it
+/// wrote), its variables are the function's `wasi:config` values, and without the store in
+/// its config it cannot open it.
+#[tokio::test]
+async fn spin_components_run_unchanged_on_the_same_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let query = format!(
+        "config={}",
+        urlencode(r#"{"kv": ["default"], "config": {"greeting": "hej"}}"#)
+    );
+    host.deploy("spin", "spin_kv", &query).await;
+    assert_eq!(
+        send(&host, Method::PUT, "/spin/kv/colour", "blue").await,
+        (200, "stored\n".to_string())
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/spin/kv/colour", "").await,
+        (200, "blue".to_string())
+    );
+    assert_eq!(send(&host, Method::POST, "/spin/visits", "").await.1, "1\n");
+    assert_eq!(send(&host, Method::POST, "/spin/visits", "").await.1, "2\n");
+    assert_eq!(
+        send(&host, Method::GET, "/spin/keys", "").await.1,
+        "colour\nvisits"
+    );
+    assert_eq!(
+        send(&host, Method::GET, "/spin/var/greeting", "").await,
+        (200, "hej".to_string())
+    );
+    let (status, missing) = send(&host, Method::GET, "/spin/var/nope", "").await;
+    assert_eq!(status, 404);
+    assert!(
+        missing.contains("Undefined") && missing.contains("nope"),
+        "{missing}"
+    );
+    let stored = host
+        .admin(Method::GET, "/v1/kv/default/colour")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.text().await.unwrap(), "blue", "the same store");
+    assert_eq!(
+        send(&host, Method::DELETE, "/spin/kv/colour", "").await.0,
+        200
+    );
+    assert_eq!(send(&host, Method::GET, "/spin/kv/colour", "").await.0, 404);
+
+    host.deploy("closed", "spin_kv", "").await;
+    let (status, refused) = send(&host, Method::GET, "/closed/keys", "").await;
+    assert_eq!(status, 403);
+    assert!(
+        refused.to_lowercase().contains("no such store") || refused.contains("NoSuchStore"),
+        "{refused}"
+    );
+}

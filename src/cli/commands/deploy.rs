@@ -185,7 +185,9 @@ fn describe(event: &UploadEvent) -> String {
                 format!("compiled in {:.1}s", seconds(*compile_ms))
             }
             StageView::CacheHit => "already compiled (cache hit)".into(),
-            StageView::Linked => "linked against WASI 0.2 + wasi:http + wasi:keyvalue".into(),
+            StageView::Linked => {
+                "linked against WASI 0.2 + wasi:http + wasi:keyvalue + wasi:config".into()
+            }
         },
         UploadEvent::Working { elapsed_ms } => {
             format!("compiling... {:.1}s", seconds(*elapsed_ms))
