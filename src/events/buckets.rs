@@ -311,18 +311,26 @@ impl Buckets {
     /// Bytes stored in every bucket of `namespace`. A listing: exact, and as slow as the
     /// namespace has objects.
     pub async fn namespace_bytes(&self, namespace: &str) -> Result<u64, ObjectError> {
+        Ok(self.namespace_usage(namespace).await?.1)
+    }
+
+    /// (objects, bytes) in every bucket of `namespace`.
+    pub async fn namespace_usage(&self, namespace: &str) -> Result<(u64, u64), ObjectError> {
         let top = self.store.list_with_delimiter(None).await?;
-        let mut total = 0;
+        let mut total = (0, 0);
         for prefix in top.common_prefixes {
             let name = prefix.as_ref();
             if check_bucket(name).is_err() || crate::model::namespace_of(name) != namespace {
                 continue;
             }
-            total += self
+            let (objects, bytes) = self
                 .store
                 .list(Some(&prefix))
-                .try_fold(0, |sum, meta| async move { Ok(sum + meta.size) })
+                .try_fold((0, 0), |(n, sum), meta| async move {
+                    Ok((n + 1, sum + meta.size))
+                })
                 .await?;
+            total = (total.0 + objects, total.1 + bytes);
         }
         Ok(total)
     }

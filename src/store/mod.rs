@@ -446,8 +446,8 @@ pub trait MetadataStore: Send + Sync {
     /// Every namespace (`default` included), by name.
     fn namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
     fn set_quotas(&self, name: &str, quotas: &Quotas) -> Result<NamespaceRecord, StoreError>;
-    /// Deletes a namespace with no functions, and its keys; refused (`Conflict`) while
-    /// functions live in it, and for `default`.
+    /// Deletes a namespace with no functions, and its keys and HTTP routes; refused
+    /// (`Conflict`) while functions live in it, and for `default`.
     fn delete_namespace(&self, name: &str) -> Result<(), StoreError>;
     /// Stores a new key of an existing namespace.
     fn add_key(&self, key: &KeyRecord) -> Result<(), StoreError>;

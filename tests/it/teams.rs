@@ -807,3 +807,70 @@ async fn the_cli_walk_through_for_teams() {
     assert_eq!(code, Some(2), "a namespace with functions stays");
     assert!(err.contains("delete them first"), "{err}");
 }
+
+/// Deleting a namespace leaves nothing a namespace re-created under its name would find: it
+/// is refused while key-value data or bucket objects remain (saying which), and takes its
+/// keys and HTTP routes with it.
+#[tokio::test]
+async fn a_deleted_namespace_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    namespace(&host, "blog", json!({})).await;
+    host.deploy("posts.blog", "echo", "").await;
+    let route = host
+        .admin(Method::POST, "/v1/namespaces/blog/routes")
+        .json(&json!({"match": "blog.example/", "target": "posts"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(route.status(), 200);
+    let send = |method: Method, path: &str, body: &'static str| {
+        let request = host.admin(method, path).body(body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        send(Method::PUT, "/v1/kv/drafts.blog/first", "text").await,
+        200
+    );
+    assert_eq!(
+        send(Method::PUT, "/v1/buckets/media.blog/objects/a.png", "png").await,
+        201
+    );
+    assert_eq!(
+        send(Method::DELETE, "/v1/functions/posts.blog", "").await,
+        200
+    );
+
+    let refusal = |what: &'static str| {
+        let host = &host;
+        async move {
+            let response = host
+                .admin(Method::DELETE, "/v1/namespaces/blog")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 409);
+            let text = response.text().await.unwrap();
+            assert!(text.contains(what), "{what} in {text}");
+        }
+    };
+    refusal("key-value data in drafts (1 keys)").await;
+    assert_eq!(
+        send(Method::DELETE, "/v1/kv/drafts.blog/first", "").await,
+        200
+    );
+    refusal("1 object(s)").await;
+    assert_eq!(
+        send(Method::DELETE, "/v1/buckets/media.blog/objects/a.png", "").await,
+        200
+    );
+    assert_eq!(send(Method::DELETE, "/v1/namespaces/blog", "").await, 200);
+
+    namespace(&host, "blog", json!({})).await;
+    let (_, routes) = host.get_json("/v1/namespaces/blog/routes").await;
+    assert_eq!(
+        routes["routes"],
+        json!([]),
+        "the old namespace's routes went with it"
+    );
+}

@@ -70,6 +70,39 @@ pub async fn get_namespace(host: &App, name: &str) -> Result<Response<Body>, Api
 }
 
 pub async fn delete_namespace(host: &App, name: &str) -> Result<Response<Body>, ApiError> {
+    // Data a re-created namespace of the same name would find: refused rather than deleted
+    // by a side effect (the store keeps functions' data; buckets live in the object store).
+    let stores = host.registry.blocking(|db| db.kv_stores()).await?;
+    let kept: Vec<String> = stores
+        .into_iter()
+        .filter(|(id, keys, _)| id.namespace == name && *keys > 0)
+        .map(|(id, keys, _)| format!("{} ({keys} keys)", id.store))
+        .collect();
+    if !kept.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "namespace {name:?} still has key-value data in {}; delete it first (`fnhost kv`)",
+                kept.join(", ")
+            ),
+        ));
+    }
+    let (objects, bytes) = host
+        .events
+        .buckets
+        .namespace_usage(name)
+        .await
+        .map_err(|e| ApiError::internal(format!("listing the namespace's buckets: {e}")))?;
+    if objects > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "namespace {name:?} still has {objects} object(s) ({bytes} bytes) in its buckets; delete them first (`fnhost object`)"
+            ),
+        ));
+    }
     host.registry.delete_namespace(name).await?;
     host.apply_tenancy().await?;
     tracing::info!(namespace = %name, "namespace deleted");

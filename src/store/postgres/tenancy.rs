@@ -93,6 +93,8 @@ pub(super) fn delete_namespace(tx: Tx, name: &str) -> Result<(), StoreError> {
     }
     tx.execute("DELETE FROM api_keys WHERE namespace = $1", &[&name])
         .map_err(database)?;
+    tx.execute("DELETE FROM http_routes WHERE namespace = $1", &[&name])
+        .map_err(database)?;
     Ok(())
 }
 

@@ -89,6 +89,7 @@ pub(super) fn delete_namespace(tx: &Transaction<'_>, name: &str) -> Result<(), S
         return Err(StoreError::unknown_namespace(name));
     }
     tx.execute("DELETE FROM api_keys WHERE namespace = ?1", [name])?;
+    tx.execute("DELETE FROM http_routes WHERE namespace = ?1", [name])?;
     Ok(())
 }
 
