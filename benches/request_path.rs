@@ -3,6 +3,9 @@
 //! - `validate_upload`: the structural check every upload gets before compiling;
 //! - `route_*`: resolving `NAME@QUALIFIER` in the routing snapshot: a version, `$DEFAULT`'s
 //!   weighted split, and a sticky alias (hash of a user-id header);
+//! - `http_route_*`: finding the HTTP route of a host and path among 1,000 routes (100 hosts
+//!   with 9 path prefixes each, and 100 routes for any host), as the data plane does first
+//!   when routes exist;
 //!
 //! The cold-start paths (compile, cache load, instantiate, serve) are in `cold_start.rs`.
 //!
@@ -17,7 +20,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use fnhost::engine::check_component;
 use fnhost::model::{
-    AliasSpec, BasisPoints, DefaultPolicy, Digest, FunctionConfig, VersionLabel, WeightedRoute,
+    AliasSpec, BasisPoints, DefaultPolicy, Digest, FunctionConfig, HttpRoute, RouteTable,
+    VersionLabel, WeightedRoute,
 };
 use fnhost::routing::{Deployment, FunctionRoutes, Resolved, Router};
 
@@ -84,6 +88,40 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("route_alias_sticky", |b| {
         b.iter(|| choose(Some("prod"), &user))
+    });
+
+    let mut routes = Vec::new();
+    for host in 0..100 {
+        for path in [
+            "",
+            "api",
+            "api/cart",
+            "api/cart/items",
+            "api/users",
+            "static",
+            "img",
+            "v1",
+            "v2",
+        ] {
+            let matches = format!("shop{host}.example.com/{path}/*");
+            routes.push(HttpRoute::parse("default", &matches, "hello", true).unwrap());
+        }
+    }
+    for path in 0..100 {
+        let matches = format!("/any{path}/*");
+        routes.push(HttpRoute::parse("default", &matches, "hello", false).unwrap());
+    }
+    let table = RouteTable::new(routes);
+    c.bench_function("http_route_host_prefix", |b| {
+        b.iter(|| {
+            table
+                .find(Some("shop42.example.com:443"), "/api/cart/items/123")
+                .unwrap()
+                .1
+        })
+    });
+    c.bench_function("http_route_any_host", |b| {
+        b.iter(|| table.find(Some("other.example"), "/any57/x").unwrap().1)
     });
 }
 
