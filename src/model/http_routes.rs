@@ -1,10 +1,11 @@
 //! HTTP routes: which function serves a request by its host and path, so a shop can put `cart`
 //! at `https://shop.example.com/api/cart/` instead of `/cart/`.
 //!
-//! A route matches a host (exactly, or any host) and a path prefix by whole segments
-//! (`/api/cart` matches `/api/cart` and `/api/cart/x`, never `/api/cartoon`). The routes of
-//! the request's host are tried before the routes for any host, and among them the longest
-//! prefix wins, so the order routes were written in never matters.
+//! A route matches a host (exactly, every name under a domain with `*.example.com`, or any
+//! host) and a path prefix by whole segments (`/api/cart` matches `/api/cart` and
+//! `/api/cart/x`, never `/api/cartoon`). The routes of the request's host are tried first,
+//! then wildcards from the most specific, then the routes for any host, and among each the
+//! longest prefix wins, so the order routes were written in never matters.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,9 +40,15 @@ impl RouteMatch {
             None => (text, "/"),
         };
         let host = host.to_ascii_lowercase();
-        if !host.is_empty() && (host.len() > MAX_HOST || !host.split('.').all(is_label)) {
+        // `*.example.com`: any name under example.com (at any depth) without a route of its own.
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        if !host.is_empty()
+            && (host.len() > MAX_HOST
+                || (name != host && !name.contains('.'))
+                || !name.split('.').all(is_label))
+        {
             return bad(
-                "the host must be a DNS name such as shop.example.com (no port, no scheme, no wildcard)",
+                "the host must be a DNS name such as shop.example.com, or *.example.com for every name under it (no port, no scheme)",
             );
         }
         let path = path
@@ -201,6 +208,8 @@ impl RoutesChange {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     by_host: HashMap<String, Vec<HttpRoute>>,
+    /// `*.example.com` routes by the suffix they match (`.example.com`).
+    by_suffix: HashMap<String, Vec<HttpRoute>>,
     any_host: Vec<HttpRoute>,
 }
 
@@ -210,6 +219,12 @@ impl RouteTable {
         for route in routes {
             if route.matches.host.is_empty() {
                 table.any_host.push(route);
+            } else if let Some(suffix) = route.matches.host.strip_prefix('*') {
+                table
+                    .by_suffix
+                    .entry(suffix.to_string())
+                    .or_default()
+                    .push(route);
             } else {
                 table
                     .by_host
@@ -220,7 +235,11 @@ impl RouteTable {
         }
         let longest_first =
             |a: &HttpRoute, b: &HttpRoute| b.matches.prefix.len().cmp(&a.matches.prefix.len());
-        for list in table.by_host.values_mut() {
+        for list in table
+            .by_host
+            .values_mut()
+            .chain(table.by_suffix.values_mut())
+        {
             list.sort_by(longest_first);
         }
         table.any_host.sort_by(longest_first);
@@ -228,7 +247,7 @@ impl RouteTable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_host.is_empty() && self.any_host.is_empty()
+        self.by_host.is_empty() && self.by_suffix.is_empty() && self.any_host.is_empty()
     }
 
     /// The route for a request to `host` (any case, port ignored) and `path`, with where
@@ -247,17 +266,34 @@ impl RouteTable {
                 .enumerate()
                 .find_map(|(i, route)| route.matches.rest_start(path).map(|start| (i, start)))
         };
-        if let Some(routes) = host.and_then(|h| self.by_host.get(&h))
-            && let Some((i, start)) = first(routes)
-        {
-            return Some((&routes[i], start));
+        if let Some(host) = host.as_deref() {
+            if let Some(routes) = self.by_host.get(host)
+                && let Some((i, start)) = first(routes)
+            {
+                return Some((&routes[i], start));
+            }
+            // Then wildcards from the most specific: a.b.example.com tries *.b.example.com,
+            // then *.example.com.
+            if !self.by_suffix.is_empty() {
+                for (dot, _) in host.match_indices('.') {
+                    if let Some(routes) = self.by_suffix.get(&host[dot..])
+                        && let Some((i, start)) = first(routes)
+                    {
+                        return Some((&routes[i], start));
+                    }
+                }
+            }
         }
         first(&self.any_host).map(|(i, start)| (&self.any_host[i], start))
     }
 
     /// Every route, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &HttpRoute> {
-        self.by_host.values().flatten().chain(&self.any_host)
+        self.by_host
+            .values()
+            .chain(self.by_suffix.values())
+            .flatten()
+            .chain(&self.any_host)
     }
 }
 
@@ -284,10 +320,16 @@ mod tests {
         assert_eq!(all.prefix, "/");
         assert_eq!(all.to_string(), "shop.example.com/*");
         assert_eq!(RouteMatch::parse("/*").unwrap().to_string(), "/*");
+        assert_eq!(
+            RouteMatch::parse("*.Example.com/x").unwrap().host,
+            "*.example.com"
+        );
         for bad in [
             "shop.example.com:8080/x",
             "https://shop/x",
-            "*.example.com/x",
+            "*.com/x",
+            "a.*.example.com/x",
+            "*example.com/x",
             "/a//b",
             "/a/../b",
             "/a/*/b",
@@ -351,6 +393,30 @@ mod tests {
             Some(("api".into(), 4))
         );
         assert_eq!(find(None, "/x"), Some(("site".into(), 0)));
+        let wild = RouteTable::new([
+            route("*.example.com/", "tenant"),
+            route("*.eu.example.com/", "eu"),
+            route("www.example.com/", "www"),
+            route("/", "site"),
+        ]);
+        let find = |host: &str| wild.find(Some(host), "/x").map(|(r, _)| r.function.clone());
+        assert_eq!(
+            find("www.example.com"),
+            Some("www".into()),
+            "the name first"
+        );
+        assert_eq!(find("a.example.com"), Some("tenant".into()));
+        assert_eq!(find("a.b.example.com"), Some("tenant".into()), "any depth");
+        assert_eq!(
+            find("shop.eu.example.com"),
+            Some("eu".into()),
+            "most specific wildcard"
+        );
+        assert_eq!(
+            find("example.com"),
+            Some("site".into()),
+            "a wildcard needs a name under it"
+        );
         let hostless = RouteTable::new([route("/api/*", "api")]);
         assert!(hostless.find(Some("a.b"), "/other").is_none());
         assert!(RouteTable::default().is_empty());

@@ -111,6 +111,13 @@ async fn routes_by_host_and_longest_prefix() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no route /api/*"));
 
+    // Every name under a domain, at any depth; the name's own routes come first.
+    ok(host.fnhost(&["route", "set", "*.example.com/*", "site", "--strip-prefix"]));
+    let (status, seen, _) = get(&host, "a.b.example.com", "/page").await;
+    assert_eq!((status, seen.as_str()), (200, "/page"));
+    let (_, _, body) = get(&host, "shop.example.com", "/about").await;
+    assert_eq!(body, "Shop, world!\n", "the name's own routes first");
+
     // Routes are durable.
     let host = host.restart().await;
     let (status, seen, _) = get(&host, "shop.example.com", "/api/cart/items").await;

@@ -13,8 +13,9 @@ use crate::model::DEFAULT_NAMESPACE;
 #[derive(Debug, Subcommand)]
 pub enum RouteCommand {
     /// Route a host and path prefix to a function: `route set shop.example.com/api/cart/*
-    /// cart@prod`. The request's host's routes are tried first, then routes for any host
-    /// (`/api/*`); the longest matching prefix wins. Replaces a route with the same match.
+    /// cart@prod`. The request's host's routes are tried first, then wildcard hosts
+    /// (`*.example.com`, most specific first), then routes for any host (`/api/*`); the
+    /// longest matching prefix wins. Replaces a route with the same match.
     Set(SetArgs),
     /// List the namespace's routes.
     Ls(ListArgs),
@@ -24,8 +25,9 @@ pub enum RouteCommand {
 
 #[derive(Debug, Args)]
 pub struct SetArgs {
-    /// `HOST/PATH/*` (one host, any port) or `/PATH/*` (any host); the prefix matches whole
-    /// path segments, so `/api/cart` never matches `/api/cartoon`.
+    /// `HOST/PATH/*` (one host, any port), `*.DOMAIN/PATH/*` (every name under DOMAIN) or
+    /// `/PATH/*` (any host); the prefix matches whole path segments, so `/api/cart` never
+    /// matches `/api/cartoon`.
     #[arg(value_name = "MATCH")]
     pub matches: String,
     /// `NAME[@VERSION|@ALIAS]` in the namespace; no qualifier means `$DEFAULT`.
