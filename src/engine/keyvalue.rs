@@ -54,6 +54,18 @@ pub enum KvFailure {
     Trap(wasmtime::Error),
 }
 
+impl KvFailure {
+    /// The guest's error in either interface's terms (`wasi:keyvalue`'s or Spin's); a trap
+    /// stays a trap.
+    fn into_guest<E>(self, no_such_store: E, other: fn(String) -> E) -> wasmtime::Result<E> {
+        match self {
+            Self::NoSuchStore => Ok(no_such_store),
+            Self::Other(message) => Ok(other(message)),
+            Self::Trap(e) => Err(e),
+        }
+    }
+}
+
 impl From<wasmtime::component::ResourceTableError> for KvFailure {
     fn from(e: wasmtime::component::ResourceTableError) -> Self {
         Self::Trap(e.into())
@@ -226,11 +238,7 @@ impl store::Host for KvView<'_> {
     }
 
     fn convert_error(&mut self, err: KvFailure) -> wasmtime::Result<store::Error> {
-        match err {
-            KvFailure::NoSuchStore => Ok(store::Error::NoSuchStore),
-            KvFailure::Other(message) => Ok(store::Error::Other(message)),
-            KvFailure::Trap(e) => Err(e),
-        }
+        err.into_guest(store::Error::NoSuchStore, store::Error::Other)
     }
 }
 
@@ -489,11 +497,7 @@ mod spin {
 
     impl key_value::Host for KvView<'_> {
         fn convert_error(&mut self, err: KvFailure) -> wasmtime::Result<key_value::Error> {
-            match err {
-                KvFailure::NoSuchStore => Ok(key_value::Error::NoSuchStore),
-                KvFailure::Other(message) => Ok(key_value::Error::Other(message)),
-                KvFailure::Trap(e) => Err(e),
-            }
+            err.into_guest(key_value::Error::NoSuchStore, key_value::Error::Other)
         }
     }
 

@@ -186,19 +186,24 @@ pub enum RoutesChange {
 }
 
 impl RoutesChange {
-    /// The namespace's routes after the change; `None` when it deletes a route not there.
-    pub fn apply(&self, mut current: Vec<HttpRoute>) -> Option<Vec<HttpRoute>> {
+    /// The namespace's routes after the change; `Err` with the match a delete names when the
+    /// namespace has no such route.
+    pub fn apply(&self, mut current: Vec<HttpRoute>) -> Result<Vec<HttpRoute>, &RouteMatch> {
         match self {
-            Self::Replace(routes) => Some(routes.clone()),
+            Self::Replace(routes) => Ok(routes.clone()),
             Self::Put(route) => {
                 current.retain(|r| r.matches != route.matches);
                 current.push(route.clone());
-                Some(current)
+                Ok(current)
             }
             Self::Delete(matches) => {
                 let before = current.len();
                 current.retain(|r| &r.matches != matches);
-                (current.len() < before).then_some(current)
+                if current.len() < before {
+                    Ok(current)
+                } else {
+                    Err(matches)
+                }
             }
         }
     }

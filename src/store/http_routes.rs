@@ -14,11 +14,10 @@ pub(crate) fn next_routes(
 ) -> Result<Vec<HttpRoute>, StoreError> {
     let (current, others): (Vec<HttpRoute>, Vec<HttpRoute>) =
         all.into_iter().partition(|r| r.namespace() == namespace);
-    let next = change.apply(current).ok_or_else(|| match change {
-        RoutesChange::Delete(matches) => {
-            StoreError::NotFound(format!("namespace {namespace:?} has no route {matches}"))
-        }
-        _ => unreachable!("only a delete can miss"),
+    let next = change.apply(current).map_err(|missing| {
+        StoreError::NotFound(format!(
+            "namespace {namespace:?} has no route {missing}; `fnhost route ls` lists them"
+        ))
     })?;
     if let Some(stray) = next.iter().find(|r| r.namespace() != namespace) {
         return Err(StoreError::InvalidRoute(crate::model::InvalidRoute(

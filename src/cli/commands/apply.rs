@@ -456,8 +456,15 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
     let config = &function.detail.function.latest.config;
     let defaults = FunctionConfig::default();
-    let differs = |a: u64, b: u64| (a != b).then_some(());
-    let size = |bytes: u64| {
+    // A field the manifest writes only when it is not the default, in the manifest's units.
+    fn unless_default<T: PartialEq + Copy>(
+        value: T,
+        default: T,
+        show: fn(T) -> String,
+    ) -> Option<String> {
+        (value != default).then(|| show(value))
+    }
+    let size: fn(u64) -> String = |bytes| {
         if bytes.is_multiple_of(1 << 20) {
             format!("{}Mi", bytes >> 20)
         } else {
@@ -475,24 +482,25 @@ fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
     FunctionSpec {
         component: component.display().to_string(),
         build: None,
-        memory: differs(config.memory_mb.into(), defaults.memory_mb.into())
-            .map(|()| format!("{}Mi", config.memory_mb)),
-        timeout: differs(config.timeout_ms, defaults.timeout_ms)
-            .map(|()| format!("{}ms", config.timeout_ms)),
-        cpu_budget: differs(config.cpu_budget_ms, defaults.cpu_budget_ms)
-            .map(|()| format!("{}ms", config.cpu_budget_ms)),
+        memory: unless_default(config.memory_mb, defaults.memory_mb, |mb| format!("{mb}Mi")),
+        timeout: unless_default(config.timeout_ms, defaults.timeout_ms, |ms| {
+            format!("{ms}ms")
+        }),
+        cpu_budget: unless_default(config.cpu_budget_ms, defaults.cpu_budget_ms, |ms| {
+            format!("{ms}ms")
+        }),
         max_concurrency: (config.max_concurrency != defaults.max_concurrency)
             .then_some(config.max_concurrency),
-        max_request_body: differs(
+        max_request_body: unless_default(
             config.max_request_body_bytes,
             defaults.max_request_body_bytes,
-        )
-        .map(|()| size(config.max_request_body_bytes)),
-        max_response_body: differs(
+            size,
+        ),
+        max_response_body: unless_default(
             config.max_response_body_bytes,
             defaults.max_response_body_bytes,
-        )
-        .map(|()| size(config.max_response_body_bytes)),
+            size,
+        ),
         allow_outbound: config.allow_outbound.clone(),
         env: config.env.clone(),
         kv: config.kv.clone(),

@@ -203,7 +203,7 @@ pub fn parse(text: &str, file: &Path, namespace: Option<&str>) -> Result<Desired
     let located = Located::new(text, file)?;
     let manifest: Manifest = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        located.error_at(span, e.message().trim_end().to_string())
+        located.error_at(span, e.message())
     })?;
     check(&manifest, &located, namespace)
 }
@@ -447,15 +447,8 @@ struct Located<'a> {
 impl<'a> Located<'a> {
     fn new(text: &'a str, file: &'a Path) -> Result<Self, ManifestError> {
         let table = DeTable::parse(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let (line, column) = line_column(text, span.start);
-            ManifestError {
-                file: file.to_path_buf(),
-                line,
-                column,
-                field: String::new(),
-                message: e.message().trim_end().to_string(),
-            }
+            let offset = e.span().map_or(0, |span| span.start);
+            ManifestError::at(text, file, offset, String::new(), e.message())
         })?;
         Ok(Self {
             text,
@@ -489,27 +482,27 @@ impl<'a> Located<'a> {
             .rev()
             .find_map(|n| self.find(&path[..n]))
             .unwrap_or(0..0);
-        let (line, column) = line_column(self.text, span.start);
-        ManifestError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            field: path.join("."),
-            message,
-        }
+        ManifestError::at(self.text, self.file, span.start, path.join("."), &message)
     }
 
     /// An error at a span (from the deserializer), naming the deepest field there.
-    fn error_at(&self, span: Range<usize>, message: String) -> ManifestError {
+    fn error_at(&self, span: Range<usize>, message: &str) -> ManifestError {
         let mut path = Vec::new();
         field_at(&self.document, span.start, &mut path);
-        let (line, column) = line_column(self.text, span.start);
-        ManifestError {
-            file: self.file.to_path_buf(),
+        ManifestError::at(self.text, self.file, span.start, path.join("."), message)
+    }
+}
+
+impl ManifestError {
+    /// An error about `field` at byte `offset` of `text`, the contents of `file`.
+    fn at(text: &str, file: &Path, offset: usize, field: String, message: &str) -> Self {
+        let (line, column) = line_column(text, offset);
+        Self {
+            file: file.to_path_buf(),
             line,
             column,
-            field: path.join("."),
-            message,
+            field,
+            message: message.trim_end().to_string(),
         }
     }
 }
