@@ -9,6 +9,11 @@
 //! Between them, a namespace with a `concurrency` quota has a gate of its own: its functions
 //! together run at most that many requests (429 past it, naming the quota).
 //!
+//! Asynchronous invocations pass through a lane of their own: a gate per function (its
+//! async `concurrency`, apart from `max_concurrency`) and one for the lane host-wide, in
+//! front of the same namespace and host gates, so queued jobs never take the slots of a
+//! function's HTTP requests, and together never more than the lane's limit of the host's.
+//!
 //! Gates live outside the routing snapshot so counts survive config changes; the limit is
 //! read from the request's config each time, so a change applies to the next request.
 
@@ -78,6 +83,10 @@ pub struct Admission {
     host: Arc<Gate>,
     host_limit: u32,
     queue_timeout: Duration,
+    /// The asynchronous lane's per-function gates, and its host-wide gate and limit.
+    lane_gates: DashMap<Arc<str>, Arc<Gate>>,
+    lane: Arc<Gate>,
+    lane_limit: u32,
 }
 
 /// Holds one slot of a function and one of the host; dropping it frees both and wakes one
@@ -86,6 +95,8 @@ pub struct Permit {
     _function: Slot,
     _namespace: Option<Slot>,
     _host: Slot,
+    /// The asynchronous lane's host-wide slot (lane invocations only).
+    _lane: Option<Slot>,
     /// Whether this request had to queue for its slot.
     pub waited: bool,
 }
@@ -100,14 +111,18 @@ impl Drop for Slot {
 }
 
 impl Admission {
-    /// `host_limit` bounds requests running at once across every function.
-    pub fn new(queue_timeout: Duration, host_limit: u32) -> Self {
+    /// `host_limit` bounds requests running at once across every function; `lane_limit`
+    /// the asynchronous invocations among them.
+    pub fn new(queue_timeout: Duration, host_limit: u32, lane_limit: u32) -> Self {
         Self {
             gates: DashMap::new(),
             namespaces: Default::default(),
             host: Arc::default(),
             host_limit,
             queue_timeout,
+            lane_gates: DashMap::new(),
+            lane: Arc::default(),
+            lane_limit,
         }
     }
 
@@ -152,6 +167,7 @@ impl Admission {
             _function: function_slot,
             _namespace: namespace_slot,
             _host: host_slot,
+            _lane: None,
             waited: waited_function || waited_namespace || waited_host,
         })
     }
@@ -159,9 +175,30 @@ impl Admission {
     /// Takes a slot of `function` and of the host only if both are free now: for work that
     /// must never queue ahead of (or behind) real requests, such as shadow traffic.
     pub fn try_admit(&self, function: &Arc<str>, max_concurrency: u32) -> Option<Permit> {
-        let gate = match self.gates.get(function) {
+        self.try_admit_through(&self.gates, None, function, max_concurrency)
+    }
+
+    /// Takes a slot of the asynchronous lane for `function` (at most `concurrency` of its
+    /// invocations) and of the lane host-wide, then of its namespace and the host, only if
+    /// all are free now: the lane waits in the outbox, never in a queue here.
+    pub fn try_admit_async(&self, function: &Arc<str>, concurrency: u32) -> Option<Permit> {
+        if !try_take(&self.lane, self.lane_limit) {
+            return None;
+        }
+        let lane = Slot(self.lane.clone());
+        self.try_admit_through(&self.lane_gates, Some(lane), function, concurrency)
+    }
+
+    fn try_admit_through(
+        &self,
+        gates: &DashMap<Arc<str>, Arc<Gate>>,
+        lane: Option<Slot>,
+        function: &Arc<str>,
+        max_concurrency: u32,
+    ) -> Option<Permit> {
+        let gate = match gates.get(function) {
             Some(gate) => gate.clone(),
-            None => self.gates.entry(function.clone()).or_default().clone(),
+            None => gates.entry(function.clone()).or_default().clone(),
         };
         if !try_take(&gate, max_concurrency) {
             return None;
@@ -183,6 +220,7 @@ impl Admission {
             _function: function_slot,
             _namespace: namespace_slot,
             _host: Slot(self.host.clone()),
+            _lane: lane,
             waited: false,
         })
     }
@@ -215,11 +253,31 @@ impl Admission {
         self.namespaces.store(Arc::new(next));
     }
 
-    /// Drops a deleted function's gate if nothing holds or awaits it.
+    /// Drops a deleted function's gates if nothing holds or awaits them.
     pub fn forget(&self, function: &str) {
-        self.gates.remove_if(function, |_, gate| {
-            gate.in_flight.load(Ordering::Acquire) == 0 && gate.waiting.load(Ordering::Acquire) == 0
-        });
+        for gates in [&self.gates, &self.lane_gates] {
+            gates.remove_if(function, |_, gate| {
+                gate.in_flight.load(Ordering::Acquire) == 0
+                    && gate.waiting.load(Ordering::Acquire) == 0
+            });
+        }
+    }
+
+    /// Asynchronous invocations running now: host-wide, and the functions with any, with
+    /// their counts.
+    pub fn lane_in_flight(&self) -> (u32, Vec<(Arc<str>, u32)>) {
+        let functions = self
+            .lane_gates
+            .iter()
+            .map(|g| (g.key().clone(), g.in_flight.load(Ordering::Acquire)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        (self.lane.in_flight.load(Ordering::Acquire), functions)
+    }
+
+    /// The asynchronous lane's host-wide limit.
+    pub fn lane_limit(&self) -> u32 {
+        self.lane_limit
     }
 
     /// Requests running now across every function.
@@ -305,7 +363,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn admits_up_to_the_limit_then_queues_then_rejects() {
-        let admission = Admission::new(Duration::from_millis(500), 100);
+        let admission = Admission::new(Duration::from_millis(500), 100, 4);
         let f: Arc<str> = Arc::from("f");
         let a = admission.admit(&f, 2).await.unwrap();
         let _b = admission.admit(&f, 2).await.unwrap();
@@ -337,7 +395,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_host_gate_bounds_all_functions_together() {
-        let admission = Admission::new(Duration::from_millis(200), 2);
+        let admission = Admission::new(Duration::from_millis(200), 2, 4);
         let (f, g): (Arc<str>, Arc<str>) = (Arc::from("f"), Arc::from("g"));
         let _a = admission.admit(&f, 10).await.unwrap();
         let b = admission.admit(&g, 10).await.unwrap();
@@ -356,7 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_gates_are_forgotten_busy_ones_kept() {
-        let admission = Admission::new(Duration::from_secs(1), 100);
+        let admission = Admission::new(Duration::from_secs(1), 100, 4);
         let f: Arc<str> = Arc::from("f");
         let held = admission.admit(&f, 1).await.unwrap();
         admission.forget("f");
@@ -370,7 +428,7 @@ mod tests {
     /// get the slot) instead of being refused as if the queue were full.
     #[tokio::test(start_paused = true)]
     async fn cancelled_waiters_leave_the_queue() {
-        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100));
+        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100, 4));
         let f: Arc<str> = Arc::from("f");
         let held = admission.admit(&f, 1).await.unwrap();
         for _ in 0..3 {
@@ -402,7 +460,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_rejects_at_once() {
-        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100));
+        let admission = Arc::new(Admission::new(Duration::from_secs(10), 100, 4));
         let f: Arc<str> = Arc::from("f");
         let _held = admission.admit(&f, 1).await.unwrap();
         let queued = {

@@ -103,7 +103,7 @@ impl Rig {
                 warm,
                 request,
                 Box::new(|_| {}),
-                None,
+                crate::engine::fairness::Work::Short(None),
             )
             .await
             .map_err(|failure| anyhow::anyhow!("the function failed: {}", failure.error))?;

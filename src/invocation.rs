@@ -10,7 +10,7 @@
 //! (pick the deployment) before, and turn the outcome into HTTP, a shadow comparison or an
 //! event's next state after.
 
-use crate::engine::fairness::ShortWork;
+use crate::engine::fairness::Work;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,8 +108,9 @@ pub struct Call<'a> {
     pub admit: Admit,
     /// The request id (or event id) the guest's log entries carry.
     pub id: &'a str,
-    /// A live request's count as short work since it was read (CPU fairness).
-    pub short: Option<ShortWork>,
+    /// How CPU fairness treats it: short (with a live request's count as short work since
+    /// it was read) or background.
+    pub work: Work,
 }
 
 /// Why an invocation produced no response.
@@ -360,7 +361,7 @@ impl Invoker {
                 warm,
                 request,
                 on_finish,
-                call.short,
+                call.work,
             )
             .await
             .map_err(|failure| InvocationError {

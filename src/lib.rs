@@ -41,6 +41,7 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod async_lane;
 pub mod auth;
 pub mod cli;
 pub mod cold_start;

@@ -13,6 +13,7 @@
 mod events;
 mod fleet;
 mod functions;
+mod invocations;
 mod observe;
 mod percent;
 mod rollout;
@@ -32,6 +33,7 @@ pub use functions::{
     CodeView, FunctionDetail, FunctionList, FunctionView, PublishRequest, Published, SecretList,
     SecretView, StageView, UploadEvent, Uploaded, VersionList, VersionView,
 };
+pub use invocations::{InvocationAccepted, InvocationList, InvocationView};
 pub use observe::{
     EngineView, Health, LimitsView, LogLine, LogPage, ScalerCounters, ScalingStatus, ShadowView,
     Status, UsageGrouping, UsageLine, UsageReport, VersionHealthView,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::admission::Admission;
+use crate::async_lane::{AsyncLane, LaneOptions};
 use crate::engine::Engine;
 use crate::events::Events;
 use crate::events::buckets::Buckets;
@@ -43,6 +44,8 @@ pub struct App {
     pub rollouts: Arc<Rollouts>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
+    /// Asynchronous invocations: queued in the outbox, run in their own lane.
+    pub lane: Arc<AsyncLane>,
     pub logs: Arc<FunctionLogs>,
     pub metering: Arc<Metering>,
     /// Shadow (mirrored) requests running at once, host-wide.
@@ -70,6 +73,8 @@ pub struct AppOptions {
     pub event_lease: Duration,
     /// Seals and opens function secrets; `None` when the host has no key.
     pub secrets: Option<crate::secrets::SecretsKey>,
+    /// The asynchronous lane's limits.
+    pub lane: LaneOptions,
 }
 
 impl App {
@@ -88,6 +93,7 @@ impl App {
             body_timeout,
             event_lease,
             secrets,
+            lane,
         } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
@@ -119,7 +125,7 @@ impl App {
             body_timeout,
             engine: engine.clone(),
             scaler: scaler.clone(),
-            admission: Admission::new(queue_timeout, host_limit),
+            admission: Admission::new(queue_timeout, host_limit, lane.concurrency),
             metering: metering.clone(),
             logs: logs.clone(),
             secrets,
@@ -131,6 +137,7 @@ impl App {
             buckets,
             event_lease,
         ));
+        let lane = Arc::new(AsyncLane::new(events.clone(), lane));
         let gatekeeper = crate::auth::Gatekeeper::new(admin_token, registry.clone());
         Self {
             registry,
@@ -140,6 +147,7 @@ impl App {
             rollouts,
             invoker,
             events,
+            lane,
             logs,
             metering,
             shadow_slots: tokio::sync::Semaphore::new(SHADOW_CONCURRENCY),
@@ -271,6 +279,10 @@ impl App {
         let app = self.clone();
         tasks.spawn("event deliveries", move |stop| {
             crate::events::delivery::run(app.events.clone(), stop)
+        });
+        let app = self.clone();
+        tasks.spawn("asynchronous invocations", move |stop| {
+            crate::async_lane::run::run(app.lane.clone(), stop)
         });
         // After deliveries stop, so a delivery finishing during shutdown keeps its lease.
         let app = self.clone();

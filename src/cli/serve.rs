@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::app::{App, AppOptions};
+use crate::async_lane::LaneOptions;
 use crate::engine::{Engine, EngineConfig, IpRange, NetworkPolicy};
 use crate::events::buckets::Buckets;
 use crate::model::{KvLimits, NodeRecord, now_ms};
@@ -129,6 +130,16 @@ pub struct ServeArgs {
     /// delivered, so when a node dies another node delivers its events after this long.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub event_lease: Duration,
+    /// Asynchronous invocations running at once on this node, across all functions (each
+    /// function also has its own `--async-concurrency`). They run in a lane of their own,
+    /// as background work for CPU fairness, so they never take HTTP requests' slots or
+    /// threads. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub async_concurrency: Option<u32>,
+    /// Most asynchronous invocations of one function waiting or running; past it, new
+    /// ones are refused with 429 (a runaway producer cannot fill the disk).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub async_max_queued: u32,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
     /// not memory; the amount is printed at start.
@@ -321,6 +332,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             body_timeout: args.body_timeout,
             event_lease: args.event_lease,
             secrets,
+            lane: LaneOptions {
+                concurrency: args
+                    .async_concurrency
+                    .unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+                    })
+                    .max(1),
+                max_queued: args.async_max_queued.max(1),
+            },
         },
     ));
     host.apply_tenancy()

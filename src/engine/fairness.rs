@@ -94,6 +94,16 @@ impl CpuGate {
     }
 }
 
+/// What kind of work an invocation is, for the policy.
+pub enum Work {
+    /// Interactive: short until it has run `long_after`; a live request's count as short
+    /// work since it was read, which the invocation takes over.
+    Short(Option<ShortWork>),
+    /// Queued background work (asynchronous invocations): long-running from its first tick,
+    /// so it never holds the thread short requests need.
+    Background,
+}
+
 /// A request counted as short work until its invocation begins or it ends (dropped).
 pub struct ShortWork(Arc<CpuGate>);
 
@@ -133,6 +143,15 @@ impl Fairness {
         self.gate = Some(gate.clone());
         self.long_after_ticks = long_after_ticks.max(1);
         self.short = true;
+    }
+
+    /// Background work starts: never counted as short, waiting for a seat from its first
+    /// tick.
+    pub fn begin_background(&mut self, gate: &Arc<CpuGate>) {
+        self.end();
+        self.gate = Some(gate.clone());
+        self.long_after_ticks = 0;
+        self.short = false;
     }
 
     /// At an epoch tick after `ticks` ticks of running: `None` to yield as usual, or the

@@ -97,8 +97,7 @@ impl Engine {
     /// Runs `request` through `warm` if given, else through an instance of `component`
     /// created on the spot (a cold start, reported in [`Finished::instantiation`]), bounded
     /// by `config`'s limits. `on_finish` runs when the instance is gone, which for a streamed
-    /// response is after the last body byte. `short` is the request's count as short work
-    /// so far (live requests), which the invocation takes over.
+    /// response is after the last body byte. `work` says how CPU fairness treats it.
     #[allow(clippy::too_many_arguments)]
     pub async fn invoke<B>(
         &self,
@@ -109,7 +108,7 @@ impl Engine {
         warm: Option<WarmInstance>,
         request: hyper::Request<B>,
         on_finish: OnFinish,
-        short: Option<super::fairness::ShortWork>,
+        work: super::fairness::Work,
     ) -> Result<hyper::Response<GuestBody>, InvokeFailure>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -147,7 +146,7 @@ impl Engine {
             on_finish: Some(on_finish),
         };
         self.run(
-            component, config, store, proxy, request, &output, guard, short,
+            component, config, store, proxy, request, &output, guard, work,
         )
         .await
         .map_err(|error| InvokeFailure {
@@ -196,7 +195,7 @@ impl Engine {
         request: hyper::Request<B>,
         output: &GuestOutput,
         guard: FinishGuard,
-        short: Option<super::fairness::ShortWork>,
+        work: super::fairness::Work,
     ) -> Result<hyper::Response<GuestBody>, InvokeError>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -206,10 +205,17 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         arm(&mut store, deadline);
         if let Some(ticks) = self.long_after_ticks {
-            store.data_mut().fairness.begin(&self.cpu_gate, ticks);
+            match &work {
+                super::fairness::Work::Short(_) => {
+                    store.data_mut().fairness.begin(&self.cpu_gate, ticks)
+                }
+                super::fairness::Work::Background => {
+                    store.data_mut().fairness.begin_background(&self.cpu_gate)
+                }
+            }
         }
         // Counted by the invocation from here on.
-        drop(short);
+        drop(work);
         let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));

@@ -159,7 +159,23 @@ impl Buckets {
     {
         let path = location(bucket, key)?;
         self.check_place(bucket, key).await?;
-        let upload = self.store.put_multipart(&path).await?;
+        self.write(&path, body, self.max_object_bytes, room).await
+    }
+
+    /// Streams `body` to `path`, refusing it past `limit` bytes or the `room` left, and makes
+    /// it durable. Returns its size.
+    async fn write<S, E>(
+        &self,
+        path: &Path,
+        body: S,
+        limit: u64,
+        room: Option<&Room>,
+    ) -> Result<u64, ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.store.put_multipart(path).await?;
         let mut writer = WriteMultipart::new(upload);
         let mut size = 0u64;
         let mut body = body;
@@ -172,9 +188,9 @@ impl Buckets {
                 }
             };
             size += chunk.len() as u64;
-            if size > self.max_object_bytes {
+            if size > limit {
                 let _ = writer.abort().await;
-                return Err(ObjectError::TooLarge(self.max_object_bytes));
+                return Err(ObjectError::TooLarge(limit));
             }
             if let Err(e) = Room::check(room, size) {
                 let _ = writer.abort().await;
@@ -184,8 +200,48 @@ impl Buckets {
             writer.put(chunk);
         }
         writer.finish().await?;
-        self.sync(bucket, key).await?;
+        self.sync(path).await?;
         Ok(size)
+    }
+
+    /// Stores the body of asynchronous invocation `id` (fnhost's own object, beside the
+    /// buckets), at most `limit` bytes. Returns where it lies and its size.
+    pub async fn put_payload<S, E>(
+        &self,
+        id: &str,
+        body: S,
+        limit: u64,
+    ) -> Result<(String, u64), ObjectError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = payload_path(id)?;
+        let size = self.write(&path, body, limit, None).await?;
+        Ok((path.to_string(), size))
+    }
+
+    /// A stored invocation body, refused if it is larger than `limit`.
+    pub async fn get_payload(&self, location: &str, limit: u64) -> Result<Bytes, ObjectError> {
+        let path = payload_location(location)?;
+        let found = self.store.get(&path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                ObjectError::Invalid(format!("the stored request body {location} is missing"))
+            }
+            other => other.into(),
+        })?;
+        if found.meta.size > limit {
+            return Err(ObjectError::TooLarge(limit));
+        }
+        Ok(found.bytes().await?)
+    }
+
+    /// Deletes a stored invocation body (gone already is fine).
+    pub async fn delete_payload(&self, location: &str) -> Result<(), ObjectError> {
+        match self.store.delete(&payload_location(location)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes a whole object (a trigger's output), within the `room` its namespace's quota
@@ -201,7 +257,7 @@ impl Buckets {
         let path = location(bucket, key)?;
         self.check_place(bucket, key).await?;
         self.store.put(&path, bytes.into()).await?;
-        self.sync(bucket, key).await
+        self.sync(&path).await
     }
 
     /// On a local store, a key cannot lie below another object (`a/b` below `a`) nor be a
@@ -244,11 +300,11 @@ impl Buckets {
 
     /// Makes a just-written local object durable (file and directory) before the upload is
     /// acknowledged.
-    async fn sync(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+    async fn sync(&self, path: &Path) -> Result<(), ObjectError> {
         let Some(root) = &self.local_root else {
             return Ok(());
         };
-        let file = root.join(bucket).join(key);
+        let file = root.join(path.as_ref());
         tokio::task::spawn_blocking(move || crate::durable_file::sync_file_and_dir(&file))
             .await
             .expect("fsync task panicked")
@@ -425,6 +481,33 @@ fn not_found(error: object_store::Error, bucket: &str, key: &str) -> ObjectError
             key: key.to_string(),
         },
         other => other.into(),
+    }
+}
+
+/// Where asynchronous invocations' bodies lie: beside the buckets (`_` is no bucket's first
+/// character), like fnhost's other objects under `_fnhost/`.
+const PAYLOADS: &str = "_fnhost/invocations";
+
+fn payload_path(id: &str) -> Result<Path, ObjectError> {
+    check_key(id)?;
+    if id.contains('/') {
+        return Err(ObjectError::Invalid(format!(
+            "invocation id {id:?} has a '/'"
+        )));
+    }
+    Ok(Path::from(format!("{PAYLOADS}/{id}")))
+}
+
+/// A payload location as stored, checked to lie among the payloads.
+fn payload_location(location: &str) -> Result<Path, ObjectError> {
+    match location
+        .strip_prefix(PAYLOADS)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        Some(id) => payload_path(id),
+        None => Err(ObjectError::Invalid(format!(
+            "{location:?} is not a stored request body"
+        ))),
     }
 }
 

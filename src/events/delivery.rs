@@ -18,8 +18,9 @@ use http_body_util::{BodyExt, Limited};
 
 use super::Events;
 use super::buckets::{ObjectError, check_key};
+use crate::engine::fairness::Work;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
-use crate::model::{EventRecord, EventStatus, now_ms};
+use crate::model::{EventRecord, EventStatus, Lane, Settlement, now_ms};
 use crate::routing::Resolved;
 use crate::shutdown::Stop;
 
@@ -45,7 +46,7 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
     while !stop.is_stopped() {
         let claimed = match events
             .registry
-            .claim_due_events(BATCH, events.lease_ms())
+            .claim_due_events(BATCH, events.lease_ms(), Lane::Events, Vec::new())
             .await
         {
             Ok(claimed) => claimed,
@@ -181,7 +182,16 @@ async fn deliver(events: &Arc<Events>, event: EventRecord) {
     }
     if let Err(e) = events
         .registry
-        .settle_event(event.id.clone(), status, attempts, next, error)
+        .settle_event(
+            event.id.clone(),
+            Settlement {
+                status,
+                attempts,
+                next_attempt_ms: next,
+                error,
+                invocation: None,
+            },
+        )
         .await
     {
         // It stays `running` until the next start, which sends it again (at least once).
@@ -238,7 +248,7 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
         alias: None,
         caller: Caller::Event,
         admit: Admit::Held(permit),
-        short: None,
+        work: Work::Short(None),
         id: &event.id,
     };
     let response = match events.invoker.invoke(call, request).await {
@@ -283,34 +293,13 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
     if let Err(e) = check_key(key) {
         return Outcome::Refused(format!("the function named an invalid output key: {e}"));
     }
-    let written = match events.room(output, key).await {
-        Ok(room) => {
-            events
-                .buckets
-                .put_bytes(output, key, body.clone(), room.as_ref())
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        return Outcome::Retry(format!("writing the output to bucket {output}: {e}"));
-    }
     match events
-        .registry
-        .enqueue_object(
-            output.clone(),
-            key.clone(),
-            content_type,
-            body.len() as u64,
-            event.hops + 1,
-        )
+        .write_output(output, key, body, content_type, event.hops + 1)
         .await
     {
-        Ok(queued) if !queued.is_empty() => events.deliveries.notify_one(),
-        Ok(_) => {}
-        Err(e) => return Outcome::Retry(format!("queueing events for the output: {e}")),
+        Ok(()) => Outcome::Delivered,
+        Err(e) => Outcome::Retry(e),
     }
-    Outcome::Delivered
 }
 
 /// The event as a CloudEvents 1.0 binary-mode HTTP request.

@@ -45,6 +45,46 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Writes a function's output object to `bucket`/`key` (within its namespace's quota)
+    /// and queues the events it fires, `hops` triggers down the chain. The error says which
+    /// step failed; the caller retries the whole attempt.
+    pub async fn write_output(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: Option<String>,
+        hops: u32,
+    ) -> Result<(), String> {
+        let size = body.len() as u64;
+        let written = match self.room(bucket, key).await {
+            Ok(room) => {
+                self.buckets
+                    .put_bytes(bucket, key, body, room.as_ref())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| format!("writing the output to bucket {bucket}: {e}"))?;
+        let queued = self
+            .registry
+            .enqueue_object(
+                bucket.to_string(),
+                key.to_string(),
+                content_type,
+                size,
+                hops,
+            )
+            .await
+            .map_err(|e| format!("queueing events for the output: {e}"))?;
+        if !queued.is_empty() {
+            self.deliveries.notify_one();
+        }
+        Ok(())
+    }
+}
+
 pub struct Events {
     pub registry: Arc<Registry>,
     pub router: Arc<Router>,
@@ -81,7 +121,7 @@ impl Events {
         }
     }
 
-    fn lease_ms(&self) -> i64 {
+    pub(crate) fn lease_ms(&self) -> i64 {
         i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 }

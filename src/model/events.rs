@@ -221,6 +221,29 @@ pub struct EventRecord {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The stored request, for an asynchronous invocation (`fnhost.invocation`).
+    pub invocation: Option<super::InvocationDetail>,
+}
+
+impl EventRecord {
+    pub fn lane(&self) -> super::Lane {
+        if self.invocation.is_some() {
+            super::Lane::Invocations
+        } else {
+            super::Lane::Events
+        }
+    }
+}
+
+/// An attempt's outcome, as the outbox records it.
+#[derive(Clone, Debug)]
+pub struct Settlement {
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub error: Option<String>,
+    /// An invocation's record with its result, replacing the stored one (`None`: unchanged).
+    pub invocation: Option<super::InvocationDetail>,
 }
 
 /// The event an object creation produces for one trigger (not yet stored).

@@ -107,6 +107,14 @@ pub struct FunctionConfig {
     /// guest that reads its environment while being instantiated sees `env` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<String>,
+    /// How asynchronous invocations of the function run: retries, their backoff, the
+    /// lane's concurrency, and where results go.
+    #[serde(
+        default,
+        rename = "async",
+        skip_serializing_if = "super::AsyncPolicy::is_default"
+    )]
+    pub async_policy: super::AsyncPolicy,
 }
 
 fn default_memory() -> u32 {
@@ -144,6 +152,7 @@ impl Default for FunctionConfig {
             config: BTreeMap::new(),
             secrets: Vec::new(),
             secret_env: Vec::new(),
+            async_policy: super::AsyncPolicy::default(),
         }
     }
 }
@@ -181,6 +190,13 @@ pub struct ConfigPatch {
     /// When given, replaces the list of secrets the function reads as environment variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<Vec<String>>,
+    /// Changes to the async policy, field by field.
+    #[serde(
+        default,
+        rename = "async",
+        skip_serializing_if = "super::AsyncPatch::is_empty"
+    )]
+    pub async_policy: super::AsyncPatch,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -243,6 +259,7 @@ impl ConfigPatch {
             stores.dedup();
             config.kv = stores;
         }
+        config.async_policy = self.async_policy.apply(&config.async_policy)?;
         config.validate()?;
         Ok(config)
     }
@@ -251,6 +268,7 @@ impl ConfigPatch {
 impl FunctionConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         let bad = |msg: String| Err(InvalidConfig(msg));
+        self.async_policy.validate(None)?;
         if self.memory_mb == 0 || self.memory_mb > MAX_MEMORY_MB {
             return bad(format!(
                 "memory limit {} MiB is out of range; use 1 to {MAX_MEMORY_MB} MiB",

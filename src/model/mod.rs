@@ -10,6 +10,7 @@ mod fleet;
 mod function;
 mod health;
 mod http_routes;
+mod invocations;
 pub mod kv;
 mod names;
 mod percent;
@@ -23,7 +24,8 @@ pub use aliases::{
 pub use capacity::{NodeShare, PoolStatus, ScalerStats};
 pub use digest::Digest;
 pub use events::{
-    EventRecord, EventStatus, MAX_HOPS, NewObject, TimerTick, Trigger, TriggerSource, check_bucket,
+    EventRecord, EventStatus, MAX_HOPS, NewObject, Settlement, TimerTick, Trigger, TriggerSource,
+    check_bucket,
 };
 pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{
@@ -35,6 +37,10 @@ pub use function::{
 pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
 pub use http_routes::{
     HttpRoute, InvalidRoute, RouteMatch, RouteTable, RoutesChange, check_routes,
+};
+pub use invocations::{
+    AsyncPatch, AsyncPolicy, Destination, INVOCATION_EVENT, InvocationDetail, InvocationResult,
+    Lane, StoredRequest,
 };
 pub use kv::{KvEntry, KvLimits, KvStoreId};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};

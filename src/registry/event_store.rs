@@ -3,7 +3,8 @@
 
 use super::Registry;
 use crate::model::{
-    EventRecord, EventStatus, NewObject, TimerTick, Trigger, TriggerSource, now_ms,
+    EventRecord, EventStatus, Lane, NewObject, Settlement, TimerTick, Trigger, TriggerSource,
+    now_ms,
 };
 use crate::store::StoreError;
 
@@ -69,17 +70,30 @@ impl Registry {
             .await
     }
 
-    /// Claims up to `limit` due events for `lease_ms` (see [`Self::renew_event_leases`]).
+    /// Claims up to `limit` due events of `lane` for `lease_ms` (see
+    /// [`Self::renew_event_leases`]), none of the functions in `skip`.
     pub async fn claim_due_events(
         &self,
         limit: u32,
         lease_ms: i64,
+        lane: Lane,
+        skip: Vec<String>,
     ) -> Result<Vec<EventRecord>, StoreError> {
         self.blocking(move |db| {
             let now = now_ms();
-            db.claim_due(now, now + lease_ms, limit)
+            db.claim_due(now, now + lease_ms, limit, lane, &skip)
         })
         .await
+    }
+
+    /// Durably queues an asynchronous invocation (before it is acknowledged with 202).
+    pub async fn enqueue_invocation(
+        &self,
+        event: EventRecord,
+        max_queued: u32,
+    ) -> Result<(), StoreError> {
+        self.blocking(move |db| db.enqueue_invocation(&event, max_queued))
+            .await
     }
 
     /// Keeps claimed events this node is still delivering from being claimed again.
@@ -95,25 +109,9 @@ impl Registry {
             .await
     }
 
-    pub async fn settle_event(
-        &self,
-        id: String,
-        status: EventStatus,
-        attempts: u32,
-        next_attempt_ms: i64,
-        error: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.blocking(move |db| {
-            db.settle_event(
-                &id,
-                status,
-                attempts,
-                next_attempt_ms,
-                error.as_deref(),
-                now_ms(),
-            )
-        })
-        .await
+    pub async fn settle_event(&self, id: String, settled: Settlement) -> Result<(), StoreError> {
+        self.blocking(move |db| db.settle_event(&id, &settled, now_ms()))
+            .await
     }
 
     /// Deletes delivered events older than `retention`.
@@ -133,11 +131,12 @@ impl Registry {
     pub async fn events(
         &self,
         function: &str,
+        lane: Lane,
         status: Option<EventStatus>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let function = function.to_string();
-        self.blocking(move |db| db.events(&function, status, limit))
+        self.blocking(move |db| db.events(&function, lane, status, limit))
             .await
     }
 

@@ -140,7 +140,7 @@ impl Registry {
             Quotas::check(quotas.functions, "functions", namespace, count as u64 + 1)?;
         }
         let base = existing.map_or_else(FunctionConfig::default, |f| f.latest.config.clone());
-        check_memory(&quotas, namespace, &patch.apply(&base)?)
+        check_in_namespace(&quotas, namespace, &patch.apply(&base)?)
     }
 
     /// A config change of `$LATEST`: its memory against `memory_mb`.
@@ -151,7 +151,7 @@ impl Registry {
         let Some(function) = table.function(name) else {
             return Ok(()); // the store answers "not found"
         };
-        check_memory(&quotas, namespace, &patch.apply(&function.latest.config)?)
+        check_in_namespace(&quotas, namespace, &patch.apply(&function.latest.config)?)
     }
 
     /// A publish: one more version kept against `versions`, unless `$LATEST` equals the
@@ -227,11 +227,14 @@ fn in_namespace<'a>(
         .filter(move |f| namespace_of(&f.latest.function) == namespace)
 }
 
-fn check_memory(
+/// What a config must respect in its namespace: the `memory_mb` quota, and destinations of
+/// asynchronous results within the namespace (a tenant's output never lands in another's).
+fn check_in_namespace(
     quotas: &Quotas,
     namespace: &str,
     config: &FunctionConfig,
 ) -> Result<(), StoreError> {
+    config.async_policy.validate(Some(namespace))?;
     Quotas::check(
         quotas.memory_mb,
         "memory_mb",

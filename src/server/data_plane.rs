@@ -5,7 +5,7 @@
 //! header or weight), then one fresh instance serves the request. Responses carry
 //! `fnhost-version` and, when an alias chose it, `fnhost-alias`.
 
-use crate::engine::fairness::ShortWork;
+use crate::engine::fairness::{ShortWork, Work};
 use std::sync::Arc;
 
 use http::uri::PathAndQuery;
@@ -38,6 +38,13 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
     // Short work from now: CPU hogs leave this request a thread on its whole path.
     let short = host.engine.short_work();
     let request_id = request_id(&request);
+    let asynchronous = match invocation_type(&request) {
+        Ok(asynchronous) => asynchronous,
+        Err(error) => {
+            discard(request.into_body()).await;
+            return with_request_id(error.into_response(), &request_id);
+        }
+    };
     strip_reserved(request.headers_mut());
     let resolved = resolve(&host.router.snapshot(), &request);
     let resolved =
@@ -49,6 +56,22 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
             return with_request_id(error.into_response(), &request_id);
         }
     };
+    if asynchronous {
+        // Queued for later in the version chosen now; mirrors see live traffic only.
+        let queued = match function_uri(request.uri(), rest_start) {
+            Ok(uri) => {
+                *request.uri_mut() = uri;
+                super::asynchronous::accept(host, &deployment, request.map(RequestBody::Streaming))
+                    .await
+            }
+            Err(error) => {
+                discard(request.into_body()).await;
+                Err(error)
+            }
+        };
+        let response = queued.unwrap_or_else(ApiError::into_response);
+        return with_request_id(response, &request_id);
+    }
     let (request, observer) = match mirror(
         host,
         alias.as_deref(),
@@ -261,6 +284,22 @@ async fn mirror(
 /// `fnhost-event-hops` mark an event delivery) and the CloudEvents binary-mode `ce-*`
 /// headers of trigger events. A client's copies are dropped, so a live request can never
 /// pose as a shadow or as an event (CloudEvents from clients travel in structured mode).
+/// Whether the client asked for an asynchronous invocation (`fnhost-invocation: async`, as
+/// Lambda's `X-Amz-Invocation-Type: Event`); `sync` or no header is a live request.
+fn invocation_type(request: &Request<Incoming>) -> Result<bool, ApiError> {
+    let Some(value) = request.headers().get(crate::async_lane::INVOCATION_TYPE) else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.eq_ignore_ascii_case("async") => Ok(true),
+        Ok(v) if v.eq_ignore_ascii_case("sync") => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "{}: {value:?}; use async (queue it, answer 202 with an id) or sync",
+            crate::async_lane::INVOCATION_TYPE
+        ))),
+    }
+}
+
 fn strip_reserved(headers: &mut http::HeaderMap) {
     let reserved: Vec<HeaderName> = headers
         .keys()
@@ -317,7 +356,7 @@ async fn invoke(
         caller: Caller::Live,
         admit: Admit::Queue,
         id: request_id.to_str().unwrap_or(""),
-        short,
+        work: Work::Short(short),
     };
     match host.invoker.invoke(call, request).await {
         Ok(response) => {

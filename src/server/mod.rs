@@ -6,6 +6,7 @@
 //! requests finish for up to a grace period, and returns.
 
 mod admin;
+mod asynchronous;
 mod body;
 mod data_plane;
 mod error;

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::body::{Body, BoxError};
 use crate::app::App;
+use crate::engine::fairness::Work;
 use crate::invocation::{Admit, Call, Caller, RequestBody};
 use crate::metering::ShadowOutcome;
 use crate::routing::Deployment;
@@ -265,7 +266,7 @@ async fn run(
         alias: None,
         caller: Caller::Shadow,
         admit: Admit::Held(permit),
-        short: None,
+        work: Work::Short(None),
         id: &request_id,
     };
     match host.invoker.invoke(call, request).await {

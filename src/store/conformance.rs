@@ -9,7 +9,10 @@ use crate::model::{
     EventStatus, KeyRecord, NamespaceRecord, NewObject, Quotas, Role, TimerTick, TrafficChange,
     TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
-use crate::model::{HttpRoute, KvLimits, KvStoreId, RouteMatch, RoutesChange};
+use crate::model::{
+    EventRecord, HttpRoute, InvocationDetail, InvocationResult, KvLimits, KvStoreId, Lane,
+    RouteMatch, RoutesChange, Settlement, StoredRequest,
+};
 
 /// One `#[test]` per conformance check for the store `make()` returns.
 macro_rules! conformance_tests {
@@ -40,6 +43,7 @@ macro_rules! conformance_tests {
             kv_increment_and_swap_are_atomic_steps,
             kv_limits_refuse_and_change_nothing,
             http_routes_change_per_namespace_and_each_match_has_one_owner,
+            invocations_have_their_own_lane_queue_limit_and_result,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -53,6 +57,21 @@ macro_rules! conformance_tests {
     };
 }
 pub(crate) use conformance_tests;
+
+fn settled(
+    status: EventStatus,
+    attempts: u32,
+    next_attempt_ms: i64,
+    error: Option<&str>,
+) -> Settlement {
+    Settlement {
+        status,
+        attempts,
+        next_attempt_ms,
+        error: error.map(str::to_string),
+        invocation: None,
+    }
+}
 
 fn deploy(db: &dyn MetadataStore, name: &str, code: &[u8], greeting: &str) {
     let patch = ConfigPatch {
@@ -456,16 +475,24 @@ pub fn object_events_are_queued_claimed_settled_and_retried(db: &dyn MetadataSto
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].output_bucket.as_deref(), Some("thumbs"));
     // Claimed once: a second claim finds nothing due while the lease holds.
-    let claimed = db.claim_due(3, 1_000, 10).unwrap();
+    let claimed = db.claim_due(3, 1_000, 10, Lane::Events, &[]).unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].status, EventStatus::Running);
-    assert!(db.claim_due(3, 1_000, 10).unwrap().is_empty());
+    assert!(
+        db.claim_due(3, 1_000, 10, Lane::Events, &[])
+            .unwrap()
+            .is_empty()
+    );
     // A stopped host's running events go back to pending (at least once).
     assert_eq!(db.requeue_running(4).unwrap(), 1);
-    let id = db.claim_due(5, 1_000, 10).unwrap()[0].id.clone();
-    db.settle_event(&id, EventStatus::Failed, 5, 6, Some("boom"), 6)
+    let id = db.claim_due(5, 1_000, 10, Lane::Events, &[]).unwrap()[0]
+        .id
+        .clone();
+    db.settle_event(&id, &settled(EventStatus::Failed, 5, 6, Some("boom")), 6)
         .unwrap();
-    let failed = db.events("f", Some(EventStatus::Failed), 10).unwrap();
+    let failed = db
+        .events("f", Lane::Events, Some(EventStatus::Failed), 10)
+        .unwrap();
     assert_eq!(failed[0].last_error.as_deref(), Some("boom"));
     assert_eq!(failed[0].attempts, 5);
     let retried = db.retry_event(&id, 7).unwrap();
@@ -508,8 +535,8 @@ pub fn timer_ticks_do_not_overlap_unless_allowed(db: &dyn MetadataStore) {
         TimerTick::Busy
     );
     assert!(queued(db.enqueue_timer(&trigger, 3, true, 3).unwrap()));
-    for event in db.claim_due(4, 1_000, 10).unwrap() {
-        db.settle_event(&event.id, EventStatus::Delivered, 1, 4, None, 4)
+    for event in db.claim_due(4, 1_000, 10, Lane::Events, &[]).unwrap() {
+        db.settle_event(&event.id, &settled(EventStatus::Delivered, 1, 4, None), 4)
             .unwrap();
     }
     assert!(queued(db.enqueue_timer(&trigger, 5, false, 5).unwrap()));
@@ -554,18 +581,30 @@ pub fn only_old_delivered_events_are_pruned(db: &dyn MetadataStore) {
     for now in [10, 20, 30, 40] {
         db.enqueue_timer(&trigger, now, true, now).unwrap();
     }
-    let claimed = db.claim_due(50, 1_000, 10).unwrap();
+    let claimed = db.claim_due(50, 1_000, 10, Lane::Events, &[]).unwrap();
     assert_eq!(claimed.len(), 4);
     // Delivered long ago, delivered recently, dead-lettered long ago; one left running.
-    db.settle_event(&claimed[0].id, EventStatus::Delivered, 1, 60, None, 60)
-        .unwrap();
-    db.settle_event(&claimed[1].id, EventStatus::Delivered, 1, 500, None, 500)
-        .unwrap();
-    db.settle_event(&claimed[2].id, EventStatus::Failed, 5, 60, Some("x"), 60)
-        .unwrap();
+    db.settle_event(
+        &claimed[0].id,
+        &settled(EventStatus::Delivered, 1, 60, None),
+        60,
+    )
+    .unwrap();
+    db.settle_event(
+        &claimed[1].id,
+        &settled(EventStatus::Delivered, 1, 500, None),
+        500,
+    )
+    .unwrap();
+    db.settle_event(
+        &claimed[2].id,
+        &settled(EventStatus::Failed, 5, 60, Some("x")),
+        60,
+    )
+    .unwrap();
     assert_eq!(db.prune_delivered_events(100).unwrap(), 1);
     let left: Vec<EventStatus> = db
-        .events("f", None, 10)
+        .events("f", Lane::Events, None, 10)
         .unwrap()
         .into_iter()
         .map(|e| e.status)
@@ -585,25 +624,35 @@ pub fn expired_leases_are_claimed_again_and_renewed_ones_are_not(db: &dyn Metada
     let trigger = db.add_trigger("f", None, &source, 1).unwrap();
     db.enqueue_timer(&trigger, 9, true, 10).unwrap();
     db.enqueue_timer(&trigger, 10, true, 10).unwrap();
-    let claimed = db.claim_due(10, 100, 10).unwrap();
+    let claimed = db.claim_due(10, 100, 10, Lane::Events, &[]).unwrap();
     assert_eq!(claimed.len(), 2);
     // One holder keeps delivering (renews), the other died: only its event is claimed again.
     db.renew_leases(std::slice::from_ref(&claimed[0].id), 300)
         .unwrap();
-    let again = db.claim_due(150, 400, 10).unwrap();
+    let again = db.claim_due(150, 400, 10, Lane::Events, &[]).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, claimed[1].id);
     assert_eq!(again[0].status, EventStatus::Running);
-    assert!(db.claim_due(250, 400, 10).unwrap().is_empty());
+    assert!(
+        db.claim_due(250, 400, 10, Lane::Events, &[])
+            .unwrap()
+            .is_empty()
+    );
     // A settled event's lease is not renewed back to life.
-    db.settle_event(&claimed[0].id, EventStatus::Delivered, 1, 260, None, 260)
-        .unwrap();
+    db.settle_event(
+        &claimed[0].id,
+        &settled(EventStatus::Delivered, 1, 260, None),
+        260,
+    )
+    .unwrap();
     db.renew_leases(std::slice::from_ref(&claimed[0].id), 10_000)
         .unwrap();
-    let delivered = db.events("f", Some(EventStatus::Delivered), 10).unwrap();
+    let delivered = db
+        .events("f", Lane::Events, Some(EventStatus::Delivered), 10)
+        .unwrap();
     assert_eq!(delivered.len(), 1);
     assert_eq!(
-        db.claim_due(500, 600, 10).unwrap().len(),
+        db.claim_due(500, 600, 10, Lane::Events, &[]).unwrap().len(),
         1,
         "only the expired one"
     );
@@ -936,4 +985,114 @@ pub fn http_routes_change_per_namespace_and_each_match_has_one_owner(db: &dyn Me
     db.change_http_routes("shop", &RoutesChange::Replace(Vec::new()))
         .unwrap();
     assert_eq!(db.http_routes().unwrap(), [other]);
+}
+
+pub(crate) fn invocations_have_their_own_lane_queue_limit_and_result(db: &dyn MetadataStore) {
+    deploy(db, "f", b"f1", "a");
+    deploy(db, "g", b"g1", "a");
+    let trigger = db
+        .add_trigger(
+            "f",
+            None,
+            &TriggerSource::Object {
+                bucket: "uploads".into(),
+                prefix: String::new(),
+                suffix: String::new(),
+                output_bucket: None,
+            },
+            1,
+        )
+        .unwrap();
+    assert_eq!(trigger.function, "f");
+    let object = NewObject {
+        bucket: "uploads",
+        key: "a.bin",
+        content_type: None,
+        size: 1,
+        hops: 0,
+    };
+    assert_eq!(db.enqueue_object(&object, 1).unwrap().len(), 1);
+    let invocation = |id: &str, function: &str| EventRecord {
+        id: id.to_string(),
+        trigger_id: 0,
+        function: function.to_string(),
+        target: Some("latest".into()),
+        event_type: crate::model::INVOCATION_EVENT.into(),
+        source: format!("/functions/{function}"),
+        subject: None,
+        bucket: None,
+        content_type: Some("text/plain".into()),
+        size: 5,
+        output_bucket: None,
+        hops: 0,
+        status: EventStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: 1,
+        last_error: None,
+        created_ms: 1,
+        updated_ms: 1,
+        invocation: Some(InvocationDetail {
+            request: StoredRequest {
+                method: "PUT".into(),
+                path: "/x?y=1".into(),
+                headers: vec![("content-type".into(), "text/plain".into())],
+            },
+            payload: Some(format!("_fnhost/invocations/{id}")),
+            body_bytes: 5,
+            max_attempts: 3,
+            result: None,
+        }),
+    };
+    db.enqueue_invocation(&invocation("inv-1", "f"), 2).unwrap();
+    db.enqueue_invocation(&invocation("inv-2", "f"), 2).unwrap();
+    // The queue limit counts the function's waiting invocations, not its events.
+    assert!(matches!(
+        db.enqueue_invocation(&invocation("inv-3", "f"), 2),
+        Err(StoreError::Limit(_))
+    ));
+    db.enqueue_invocation(&invocation("inv-4", "g"), 2).unwrap();
+    // Each lane claims only its own; a busy function's invocations are skipped.
+    let events = db.claim_due(2, 1_000, 10, Lane::Events, &[]).unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].invocation.is_none());
+    let claimed = db
+        .claim_due(2, 1_000, 10, Lane::Invocations, &["f".to_string()])
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, "inv-4");
+    assert_eq!(claimed[0].invocation, invocation("inv-4", "g").invocation);
+    let claimed = db.claim_due(2, 1_000, 1, Lane::Invocations, &[]).unwrap();
+    assert_eq!(claimed[0].id, "inv-1");
+    // Settling stores the result with the record; a settlement without one keeps it.
+    let mut detail = claimed[0].invocation.clone().unwrap();
+    detail.result = Some(InvocationResult {
+        status: 200,
+        version: "1".into(),
+        duration_ms: 12,
+        response_bytes: 3,
+        destination: Some("bucket:out/inv-1".into()),
+    });
+    db.settle_event(
+        "inv-1",
+        &Settlement {
+            invocation: Some(detail.clone()),
+            ..settled(EventStatus::Delivered, 1, 3, None)
+        },
+        3,
+    )
+    .unwrap();
+    let stored = db.event("inv-1").unwrap().unwrap();
+    assert_eq!(stored.status, EventStatus::Delivered);
+    assert_eq!(stored.invocation.as_ref(), Some(&detail));
+    // A delivered one no longer counts against the limit.
+    db.enqueue_invocation(&invocation("inv-5", "f"), 2).unwrap();
+    let listed: Vec<String> = db
+        .events("f", Lane::Invocations, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.contains(&"inv-1".to_string()));
+    assert_eq!(db.events("f", Lane::Events, None, 10).unwrap().len(), 1);
 }

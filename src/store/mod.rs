@@ -28,9 +28,10 @@ pub use sqlite::SqliteStore;
 use crate::model::{
     Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
     DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
-    HttpRoute, InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId,
+    HttpRoute, InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId, Lane,
     NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange, ScalingPolicy, SecretRow,
-    TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo, VersionLabel, Why,
+    Settlement, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
+    VersionLabel, Why,
 };
 
 /// Where the metadata lives: `--registry` (`FNHOST_REGISTRY`).
@@ -319,24 +320,21 @@ pub trait MetadataStore: Send + Sync {
     /// Marks up to `limit` due events `running` under a lease until `lease_until_ms`, and
     /// returns them: pending ones whose attempt is due, and running ones whose lease expired
     /// (their node died mid-delivery). Concurrent callers never claim the same event.
+    /// Only events of `lane`, and none of the functions in `skip` (busy ones).
     fn claim_due(
         &self,
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
+        lane: Lane,
+        skip: &[String],
     ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Queues an asynchronous invocation (an event with its stored request), refused with
+    /// `Limit` when `max_queued` of the function's are already pending or running.
+    fn enqueue_invocation(&self, event: &EventRecord, max_queued: u32) -> Result<(), StoreError>;
     /// Extends the leases of running events `ids` (still being delivered) to `until_ms`.
     fn renew_leases(&self, ids: &[String], until_ms: i64) -> Result<(), StoreError>;
-    #[allow(clippy::too_many_arguments)] // one row's every column that changes
-    fn settle_event(
-        &self,
-        id: &str,
-        status: EventStatus,
-        attempts: u32,
-        next_attempt_ms: i64,
-        error: Option<&str>,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
+    fn settle_event(&self, id: &str, settled: &Settlement, now_ms: i64) -> Result<(), StoreError>;
     /// Puts events left `running` by a stopped host back to `pending`.
     fn requeue_running(&self, now_ms: i64) -> Result<usize, StoreError>;
     /// Deletes delivered events last changed before `before_ms`; pending, running and
@@ -345,6 +343,7 @@ pub trait MetadataStore: Send + Sync {
     fn events(
         &self,
         function: &str,
+        lane: Lane,
         status: Option<EventStatus>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::StoreError;
 use crate::model::{
     EventRecord, EventStatus, InvalidConfig, MAX_HOPS, NewObject, Trigger, TriggerSource,
 };
@@ -163,10 +164,23 @@ pub(crate) fn new_event(
         last_error: None,
         created_ms: now_ms,
         updated_ms: now_ms,
+        invocation: None,
     }
 }
 
 /// A unique, stable id, as CloudEvents `ce-id`.
 fn new_event_id() -> String {
     format!("evt-{:032x}", fastrand::u128(..))
+}
+
+/// Refuses a new asynchronous invocation of `function` when `queued` of its invocations
+/// already wait or run and the host keeps at most `max_queued`.
+pub(crate) fn check_queue(function: &str, queued: i64, max_queued: u32) -> Result<(), StoreError> {
+    if queued >= i64::from(max_queued) {
+        return Err(StoreError::Limit(format!(
+            "function {function:?} has {queued} asynchronous invocations waiting, the most this \
+             host queues per function (--async-max-queued); retry when some have run"
+        )));
+    }
+    Ok(())
 }

@@ -17,8 +17,10 @@ use crate::api::{
 use crate::cli::ClientArgs;
 use crate::cli::client::{AdminClient, ApiFailure};
 use crate::cli::manifest::plan::{self, Action, Current, CurrentFunction, LocalCode, full_patch};
-use crate::cli::manifest::{self, FunctionSpec, Manifest, ReleaseSpec, Strategy};
-use crate::model::{DEFAULT_ALIAS, DEFAULT_NAMESPACE, Digest, FunctionConfig, namespace_of};
+use crate::cli::manifest::{self, AsyncSpec, FunctionSpec, Manifest, ReleaseSpec, Strategy};
+use crate::model::{
+    AsyncPolicy, DEFAULT_ALIAS, DEFAULT_NAMESPACE, Digest, FunctionConfig, namespace_of,
+};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -507,6 +509,7 @@ fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
         config: config.config.clone(),
         secrets: config.secrets.clone(),
         secret_env: config.secret_env.clone(),
+        async_policy: async_spec(&config.async_policy),
         access: function.detail.access,
         provisioned: function.provisioned,
         aliases: function
@@ -537,4 +540,17 @@ fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
             ..Default::default()
         }),
     }
+}
+
+/// The manifest's `async` table for `policy`: only what differs from the defaults.
+fn async_spec(policy: &AsyncPolicy) -> Option<AsyncSpec> {
+    let defaults = AsyncPolicy::default();
+    (*policy != defaults).then(|| AsyncSpec {
+        retries: (policy.retries != defaults.retries).then_some(policy.retries),
+        backoff: (policy.backoff_ms != defaults.backoff_ms)
+            .then(|| format!("{}ms", policy.backoff_ms)),
+        concurrency: (policy.concurrency != defaults.concurrency).then_some(policy.concurrency),
+        on_success: policy.on_success.as_ref().map(ToString::to_string),
+        on_failure: policy.on_failure.as_ref().map(ToString::to_string),
+    })
 }

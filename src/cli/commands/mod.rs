@@ -39,7 +39,7 @@ pub use usage::UsageArgs;
 
 use super::units::{parse_bytes, parse_key_value, parse_mebibytes, parse_millis};
 use super::{ClientArgs, Command};
-use crate::model::ConfigPatch;
+use crate::model::{AsyncPatch, ConfigPatch};
 
 /// Commands that take just a function name.
 #[derive(Debug, Args)]
@@ -117,6 +117,34 @@ pub struct LimitArgs {
     /// Read no secrets any more (neither through `wasi:config` nor as environment variables).
     #[arg(long, conflicts_with_all = ["secrets", "secret_env"])]
     pub no_secrets: bool,
+    /// Asynchronous invocations: attempts after a failed one (5xx, 408, 429, timeout),
+    /// 0 to 10 (default: 2). Then the invocation is dead-lettered.
+    #[arg(long, value_name = "N", help_heading = "Asynchronous invocations")]
+    pub async_retries: Option<u32>,
+    /// Delay before the first retry, e.g. 1s (default); each later one doubles, up to 1h.
+    #[arg(long, value_parser = parse_millis, value_name = "DURATION", help_heading = "Asynchronous invocations")]
+    pub async_backoff: Option<u64>,
+    /// Asynchronous invocations of this function running at once per node (default: 4), in
+    /// a lane of their own: they never take the slots of its HTTP requests.
+    #[arg(long, value_name = "N", help_heading = "Asynchronous invocations")]
+    pub async_concurrency: Option<u32>,
+    /// Where a successful invocation's response goes: bucket:NAME (an object named by the
+    /// function's fnhost-output-key header, else the invocation id) or
+    /// function:NAME[@VERSION|ALIAS] (a CloudEvent); `none` removes it.
+    #[arg(
+        long,
+        value_name = "DESTINATION",
+        help_heading = "Asynchronous invocations"
+    )]
+    pub on_success: Option<String>,
+    /// Where a dead-lettered invocation's record goes (JSON): bucket:NAME (as ID.json) or
+    /// function:NAME[@VERSION|ALIAS]; `none` removes it.
+    #[arg(
+        long,
+        value_name = "DESTINATION",
+        help_heading = "Asynchronous invocations"
+    )]
+    pub on_failure: Option<String>,
 }
 
 impl LimitArgs {
@@ -136,6 +164,13 @@ impl LimitArgs {
             secrets: replacing(self.no_secrets, &self.secrets),
             secret_env: replacing(self.no_secrets, &self.secret_env),
             kv: replacing(self.no_kv, &self.kv),
+            async_policy: AsyncPatch {
+                retries: self.async_retries,
+                backoff_ms: self.async_backoff,
+                concurrency: self.async_concurrency,
+                on_success: self.on_success.clone(),
+                on_failure: self.on_failure.clone(),
+            },
         }
     }
 }

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue};
 use super::units::{parse_bytes, parse_mebibytes, parse_millis};
 use crate::api::{AddTrigger, AliasRequest, HttpRouteView, Percent};
 use crate::model::{
-    Access, ConfigPatch, DEFAULT_NAMESPACE, FunctionConfig, FunctionName, HttpRoute,
+    Access, AsyncPatch, ConfigPatch, DEFAULT_NAMESPACE, FunctionConfig, FunctionName, HttpRoute,
     check_alias_name, check_namespace, check_routes, qualify,
 };
 
@@ -75,6 +75,9 @@ pub struct FunctionSpec {
     /// Secrets read as environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<String>,
+    /// How asynchronous invocations run and where their results go.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub async_policy: Option<AsyncSpec>,
     /// `public` (default) or `key`.
     #[serde(default, skip_serializing_if = "is_public")]
     pub access: Access,
@@ -89,6 +92,24 @@ pub struct FunctionSpec {
     /// How a changed `$LATEST` reaches `$DEFAULT` (default: `manual`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseSpec>,
+}
+
+/// `[functions.NAME.async]`: unset fields take their defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// The first retry's delay, e.g. `1s`; each later one doubles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// `bucket:NAME` or `function:NAME[@QUALIFIER]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
 fn is_public(access: &Access) -> bool {
@@ -360,6 +381,18 @@ fn function_config(spec: &FunctionSpec) -> Result<FunctionConfig, (&'static str,
     one("secret_env", &|p| {
         p.secret_env = Some(spec.secret_env.clone())
     });
+    if let Some(asynchronous) = &spec.async_policy {
+        let backoff = unit("async.backoff", &asynchronous.backoff, parse_millis)?;
+        one("async", &|p| {
+            p.async_policy = AsyncPatch {
+                retries: asynchronous.retries,
+                backoff_ms: backoff,
+                concurrency: asynchronous.concurrency,
+                on_success: asynchronous.on_success.clone(),
+                on_failure: asynchronous.on_failure.clone(),
+            }
+        });
+    }
     let defaults = FunctionConfig::default();
     // Each field alone first, so an error names the field that causes it.
     for (field, single) in &fields {

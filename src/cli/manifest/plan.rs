@@ -15,7 +15,8 @@ use crate::api::{
     TriggerView,
 };
 use crate::model::{
-    Access, AliasSpec, ConfigPatch, DEFAULT_ALIAS, Digest, FunctionConfig, HttpRoute, TriggerSource,
+    Access, AliasSpec, AsyncPatch, ConfigPatch, DEFAULT_ALIAS, Destination, Digest, FunctionConfig,
+    HttpRoute, TriggerSource,
 };
 
 /// What the host has of one function.
@@ -522,6 +523,7 @@ fn flatten_json(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<Stri
 
 /// The config change that sets every field to `config`'s value.
 pub fn full_patch(config: &FunctionConfig) -> ConfigPatch {
+    let async_policy = &config.async_policy;
     ConfigPatch {
         env: Some(config.env.clone()),
         memory_mb: Some(config.memory_mb),
@@ -535,7 +537,21 @@ pub fn full_patch(config: &FunctionConfig) -> ConfigPatch {
         config: Some(config.config.clone()),
         secrets: Some(config.secrets.clone()),
         secret_env: Some(config.secret_env.clone()),
+        async_policy: AsyncPatch {
+            retries: Some(async_policy.retries),
+            backoff_ms: Some(async_policy.backoff_ms),
+            concurrency: Some(async_policy.concurrency),
+            on_success: Some(destination(&async_policy.on_success)),
+            on_failure: Some(destination(&async_policy.on_failure)),
+        },
     }
+}
+
+/// A destination as a patch sets it (`none` removes it).
+fn destination(destination: &Option<Destination>) -> String {
+    destination
+        .as_ref()
+        .map_or_else(|| "none".to_string(), Destination::to_string)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod aliases;
 mod functions;
 mod history;
+mod invocations;
 mod json_body;
 mod kv;
 mod logs;
@@ -63,6 +64,9 @@ enum AdminRoute<'a> {
     DeleteTrigger(&'a str, &'a str),
     ListEvents(&'a str),
     RetryEvent(&'a str),
+    QueueInvocation(&'a str),
+    ListInvocations(&'a str),
+    GetInvocation(&'a str),
     ListObjects(&'a str),
     PutObject(&'a str, String),
     GetObject(&'a str, String),
@@ -126,7 +130,8 @@ impl<'a> AdminRoute<'a> {
             | R::DeleteNamespace(_)
             | R::SetQuotas(_) => Need::Host,
             R::Status | R::ListFunctions | R::Usage | R::ListNamespaces | R::Audit => Need::Scoped,
-            R::RetryEvent(_) | R::RevokeKey(_) => Need::Handler,
+            R::RetryEvent(_) | R::GetInvocation(_) | R::RevokeKey(_) => Need::Handler,
+            R::QueueInvocation(n) => Need::In(Action::Invoke, namespace_of(n)),
             R::GetNamespace(ns) | R::ListRoutes(ns) => Need::In(Action::Read, ns),
             R::ReplaceRoutes(ns) | R::PutRoute(ns) | R::DeleteRoute(ns) => {
                 Need::In(Action::Write, ns)
@@ -143,6 +148,7 @@ impl<'a> AdminRoute<'a> {
             | R::History(n)
             | R::ListTriggers(n)
             | R::ListEvents(n)
+            | R::ListInvocations(n)
             | R::GetRollout(n)
             | R::GetScaling(n)
             | R::ListObjects(n)
@@ -276,8 +282,17 @@ impl<'a> AdminRoute<'a> {
                 Method::GET => Some(Self::ListEvents(name)),
                 _ => None,
             },
-            ["v1", "events", id, "retry"] => match *method {
+            ["v1", "events" | "invocations", id, "retry"] => match *method {
                 Method::POST => Some(Self::RetryEvent(id)),
+                _ => None,
+            },
+            ["v1", "functions", name, "invocations"] => match *method {
+                Method::GET => Some(Self::ListInvocations(name)),
+                Method::POST => Some(Self::QueueInvocation(name)),
+                _ => None,
+            },
+            ["v1", "invocations", id] => match *method {
+                Method::GET => Some(Self::GetInvocation(id)),
                 _ => None,
             },
             ["v1", "buckets", bucket, "objects"] => match *method {
@@ -530,6 +545,9 @@ async fn dispatch(
         AdminRoute::DeleteTrigger(name, id) => triggers::delete(host, name, id).await,
         AdminRoute::ListEvents(name) => triggers::events(host, name, &request).await,
         AdminRoute::RetryEvent(id) => triggers::retry(host, principal, id).await,
+        AdminRoute::QueueInvocation(name) => invocations::queue(host, name, request).await,
+        AdminRoute::ListInvocations(name) => invocations::list(host, name, &request).await,
+        AdminRoute::GetInvocation(id) => invocations::get(host, principal, id).await,
         AdminRoute::ListObjects(bucket) => objects::list(host, bucket, &request).await,
         AdminRoute::PutObject(bucket, key) => objects::put(host, bucket, &key, request).await,
         AdminRoute::GetObject(bucket, key) => objects::get(host, bucket, &key).await,

@@ -8,7 +8,7 @@ use crate::api::{
     AddTrigger, Deleted, DeletedItem, EventList, EventView, TriggerList, TriggerView,
 };
 use crate::app::App;
-use crate::model::{Action, EventStatus, Principal, namespace_of};
+use crate::model::{Action, EventStatus, Lane, Principal, namespace_of};
 use crate::server::body::{Body, json};
 use crate::server::error::ApiError;
 use http::{Request, Response, StatusCode};
@@ -86,6 +86,22 @@ pub async fn events(
     request: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     ensure_function(host, function).await?;
+    let (status, limit) = listing(request)?;
+    let events = host
+        .registry
+        .events(function, Lane::Events, status, limit)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &EventList {
+            function: function.to_string(),
+            events: events.into_iter().map(EventView::from).collect(),
+        },
+    ))
+}
+
+/// `?status=S&limit=N` of a listing of events or invocations.
+pub(super) fn listing(request: &Request<Incoming>) -> Result<(Option<EventStatus>, u32), ApiError> {
     let (mut status, mut limit) = (None, 100u32);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
         match name.as_ref() {
@@ -104,30 +120,41 @@ pub async fn events(
             }
         }
     }
-    let events = host.registry.events(function, status, limit).await?;
-    Ok(json(
-        StatusCode::OK,
-        &EventList {
-            function: function.to_string(),
-            events: events.into_iter().map(EventView::from).collect(),
-        },
-    ))
+    Ok((status, limit))
 }
 
-/// The event's namespace is known only once it is read: a key of another namespace gets the
-/// same 404 as a missing event, so ids reveal nothing across namespaces.
+/// Sends a dead-lettered event or invocation again (`/v1/events/ID/retry` and
+/// `/v1/invocations/ID/retry` are the same outbox), answering with its record.
 pub async fn retry(
     host: &App,
     principal: &Principal,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
+    allowed(host, principal, Action::Write, id).await?;
+    let event = host.registry.retry_event(id).await?;
+    match event.lane() {
+        Lane::Events => host.events.deliveries.notify_one(),
+        Lane::Invocations => host.lane.wake.notify_one(),
+    }
+    Ok(match crate::api::InvocationView::of(event.clone()) {
+        Some(invocation) => json(StatusCode::OK, &invocation),
+        None => json(StatusCode::OK, &EventView::from(event)),
+    })
+}
+
+/// Checks that `principal` may do `action` to event `id`, whose namespace is known only
+/// once it is read.
+pub(super) async fn allowed(
+    host: &App,
+    principal: &Principal,
+    action: Action,
+    id: &str,
+) -> Result<(), ApiError> {
     if let Principal::Key { .. } = principal {
         let event = host.registry.event(id).await?;
         principal
-            .check(Action::Write, Some(namespace_of(&event.function)))
+            .check(action, Some(namespace_of(&event.function)))
             .map_err(|denied| ApiError::forbidden(denied.0))?;
     }
-    let event = host.registry.retry_event(id).await?;
-    host.events.deliveries.notify_one();
-    Ok(json(StatusCode::OK, &EventView::from(event)))
+    Ok(())
 }

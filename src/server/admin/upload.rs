@@ -299,6 +299,7 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         config,
         secrets,
         secret_env,
+        async_policy,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -312,6 +313,12 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.config = config.or(patch.config.take());
     patch.secrets = secrets.or(patch.secrets.take());
     patch.secret_env = secret_env.or(patch.secret_env.take());
+    let base = &mut patch.async_policy;
+    base.retries = async_policy.retries.or(base.retries);
+    base.backoff_ms = async_policy.backoff_ms.or(base.backoff_ms);
+    base.concurrency = async_policy.concurrency.or(base.concurrency);
+    base.on_success = async_policy.on_success.or(base.on_success.take());
+    base.on_failure = async_policy.on_failure.or(base.on_failure.take());
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {

@@ -7,7 +7,8 @@ use postgres::types::ToSql;
 use super::functions::latest_config;
 use super::schema::database;
 use crate::model::{
-    EventRecord, EventStatus, InvalidConfig, NewObject, TimerTick, Trigger, TriggerSource,
+    EventRecord, EventStatus, InvalidConfig, InvocationDetail, Lane, NewObject, Settlement,
+    TimerTick, Trigger, TriggerSource,
 };
 use crate::store::StoreError;
 use crate::store::decode::parse_json;
@@ -17,7 +18,7 @@ type Tx<'a, 'b> = &'a mut Transaction<'b>;
 
 const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
     content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
-    created_ms, updated_ms";
+    created_ms, updated_ms, invocation";
 
 pub(super) fn add_trigger(
     tx: Tx,
@@ -143,7 +144,7 @@ fn insert(tx: Tx, e: &EventRecord) -> Result<bool, StoreError> {
         .execute(
             &format!(
                 "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-             $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
              ON CONFLICT (id) DO NOTHING"
             ),
             &[
@@ -165,10 +166,41 @@ fn insert(tx: Tx, e: &EventRecord) -> Result<bool, StoreError> {
                 &e.last_error,
                 &e.created_ms,
                 &e.updated_ms,
+                &e.invocation.as_ref().map(detail_json),
             ],
         )
         .map_err(database)?;
     Ok(inserted == 1)
+}
+
+fn detail_json(detail: &InvocationDetail) -> String {
+    serde_json::to_string(detail).expect("invocation details serialize")
+}
+
+/// Queues an asynchronous invocation, unless `max_queued` of its function's are already
+/// waiting or running. Counted under the function's row lock, so nodes queueing at once
+/// cannot pass the limit together.
+pub(super) fn enqueue_invocation(
+    tx: Tx,
+    event: &EventRecord,
+    max_queued: u32,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT 1 FROM functions WHERE name = $1 FOR UPDATE",
+        &[&event.function],
+    )
+    .map_err(database)?;
+    let queued: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM events WHERE function = $1
+             AND status IN ('pending', 'running') AND invocation IS NOT NULL",
+            &[&event.function],
+        )
+        .map_err(database)?
+        .get(0);
+    crate::store::outbox::check_queue(&event.function, queued, max_queued)?;
+    insert(tx, event)?;
+    Ok(())
 }
 
 /// Marks up to `limit` due pending events running and returns them, oldest due first;
@@ -180,12 +212,20 @@ pub(super) fn claim_due(
     now_ms: i64,
     lease_until_ms: i64,
     limit: u32,
+    lane: Lane,
+    skip: &[String],
 ) -> Result<Vec<EventRecord>, StoreError> {
     let events = select(
         tx,
         "WHERE status IN ('pending', 'running') AND next_attempt_ms <= $1
+         AND (invocation IS NOT NULL) = $3 AND NOT (function = ANY($4))
          ORDER BY next_attempt_ms, created_ms LIMIT $2 FOR UPDATE SKIP LOCKED",
-        &[&now_ms, &i64::from(limit)],
+        &[
+            &now_ms,
+            &i64::from(limit),
+            &(lane == Lane::Invocations),
+            &skip,
+        ],
     )?;
     for event in &events {
         tx.execute(
@@ -208,22 +248,20 @@ pub(super) fn claim_due(
 pub(super) fn settle(
     tx: Tx,
     id: &str,
-    status: EventStatus,
-    attempts: u32,
-    next_attempt_ms: i64,
-    error: Option<&str>,
+    settled: &Settlement,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE events SET status = $2, attempts = $3, next_attempt_ms = $4, last_error = $5,
-                           updated_ms = $6 WHERE id = $1",
+                           updated_ms = $6, invocation = COALESCE($7, invocation) WHERE id = $1",
         &[
             &id,
-            &status.as_str(),
-            &i64::from(attempts),
-            &next_attempt_ms,
-            &error,
+            &settled.status.as_str(),
+            &i64::from(settled.attempts),
+            &settled.next_attempt_ms,
+            &settled.error,
             &now_ms,
+            &settled.invocation.as_ref().map(detail_json),
         ],
     )
     .map_err(database)?;
@@ -264,17 +302,20 @@ pub(super) fn prune_delivered(tx: Tx, before_ms: i64) -> Result<usize, StoreErro
 pub(super) fn events(
     tx: Tx,
     function: &str,
+    lane: Lane,
     status: Option<EventStatus>,
     limit: u32,
 ) -> Result<Vec<EventRecord>, StoreError> {
     select(
         tx,
         "WHERE function = $1 AND ($2::TEXT IS NULL OR status = $2)
+         AND (invocation IS NOT NULL) = $4
          ORDER BY created_ms DESC, id LIMIT $3",
         &[
             &function,
             &status.map(EventStatus::as_str),
             &i64::from(limit),
+            &(lane == Lane::Invocations),
         ],
     )
 }
@@ -317,27 +358,32 @@ fn select(
             params,
         )
         .map_err(database)?;
-    Ok(rows
-        .iter()
-        .map(|r| EventRecord {
-            id: r.get(0),
-            trigger_id: r.get(1),
-            function: r.get(2),
-            target: r.get(3),
-            event_type: r.get(4),
-            source: r.get(5),
-            subject: r.get(6),
-            bucket: r.get(7),
-            content_type: r.get(8),
-            size: r.get::<_, i64>(9) as u64,
-            output_bucket: r.get(10),
-            hops: r.get::<_, i64>(11) as u32,
-            status: EventStatus::parse(r.get(12)).unwrap_or(EventStatus::Failed),
-            attempts: r.get::<_, i64>(13) as u32,
-            next_attempt_ms: r.get(14),
-            last_error: r.get(15),
-            created_ms: r.get(16),
-            updated_ms: r.get(17),
+    rows.iter()
+        .map(|r| {
+            Ok(EventRecord {
+                id: r.get(0),
+                trigger_id: r.get(1),
+                function: r.get(2),
+                target: r.get(3),
+                event_type: r.get(4),
+                source: r.get(5),
+                subject: r.get(6),
+                bucket: r.get(7),
+                content_type: r.get(8),
+                size: r.get::<_, i64>(9) as u64,
+                output_bucket: r.get(10),
+                hops: r.get::<_, i64>(11) as u32,
+                status: EventStatus::parse(r.get(12)).unwrap_or(EventStatus::Failed),
+                attempts: r.get::<_, i64>(13) as u32,
+                next_attempt_ms: r.get(14),
+                last_error: r.get(15),
+                created_ms: r.get(16),
+                updated_ms: r.get(17),
+                invocation: r
+                    .get::<_, Option<String>>(18)
+                    .map(|json| parse_json(&json, "invocation"))
+                    .transpose()?,
+            })
         })
-        .collect())
+        .collect()
 }

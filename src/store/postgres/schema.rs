@@ -244,6 +244,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE usage_minutes ADD COLUMN kv_operations BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 9: asynchronous invocations in the outbox: the stored request and its result (JSON),
+    // NULL for trigger events.
+    r#"
+    ALTER TABLE events ADD COLUMN invocation TEXT;
+    CREATE INDEX events_queued ON events (function, status) WHERE invocation IS NOT NULL;
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

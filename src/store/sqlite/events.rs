@@ -6,14 +6,15 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::functions::parse_json;
 use crate::model::{
-    EventRecord, EventStatus, InvalidConfig, NewObject, TimerTick, Trigger, TriggerSource,
+    EventRecord, EventStatus, InvalidConfig, Lane, NewObject, Settlement, TimerTick, Trigger,
+    TriggerSource,
 };
 use crate::store::StoreError;
 use crate::store::outbox::{check_no_loop, object_events, timer_event};
 
 const EVENT_COLUMNS: &str = "id, trigger_id, function, target, type, source, subject, bucket,
     content_type, size, output_bucket, hops, status, attempts, next_attempt_ms, last_error,
-    created_ms, updated_ms";
+    created_ms, updated_ms, invocation";
 
 pub(super) fn add_trigger(
     tx: &Transaction<'_>,
@@ -131,7 +132,7 @@ pub(super) fn enqueue_timer(
 
 fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), StoreError> {
     tx.execute(
-        &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+        &format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         params![
             e.id,
             e.trigger_id,
@@ -150,10 +151,32 @@ fn insert(tx: &Transaction<'_>, e: &EventRecord) -> Result<(), StoreError> {
             e.next_attempt_ms,
             e.last_error,
             e.created_ms,
-            e.updated_ms
+            e.updated_ms,
+            e.invocation.as_ref().map(detail_json)
         ],
     )?;
     Ok(())
+}
+
+fn detail_json(detail: &crate::model::InvocationDetail) -> String {
+    serde_json::to_string(detail).expect("invocation details serialize")
+}
+
+/// Queues an asynchronous invocation, unless `max_queued` of its function's are already
+/// waiting or running.
+pub(super) fn enqueue_invocation(
+    tx: &Transaction<'_>,
+    event: &EventRecord,
+    max_queued: u32,
+) -> Result<(), StoreError> {
+    let queued: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM events WHERE function = ?1 AND status IN ('pending', 'running')
+         AND invocation IS NOT NULL",
+        [&event.function],
+        |r| r.get(0),
+    )?;
+    crate::store::outbox::check_queue(&event.function, queued, max_queued)?;
+    insert(tx, event)
 }
 
 /// Marks up to `limit` due pending events running and returns them, oldest due first.
@@ -163,12 +186,21 @@ pub(super) fn claim_due(
     now_ms: i64,
     lease_until_ms: i64,
     limit: u32,
+    lane: Lane,
+    skip: &[String],
 ) -> Result<Vec<EventRecord>, StoreError> {
     let events = select(
         tx,
         "WHERE status IN ('pending', 'running') AND next_attempt_ms <= ?1
+         AND (invocation IS NOT NULL) = ?3
+         AND function NOT IN (SELECT value FROM json_each(?4))
          ORDER BY next_attempt_ms, created_ms LIMIT ?2",
-        params![now_ms, limit],
+        params![
+            now_ms,
+            limit,
+            lane == Lane::Invocations,
+            serde_json::to_string(skip).expect("names serialize")
+        ],
     )?;
     for event in &events {
         tx.execute(
@@ -190,22 +222,20 @@ pub(super) fn claim_due(
 pub(super) fn settle(
     tx: &Transaction<'_>,
     id: &str,
-    status: EventStatus,
-    attempts: u32,
-    next_attempt_ms: i64,
-    error: Option<&str>,
+    settled: &Settlement,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE events SET status = ?2, attempts = ?3, next_attempt_ms = ?4, last_error = ?5,
-                           updated_ms = ?6 WHERE id = ?1",
+                           updated_ms = ?6, invocation = COALESCE(?7, invocation) WHERE id = ?1",
         params![
             id,
-            status.as_str(),
-            attempts,
-            next_attempt_ms,
-            error,
-            now_ms
+            settled.status.as_str(),
+            settled.attempts,
+            settled.next_attempt_ms,
+            settled.error,
+            now_ms,
+            settled.invocation.as_ref().map(detail_json)
         ],
     )?;
     Ok(())
@@ -244,13 +274,20 @@ pub(super) fn prune_delivered(tx: &Transaction<'_>, before_ms: i64) -> Result<us
 pub(super) fn events(
     tx: &Transaction<'_>,
     function: &str,
+    lane: Lane,
     status: Option<EventStatus>,
     limit: u32,
 ) -> Result<Vec<EventRecord>, StoreError> {
     select(
         tx,
-        "WHERE function = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY created_ms DESC, id LIMIT ?3",
-        params![function, status.map(EventStatus::as_str), limit],
+        "WHERE function = ?1 AND (?2 IS NULL OR status = ?2) AND (invocation IS NOT NULL) = ?4
+         ORDER BY created_ms DESC, id LIMIT ?3",
+        params![
+            function,
+            status.map(EventStatus::as_str),
+            limit,
+            lane == Lane::Invocations
+        ],
     )
 }
 
@@ -291,7 +328,7 @@ fn select(
     let rows = tx
         .prepare(&sql)?
         .query_map(params, |r| {
-            Ok(EventRecord {
+            let event = EventRecord {
                 id: r.get(0)?,
                 trigger_id: r.get(1)?,
                 function: r.get(2)?,
@@ -310,8 +347,19 @@ fn select(
                 last_error: r.get(15)?,
                 created_ms: r.get(16)?,
                 updated_ms: r.get(17)?,
-            })
+                invocation: None,
+            };
+            Ok((event, r.get::<_, Option<String>>(18)?))
         })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(event, detail)| {
+            Ok(EventRecord {
+                invocation: detail
+                    .map(|json| parse_json(&json, "invocation"))
+                    .transpose()?,
+                ..event
+            })
+        })
+        .collect()
 }

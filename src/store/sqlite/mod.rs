@@ -27,8 +27,9 @@ use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
     EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, HttpRoute, KeyRecord,
-    KvEntry, KvLimits, KvStoreId, NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange,
-    ScalingPolicy, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionLabel, Why,
+    KvEntry, KvLimits, KvStoreId, Lane, NamespaceRecord, NewObject, NodeRecord, Quotas,
+    RoutesChange, ScalingPolicy, Settlement, TimerTick, TrafficChange, Trigger, TriggerSource,
+    UsageRow, VersionLabel, Why,
 };
 use audit::audited;
 use functions::*;
@@ -383,24 +384,22 @@ impl MetadataStore for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: u32,
+        lane: Lane,
+        skip: &[String],
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.with_tx(|tx| events::claim_due(tx, now_ms, lease_until_ms, limit))
+        self.with_tx(|tx| events::claim_due(tx, now_ms, lease_until_ms, limit, lane, skip))
+    }
+
+    fn enqueue_invocation(&self, event: &EventRecord, max_queued: u32) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::enqueue_invocation(tx, event, max_queued))
     }
 
     fn renew_leases(&self, ids: &[String], until_ms: i64) -> Result<(), StoreError> {
         self.with_tx(|tx| events::renew_leases(tx, ids, until_ms))
     }
 
-    fn settle_event(
-        &self,
-        id: &str,
-        status: EventStatus,
-        attempts: u32,
-        next_attempt_ms: i64,
-        error: Option<&str>,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.with_tx(|tx| events::settle(tx, id, status, attempts, next_attempt_ms, error, now_ms))
+    fn settle_event(&self, id: &str, settled: &Settlement, now_ms: i64) -> Result<(), StoreError> {
+        self.with_tx(|tx| events::settle(tx, id, settled, now_ms))
     }
 
     fn requeue_running(&self, now_ms: i64) -> Result<usize, StoreError> {
@@ -414,10 +413,11 @@ impl MetadataStore for SqliteStore {
     fn events(
         &self,
         function: &str,
+        lane: Lane,
         status: Option<EventStatus>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.with_tx(|tx| events::events(tx, function, status, limit))
+        self.with_tx(|tx| events::events(tx, function, lane, status, limit))
     }
 
     fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {

@@ -224,6 +224,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE usage_minutes ADD COLUMN kv_operations INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 13: asynchronous invocations in the outbox: the stored request and its result (JSON),
+    // NULL for trigger events.
+    r#"
+    ALTER TABLE events ADD COLUMN invocation TEXT;
+    CREATE INDEX events_queued ON events (function, status) WHERE invocation IS NOT NULL;
+    "#,
 ];
 
 /// The key-value file's own schema (`kv.rs`): a separate SQLite file, so functions' writes
