@@ -57,8 +57,12 @@ pub enum Command {
     Config(commands::ConfigArgs),
     /// Delete a function with all its versions, or one version with --version.
     Delete(commands::DeleteArgs),
-    /// Call a function through the data plane and print its response body.
+    /// Call a function through the data plane and print its response body; `--async`
+    /// queues the call instead and prints its id.
     Invoke(commands::InvokeArgs),
+    /// A function's asynchronous invocations (`--status failed`: the dead letters);
+    /// `invocations show ID [--wait]`, `invocations retry ID`.
+    Invocations(commands::InvocationsArgs),
     /// Show the host's status: engine, pool and compiled-cache counters.
     Status(ClientArgs),
     /// List the fleet's live nodes: address, fnhost version, uptime, requests in flight,

@@ -10,6 +10,7 @@ mod architecture;
 
 mod admin_api;
 mod aliases;
+mod asynchronous;
 mod cli;
 mod crash;
 mod events;

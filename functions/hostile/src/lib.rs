@@ -4,6 +4,8 @@
 //! - `/loop`: spins forever (CPU-bound; stopped by the timeout or CPU budget)
 //! - `/crunch?n=N`: N rounds of CPU-bound arithmetic, then answers (for throughput figures)
 //! - `/hog`: allocates 1 MiB blocks without end (stopped by the memory limit)
+//! - `/alloc?mib=N`: allocates and touches N MiB, answers their checksum, frees them (a
+//!   big-memory job within its limit)
 //! - `/recurse`: unbounded recursion (stack overflow)
 //! - `/sleep?ms=N`: sleeps N ms in a host call (stopped by the wall-clock timeout)
 //! - `/probe`: tries to read host files and environment; answers what it could see
@@ -58,6 +60,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Hostile {
             "/loop" => spin(),
             "/crunch" => crunch(param("n").and_then(|v| v.parse().ok()).unwrap_or(10_000_000)),
             "/hog" => hog(),
+            "/alloc" => alloc(param("mib").and_then(|v| v.parse().ok()).unwrap_or(1)),
             "/recurse" => format!("depth {}", recurse(1)),
             "/sleep" => {
                 let ms: u64 = param("ms").and_then(|v| v.parse().ok()).unwrap_or(60_000);
@@ -146,6 +149,15 @@ fn crunch(n: u64) -> String {
         x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
     format!("crunched {n}: {x}")
+}
+
+fn alloc(mib: usize) -> String {
+    let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(mib);
+    for i in 0..mib {
+        blocks.push(vec![i as u8; 1 << 20]);
+    }
+    let sum: u64 = blocks.iter().map(|b| u64::from(b[b.len() / 2])).sum();
+    format!("allocated {mib} MiB, checksum {sum}")
 }
 
 fn hog() -> String {

@@ -35,6 +35,10 @@ pub struct InvokeArgs {
     /// Print the status line and response headers before the body.
     #[arg(long, short = 'i')]
     pub include: bool,
+    /// Queue the call instead (stored durably, run later with the function's retries and
+    /// destinations) and print its id; follow it with `fnhost invocations show ID --wait`.
+    #[arg(long = "async")]
+    pub asynchronous: bool,
     /// Data plane base URL.
     #[arg(long, env = "FNHOST_URL", default_value = DEFAULT_DATA_URL, value_name = "URL")]
     pub url: String,
@@ -82,6 +86,9 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     for (name, value) in &args.header {
         request = request.header(name, value);
     }
+    if args.asynchronous {
+        request = request.header(crate::async_lane::INVOCATION_TYPE, "async");
+    }
     let request = request.body(Full::new(body.unwrap_or_default()))?;
     let response = http_client()
         .request(request)
@@ -89,6 +96,19 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach the data plane at {url}; is `fnhost serve` running? (set --url or FNHOST_URL)"))?;
     if !response.status().is_success() && !args.include {
         return Err(failure(response).await.into());
+    }
+    if args.asynchronous && !args.include {
+        let body = response.into_body().collect().await?.to_bytes();
+        let accepted: crate::api::InvocationAccepted = serde_json::from_slice(&body)
+            .context("the data plane's answer to an asynchronous call")?;
+        println!("{}", accepted.id);
+        eprintln!(
+            "queued for {} version {}; follow it with: fnhost invocations show {} --wait",
+            accepted.function,
+            accepted.version.as_deref().unwrap_or("-"),
+            accepted.id
+        );
+        return Ok(());
     }
     let mut stdout = std::io::stdout().lock();
     if args.include {

@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod deploy;
 mod history;
+mod invocations;
 mod invoke;
 mod kv;
 mod logs;
@@ -25,6 +26,7 @@ use clap::Args;
 pub use apply::{ApplyArgs, ExportArgs};
 pub use bench::BenchCommand;
 pub use deploy::DeployArgs;
+pub use invocations::InvocationsArgs;
 pub use invoke::InvokeArgs;
 pub use kv::KvCommand;
 pub use logs::LogsArgs;
@@ -230,6 +232,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Config(args) => manage::config(args).await,
         Command::Delete(args) => manage::delete(args).await,
         Command::Invoke(args) => invoke::run(args).await,
+        Command::Invocations(args) => invocations::run(args).await,
         Command::Status(args) => manage::status(args).await,
         Command::Nodes(args) => manage::nodes(args).await,
         Command::Traffic(args) => traffic::traffic(args).await,
