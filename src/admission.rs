@@ -361,6 +361,28 @@ fn try_take(gate: &Gate, max: u32) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_async_lane_has_its_own_gates_in_front_of_the_hosts() {
+        // 3 host slots, 2 for the lane.
+        let admission = Admission::new(Duration::from_millis(10), 3, 2);
+        let f: Arc<str> = Arc::from("f");
+        let g: Arc<str> = Arc::from("g");
+        let job = admission.try_admit_async(&f, 1).unwrap();
+        // The function's lane limit, apart from its HTTP slots.
+        assert!(admission.try_admit_async(&f, 1).is_none());
+        assert_eq!(admission.in_flight("f"), 0);
+        let http = admission.try_admit(&f, 1).unwrap();
+        // The lane's host-wide limit: the second job of another function fits, a third not.
+        let other = admission.try_admit_async(&g, 5).unwrap();
+        assert!(admission.try_admit_async(&g, 5).is_none());
+        assert_eq!(admission.lane_in_flight().0, 2);
+        // Lane jobs hold host slots too: the host (3) is full now.
+        assert!(admission.try_admit(&g, 5).is_none());
+        drop((job, other, http));
+        assert_eq!(admission.lane_in_flight(), (0, Vec::new()));
+        assert_eq!(admission.host_in_flight(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn admits_up_to_the_limit_then_queues_then_rejects() {
         let admission = Admission::new(Duration::from_millis(500), 100, 4);

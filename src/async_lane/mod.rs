@@ -16,6 +16,7 @@ mod destination;
 pub mod run;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -26,7 +27,7 @@ use crate::events::Events;
 use crate::events::buckets::ObjectError;
 use crate::invocation::RequestBody;
 use crate::model::{
-    EventRecord, EventStatus, INVOCATION_EVENT, InvocationDetail, StoredRequest, now_ms,
+    EventRecord, EventStatus, INVOCATION_EVENT, InvocationDetail, LaneStats, StoredRequest, now_ms,
 };
 use crate::routing::Deployment;
 use crate::store::StoreError;
@@ -59,6 +60,8 @@ pub struct AsyncLane {
     /// Each function's lane limit when one of its invocations was last admitted: the loop
     /// claims none of a function already running that many.
     limits: DashMap<Arc<str>, u32>,
+    /// Attempts since start: succeeded, to be retried, dead-lettered (for metrics).
+    pub(crate) outcomes: [AtomicU64; 3],
 }
 
 /// One invocation to queue: its target, head and where it came from.
@@ -82,6 +85,7 @@ impl AsyncLane {
             options,
             wake: Notify::new(),
             limits: DashMap::new(),
+            outcomes: Default::default(),
         }
     }
 
@@ -159,6 +163,23 @@ impl AsyncLane {
         }
         self.wake.notify_one();
         Ok(event)
+    }
+
+    /// What the lane is doing now, for metrics.
+    pub fn stats(&self) -> LaneStats {
+        let admission = &self.events.invoker.admission;
+        let (_, running) = admission.lane_in_flight();
+        let count = |i: usize| self.outcomes[i].load(Ordering::Relaxed);
+        LaneStats {
+            limit: admission.lane_limit(),
+            running: running
+                .into_iter()
+                .map(|(function, n)| (function.to_string(), n))
+                .collect(),
+            succeeded: count(0),
+            retried: count(1),
+            dead_lettered: count(2),
+        }
     }
 
     /// Functions running as many lane invocations as their limit allows now.

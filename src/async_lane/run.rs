@@ -182,6 +182,15 @@ async fn attempt(lane: &Arc<AsyncLane>, event: EventRecord) {
                 (EventStatus::Failed, attempt, now, Some(reason), policy)
             }
         };
+    let outcome = match status {
+        EventStatus::Delivered => Some(0),
+        EventStatus::Pending if error.is_some() => Some(1),
+        EventStatus::Failed => Some(2),
+        _ => None,
+    };
+    if let Some(i) = outcome {
+        lane.outcomes[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match status {
         EventStatus::Failed => tracing::warn!(
             invocation = %event.id,

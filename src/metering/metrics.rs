@@ -47,6 +47,11 @@ struct ShadowLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     function: String,
 }
@@ -81,6 +86,7 @@ pub struct HostGauges {
     pub loaded_components: u64,
     pub warm_pools: Vec<crate::model::PoolStatus>,
     pub scaler: crate::model::ScalerStats,
+    pub async_lane: crate::model::LaneStats,
 }
 
 /// One version's series, resolved once per version (see [`Metrics::version`]). Counters that
@@ -429,6 +435,42 @@ impl Metrics {
             "Keys and values held by each key-value store",
             Unit::Bytes,
             kv_bytes,
+        );
+        let lane = &gauges.async_lane;
+        host.register(
+            "async_limit",
+            "Asynchronous invocations this host runs at once at most (--async-concurrency)",
+            ConstGauge::new(i64::from(lane.limit)),
+        );
+        let running = Family::<FunctionLabels, Gauge>::default();
+        for (function, n) in &lane.running {
+            running
+                .get_or_create(&FunctionLabels {
+                    function: function.clone(),
+                })
+                .set(i64::from(*n));
+        }
+        host.register(
+            "async_running",
+            "Asynchronous invocations running now, per function",
+            running,
+        );
+        let attempts = Family::<ResultLabels, Counter>::default();
+        for (result, n) in [
+            ("succeeded", lane.succeeded),
+            ("retried", lane.retried),
+            ("dead_lettered", lane.dead_lettered),
+        ] {
+            attempts
+                .get_or_create(&ResultLabels {
+                    result: result.to_string(),
+                })
+                .inc_by(n);
+        }
+        host.register(
+            "async_attempts",
+            "Attempts of asynchronous invocations since this host started, by how they ended",
+            attempts,
         );
         let mut text = String::new();
         encode_registry(&mut text, &self.registry).expect("writing to a String");

@@ -287,6 +287,19 @@ pub struct InvocationResult {
     pub destination: Option<String>,
 }
 
+/// The asynchronous lane now, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LaneStats {
+    /// Invocations running at once at most, host-wide.
+    pub limit: u32,
+    /// Functions with invocations running now, and how many.
+    pub running: Vec<(String, u32)>,
+    /// Attempts since this host started, by how they ended.
+    pub succeeded: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ pub use http_routes::{
 };
 pub use invocations::{
     AsyncPatch, AsyncPolicy, Destination, INVOCATION_EVENT, InvocationDetail, InvocationResult,
-    Lane, StoredRequest,
+    Lane, LaneStats, StoredRequest,
 };
 pub use kv::{KvEntry, KvLimits, KvStoreId};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};

@@ -274,6 +274,13 @@ async fn failing_invocations_are_retried_then_dead_lettered_and_retry_works() {
         .get_json("/v1/functions/broken/invocations?status=failed")
         .await;
     assert_eq!(dead["invocations"].as_array().unwrap().len(), 1, "{dead}");
+    // Counted in /metrics: flaky's two failures and broken's first were retried.
+    for (result, count) in [("dead_lettered", 1.0), ("retried", 3.0), ("succeeded", 1.0)] {
+        let counted = host
+            .metric("fnhost_async_attempts_total", &[("result", result)])
+            .await;
+        assert_eq!(counted, count, "{result}");
+    }
 
     // Fixed, then retried: it runs again with its stored body and succeeds.
     let fixed = host

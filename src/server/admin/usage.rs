@@ -171,6 +171,7 @@ pub async fn metrics(host: &App) -> Result<Response<Body>, ApiError> {
         loaded_components: engine.loaded_components as u64,
         warm_pools: host.scaler.status(),
         scaler: host.scaler.stats(),
+        async_lane: host.lane.stats(),
     };
     let mut response = Response::new(full(host.metering.encode_metrics(&gauges)));
     response.headers_mut().insert(
