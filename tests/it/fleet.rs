@@ -275,7 +275,7 @@ async fn set_alias(host: &TestHost, alias: &str, version: u32) {
 /// Events across nodes: a node killed with -9 mid-delivery loses nothing (another node
 /// delivers once the lease expires), and a timer every node runs fires once per tick.
 #[tokio::test]
-async fn events_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
+async fn events_and_async_invocations_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
     let fleet = Fleet::new(&["--event-lease", "2s"]).await;
     let a = fleet.node("a").await;
     a.deploy("slow", "hostile", "env=DELAY_MS%3D3000").await;
@@ -293,10 +293,28 @@ async fn events_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
         .await
         .unwrap();
     assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+    // An asynchronous invocation queued on node a, running there when a dies.
+    let queued = a
+        .http
+        .post(format!("{}/slow/job", a.data_url))
+        .header("fnhost-invocation", "async")
+        .body("job")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let job = queued.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     eventually(Duration::from_secs(10), "node a delivering", || async {
         let (_, running) = a.get_json("/v1/functions/slow/events?status=running").await;
+        let (_, jobs) = a
+            .get_json("/v1/functions/slow/invocations?status=running")
+            .await;
         let count = running["events"].as_array().map_or(0, Vec::len);
-        (count != 1).then(|| format!("{running}"))
+        let jobs = jobs["invocations"].as_array().map_or(0, Vec::len);
+        (count != 1 || jobs != 1).then(|| format!("{running} {jobs}"))
     })
     .await;
     a.kill9();
@@ -311,6 +329,15 @@ async fn events_survive_a_dead_node_and_ticks_fire_once_fleet_wide() {
                 .await;
             let count = done["events"].as_array().map_or(0, Vec::len);
             (count != 1).then(|| format!("{done}"))
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "node b running a's invocation",
+        || async {
+            let (_, job) = b.get_json(&format!("/v1/invocations/{job}")).await;
+            (job["status"] != "delivered").then(|| format!("{job}"))
         },
     )
     .await;

@@ -593,6 +593,11 @@ env = { GREETING = "Hi" }
 kv = ["cart"]
 provisioned = 2
 
+[functions.cart.async]
+retries = 5
+backoff = "2s"
+on_failure = "bucket:cart-failures.shop"
+
 [functions.cart.release]
 strategy = "rollout"
 steps = [10, 50, 100]
@@ -629,6 +634,20 @@ strip_prefix = true
             FunctionConfig::default().max_concurrency
         );
         assert_eq!(cart.config.kv, ["cart"]);
+        let policy = &cart.config.async_policy;
+        assert_eq!((policy.retries, policy.backoff_ms), (5, 2000));
+        assert_eq!(
+            policy.concurrency,
+            crate::model::AsyncPolicy::default().concurrency
+        );
+        assert_eq!(
+            policy
+                .on_failure
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("bucket:cart-failures.shop")
+        );
         assert_eq!(cart.provisioned, 2);
         match &cart.release {
             Release::Rollout(start) => {
@@ -694,6 +713,16 @@ strip_prefix = true
             "[[routes]]\nmatch = \"/a\"\ntarget = \"x\"\n[[routes]]\nmatch = \"bad:80/a\"\ntarget = \"x\"\n",
         );
         assert_eq!((e.line, e.field.as_str()), (4, "routes.1"));
+
+        let e = error_of(
+            "[functions.cart]\ncomponent = \"c.wasm\"\n[functions.cart.async]\nretries = 99\n",
+        );
+        assert_eq!(e.field, "functions.cart.async");
+        assert!(e.message.contains("retries 99"), "{e}");
+        let e = error_of(
+            "[functions.cart]\ncomponent = \"c.wasm\"\n[functions.cart.async]\non_success = \"queue:x\"\n",
+        );
+        assert!(e.message.contains("bucket:NAME"), "{e}");
 
         let e = error_of("namespace = \"Shop\"\n");
         assert_eq!((e.line, e.field.as_str()), (1, "namespace"));
