@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 
@@ -301,13 +302,23 @@ async fn run_once(
         return Outcome::Busy;
     };
     let body = match &detail.payload {
-        None => bytes::Bytes::new(),
+        None => (0, RequestBody::Buffered(None)),
         Some(location) => match events
             .buckets
             .get_payload(location, config.max_request_body_bytes)
             .await
         {
-            Ok(body) => body,
+            Ok((size, stream)) => {
+                let frames = stream.map(|chunk| {
+                    chunk.map(http_body::Frame::data).map_err(|e| {
+                        wasmtime_wasi_http::Error::InternalError(Some(format!(
+                            "reading the stored request body: {e}"
+                        )))
+                    })
+                });
+                let body = http_body_util::StreamBody::new(frames);
+                (size, RequestBody::Boxed(BodyExt::boxed_unsync(body)))
+            }
             Err(e @ crate::events::buckets::ObjectError::TooLarge(_)) => {
                 return Outcome::Refused {
                     reason: format!("the request body is now too large: {e}"),
@@ -429,21 +440,21 @@ fn build_request(
     mut headers: HeaderMap,
     id: &str,
     attempt: u32,
-    body: bytes::Bytes,
+    (size, body): (u64, RequestBody),
 ) -> Result<Request<RequestBody>, String> {
     let method = http::Method::from_bytes(detail.request.method.as_bytes())
         .map_err(|e| format!("stored method {:?}: {e}", detail.request.method))?;
     let mut request = Request::builder()
         .method(method)
         .uri(&detail.request.path)
-        .body(RequestBody::Buffered(Some(body.clone())))
+        .body(body)
         .map_err(|e| format!("stored request: {e}"))?;
     headers.insert(
         INVOCATION_ID,
         HeaderValue::from_str(id).map_err(|e| e.to_string())?,
     );
     headers.insert(ATTEMPT, HeaderValue::from(attempt));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     headers.remove(header::TRANSFER_ENCODING);
     if !headers.contains_key(header::HOST) {
         headers.insert(header::HOST, HeaderValue::from_static("localhost"));

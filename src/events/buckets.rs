@@ -221,8 +221,19 @@ impl Buckets {
         Ok((path.to_string(), size))
     }
 
-    /// A stored invocation body, refused if it is larger than `limit`.
-    pub async fn get_payload(&self, location: &str, limit: u64) -> Result<Bytes, ObjectError> {
+    /// A stored invocation body's size and a stream of its bytes (never all in memory),
+    /// refused if it is larger than `limit`.
+    pub async fn get_payload(
+        &self,
+        location: &str,
+        limit: u64,
+    ) -> Result<
+        (
+            u64,
+            impl Stream<Item = Result<Bytes, object_store::Error>> + Send + use<>,
+        ),
+        ObjectError,
+    > {
         let path = payload_location(location)?;
         let found = self.store.get(&path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
@@ -233,7 +244,7 @@ impl Buckets {
         if found.meta.size > limit {
             return Err(ObjectError::TooLarge(limit));
         }
-        Ok(found.bytes().await?)
+        Ok((found.meta.size, found.into_stream()))
     }
 
     /// Deletes a stored invocation body (gone already is fine).

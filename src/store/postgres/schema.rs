@@ -249,6 +249,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE events ADD COLUMN invocation TEXT;
     CREATE INDEX events_queued ON events (function, status) WHERE invocation IS NOT NULL;
+    CREATE INDEX events_lane_due ON events ((invocation IS NOT NULL), status, next_attempt_ms);
     "#,
 ];
 

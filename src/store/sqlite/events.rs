@@ -189,19 +189,23 @@ pub(super) fn claim_due(
     lane: Lane,
     skip: &[String],
 ) -> Result<Vec<EventRecord>, StoreError> {
-    let events = select(
-        tx,
-        "WHERE status IN ('pending', 'running') AND next_attempt_ms <= ?1
-         AND (invocation IS NOT NULL) = ?3
-         AND function NOT IN (SELECT value FROM json_each(?4))
-         ORDER BY next_attempt_ms, created_ms LIMIT ?2",
-        params![
-            now_ms,
-            limit,
-            lane == Lane::Invocations,
-            serde_json::to_string(skip).expect("names serialize")
-        ],
-    )?;
+    // Lapsed leases first, then due pending ones: each an ordered walk of `events_lane_due`
+    // that stops at the limit, never a sort of the whole backlog.
+    let skip = serde_json::to_string(skip).expect("names serialize");
+    let mut events = Vec::new();
+    for status in ["running", "pending"] {
+        let wanted = limit.saturating_sub(events.len() as u32);
+        if wanted == 0 {
+            break;
+        }
+        events.extend(select(
+            tx,
+            "WHERE (invocation IS NOT NULL) = ?3 AND status = ?5 AND next_attempt_ms <= ?1
+             AND function NOT IN (SELECT value FROM json_each(?4))
+             ORDER BY next_attempt_ms LIMIT ?2",
+            params![now_ms, wanted, lane == Lane::Invocations, skip, status],
+        )?);
+    }
     for event in &events {
         tx.execute(
             "UPDATE events SET status = 'running', next_attempt_ms = ?3, updated_ms = ?2

@@ -225,10 +225,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE usage_minutes ADD COLUMN kv_operations INTEGER NOT NULL DEFAULT 0;
     "#,
     // 13: asynchronous invocations in the outbox: the stored request and its result (JSON),
-    // NULL for trigger events.
+    // NULL for trigger events. Each lane claims through its own part of `events_lane_due`,
+    // so a backlog of invocations never slows the claiming of trigger events.
     r#"
     ALTER TABLE events ADD COLUMN invocation TEXT;
     CREATE INDEX events_queued ON events (function, status) WHERE invocation IS NOT NULL;
+    CREATE INDEX events_lane_due ON events ((invocation IS NOT NULL), status, next_attempt_ms);
     "#,
 ];
 
