@@ -7,45 +7,27 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fnhost::model::{
-    ConfigPatch, Digest, EventRecord, EventStatus, INVOCATION_EVENT, InvocationDetail, Lane,
-    NewObject, Settlement, StoredRequest, TriggerSource, Why,
+    ConfigPatch, Digest, EventRecord, EventStatus, InvocationDetail, Lane, NewObject, Settlement,
+    StoredRequest, TriggerSource, Why,
 };
 use fnhost::store::{MetadataStore, SqliteStore};
 
 const BACKLOG: usize = 100_000;
 
 fn invocation(i: usize) -> EventRecord {
-    EventRecord {
-        id: format!("inv-{i:08}"),
-        trigger_id: 0,
-        function: "transcode".into(),
-        target: Some("latest".into()),
-        event_type: INVOCATION_EVENT.into(),
-        source: "/functions/transcode".into(),
-        subject: None,
-        bucket: None,
-        content_type: None,
-        size: 0,
-        output_bucket: None,
-        hops: 0,
-        status: EventStatus::Pending,
-        attempts: 0,
-        next_attempt_ms: i as i64,
-        last_error: None,
-        created_ms: i as i64,
-        updated_ms: i as i64,
-        invocation: Some(InvocationDetail {
-            request: StoredRequest {
-                method: "POST".into(),
-                path: "/".into(),
-                headers: vec![("content-type".into(), "video/x-y4m".into())],
-            },
-            payload: None,
-            body_bytes: 0,
-            max_attempts: 3,
-            result: None,
-        }),
-    }
+    let detail = InvocationDetail {
+        request: StoredRequest {
+            method: "POST".into(),
+            path: "/".into(),
+            headers: vec![("content-type".into(), "video/x-y4m".into())],
+        },
+        payload: None,
+        body_bytes: 0,
+        max_attempts: 3,
+        result: None,
+    };
+    let id = format!("inv-{i:08}");
+    EventRecord::invocation(id, "transcode".into(), None, detail, 0, i as i64)
 }
 
 fn benches(c: &mut Criterion) {

@@ -26,9 +26,7 @@ use tokio::sync::Notify;
 use crate::events::Events;
 use crate::events::buckets::ObjectError;
 use crate::invocation::RequestBody;
-use crate::model::{
-    EventRecord, EventStatus, INVOCATION_EVENT, InvocationDetail, LaneStats, StoredRequest, now_ms,
-};
+use crate::model::{EventRecord, InvocationDetail, LaneStats, StoredRequest, now_ms};
 use crate::routing::Deployment;
 use crate::store::StoreError;
 
@@ -114,40 +112,20 @@ impl AsyncLane {
                 }
             }
         };
-        let now = now_ms();
-        let content_type = new
-            .request
-            .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-            .map(|(_, value)| value.clone());
-        let event = EventRecord {
-            id: id.clone(),
-            trigger_id: 0,
-            source: format!("/functions/{}", new.function),
-            function: new.function,
-            target: new.target,
-            event_type: INVOCATION_EVENT.to_string(),
-            subject: None,
-            bucket: None,
-            content_type,
-            size: body_bytes,
-            output_bucket: None,
-            hops: new.hops,
-            status: EventStatus::Pending,
-            attempts: 0,
-            next_attempt_ms: now,
-            last_error: None,
-            created_ms: now,
-            updated_ms: now,
-            invocation: Some(InvocationDetail {
+        let event = EventRecord::invocation(
+            id.clone(),
+            new.function,
+            new.target,
+            InvocationDetail {
                 request: new.request,
                 payload: payload.clone(),
                 body_bytes,
                 max_attempts: new.max_attempts,
                 result: None,
-            }),
-        };
+            },
+            new.hops,
+            now_ms(),
+        );
         if let Err(e) = self
             .events
             .registry

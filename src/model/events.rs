@@ -226,6 +226,45 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
+    /// A pending asynchronous invocation of `function` (`target`: the version or alias),
+    /// due at once, `hops` destinations down a chain.
+    pub fn invocation(
+        id: String,
+        function: String,
+        target: Option<String>,
+        detail: super::InvocationDetail,
+        hops: u32,
+        now_ms: i64,
+    ) -> Self {
+        let content_type = detail
+            .request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| value.clone());
+        Self {
+            id,
+            trigger_id: 0,
+            source: format!("/functions/{function}"),
+            function,
+            target,
+            event_type: super::INVOCATION_EVENT.to_string(),
+            subject: None,
+            bucket: None,
+            content_type,
+            size: detail.body_bytes,
+            output_bucket: None,
+            hops,
+            status: EventStatus::Pending,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            last_error: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            invocation: Some(detail),
+        }
+    }
+
     pub fn lane(&self) -> super::Lane {
         if self.invocation.is_some() {
             super::Lane::Invocations

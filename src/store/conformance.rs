@@ -1012,26 +1012,8 @@ pub(crate) fn invocations_have_their_own_lane_queue_limit_and_result(db: &dyn Me
         hops: 0,
     };
     assert_eq!(db.enqueue_object(&object, 1).unwrap().len(), 1);
-    let invocation = |id: &str, function: &str| EventRecord {
-        id: id.to_string(),
-        trigger_id: 0,
-        function: function.to_string(),
-        target: Some("latest".into()),
-        event_type: crate::model::INVOCATION_EVENT.into(),
-        source: format!("/functions/{function}"),
-        subject: None,
-        bucket: None,
-        content_type: Some("text/plain".into()),
-        size: 5,
-        output_bucket: None,
-        hops: 0,
-        status: EventStatus::Pending,
-        attempts: 0,
-        next_attempt_ms: 1,
-        last_error: None,
-        created_ms: 1,
-        updated_ms: 1,
-        invocation: Some(InvocationDetail {
+    let invocation = |id: &str, function: &str| {
+        let detail = InvocationDetail {
             request: StoredRequest {
                 method: "PUT".into(),
                 path: "/x?y=1".into(),
@@ -1041,7 +1023,9 @@ pub(crate) fn invocations_have_their_own_lane_queue_limit_and_result(db: &dyn Me
             body_bytes: 5,
             max_attempts: 3,
             result: None,
-        }),
+        };
+        let target = Some("latest".to_string());
+        EventRecord::invocation(id.into(), function.into(), target, detail, 0, 1)
     };
     db.enqueue_invocation(&invocation("inv-1", "f"), 2).unwrap();
     db.enqueue_invocation(&invocation("inv-2", "f"), 2).unwrap();
