@@ -77,10 +77,10 @@ pub async fn run(lane: Arc<AsyncLane>, mut stop: Stop) {
         for event in claimed {
             let lane = lane.clone();
             running.spawn(async move {
-                let id = event.id.clone();
+                // Given up however the attempt ends (a panic included), so its lease lapses
+                // and the invocation runs again rather than being renewed for ever.
+                let _in_hand = InHand(lane.clone(), event.id.clone());
                 attempt(&lane, event).await;
-                lane.events.in_hand.lock().unwrap().remove(&id);
-                lane.wake.notify_one();
             });
         }
         if !full {
@@ -102,6 +102,21 @@ pub async fn run(lane: Arc<AsyncLane>, mut stop: Stop) {
             "stopping asynchronous invocations still running; they will run again"
         );
         running.shutdown().await;
+    }
+}
+
+/// An invocation this node holds: its lease is renewed until this is dropped.
+struct InHand(Arc<AsyncLane>, String);
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        let lane = &self.0;
+        lane.events
+            .in_hand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
+        lane.wake.notify_one();
     }
 }
 
