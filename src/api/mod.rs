@@ -47,7 +47,7 @@ pub use routes::{HttpRouteList, HttpRouteView};
 pub use scaling::{PoolView, ScalingView, SetProvisioned};
 pub use teams::{
     AuditLog, CreateKey, CreateNamespace, KeyCreated, KeyList, KeyView, KvKeys, NamespaceList,
-    NamespaceUsage, NamespaceView, SetAccess,
+    NamespaceUsage, NamespaceView, SetAccess, WhoAmI,
 };
 pub use traffic::{
     AliasList, AliasRequest, AliasView, HistoryChange, HistoryPage, PromoteRequest, Promoted,

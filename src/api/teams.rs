@@ -135,3 +135,16 @@ pub struct KvKeys {
 pub struct AuditLog {
     pub entries: Vec<AuditEntry>,
 }
+
+/// `GET /v1/whoami`: the caller, so a client (the console) can show what it may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// `admin` (the host admin token) or `key:ID`.
+    pub actor: String,
+    /// The key's namespace (`None`: the host admin, in every namespace).
+    pub namespace: Option<String>,
+    /// The key's role (`None`: the host admin, who may do everything).
+    pub role: Option<crate::model::Role>,
+    /// Whether the caller may change things (deploy, traffic, retries) where it acts.
+    pub can_write: bool,
+}

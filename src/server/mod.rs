@@ -8,6 +8,7 @@
 mod admin;
 mod asynchronous;
 mod body;
+mod console;
 mod data_plane;
 mod error;
 mod shadow;

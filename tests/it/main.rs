@@ -12,6 +12,7 @@ mod admin_api;
 mod aliases;
 mod asynchronous;
 mod cli;
+mod console;
 mod crash;
 mod events;
 mod fleet;

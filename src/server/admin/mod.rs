@@ -39,6 +39,7 @@ use crate::model::{Action, AuditEntry, Principal, namespace_of};
 #[derive(Debug, PartialEq, Eq)]
 enum AdminRoute<'a> {
     Status,
+    WhoAmI,
     Nodes,
     ListFunctions,
     GetFunction(&'a str),
@@ -130,6 +131,7 @@ impl<'a> AdminRoute<'a> {
             | R::DeleteNamespace(_)
             | R::SetQuotas(_) => Need::Host,
             R::Status | R::ListFunctions | R::Usage | R::ListNamespaces | R::Audit => Need::Scoped,
+            R::WhoAmI => Need::Handler,
             R::RetryEvent(_) | R::GetInvocation(_) | R::RevokeKey(_) => Need::Handler,
             R::QueueInvocation(n) => Need::In(Action::Invoke, namespace_of(n)),
             R::GetNamespace(ns) | R::ListRoutes(ns) => Need::In(Action::Read, ns),
@@ -196,6 +198,10 @@ impl<'a> AdminRoute<'a> {
             },
             ["v1", "status"] => match *method {
                 Method::GET => Some(Self::Status),
+                _ => None,
+            },
+            ["v1", "whoami"] => match *method {
+                Method::GET => Some(Self::WhoAmI),
                 _ => None,
             },
             ["v1", "nodes"] => match *method {
@@ -415,6 +421,12 @@ pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Bod
     if let Some(response) = crate::server::probe(host, request.uri().path()) {
         return response;
     }
+    // The console's files are public (they hold no data); everything they show comes from
+    // the API below, with the credential the user signs in with.
+    if let Some(response) = super::console::serve(request.method(), request.uri().path()) {
+        discard(request.into_body()).await;
+        return response;
+    }
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -518,6 +530,7 @@ async fn dispatch(
     let actor = &principal.actor();
     match route {
         AdminRoute::Status => Ok(status(host)),
+        AdminRoute::WhoAmI => Ok(whoami(principal)),
         AdminRoute::Nodes => nodes(host).await,
         AdminRoute::ListFunctions => functions::list(host, principal, &request).await,
         AdminRoute::GetFunction(name) => functions::get(host, name).await,
@@ -616,6 +629,24 @@ fn listing_scope(
             Ok(Some(ns))
         }
     }
+}
+
+fn whoami(principal: &Principal) -> Response<Body> {
+    let (namespace, role) = match principal {
+        Principal::HostAdmin => (None, None),
+        Principal::Key {
+            namespace, role, ..
+        } => (Some(namespace.clone()), Some(*role)),
+    };
+    json(
+        StatusCode::OK,
+        &crate::api::WhoAmI {
+            actor: principal.actor(),
+            can_write: role.is_none_or(|role| role.allows(Action::Write)),
+            namespace,
+            role,
+        },
+    )
 }
 
 fn status(host: &App) -> Response<Body> {

@@ -3,9 +3,11 @@
 //! over HTTP with reqwest.
 
 mod balancer;
+mod browser;
 mod wasm;
 
 pub use balancer::Balancer;
+pub use browser::Browser;
 
 pub use wasm::{wasm, wasm_path};
 

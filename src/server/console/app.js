@@ -1,0 +1,256 @@
+// The fnhost console: plain JavaScript, no build step, no third-party code. Every read and
+// write is a call to the admin API with the credential the user signed in with (kept in
+// this tab's sessionStorage, sent as a bearer token). Text from the API is only ever put
+// into the page as text (textContent), never as HTML.
+"use strict";
+
+const TOKEN = "fnhost-token";
+const REFRESH_MS = 2000;
+let me = null;
+let timer = null;
+
+const $ = (id) => document.getElementById(id);
+
+/// An element with attributes and children (strings become text).
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/// One admin API call; JSON in and out. A 401 signs the user out.
+async function api(method, path, body) {
+  const headers = { authorization: "Bearer " + sessionStorage.getItem(TOKEN) };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+    credentials: "omit",
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : `${response.status} ${text}`;
+    if (response.status === 401) signOut(message);
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+function when(ms) {
+  return ms ? new Date(ms).toLocaleString() : "";
+}
+
+function label(version) {
+  return version === "latest" || version === "$LATEST" ? "$LATEST" : `v${version}`;
+}
+
+// --- signing in ----------------------------------------------------------------------
+
+async function signIn(token) {
+  sessionStorage.setItem(TOKEN, token);
+  me = await api("GET", "/v1/whoami");
+  $("who").textContent = me.role ? `${me.actor} (${me.role} of ${me.namespace})` : "host admin";
+  $("sign-in").hidden = true;
+  $("nav").hidden = false;
+  $("sign-out").hidden = false;
+  route();
+}
+
+function signOut(reason) {
+  sessionStorage.removeItem(TOKEN);
+  me = null;
+  clearTimeout(timer);
+  $("view").replaceChildren();
+  $("who").textContent = "";
+  $("nav").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = reason || "";
+  $("token").focus();
+}
+
+// --- pages -----------------------------------------------------------------------------
+
+/// Renders the page the location names, then again every REFRESH_MS while it stays.
+async function route() {
+  clearTimeout(timer);
+  if (!me) return;
+  const hash = location.hash || "#/";
+  const match = hash.match(/^#\/functions\/([^/]+)$/);
+  const page = match ? () => functionPage(decodeURIComponent(match[1])) : functionsPage;
+  try {
+    await page();
+  } catch (e) {
+    if (!me) return;
+    $("view").replaceChildren(el("p", { class: "error", role: "alert" }, e.message));
+  }
+  if (me && hash === (location.hash || "#/")) timer = setTimeout(route, REFRESH_MS);
+}
+
+let search = "";
+
+async function functionsPage() {
+  const [list, usage] = await Promise.all([
+    api("GET", "/v1/functions"),
+    api("GET", "/v1/usage?by=function&since=900").catch(() => ({ rows: [] })),
+  ]);
+  const byName = new Map(usage.rows.map((row) => [row.function, row]));
+  const view = $("view");
+  let input = $("search");
+  if (!input || !view.contains(input)) {
+    input = el("input", {
+      id: "search", type: "search", placeholder: "Search functions", "aria-label": "Search functions",
+      oninput: (e) => { search = e.target.value; renderRows(); },
+    });
+    input.value = search;
+    view.replaceChildren(
+      el("h1", {}, "Functions"),
+      input,
+      el("table", { id: "functions" },
+        el("thead", {}, el("tr", {},
+          el("th", { scope: "col" }, "Name"),
+          el("th", { scope: "col", class: "wide" }, "Namespace"),
+          el("th", { scope: "col", class: "num" }, "Versions"),
+          el("th", { scope: "col", class: "num" }, "Requests (15 min)"),
+          el("th", { scope: "col", class: "num" }, "Errors"),
+          el("th", { scope: "col", class: "wide" }, "$LATEST updated"))),
+        el("tbody", { id: "function-rows" })));
+  }
+  function renderRows() {
+    const wanted = search.trim().toLowerCase();
+    const rows = list.functions
+      .filter((f) => !wanted || f.name.toLowerCase().includes(wanted))
+      .slice(0, 500)
+      .map((f) => {
+        const used = byName.get(f.name) || { invocations: 0, errors: 0 };
+        return el("tr", { "data-function": f.name },
+          el("td", {}, el("a", { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
+          el("td", { class: "wide" }, f.namespace),
+          el("td", { class: "num" }, f.version_count),
+          el("td", { class: "num" }, used.invocations),
+          el("td", { class: "num" }, used.errors),
+          el("td", { class: "wide" }, when(f.latest.updated_at_ms)));
+      });
+    $("function-rows").replaceChildren(...rows);
+  }
+  renderRows();
+}
+
+/// A bar per alias showing its split, each part labelled with its version and share.
+function splitBar(alias) {
+  const bar = el("div", { class: "split", role: "img", "aria-label": `${alias.name} split` });
+  for (const r of alias.routes) {
+    if (r.percent <= 0) continue;
+    bar.append(el("span", { style: null, "data-version": String(r.version), title: `${label(r.version)} ${r.percent}%` },
+      `${label(r.version)} ${r.percent}%`));
+  }
+  // Widths set through the CSS object model, which the style-src policy allows.
+  [...bar.children].forEach((span, i) => {
+    span.style.width = `${alias.routes.filter((r) => r.percent > 0)[i].percent}%`;
+  });
+  return bar;
+}
+
+async function functionPage(name) {
+  const f = await api("GET", `/v1/functions/${encodeURIComponent(name)}`);
+  const view = $("view");
+  const write = me.can_write;
+  const defaultAlias = f.aliases.find((a) => a.name === "$DEFAULT");
+  const latest = defaultAlias && defaultAlias.latest_percent !== undefined ? defaultAlias.latest_percent : 0;
+  const status = el("p", { id: "action-status", role: "status", class: "muted" });
+  const act = async (what, call) => {
+    status.textContent = `${what}...`;
+    try {
+      await call();
+      status.textContent = `${what}: done`;
+      await route();
+    } catch (e) {
+      status.textContent = `${what}: ${e.message}`;
+      status.className = "error";
+    }
+  };
+  const existing = $("latest-percent");
+  const editing = existing && document.activeElement === existing;
+  const slider = el("input", {
+    id: "latest-percent", type: "range", min: 0, max: 100, step: 1,
+    "aria-label": "Share of $DEFAULT traffic to $LATEST, percent",
+  });
+  slider.value = editing ? existing.value : String(latest);
+  const shown = el("output", { id: "latest-percent-value", for: "latest-percent" }, `${slider.value}%`);
+  slider.addEventListener("input", () => { shown.textContent = `${slider.value}%`; });
+  const controls = write
+    ? el("div", { class: "controls" },
+        el("label", { for: "latest-percent" }, "$LATEST share"), slider, shown,
+        el("button", { id: "apply-traffic", type: "button",
+          onclick: () => act("Traffic", () => api("PUT", `/v1/functions/${encodeURIComponent(name)}/traffic`, { latest_percent: Number(slider.value) })) }, "Apply"),
+        el("button", { id: "rollback", type: "button", class: "danger",
+          onclick: () => act("Rollback", () => api("PUT", `/v1/functions/${encodeURIComponent(name)}/traffic`, { latest_percent: 0 })) }, "Roll back"),
+        el("button", { id: "promote", type: "button", class: "secondary",
+          onclick: () => act("Promote", () => api("POST", `/v1/functions/${encodeURIComponent(name)}/promote`, {})) }, "Promote $LATEST"))
+    : el("p", { class: "muted", id: "read-only" }, "Read only: your key may not change this function.");
+  if (editing) return; // do not redraw under a user moving the slider
+  const config = f.latest.config;
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/" }, "Functions"), " / ", name),
+    el("h1", {}, name),
+    el("h2", {}, "Traffic"),
+    ...f.aliases.map((a) => el("div", { class: "card", "data-alias": a.name },
+      el("strong", {}, a.name), a.sticky_header ? el("span", { class: "muted" }, ` sticky by ${a.sticky_header}`) : null,
+      splitBar(a))),
+    controls,
+    status,
+    el("h2", {}, "Versions"),
+    el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col" }, "Version"), el("th", { scope: "col", class: "wide" }, "Digest"),
+        el("th", { scope: "col" }, "Description"), el("th", { scope: "col", class: "wide" }, "Published"))),
+      el("tbody", {},
+        el("tr", {}, el("td", {}, "$LATEST"), el("td", { class: "wide" }, f.latest.digest.slice(0, 19)),
+          el("td", {}, ""), el("td", { class: "wide" }, when(f.latest.updated_at_ms))),
+        ...f.versions.slice().reverse().map((v) => el("tr", {},
+          el("td", {}, `v${v.version}`), el("td", { class: "wide" }, v.digest.slice(0, 19)),
+          el("td", {}, v.description), el("td", { class: "wide" }, when(v.created_at_ms)))))),
+    el("h2", {}, "$LATEST config"),
+    el("table", {}, el("tbody", {},
+      ...[["memory", `${config.memory_mb} MiB`], ["timeout", `${config.timeout_ms} ms`],
+        ["max concurrency", config.max_concurrency], ["access", f.access]]
+        .map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, v))))));
+}
+
+// --- start -----------------------------------------------------------------------------
+
+window.addEventListener("hashchange", route);
+$("sign-out").addEventListener("click", () => signOut(""));
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  $("token").value = "";
+  try {
+    await signIn(token);
+  } catch (e) {
+    signOut(e.status === 401 ? "That key or token was not accepted." : e.message);
+  }
+});
+if (sessionStorage.getItem(TOKEN)) {
+  signIn(sessionStorage.getItem(TOKEN)).catch((e) => signOut(e.message));
+} else {
+  signOut("");
+}

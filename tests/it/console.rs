@@ -1,0 +1,158 @@
+//! The web console in a real browser (headless Chromium over WebDriver): signing in, a
+//! function deployed with the CLI appearing, traffic shifted and rolled back in the console
+//! with the data plane following, and a viewer key seeing no write controls. With
+//! `FNHOST_CONSOLE_SCREENSHOTS=DIR` it saves screenshots of the pages it visits there (the
+//! README's come from `docs/console/`).
+
+use std::time::Duration;
+
+use crate::common::{Browser, TestHost, eventually};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn shot(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("FNHOST_CONSOLE_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = std::path::Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(file, browser.screenshot().await).unwrap();
+    }
+}
+
+/// What the data plane's `$DEFAULT` of `shop` answers, over `n` calls: (from v1, from
+/// `$LATEST`).
+async fn split(host: &TestHost, n: usize) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for _ in 0..n {
+        let (status, version, _) = host.call_text("/shop/").await;
+        assert_eq!(status, 200);
+        if version == "1" {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("shop", "hostile", "env=VARIANT%3Dold").await;
+    assert_eq!(host.publish("shop").await.0, 201);
+    host.deploy("shop", "hostile", "env=VARIANT%3Dnew").await;
+    let console = format!("{}/console/", host.admin_url);
+
+    // The files are served with a strict policy; a wrong token is refused on the page.
+    let page = host.http.get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+
+    let browser = Browser::start().await;
+    browser.goto(&console).await;
+    browser.type_into("#token", "not-a-token").await;
+    browser.click("#sign-in-form button").await;
+    eventually(Duration::from_secs(10), "a refusal", || async {
+        let text = browser.text("#sign-in-error").await;
+        (!text.contains("not accepted")).then_some(text)
+    })
+    .await;
+    shot(&browser, "sign-in").await;
+
+    // Signed in: the function list, and a function deployed meanwhile with the CLI appears.
+    browser.type_into("#token", &host.token).await;
+    browser.click("#sign-in-form button").await;
+    browser
+        .wait_for("tr[data-function='shop']", Duration::from_secs(10))
+        .await;
+    assert!(browser.text("#who").await.contains("host admin"));
+    let wasm = crate::common::wasm_path("hello");
+    let out = host.fnhost(&["deploy", "fresh", wasm.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    browser
+        .wait_for("tr[data-function='fresh']", Duration::from_secs(10))
+        .await;
+    shot(&browser, "functions").await;
+
+    // The search narrows the list.
+    browser.type_into("#search", "fre").await;
+    eventually(Duration::from_secs(5), "the search to apply", || async {
+        let shop_shown = browser.exists("tr[data-function='shop']").await;
+        shop_shown.then(|| "shop still listed".to_string())
+    })
+    .await;
+
+    // Traffic: all of $DEFAULT to $LATEST in the console, and the data plane follows.
+    browser.goto(&format!("{console}#/functions/shop")).await;
+    browser
+        .wait_for("#latest-percent", Duration::from_secs(10))
+        .await;
+    assert_eq!(split(&host, 20).await, (20, 0));
+    browser
+        .script(
+            "const s = document.getElementById('latest-percent'); s.value = '100'; \
+             s.dispatchEvent(new Event('input'));",
+            json!([]),
+        )
+        .await;
+    browser.click("#apply-traffic").await;
+    eventually(
+        Duration::from_secs(10),
+        "all traffic on $LATEST",
+        || async {
+            let (old, new) = split(&host, 20).await;
+            (old != 0).then(|| format!("{old} old, {new} new"))
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the split drawn", || async {
+        let bar = browser.text("[data-alias='$DEFAULT'] .split").await;
+        (!bar.contains("$LATEST 100%")).then_some(bar)
+    })
+    .await;
+    shot(&browser, "function").await;
+    // The change went through the admin API, under the admin's name.
+    let (_, history) = host.get_json("/v1/functions/shop/history").await;
+    assert_eq!(history["changes"][0]["actor"], "admin", "{history}");
+
+    // Roll back in one click.
+    browser.click("#rollback").await;
+    eventually(Duration::from_secs(10), "traffic back on v1", || async {
+        let (old, new) = split(&host, 20).await;
+        (new != 0).then(|| format!("{old} old, {new} new"))
+    })
+    .await;
+    browser.quit().await;
+
+    // A viewer key sees the same pages without a single write control.
+    let created: Value = host
+        .admin(Method::POST, "/v1/namespaces/default/keys")
+        .json(&json!({"role": "viewer", "description": "console test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"));
+    let viewer = Browser::start().await;
+    viewer.goto(&format!("{console}#/functions/shop")).await;
+    viewer.type_into("#token", secret).await;
+    viewer.click("#sign-in-form button").await;
+    viewer.wait_for("#read-only", Duration::from_secs(10)).await;
+    assert!(viewer.text("#who").await.contains("viewer"));
+    for control in ["#apply-traffic", "#rollback", "#promote", "#latest-percent"] {
+        assert!(!viewer.exists(control).await, "a viewer sees {control}");
+    }
+    viewer.quit().await;
+}
