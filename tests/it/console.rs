@@ -98,7 +98,7 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
     assert_eq!(split(&host, 20).await, (20, 0));
     browser
         .script(
-            "const s = document.getElementById('latest-percent'); s.value = '100'; \
+            "const s = document.getElementById('latest-percent'); s.focus(); s.value = '100'; \
              s.dispatchEvent(new Event('input'));",
             json!([]),
         )
@@ -155,4 +155,114 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
         assert!(!viewer.exists(control).await, "a viewer sees {control}");
     }
     viewer.quit().await;
+}
+
+/// Calls `path` on the data plane until `stop` is set, so a rollout has traffic to judge.
+fn traffic(
+    host: &TestHost,
+    path: &str,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (http, url, flag) = (
+        host.http.clone(),
+        format!("{}{path}", host.data_url),
+        stop.clone(),
+    );
+    let task = tokio::spawn(async move {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = http.get(&url).send().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn the_console_watches_a_rollout_roll_back_and_retries_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    // v1 is healthy; the candidate fails every request.
+    host.deploy("cart", "hostile", "").await;
+    assert_eq!(host.publish("cart").await.0, 201);
+    host.deploy_hostile("cart", json!({"env": {"FAIL_PERCENT": "100"}}))
+        .await;
+    let console = format!("{}/console/", host.admin_url);
+    let browser = Browser::start().await;
+    browser.goto(&format!("{console}#/functions/cart")).await;
+    browser.type_into("#token", &host.token).await;
+    browser.click("#sign-in-form button").await;
+
+    // Started from the console's form, judged on live traffic, rolled back, shown live.
+    browser
+        .wait_for("#rollout-form", Duration::from_secs(10))
+        .await;
+    browser
+        .script(
+            "document.getElementById('rollout-steps').focus();\
+             document.getElementById('rollout-steps').value = '50, 100';\
+             document.getElementById('rollout-interval').value = '1';\
+             document.getElementById('rollout-min-requests').value = '5';",
+            json!([]),
+        )
+        .await;
+    let (stop, task) = traffic(&host, "/cart/");
+    browser.click("#rollout-start").await;
+    eventually(Duration::from_secs(30), "the rollback shown", || async {
+        let phase = browser.text("#rollout-phase").await;
+        let page = browser.text("#view").await;
+        (phase != "rolled back").then(|| format!("phase {phase:?}; the page: {page}"))
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    task.await.unwrap();
+    assert!(browser.exists("#judgments tr[data-passed='false']").await);
+    shot(&browser, "rollout").await;
+    let (_, rollout) = host.get_json("/v1/functions/cart/rollout").await;
+    assert_eq!(rollout["phase"], "rolled_back", "{rollout}");
+    let (status, version, _) = host.call_text("/cart/").await;
+    assert_eq!((status, version.as_str()), (200, "1"));
+
+    // A dead-lettered invocation is listed and retried from the console.
+    host.deploy_hostile(
+        "broken",
+        json!({"env": {"FAIL_PERCENT": "100"}, "async": {"retries": 0}}),
+    )
+    .await;
+    let queued: Value = host
+        .http
+        .post(format!("{}/broken/", host.data_url))
+        .header("fnhost-invocation", "async")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = queued["id"].as_str().unwrap().to_string();
+    eventually(Duration::from_secs(20), "dead-lettered", || async {
+        let (_, found) = host.get_json(&format!("/v1/invocations/{id}")).await;
+        (found["status"] != "failed").then(|| found.to_string())
+    })
+    .await;
+    let fixed = host
+        .admin(Method::PATCH, "/v1/functions/broken/config")
+        .json(&json!({"env": {"FAIL_PERCENT": "0"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fixed.status(), 200);
+    browser.goto(&format!("{console}#/functions/broken")).await;
+    let row = format!("tr[data-dead-letter='{id}'] button.retry");
+    browser.wait_for(&row, Duration::from_secs(10)).await;
+    shot(&browser, "dead-letters").await;
+    browser.click(&row).await;
+    eventually(Duration::from_secs(20), "the retry delivered", || async {
+        let (_, found) = host.get_json(&format!("/v1/invocations/{id}")).await;
+        (found["status"] != "delivered").then(|| found.to_string())
+    })
+    .await;
+    browser.quit().await;
 }

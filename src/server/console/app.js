@@ -169,8 +169,115 @@ function splitBar(alias) {
   return bar;
 }
 
+/// The function's rollout, or null when it never had one.
+async function rolloutOf(name) {
+  try {
+    return await api("GET", `/v1/functions/${encodeURIComponent(name)}/rollout`);
+  } catch (e) {
+    if (e.status === 404) return null;
+    throw e;
+  }
+}
+
+function percentList(text) {
+  return text.split(",").map((p) => Number(p.trim())).filter((p) => !Number.isNaN(p));
+}
+
+/// The release panel: the rollout's phase, steps and every step's judgment, live, with
+/// pause/resume/abort; or a form to start one.
+function releasePanel(name, rollout, act) {
+  const base = `/v1/functions/${encodeURIComponent(name)}/rollout`;
+  const write = me.can_write;
+  const panel = el("div", { id: "release", class: "card" });
+  const active = rollout && (rollout.phase === "running" || rollout.phase === "paused");
+  if (rollout) {
+    const steps = rollout.spec.steps_bp.map((bp) => `${bp / 100}%`).join(" → ");
+    panel.append(
+      el("p", {}, el("strong", {}, "Rollout "), el("span", { id: "rollout-phase", "data-phase": rollout.phase }, rollout.phase.replace("_", " ")),
+        ` of ${label(rollout.spec.candidate)} over ${label(rollout.spec.stable)} through ${rollout.spec.alias}: `,
+        `${rollout.current_percent}% now, steps ${steps}`),
+      el("p", { id: "rollout-reason", class: "muted" }, rollout.reason),
+      el("table", { id: "judgments" },
+        el("thead", {}, el("tr", {},
+          el("th", { scope: "col" }, "Judged"), el("th", { scope: "col", class: "num" }, "Step"),
+          el("th", { scope: "col", class: "num" }, "Candidate req / err / p99"),
+          el("th", { scope: "col", class: "num wide" }, "Stable req / err / p99"),
+          el("th", { scope: "col" }, "Verdict"))),
+        el("tbody", {}, ...rollout.judgments.map((j) => el("tr", { "data-passed": String(j.passed) },
+          el("td", {}, when(j.at_ms)), el("td", { class: "num" }, `${j.step_percent}%`),
+          el("td", { class: "num" }, observed(j.candidate)), el("td", { class: "num wide" }, observed(j.stable)),
+          el("td", {}, j.passed ? "passed" : `failed: ${j.reason}`))))));
+    if (rollout.observing) {
+      panel.append(el("p", { class: "muted" }, `This step so far (${Math.round(rollout.observing.elapsed_ms / 1000)} s): candidate ${observed(rollout.observing.candidate)}, stable ${observed(rollout.observing.stable)}`));
+    }
+    if (write && active) {
+      panel.append(el("div", { class: "controls" },
+        rollout.phase === "running"
+          ? el("button", { id: "rollout-pause", type: "button", class: "secondary", onclick: () => act("Pause", () => api("POST", `${base}/pause`, {})) }, "Pause")
+          : el("button", { id: "rollout-resume", type: "button", class: "secondary", onclick: () => act("Resume", () => api("POST", `${base}/resume`, {})) }, "Resume"),
+        el("button", { id: "rollout-abort", type: "button", class: "danger", onclick: () => act("Abort", () => api("POST", `${base}/abort`, {})) }, "Abort")));
+    }
+  } else {
+    panel.append(el("p", { class: "muted" }, "No rollout yet."));
+  }
+  if (write && !active) {
+    const field = (id, text, value) => [el("label", { for: id }, text), el("input", { id, value, size: 14 })];
+    panel.append(el("form", { id: "rollout-form", onsubmit: (event) => {
+      event.preventDefault();
+      const body = {
+        to: "latest",
+        steps: percentList($("rollout-steps").value),
+        interval_ms: Math.round(Number($("rollout-interval").value) * 1000),
+        max_error_rate_percent: Number($("rollout-max-errors").value),
+        max_p99_ms: Number($("rollout-max-p99").value),
+        min_requests: Number($("rollout-min-requests").value),
+      };
+      act("Rollout", () => api("POST", base, body));
+    } },
+      el("strong", {}, "Roll out $LATEST through $DEFAULT"),
+      el("div", { class: "controls" },
+        ...field("rollout-steps", "Steps (%)", "1, 5, 25, 50, 100"),
+        ...field("rollout-interval", "Each step (s)", "30"),
+        ...field("rollout-max-errors", "Max errors (%)", "1"),
+        ...field("rollout-max-p99", "Max p99 (ms)", "1000"),
+        ...field("rollout-min-requests", "Min requests", "100")),
+      el("button", { id: "rollout-start", type: "submit" }, "Start rollout")));
+  }
+  return panel;
+}
+
+function observed(o) {
+  const p99 = o.p99_ms === null || o.p99_ms === undefined ? "-" : `${o.p99_ms.toFixed(1)} ms`;
+  return `${o.requests} / ${o.errors} / ${p99}`;
+}
+
+/// Dead letters of the function's triggers and asynchronous invocations, each with a retry.
+function deadLetters(name, events, invocations, act) {
+  const rows = [
+    ...events.map((e) => ({ id: e.id, kind: e.event_type, what: e.subject || "", error: e.last_error, path: "events" })),
+    ...invocations.map((i) => ({ id: i.id, kind: "invocation", what: `${i.method} ${i.path}`, error: i.last_error, path: "invocations" })),
+  ];
+  if (rows.length === 0) return el("p", { id: "dead-letters", class: "muted" }, "None.");
+  return el("table", { id: "dead-letters" },
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col" }, "Id"), el("th", { scope: "col", class: "wide" }, "Kind"),
+      el("th", { scope: "col" }, "What"), el("th", { scope: "col" }, "Last error"), el("th", { scope: "col" }, ""))),
+    el("tbody", {}, ...rows.map((r) => el("tr", { "data-dead-letter": r.id },
+      el("td", {}, r.id), el("td", { class: "wide" }, r.kind), el("td", {}, r.what), el("td", {}, r.error || ""),
+      el("td", {}, me.can_write
+        ? el("button", { type: "button", class: "secondary retry", "aria-label": `Retry ${r.id}`,
+            onclick: () => act("Retry", () => api("POST", `/v1/${r.path}/${encodeURIComponent(r.id)}/retry`, {})) }, "Retry")
+        : null)))));
+}
+
 async function functionPage(name) {
-  const f = await api("GET", `/v1/functions/${encodeURIComponent(name)}`);
+  const quoted = encodeURIComponent(name);
+  const [f, rollout, failedEvents, failedInvocations] = await Promise.all([
+    api("GET", `/v1/functions/${quoted}`),
+    rolloutOf(name),
+    api("GET", `/v1/functions/${quoted}/events?status=failed&limit=50`),
+    api("GET", `/v1/functions/${quoted}/invocations?status=failed&limit=50`),
+  ]);
   const view = $("view");
   const write = me.can_write;
   const defaultAlias = f.aliases.find((a) => a.name === "$DEFAULT");
@@ -188,7 +295,9 @@ async function functionPage(name) {
     }
   };
   const existing = $("latest-percent");
-  const editing = existing && document.activeElement === existing;
+  // Do not redraw under a user moving the slider or typing in a field.
+  const focused = document.activeElement;
+  const editing = focused && focused.tagName === "INPUT" && $("view").contains(focused);
   const slider = el("input", {
     id: "latest-percent", type: "range", min: 0, max: 100, step: 1,
     "aria-label": "Share of $DEFAULT traffic to $LATEST, percent",
@@ -206,7 +315,7 @@ async function functionPage(name) {
         el("button", { id: "promote", type: "button", class: "secondary",
           onclick: () => act("Promote", () => api("POST", `/v1/functions/${encodeURIComponent(name)}/promote`, {})) }, "Promote $LATEST"))
     : el("p", { class: "muted", id: "read-only" }, "Read only: your key may not change this function.");
-  if (editing) return; // do not redraw under a user moving the slider
+  if (editing) return;
   const config = f.latest.config;
   view.replaceChildren(
     el("p", {}, el("a", { href: "#/" }, "Functions"), " / ", name),
@@ -217,6 +326,10 @@ async function functionPage(name) {
       splitBar(a))),
     controls,
     status,
+    el("h2", {}, "Release"),
+    releasePanel(name, rollout, act),
+    el("h2", {}, "Dead letters"),
+    deadLetters(name, failedEvents.events, failedInvocations.invocations, act),
     el("h2", {}, "Versions"),
     el("table", {},
       el("thead", {}, el("tr", {},
