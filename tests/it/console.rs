@@ -118,7 +118,6 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
         (!bar.contains("$LATEST 100%")).then_some(bar)
     })
     .await;
-    shot(&browser, "function").await;
     // The change went through the admin API, under the admin's name.
     let (_, history) = host.get_json("/v1/functions/shop/history").await;
     assert_eq!(history["changes"][0]["actor"], "admin", "{history}");
@@ -130,6 +129,36 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
         (new != 0).then(|| format!("{old} old, {new} new"))
     })
     .await;
+
+    // Usage per minute (drawn once the host has metered the requests above), and what the
+    // function printed, as it comes.
+    eventually(Duration::from_secs(20), "usage drawn", || async {
+        let caption = browser
+            .text("#usage figure[data-series='invocations'] figcaption")
+            .await;
+        (!caption.starts_with("Requests / min: ") || caption.contains(": 0 in all"))
+            .then_some(caption)
+    })
+    .await;
+    let (status, _, _) = host.call_text("/shop/flood?kib=1").await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(10), "the log line shown", || async {
+        let logs = browser.text("#logs").await;
+        (!logs.contains("xxxx")).then(|| format!("logs: {logs:.200}"))
+    })
+    .await;
+    assert!(browser.exists("#pools").await);
+    shot(&browser, "function").await;
+
+    // The node, and the namespaces with their keys (the host admin manages every one).
+    browser.goto(&format!("{console}#/nodes")).await;
+    browser
+        .wait_for("#nodes tr[data-node]", Duration::from_secs(10))
+        .await;
+    browser.goto(&format!("{console}#/namespaces")).await;
+    browser
+        .wait_for("[data-namespace='default']", Duration::from_secs(10))
+        .await;
     browser.quit().await;
 
     // A viewer key sees the same pages without a single write control.

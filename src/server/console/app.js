@@ -70,6 +70,7 @@ async function signIn(token) {
   $("who").textContent = me.role ? `${me.actor} (${me.role} of ${me.namespace})` : "host admin";
   $("sign-in").hidden = true;
   $("nav").hidden = false;
+  $("nav-nodes").hidden = me.role !== null;
   $("sign-out").hidden = false;
   route();
 }
@@ -95,7 +96,10 @@ async function route() {
   if (!me) return;
   const hash = location.hash || "#/";
   const match = hash.match(/^#\/functions\/([^/]+)$/);
-  const page = match ? () => functionPage(decodeURIComponent(match[1])) : functionsPage;
+  const page = match ? () => functionPage(decodeURIComponent(match[1]))
+    : hash === "#/nodes" ? nodesPage
+    : hash === "#/namespaces" ? namespacesPage
+    : functionsPage;
   try {
     await page();
   } catch (e) {
@@ -106,19 +110,59 @@ async function route() {
 }
 
 let search = "";
+let page = 0;
+const PAGE = 100;
+const SVG = "http://www.w3.org/2000/svg";
+
+/// A small line chart of `values` (oldest first), labelled for screen readers.
+function sparkline(values, label, color = "#2456d6", width = 120, height = 28) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  svg.setAttribute("class", "spark");
+  const max = Math.max(1, ...values);
+  const step = values.length > 1 ? width / (values.length - 1) : width;
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", points.join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", color);
+  line.setAttribute("stroke-width", "1.5");
+  svg.append(line);
+  return svg;
+}
+
+/// Per-minute values of `field` over the last `minutes` minutes, from usage rows of one
+/// function grouped by minute (minutes with no row are 0).
+function perMinute(rows, field, minutes) {
+  const now = Math.floor(Date.now() / 60000);
+  const values = new Array(minutes).fill(0);
+  for (const row of rows) {
+    const i = minutes - 1 - (now - row.minute);
+    if (i >= 0 && i < minutes) values[i] += row[field] || 0;
+  }
+  return values;
+}
 
 async function functionsPage() {
   const [list, usage] = await Promise.all([
     api("GET", "/v1/functions"),
-    api("GET", "/v1/usage?by=function&since=900").catch(() => ({ rows: [] })),
+    api("GET", "/v1/usage?by=minute&since=900").catch(() => ({ rows: [] })),
   ]);
-  const byName = new Map(usage.rows.map((row) => [row.function, row]));
+  const byName = new Map();
+  for (const row of usage.rows) {
+    if (!byName.has(row.function)) byName.set(row.function, []);
+    byName.get(row.function).push(row);
+  }
   const view = $("view");
   let input = $("search");
   if (!input || !view.contains(input)) {
     input = el("input", {
       id: "search", type: "search", placeholder: "Search functions", "aria-label": "Search functions",
-      oninput: (e) => { search = e.target.value; renderRows(); },
+      oninput: (e) => { search = e.target.value; page = 0; renderRows(); },
     });
     input.value = search;
     view.replaceChildren(
@@ -130,26 +174,39 @@ async function functionsPage() {
           el("th", { scope: "col", class: "wide" }, "Namespace"),
           el("th", { scope: "col", class: "num" }, "Versions"),
           el("th", { scope: "col", class: "num" }, "Requests (15 min)"),
+          el("th", { scope: "col", class: "wide" }, "Per minute"),
           el("th", { scope: "col", class: "num" }, "Errors"),
           el("th", { scope: "col", class: "wide" }, "$LATEST updated"))),
-        el("tbody", { id: "function-rows" })));
+        el("tbody", { id: "function-rows" })),
+      el("div", { class: "controls" },
+        el("button", { id: "page-prev", type: "button", class: "secondary", onclick: () => { page -= 1; renderRows(); } }, "Previous"),
+        el("span", { id: "page-info", class: "muted" }),
+        el("button", { id: "page-next", type: "button", class: "secondary", onclick: () => { page += 1; renderRows(); } }, "Next")));
   }
   function renderRows() {
     const wanted = search.trim().toLowerCase();
-    const rows = list.functions
-      .filter((f) => !wanted || f.name.toLowerCase().includes(wanted))
-      .slice(0, 500)
+    const matching = list.functions.filter((f) => !wanted || f.name.toLowerCase().includes(wanted));
+    const pages = Math.max(1, Math.ceil(matching.length / PAGE));
+    page = Math.min(Math.max(page, 0), pages - 1);
+    const rows = matching
+      .slice(page * PAGE, (page + 1) * PAGE)
       .map((f) => {
-        const used = byName.get(f.name) || { invocations: 0, errors: 0 };
+        const minutes = byName.get(f.name) || [];
+        const requests = perMinute(minutes, "invocations", 15);
+        const errors = perMinute(minutes, "errors", 15).reduce((a, b) => a + b, 0);
         return el("tr", { "data-function": f.name },
           el("td", {}, el("a", { href: `#/functions/${encodeURIComponent(f.name)}` }, f.name)),
           el("td", { class: "wide" }, f.namespace),
           el("td", { class: "num" }, f.version_count),
-          el("td", { class: "num" }, used.invocations),
-          el("td", { class: "num" }, used.errors),
+          el("td", { class: "num" }, requests.reduce((a, b) => a + b, 0)),
+          el("td", { class: "wide" }, sparkline(requests, `${f.name}: requests per minute, last 15 minutes`)),
+          el("td", { class: errors ? "num error" : "num" }, errors),
           el("td", { class: "wide" }, when(f.latest.updated_at_ms)));
       });
     $("function-rows").replaceChildren(...rows);
+    $("page-info").textContent = `${matching.length} functions, page ${page + 1} of ${pages}`;
+    $("page-prev").disabled = page === 0;
+    $("page-next").disabled = page >= pages - 1;
   }
   renderRows();
 }
@@ -272,12 +329,15 @@ function deadLetters(name, events, invocations, act) {
 
 async function functionPage(name) {
   const quoted = encodeURIComponent(name);
-  const [f, rollout, failedEvents, failedInvocations] = await Promise.all([
+  const [f, rollout, failedEvents, failedInvocations, usage, scaling] = await Promise.all([
     api("GET", `/v1/functions/${quoted}`),
     rolloutOf(name),
     api("GET", `/v1/functions/${quoted}/events?status=failed&limit=50`),
     api("GET", `/v1/functions/${quoted}/invocations?status=failed&limit=50`),
+    api("GET", `/v1/usage?function=${quoted}&by=minute&since=3600`),
+    api("GET", `/v1/functions/${quoted}/scaling`),
   ]);
+  const lines = await tail(name);
   const view = $("view");
   const write = me.can_write;
   const defaultAlias = f.aliases.find((a) => a.name === "$DEFAULT");
@@ -326,10 +386,16 @@ async function functionPage(name) {
       splitBar(a))),
     controls,
     status,
+    el("h2", {}, "Usage, last hour"),
+    usageCharts(name, usage.rows),
     el("h2", {}, "Release"),
     releasePanel(name, rollout, act),
     el("h2", {}, "Dead letters"),
     deadLetters(name, failedEvents.events, failedInvocations.invocations, act),
+    el("h2", {}, "Warm instances"),
+    poolsPanel(name, scaling, act),
+    el("h2", {}, "Logs"),
+    logsPanel(lines),
     el("h2", {}, "Versions"),
     el("table", {},
       el("thead", {}, el("tr", {},
@@ -348,7 +414,118 @@ async function functionPage(name) {
         .map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, v))))));
 }
 
+/// Small multiples of the function's per-minute usage.
+function usageCharts(name, rows) {
+  const series = [
+    ["invocations", "Requests / min", "#2456d6"],
+    ["errors", "Errors / min", "#b3261e"],
+    ["p50_ms", "p50 (ms)", "#1d7a3a"],
+    ["p99_ms", "p99 (ms)", "#d9822b"],
+    ["gb_seconds", "GB-s / min", "#5c6475"],
+    ["cold_starts", "Cold starts / min", "#7b3fb3"],
+  ];
+  return el("div", { id: "usage", class: "charts" }, ...series.map(([field, title, color]) => {
+    const values = perMinute(rows, field, 60);
+    const last = values[values.length - 1];
+    const total = field.endsWith("_ms") ? `${(last || 0).toFixed(1)} now` : `${values.reduce((a, b) => a + b, 0).toFixed(field === "gb_seconds" ? 3 : 0)} in all`;
+    return el("figure", { "data-series": field },
+      sparkline(values, `${name}: ${title}, last hour`, color, 200, 40),
+      el("figcaption", {}, `${title}: ${total}`));
+  }));
+}
+
+let logs = { name: null, after: 0, lines: [] };
+
+/// The function's newest log lines: fetched after the last one seen, so each refresh
+/// brings only what is new (the 2 s refresh is the follow).
+async function tail(name) {
+  if (logs.name !== name) logs = { name, after: 0, lines: [] };
+  for (;;) {
+    const page = await api("GET", `/v1/functions/${encodeURIComponent(name)}/logs?after=${logs.after}&limit=200`);
+    logs.lines.push(...page.entries);
+    if (page.entries.length) logs.after = page.entries[page.entries.length - 1].seq;
+    if (page.entries.length < 200) break;
+  }
+  logs.lines = logs.lines.slice(-200);
+  return logs.lines;
+}
+
+function logsPanel(lines) {
+  if (!lines.length) return el("p", { id: "logs", class: "muted" }, "Nothing printed yet.");
+  return el("pre", { id: "logs", tabindex: "0", "aria-label": "Function logs, newest last" },
+    lines.map((l) => `${new Date(l.time_ms).toLocaleTimeString()} v${l.version} ${l.request_id}  ${l.text}`).join("\n"));
+}
+
+function poolsPanel(name, scaling, act) {
+  const table = el("table", { id: "pools" },
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col" }, "Version"), el("th", { scope: "col", class: "num" }, "Warm"),
+      el("th", { scope: "col", class: "num" }, "Target"), el("th", { scope: "col", class: "num" }, "Provisioned"),
+      el("th", { scope: "col", class: "num" }, "In flight"), el("th", { scope: "col", class: "num wide" }, "Idle"))),
+    el("tbody", {}, ...scaling.pools.map((p) => el("tr", {},
+      el("td", {}, label(p.version)), el("td", { class: "num" }, p.warm), el("td", { class: "num" }, p.target),
+      el("td", { class: "num" }, p.provisioned), el("td", { class: "num" }, p.in_flight),
+      el("td", { class: "num wide" }, `${Math.round(p.idle_ms / 1000)} s`)))));
+  const parts = [el("p", { class: "muted" }, `Provisioned for $DEFAULT: ${scaling.policy.provisioned}` + (scaling.nodes > 1 ? ` (this node holds its part, one of ${scaling.nodes})` : "")), table];
+  if (me.can_write) {
+    const input = el("input", { id: "provisioned", type: "number", min: 0, max: 1000, "aria-label": "Provisioned instances for $DEFAULT" });
+    input.value = String(scaling.policy.provisioned);
+    parts.push(el("div", { class: "controls" }, el("label", { for: "provisioned" }, "Provisioned"), input,
+      el("button", { id: "set-provisioned", type: "button", class: "secondary",
+        onclick: () => act("Provisioned", () => api("PUT", `/v1/functions/${encodeURIComponent(name)}/scaling`, { provisioned: Number(input.value) })) }, "Set")));
+  }
+  return el("div", {}, ...parts);
+}
+
+async function nodesPage() {
+  const list = await api("GET", "/v1/nodes");
+  $("view").replaceChildren(
+    el("h1", {}, list.fleet ? "Nodes of the fleet" : "Node"),
+    el("table", { id: "nodes" },
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col" }, "Id"), el("th", { scope: "col" }, "Data plane"), el("th", { scope: "col", class: "wide" }, "Version"),
+        el("th", { scope: "col", class: "wide" }, "Started"), el("th", { scope: "col", class: "num" }, "In flight"),
+        el("th", { scope: "col", class: "num" }, "Warm"), el("th", { scope: "col", class: "num" }, "Heartbeat"))),
+      el("tbody", {}, ...list.nodes.map((n) => el("tr", { "data-node": n.id },
+        el("td", {}, n.id + (list.rollout_driver === n.id ? " (rollout driver)" : "")), el("td", {}, n.data_address),
+        el("td", { class: "wide" }, n.version), el("td", { class: "wide" }, when(n.started_ms)),
+        el("td", { class: "num" }, n.in_flight), el("td", { class: "num" }, n.warm_instances),
+        el("td", { class: "num" }, `${((list.now_ms - n.heartbeat_ms) / 1000).toFixed(1)} s ago`))))));
+}
+
+async function namespacesPage() {
+  const list = await api("GET", "/v1/namespaces");
+  const view = [el("h1", {}, "Namespaces")];
+  const manage = (ns) => me.role === null || (me.role === "admin" && me.namespace === ns);
+  for (const ns of list.namespaces) {
+    const quotas = Object.entries(ns.quotas).filter(([, v]) => v !== null && v !== undefined)
+      .map(([k, v]) => `${k} ${v}`).join(", ") || "no quotas";
+    view.push(el("div", { class: "card", "data-namespace": ns.name },
+      el("strong", {}, ns.name),
+      el("p", { class: "muted" }, `${ns.usage.functions} functions, ${ns.usage.versions} versions; ${quotas}`)));
+    if (manage(ns.name)) {
+      const keys = await api("GET", `/v1/namespaces/${encodeURIComponent(ns.name)}/keys`);
+      view.push(el("table", { class: "keys" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Key"), el("th", { scope: "col" }, "Role"),
+          el("th", { scope: "col" }, "Description"), el("th", { scope: "col" }, "State"), el("th", { scope: "col" }, ""))),
+        el("tbody", {}, ...keys.keys.map((k) => el("tr", { "data-key": k.id },
+          el("td", {}, k.id), el("td", {}, k.role), el("td", {}, k.description), el("td", {}, k.state),
+          el("td", {}, k.state === "active" ? el("button", { type: "button", class: "danger revoke", "aria-label": `Revoke key ${k.id}`,
+            onclick: async () => { await api("DELETE", `/v1/keys/${encodeURIComponent(k.id)}`); route(); } }, "Revoke") : null))))));
+    }
+  }
+  $("view").replaceChildren(...view);
+}
+
 // --- start -----------------------------------------------------------------------------
+
+document.addEventListener("keydown", (event) => {
+  // "/" jumps to the function search, as on many consoles.
+  if (event.key === "/" && document.activeElement.tagName !== "INPUT" && $("search")) {
+    event.preventDefault();
+    $("search").focus();
+  }
+});
 
 window.addEventListener("hashchange", route);
 $("sign-out").addEventListener("click", () => signOut(""));
