@@ -204,7 +204,8 @@ async function functionsPage() {
           el("td", { class: "wide" }, when(f.latest.updated_at_ms)));
       });
     $("function-rows").replaceChildren(...rows);
-    $("page-info").textContent = `${matching.length} functions, page ${page + 1} of ${pages}`;
+    const count = matching.length === 1 ? "1 function" : `${matching.length} functions`;
+    $("page-info").textContent = `${count}, page ${page + 1} of ${pages}`;
     $("page-prev").disabled = page === 0;
     $("page-next").disabled = page >= pages - 1;
   }
