@@ -159,6 +159,37 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
     browser
         .wait_for("[data-namespace='default']", Duration::from_secs(10))
         .await;
+    // A namespace and a key made in the console; the key's secret, shown once, works.
+    browser.type_into("#new-namespace", "team").await;
+    browser.click("#namespace-form button").await;
+    browser
+        .wait_for("form[data-namespace-form='team']", Duration::from_secs(10))
+        .await;
+    browser
+        .script(
+            "const f = document.querySelector(\"form[data-namespace-form='team']\"); \
+             f.querySelector('select').value = 'deployer'; \
+             f.querySelector('button').click();",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for("#new-secret-value", Duration::from_secs(10))
+        .await;
+    let secret = browser.text("#new-secret-value").await;
+    let whoami: Value = host
+        .http
+        .get(format!("{}/v1/whoami", host.admin_url))
+        .bearer_auth(secret.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["role"], "deployer", "{whoami}");
+    assert_eq!(whoami["namespace"], "team", "{whoami}");
+    shot(&browser, "namespaces").await;
     browser.quit().await;
 
     // A viewer key sees the same pages without a single write control.

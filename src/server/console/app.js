@@ -494,9 +494,35 @@ async function nodesPage() {
         el("td", { class: "num" }, `${((list.now_ms - n.heartbeat_ms) / 1000).toFixed(1)} s ago`))))));
 }
 
+/// A secret shown once (a new key's): kept across redraws until dismissed.
+let shownSecret = null;
+
 async function namespacesPage() {
+  if (document.activeElement && document.activeElement.tagName === "INPUT" && $("view").contains(document.activeElement)) {
+    return; // not under a user typing in a form
+  }
   const list = await api("GET", "/v1/namespaces");
   const view = [el("h1", {}, "Namespaces")];
+  if (shownSecret) {
+    view.push(el("div", { id: "new-secret", class: "card", role: "alert" },
+      el("p", {}, `Key ${shownSecret.id} (${shownSecret.role} of ${shownSecret.namespace}). Its secret is shown once; copy it now:`),
+      el("pre", { id: "new-secret-value" }, shownSecret.secret),
+      el("button", { type: "button", class: "secondary", onclick: () => { shownSecret = null; route(); } }, "Done")));
+  }
+  if (me.role === null) {
+    const name = el("input", { id: "new-namespace", "aria-label": "New namespace name", placeholder: "name" });
+    view.push(el("form", { id: "namespace-form", class: "controls", onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        await api("POST", "/v1/namespaces", { name: name.value.trim() });
+        name.blur();
+        route();
+      } catch (e) {
+        $("namespace-error").textContent = e.message;
+      }
+    } }, el("label", { for: "new-namespace" }, "New namespace"), name,
+      el("button", { type: "submit" }, "Create"), el("span", { id: "namespace-error", class: "error", role: "alert" })));
+  }
   const manage = (ns) => me.role === null || (me.role === "admin" && me.namespace === ns);
   for (const ns of list.namespaces) {
     const quotas = Object.entries(ns.quotas).filter(([, v]) => v !== null && v !== undefined)
@@ -513,6 +539,17 @@ async function namespacesPage() {
           el("td", {}, k.id), el("td", {}, k.role), el("td", {}, k.description), el("td", {}, k.state),
           el("td", {}, k.state === "active" ? el("button", { type: "button", class: "danger revoke", "aria-label": `Revoke key ${k.id}`,
             onclick: async () => { await api("DELETE", `/v1/keys/${encodeURIComponent(k.id)}`); route(); } }, "Revoke") : null))))));
+      const role = el("select", { "aria-label": `Role of a new key in ${ns.name}`, class: "new-key-role" },
+        ...["viewer", "deployer", "admin", "invoker"].map((r) => el("option", { value: r }, r)));
+      const description = el("input", { "aria-label": `Description of a new key in ${ns.name}`, placeholder: "what it is for", class: "new-key-description" });
+      view.push(el("form", { class: "controls new-key", "data-namespace-form": ns.name, onsubmit: async (event) => {
+        event.preventDefault();
+        const created = await api("POST", `/v1/namespaces/${encodeURIComponent(ns.name)}/keys`,
+          { role: role.value, description: description.value });
+        shownSecret = { id: created.id, role: created.role, namespace: ns.name, secret: created.secret };
+        description.blur();
+        route();
+      } }, el("label", {}, "New key"), role, description, el("button", { type: "submit" }, "Create key")));
     }
   }
   $("view").replaceChildren(...view);
