@@ -118,9 +118,19 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
         (!bar.contains("$LATEST 100%")).then_some(bar)
     })
     .await;
-    // The change went through the admin API, under the admin's name.
+    // The change went through the admin API, under the admin's name, and the page's
+    // history shows it.
     let (_, history) = host.get_json("/v1/functions/shop/history").await;
     assert_eq!(history["changes"][0]["actor"], "admin", "{history}");
+    eventually(
+        Duration::from_secs(10),
+        "the change in the history",
+        || async {
+            let shown = browser.text("#history").await;
+            (!shown.contains("$LATEST 100%")).then_some(shown)
+        },
+    )
+    .await;
 
     // Roll back in one click.
     browser.click("#rollback").await;
@@ -149,6 +159,20 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
     .await;
     assert!(browser.exists("#pools").await);
     shot(&browser, "function").await;
+    // Readable on a phone: nothing wider than the screen.
+    browser.window_size(390, 844).await;
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    shot(&browser, "function-phone").await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page scrolls sideways by {overflow} px"
+    );
+    browser.window_size(1280, 900).await;
 
     // The node, and the namespaces with their keys (the host admin manages every one).
     browser.goto(&format!("{console}#/nodes")).await;

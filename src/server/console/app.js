@@ -330,13 +330,15 @@ function deadLetters(name, events, invocations, act) {
 
 async function functionPage(name) {
   const quoted = encodeURIComponent(name);
-  const [f, rollout, failedEvents, failedInvocations, usage, scaling] = await Promise.all([
+  const [f, rollout, failedEvents, failedInvocations, usage, scaling, history, events] = await Promise.all([
     api("GET", `/v1/functions/${quoted}`),
     rolloutOf(name),
     api("GET", `/v1/functions/${quoted}/events?status=failed&limit=50`),
     api("GET", `/v1/functions/${quoted}/invocations?status=failed&limit=50`),
     api("GET", `/v1/usage?function=${quoted}&by=minute&since=3600`),
     api("GET", `/v1/functions/${quoted}/scaling`),
+    api("GET", `/v1/functions/${quoted}/history?limit=20`),
+    api("GET", `/v1/functions/${quoted}/events?limit=20`),
   ]);
   const lines = await tail(name);
   const view = $("view");
@@ -391,8 +393,12 @@ async function functionPage(name) {
     usageCharts(name, usage.rows),
     el("h2", {}, "Release"),
     releasePanel(name, rollout, act),
+    el("h2", {}, "Traffic history"),
+    historyTable(history.changes),
     el("h2", {}, "Dead letters"),
     deadLetters(name, failedEvents.events, failedInvocations.invocations, act),
+    el("h2", {}, "Recent trigger events"),
+    eventsTable(events.events),
     el("h2", {}, "Warm instances"),
     poolsPanel(name, scaling, act),
     el("h2", {}, "Logs"),
@@ -408,11 +414,58 @@ async function functionPage(name) {
         ...f.versions.slice().reverse().map((v) => el("tr", {},
           el("td", {}, `v${v.version}`), el("td", { class: "wide" }, v.digest.slice(0, 19)),
           el("td", {}, v.description), el("td", { class: "wide" }, when(v.created_at_ms)))))),
-    el("h2", {}, "$LATEST config"),
-    el("table", {}, el("tbody", {},
-      ...[["memory", `${config.memory_mb} MiB`], ["timeout", `${config.timeout_ms} ms`],
-        ["max concurrency", config.max_concurrency], ["access", f.access]]
-        .map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, v))))));
+    el("h2", {}, "$LATEST config and limits"),
+    configTable(config, f.access));
+}
+
+function configTable(config, access) {
+  const policy = config.async || {};
+  const list = (values) => (values && values.length ? values.join(", ") : "none");
+  const rows = [
+    ["memory", `${config.memory_mb} MiB`],
+    ["timeout", `${config.timeout_ms} ms`],
+    ["CPU budget", config.cpu_budget_ms ? `${config.cpu_budget_ms} ms` : "none"],
+    ["max concurrency", config.max_concurrency],
+    ["request / response body", `${config.max_request_body_bytes} / ${config.max_response_body_bytes} bytes`],
+    ["environment", list(Object.keys(config.env || {}))],
+    ["outbound HTTP", list(config.allow_outbound)],
+    ["key-value stores", list(config.kv)],
+    ["wasi:config values", list(Object.keys(config.config || {}))],
+    ["secrets", list([...(config.secrets || []), ...(config.secret_env || []).map((n) => `${n} (env)`)])],
+    ["async", `retries ${policy.retries ?? 2}, backoff ${policy.backoff_ms ?? 1000} ms, ` +
+      `${policy.concurrency ?? 4} at once; on success ${policy.on_success || "nothing"}, on failure ${policy.on_failure || "nothing"}`],
+    ["access", access],
+  ];
+  return el("table", { id: "config" }, el("tbody", {},
+    ...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, v)))));
+}
+
+function spec(alias) {
+  if (!alias) return "(none)";
+  return alias.routes.map((r) => `${label(r.version)} ${r.weight_bp / 100}%`).join(", ");
+}
+
+function historyTable(changes) {
+  if (!changes.length) return el("p", { id: "history", class: "muted" }, "No changes yet.");
+  return el("table", { id: "history" },
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col" }, "When"), el("th", { scope: "col" }, "Alias"),
+      el("th", { scope: "col" }, "Before → after"), el("th", { scope: "col", class: "wide" }, "Who"),
+      el("th", { scope: "col", class: "wide" }, "Why"))),
+    el("tbody", {}, ...changes.map((c) => el("tr", {},
+      el("td", {}, when(c.at_ms)), el("td", {}, c.alias), el("td", {}, `${spec(c.before)} → ${spec(c.after)}`),
+      el("td", { class: "wide" }, c.actor), el("td", { class: "wide" }, c.reason)))));
+}
+
+function eventsTable(events) {
+  if (!events.length) return el("p", { id: "events", class: "muted" }, "None.");
+  return el("table", { id: "events" },
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col" }, "Queued"), el("th", { scope: "col" }, "Type"), el("th", { scope: "col" }, "Subject"),
+      el("th", { scope: "col" }, "Status"), el("th", { scope: "col", class: "num" }, "Attempts"))),
+    el("tbody", {}, ...events.map((e) => el("tr", {},
+      el("td", {}, when(e.created_ms)), el("td", {}, e.event_type), el("td", {}, e.subject || ""),
+      el("td", {}, e.status), el("td", { class: "num" }, e.attempts)))));
 }
 
 /// Small multiples of the function's per-minute usage.

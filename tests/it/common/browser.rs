@@ -162,6 +162,16 @@ impl Browser {
         .await
     }
 
+    /// Resizes the window (CSS pixels).
+    pub async fn window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
+    }
+
     /// A PNG of the page.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;
