@@ -284,6 +284,10 @@ impl App {
         tasks.spawn("asynchronous invocations", move |stop| {
             crate::async_lane::run::run(app.lane.clone(), stop)
         });
+        let app = self.clone();
+        tasks.spawn("request body sweep", move |stop| {
+            crate::async_lane::sweep::run(app.lane.clone(), stop)
+        });
         // After deliveries stop, so a delivery finishing during shutdown keeps its lease.
         let app = self.clone();
         tasks.spawn("event leases", move |stop| {

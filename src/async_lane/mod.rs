@@ -14,6 +14,7 @@
 
 mod destination;
 pub mod run;
+pub mod sweep;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,8 @@ pub struct LaneOptions {
     pub concurrency: u32,
     /// Most invocations of one function waiting or running; past it, new ones get 429.
     pub max_queued: u32,
+    /// A stored body this old with no invocation waiting for it is deleted (see [`sweep`]).
+    pub orphan_age: std::time::Duration,
 }
 
 /// Why an invocation was not queued.

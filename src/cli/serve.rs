@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// ones are refused with 429 (a runaway producer cannot fill the disk).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub async_max_queued: u32,
+    /// A stored asynchronous request body this old that no invocation needs any more (its
+    /// function was deleted, or a crash came between its success and its deletion) is
+    /// deleted; younger ones may belong to a request being accepted.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub async_orphan_age: Duration,
     /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
     /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
     /// not memory; the amount is printed at start.
@@ -340,6 +345,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     })
                     .max(1),
                 max_queued: args.async_max_queued.max(1),
+                orphan_age: args.async_orphan_age,
             },
         },
     ));

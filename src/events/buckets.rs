@@ -247,6 +247,29 @@ impl Buckets {
         Ok((found.meta.size, found.into_stream()))
     }
 
+    /// Stored invocation bodies last written before `before_ms`: (location, invocation id).
+    pub async fn payloads_before(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<(String, String)>, ObjectError> {
+        let root = Path::from(PAYLOADS);
+        let found: Vec<(String, String)> = self
+            .store
+            .list(Some(&root))
+            .try_filter_map(|meta| {
+                let location = meta.location.to_string();
+                let old = meta.last_modified.timestamp_millis() < before_ms;
+                let id = location
+                    .strip_prefix(PAYLOADS)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .map(str::to_string);
+                async move { Ok(id.filter(|_| old).map(|id| (location, id))) }
+            })
+            .try_collect()
+            .await?;
+        Ok(found)
+    }
+
     /// Deletes a stored invocation body (gone already is fine).
     pub async fn delete_payload(&self, location: &str) -> Result<(), ObjectError> {
         match self.store.delete(&payload_location(location)?).await {

@@ -567,3 +567,53 @@ async fn video_is_transcoded_to_av1_from_a_bucket_trigger_and_an_async_invocatio
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn bodies_no_invocation_needs_are_swept_and_dead_letters_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = TestHost::start_with(&data, &["--async-orphan-age", "0s"]).await;
+    let bodies = || -> usize {
+        std::fs::read_dir(data.join("objects/_fnhost/invocations"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    // A dead letter keeps its body (for retry).
+    host.deploy_hostile(
+        "broken",
+        json!({"env": {"FAIL_PERCENT": "100"}, "async": {"retries": 0}}),
+    )
+    .await;
+    queue_until(&host, "/broken/", b"keep me".to_vec(), "failed").await;
+    // A delivered one's body is deleted at once.
+    host.deploy("echo", "echo", "").await;
+    queue_until(&host, "/echo/", b"done with".to_vec(), "delivered").await;
+    assert_eq!(bodies(), 1);
+    // Waiting invocations of a function then deleted leave their bodies behind...
+    host.deploy_hostile(
+        "slow",
+        json!({"env": {"DELAY_MS": "5000"}, "async": {"concurrency": 1}}),
+    )
+    .await;
+    for _ in 0..3 {
+        queue(&host, "/slow/", b"orphan".to_vec()).await;
+    }
+    let deleted = host
+        .admin(Method::DELETE, "/v1/functions/slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(bodies(), 4);
+    // ... until the sweep (at start, then every ten minutes) takes them; the dead letter's
+    // stays.
+    let host = host.restart().await;
+    eventually(Duration::from_secs(10), "the orphans swept", || async {
+        (bodies() != 1).then(|| format!("{} bodies", bodies()))
+    })
+    .await;
+    let (_, dead) = host
+        .get_json("/v1/functions/broken/invocations?status=failed")
+        .await;
+    assert_eq!(dead["invocations"].as_array().unwrap().len(), 1);
+}
