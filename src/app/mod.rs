@@ -177,6 +177,7 @@ impl App {
         self.logs.remove(name);
         self.metering.forget(name);
         self.invoker.admission.forget(name);
+        self.lane.forget(name);
         self.scaler.forget(name);
         self.rollouts.forget(name).await;
         self.events.timers_changed.notify_one();

@@ -163,6 +163,11 @@ impl AsyncLane {
         }
     }
 
+    /// Forgets a deleted function's lane limit.
+    pub fn forget(&self, function: &str) {
+        self.limits.remove(function);
+    }
+
     /// Functions running as many lane invocations as their limit allows now.
     fn busy_functions(&self) -> Vec<String> {
         let (_, running) = self.events.invoker.admission.lane_in_flight();

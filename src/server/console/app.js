@@ -217,7 +217,7 @@ function splitBar(alias) {
   const bar = el("div", { class: "split", role: "img", "aria-label": `${alias.name} split` });
   for (const r of alias.routes) {
     if (r.percent <= 0) continue;
-    bar.append(el("span", { style: null, "data-version": String(r.version), title: `${label(r.version)} ${r.percent}%` },
+    bar.append(el("span", { "data-version": String(r.version), title: `${label(r.version)} ${r.percent}%` },
       `${label(r.version)} ${r.percent}%`));
   }
   // Widths set through the CSS object model, which the style-src policy allows.
