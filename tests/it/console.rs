@@ -398,3 +398,46 @@ async fn the_console_lists_a_thousand_functions_in_pages() {
     );
     browser.quit().await;
 }
+
+/// Live (not zombie) processes in process group `group`, from /proc.
+fn live_in_group(group: u32) -> Vec<u32> {
+    let mut live = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, parent, process group.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        if fields.get(2) == Some(&group.to_string().as_str()) && fields.first() != Some(&"Z") {
+            live.push(pid);
+        }
+    }
+    live
+}
+
+#[tokio::test]
+async fn a_dropped_browser_leaves_no_chromium_behind() {
+    let browser = Browser::start().await;
+    let group = browser.driver_pid();
+    assert!(
+        live_in_group(group).len() > 1,
+        "Chromium runs in the driver's group"
+    );
+    drop(browser);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !live_in_group(group).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left running: {:?}",
+            live_in_group(group)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

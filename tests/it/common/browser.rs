@@ -25,7 +25,11 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group, so dropping the browser (a failed test included) ends
+        // Chromium too, not only the driver.
+        use std::os::unix::process::CommandExt as _;
         let driver = Command::new(binary("chromedriver"))
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -185,7 +189,12 @@ impl Browser {
 }
 
 impl Browser {
-    /// Ends the session, which closes the browser (dropping only kills the driver).
+    /// The driver's process id, which is also its process group's.
+    pub fn driver_pid(&self) -> u32 {
+        self.driver.id()
+    }
+
+    /// Ends the session, which closes the browser cleanly (dropping kills it).
     pub async fn quit(self) {
         let url = format!("{}/session/{}", self.url, self.session);
         let _ = self.http.delete(url).send().await;
@@ -194,7 +203,10 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SAFETY: killpg only sends a signal to the group this browser's driver leads.
+        unsafe {
+            libc::killpg(self.driver.id() as libc::pid_t, libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }
