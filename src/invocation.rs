@@ -86,7 +86,8 @@ pub enum Caller {
     /// A mirrored copy: never billed (its outcome is counted as a shadow result), its log
     /// entries marked `(shadow)`.
     Shadow,
-    /// An event delivery: billed like a live request, tagged with the event id.
+    /// An event delivery or an asynchronous invocation: billed like a live request, tagged
+    /// with the event's or invocation's id.
     Event,
 }
 

@@ -20,9 +20,6 @@ use crate::model::{
 };
 use crate::routing::{Deployment, Resolved};
 
-/// The function may name the output object's key with this response header.
-const OUTPUT_KEY: &str = "fnhost-output-key";
-
 pub(super) enum Outcome {
     /// Where it went: `bucket:NAME/KEY` or `function:NAME (ID)`.
     Sent(String),
@@ -51,7 +48,7 @@ pub(super) async fn send_success(
     match target {
         Destination::Bucket(bucket) => {
             let key = headers
-                .get(OUTPUT_KEY)
+                .get(crate::events::OUTPUT_KEY)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(&event.id)
                 .to_string();

@@ -230,7 +230,8 @@ impl AsyncLane {
             let Ok(value) = value.to_str() else {
                 crate::drain::discard(body).await;
                 return Err(AcceptError::BadRequest(format!(
-                    "header {name} is not visible ASCII; an asynchronous request's headers are stored as text"
+                    "header {name} is not visible ASCII; an asynchronous request's headers are \
+                     stored as text: percent-encode the value, or send it in the body"
                 )));
             };
             headers.push((name.to_string(), value.to_string()));

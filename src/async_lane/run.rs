@@ -45,10 +45,12 @@ pub async fn run(lane: Arc<AsyncLane>, mut stop: Stop) {
     let mut running = tokio::task::JoinSet::new();
     while !stop.is_stopped() {
         while running.try_join_next().is_some() {}
-        let (in_flight, _) = lane.events.invoker.admission.lane_in_flight();
-        // Claimed but not yet admitted ones count too, so a pass never claims past the limit.
-        let taken = in_flight.max(running.len() as u32);
-        let free = lane.options.concurrency.saturating_sub(taken).min(BATCH);
+        // Every attempt under way, admitted or not yet, so a pass never claims past the limit.
+        let free = lane
+            .options
+            .concurrency
+            .saturating_sub(running.len() as u32)
+            .min(BATCH);
         let mut claimed = Vec::new();
         if free > 0 {
             match lane

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use http::{HeaderMap, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 
 use super::Events;
@@ -30,14 +30,12 @@ pub const MAX_ATTEMPTS: u32 = 5;
 const BATCH: u32 = 32;
 const CONCURRENCY: usize = 8;
 /// Retry delays double from this, up to the cap.
-const BACKOFF_BASE_MS: i64 = 500;
-const BACKOFF_MAX_MS: i64 = 60_000;
+const BACKOFF_BASE_MS: u64 = 500;
+const BACKOFF_MAX_MS: u64 = 60_000;
 /// How soon an event whose function was busy is tried again (not counted as an attempt).
 const BUSY_DELAY_MS: i64 = 200;
 /// How often the outbox is polled when nothing wakes the loop (retries coming due).
 const POLL: Duration = Duration::from_millis(200);
-/// The function may name the output object's key with this response header.
-const OUTPUT_KEY: HeaderName = HeaderName::from_static("fnhost-output-key");
 
 /// Delivers events until shutdown, then waits for the deliveries under way (an event cut
 /// off mid-delivery would only be sent again at the next start).
@@ -201,9 +199,7 @@ async fn deliver(events: &Arc<Events>, event: EventRecord) {
 
 /// `BASE * 2^(attempt-1)`, capped, with up to 20 % jitter so retries of a burst spread out.
 fn backoff(attempt: u32) -> i64 {
-    let base = BACKOFF_BASE_MS.saturating_mul(1 << (attempt.saturating_sub(1)).min(20));
-    let capped = base.min(BACKOFF_MAX_MS);
-    capped + fastrand::i64(0..=capped / 5)
+    crate::model::backoff_ms(BACKOFF_BASE_MS, BACKOFF_MAX_MS, attempt) as i64
 }
 
 async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u32) -> Outcome {
@@ -261,7 +257,7 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
     let status = response.status();
     let output_key = response
         .headers()
-        .get(&OUTPUT_KEY)
+        .get(super::OUTPUT_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let content_type = response

@@ -18,6 +18,10 @@ use crate::registry::Registry;
 use crate::routing::Router;
 use buckets::Buckets;
 
+/// The response header a function names its output object's key with (trigger outputs and
+/// asynchronous invocations' bucket destinations).
+pub const OUTPUT_KEY: &str = "fnhost-output-key";
+
 /// What the event loops share with the admin plane.
 impl Events {
     /// What `bucket`'s namespace's `bucket_bytes` quota leaves for an object at `key`

@@ -149,6 +149,16 @@ pub fn check_bucket(name: &str) -> Result<(), InvalidConfig> {
     }
 }
 
+/// The delay before the attempt after `attempt` (1-based) failed: `base_ms` doubled per
+/// earlier retry, capped at `max_ms`, plus up to 20 % jitter so the retries of a burst
+/// spread out. Event deliveries and asynchronous invocations both back off this way.
+pub fn backoff_ms(base_ms: u64, max_ms: u64, attempt: u32) -> u64 {
+    let capped = base_ms
+        .saturating_mul(1 << attempt.saturating_sub(1).min(30))
+        .min(max_ms);
+    capped + fastrand::u64(0..=capped / 5)
+}
+
 /// What became of one timer tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerTick {

@@ -202,11 +202,7 @@ impl AsyncPolicy {
     /// The delay before attempt `attempt + 1` after `attempt` failed: the backoff doubled per
     /// earlier retry, capped at an hour, plus up to 20 % jitter so a burst's retries spread.
     pub fn delay_after(&self, attempt: u32) -> u64 {
-        let base = self
-            .backoff_ms
-            .saturating_mul(1 << attempt.saturating_sub(1).min(30))
-            .min(MAX_BACKOFF_MS);
-        base + fastrand::u64(0..=base / 5)
+        super::backoff_ms(self.backoff_ms, MAX_BACKOFF_MS, attempt)
     }
 }
 

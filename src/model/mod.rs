@@ -25,7 +25,7 @@ pub use capacity::{NodeShare, PoolStatus, ScalerStats};
 pub use digest::Digest;
 pub use events::{
     EventRecord, EventStatus, MAX_HOPS, NewObject, Settlement, TimerTick, Trigger, TriggerSource,
-    check_bucket,
+    backoff_ms, check_bucket,
 };
 pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{

@@ -65,6 +65,17 @@ async fn object(host: &TestHost, bucket: &str, key: &str) -> (u16, Vec<u8>) {
     (status, response.bytes().await.unwrap().to_vec())
 }
 
+/// How many of `function`'s invocations are `status` now.
+async fn count(host: &TestHost, function: &str, status: &str) -> usize {
+    let (code, list) = host
+        .get_json(&format!(
+            "/v1/functions/{function}/invocations?status={status}&limit=1000"
+        ))
+        .await;
+    assert_eq!(code, 200, "{list}");
+    list["invocations"].as_array().unwrap().len()
+}
+
 fn config(value: Value) -> String {
     format!("config={}", urlencode(&value.to_string()))
 }
@@ -270,10 +281,7 @@ async fn failing_invocations_are_retried_then_dead_lettered_and_retry_works() {
     assert_eq!(record["id"], id.as_str());
     assert_eq!(record["request"]["path"], "/job");
     assert_eq!(record["attempts"], 2);
-    let (_, dead) = host
-        .get_json("/v1/functions/broken/invocations?status=failed")
-        .await;
-    assert_eq!(dead["invocations"].as_array().unwrap().len(), 1, "{dead}");
+    assert_eq!(count(&host, "broken", "failed").await, 1);
     // Counted in /metrics: flaky's two failures and broken's first were retried.
     for (result, count) in [("dead_lettered", 1.0), ("retried", 3.0), ("succeeded", 1.0)] {
         let counted = host
@@ -324,10 +332,7 @@ async fn acknowledged_invocations_survive_kill9() {
     }
     // Let some run, then kill mid-batch.
     eventually(Duration::from_secs(20), "a few done", || async {
-        let (_, list) = host
-            .get_json("/v1/functions/slow/invocations?status=delivered&limit=1000")
-            .await;
-        let n = list["invocations"].as_array().unwrap().len();
+        let n = count(&host, "slow", "delivered").await;
         (n < 4).then(|| format!("{n} done"))
     })
     .await;
@@ -335,10 +340,7 @@ async fn acknowledged_invocations_survive_kill9() {
 
     let host = TestHost::start(&data).await;
     eventually(Duration::from_secs(60), "all 40 delivered", || async {
-        let (_, list) = host
-            .get_json("/v1/functions/slow/invocations?status=delivered&limit=1000")
-            .await;
-        let n = list["invocations"].as_array().unwrap().len();
+        let n = count(&host, "slow", "delivered").await;
         (n < 40).then(|| format!("{n} delivered"))
     })
     .await;
@@ -384,13 +386,7 @@ async fn a_full_async_lane_leaves_http_requests_their_slots() {
         jobs.push(accepted["id"].as_str().unwrap().to_string());
     }
     eventually(Duration::from_secs(10), "the lane full", || async {
-        let running = host
-            .get_json("/v1/functions/crunch/invocations?status=running")
-            .await
-            .1["invocations"]
-            .as_array()
-            .unwrap()
-            .len();
+        let running = count(&host, "crunch", "running").await;
         (running < 2).then(|| format!("{running} running"))
     })
     .await;
@@ -398,13 +394,7 @@ async fn a_full_async_lane_leaves_http_requests_their_slots() {
     // The lane takes none of the function's own HTTP slots either.
     let (status, _, body) = host.call_text("/crunch/crunch?n=1000").await;
     assert_eq!(status, 200, "{body}");
-    let running = host
-        .get_json("/v1/functions/crunch/invocations?status=running")
-        .await
-        .1["invocations"]
-        .as_array()
-        .unwrap()
-        .len();
+    let running = count(&host, "crunch", "running").await;
     println!(
         "hello p50/p99 before: {:?}/{:?}; with the async lane full ({running} running): {:?}/{:?}",
         percentile(&before, 0.5),
@@ -612,8 +602,5 @@ async fn bodies_no_invocation_needs_are_swept_and_dead_letters_keep_theirs() {
         (bodies() != 1).then(|| format!("{} bodies", bodies()))
     })
     .await;
-    let (_, dead) = host
-        .get_json("/v1/functions/broken/invocations?status=failed")
-        .await;
-    assert_eq!(dead["invocations"].as_array().unwrap().len(), 1);
+    assert_eq!(count(&host, "broken", "failed").await, 1);
 }

@@ -215,15 +215,13 @@ async function functionsPage() {
 /// A bar per alias showing its split, each part labelled with its version and share.
 function splitBar(alias) {
   const bar = el("div", { class: "split", role: "img", "aria-label": `${alias.name} split` });
-  for (const r of alias.routes) {
-    if (r.percent <= 0) continue;
-    bar.append(el("span", { "data-version": String(r.version), title: `${label(r.version)} ${r.percent}%` },
-      `${label(r.version)} ${r.percent}%`));
+  for (const r of alias.routes.filter((r) => r.percent > 0)) {
+    const span = el("span", { "data-version": String(r.version), title: `${label(r.version)} ${r.percent}%` },
+      `${label(r.version)} ${r.percent}%`);
+    // Set through the CSS object model, which the style-src policy allows.
+    span.style.width = `${r.percent}%`;
+    bar.append(span);
   }
-  // Widths set through the CSS object model, which the style-src policy allows.
-  [...bar.children].forEach((span, i) => {
-    span.style.width = `${alias.routes.filter((r) => r.percent > 0)[i].percent}%`;
-  });
   return bar;
 }
 
