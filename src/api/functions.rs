@@ -92,6 +92,8 @@ pub struct Published {
 pub struct Uploaded {
     pub function: FunctionView,
     pub handler_export: String,
+    /// The world that export belongs to (WASI 0.2 proxy or WASI 0.3 service).
+    pub world: crate::model::HttpWorld,
     /// Set by `fnhost deploy --publish`, which publishes right after the upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
@@ -106,6 +108,7 @@ pub enum UploadEvent {
         digest: Digest,
         size: u64,
         handler_export: String,
+        world: crate::model::HttpWorld,
         imports: usize,
     },
     /// A step of preparing the code.

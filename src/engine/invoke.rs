@@ -1,20 +1,23 @@
 //! One request through one fresh instance: build a `Store`, instantiate the pre-linked
-//! component, call `wasi:http/incoming-handler.handle`, and hand back the response head while
-//! the guest keeps streaming the body from its own task.
+//! component, call its handler (`wasi:http/incoming-handler.handle` for WASI 0.2,
+//! `wasi:http/handler.handle` for WASI 0.3), and hand back the response head while the guest
+//! keeps streaming the body from its own task.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
+use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::{IncomingRequest, ResponseOutparam, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::Service;
 
 use super::guest_output::GuestOutput;
-use super::{EPOCH_TICK, Engine, HostState, LoadedComponent};
+use super::{EPOCH_TICK, Engine, HostState, LoadedComponent, Pre};
 use crate::model::FunctionConfig;
 
 /// The response body as the guest streams it.
@@ -114,8 +117,8 @@ impl Engine {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let (mut store, proxy, output) = match warm {
-            Some(instance) => (instance.store, Some(instance.proxy), instance.output),
+        let (mut store, guest, output) = match warm {
+            Some(instance) => (instance.store, Some(instance.guest), instance.output),
             None => {
                 let output = GuestOutput::default();
                 (self.new_store(config, &output), None, output)
@@ -146,7 +149,7 @@ impl Engine {
             on_finish: Some(on_finish),
         };
         self.run(
-            component, config, store, proxy, request, &output, guard, work,
+            component, config, store, guest, request, &output, guard, work,
         )
         .await
         .map_err(|error| InvokeFailure {
@@ -166,11 +169,10 @@ impl Engine {
         let timeout = Duration::from_millis(config.timeout_ms);
         arm(&mut store, Instant::now() + timeout);
         let started = Instant::now();
-        let instantiated =
-            tokio::time::timeout(timeout, component.pre.instantiate_async(&mut store))
-                .await
-                .map_err(|_| InvokeError::Timeout(config.timeout_ms))?;
-        let proxy = instantiated.map_err(|e| {
+        let instantiated = tokio::time::timeout(timeout, component.pre.instantiate(&mut store))
+            .await
+            .map_err(|_| InvokeError::Timeout(config.timeout_ms))?;
+        let guest = instantiated.map_err(|e| {
             classify(
                 e,
                 &FailureContext::of(config),
@@ -179,7 +181,7 @@ impl Engine {
         })?;
         Ok(WarmInstance {
             store,
-            proxy,
+            guest,
             output,
             instantiation: started.elapsed(),
         })
@@ -191,7 +193,7 @@ impl Engine {
         component: &Arc<LoadedComponent>,
         config: &FunctionConfig,
         mut store: Store<HostState>,
-        proxy: Option<Proxy>,
+        guest: Option<Guest>,
         request: hyper::Request<B>,
         output: &GuestOutput,
         guard: FinishGuard,
@@ -219,19 +221,37 @@ impl Engine {
         let late_output = output.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
-        let responded_in_guest = responded.clone();
-        let (req, out) = {
-            let mut http = store.data_mut().http();
-            let req = http
-                .new_incoming_request(Scheme::Http, request)
-                .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
-            let out = http
-                .new_response_outparam_from_callback(move |response| {
-                    responded_in_guest.store(true, Ordering::Release);
-                    let _ = sender.send(response);
-                })
-                .map_err(|e| InvokeError::Trap(format!("{e:#}")))?;
-            (req, out)
+        let respond = Respond {
+            sender,
+            responded: responded.clone(),
+        };
+        let call = match &component.pre {
+            Pre::Proxy(_) => {
+                let mut http = store.data_mut().http();
+                let req = http
+                    .new_incoming_request(Scheme::Http, request)
+                    .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
+                let out = http
+                    .new_response_outparam_from_callback(move |response| {
+                        respond.send(response.map_err(|code| {
+                            InvokeError::Guest(format!(
+                                "it answered with the wasi:http error {code:?}"
+                            ))
+                        }))
+                    })
+                    .map_err(|e| InvokeError::Trap(format!("{e:#}")))?;
+                Call::Proxy(req, out)
+            }
+            Pre::Service(_) => {
+                let hooks = store.data_mut().http().hooks;
+                let (request, request_io) =
+                    wasmtime_wasi_http::p3::Request::from_http(hooks, request);
+                Call::Service {
+                    request,
+                    request_io: Box::pin(request_io),
+                    respond,
+                }
+            }
         };
         let pre = component.pre.clone();
         let limits = FailureContext::of(config);
@@ -241,19 +261,34 @@ impl Engine {
             async move {
                 let mut guard = guard;
                 let run = async {
-                    let proxy = match proxy {
-                        Some(proxy) => proxy,
+                    let guest = match guest {
+                        Some(guest) => guest,
                         None => {
                             let started = Instant::now();
-                            let proxy = pre.instantiate_async(&mut store).await?;
+                            let guest = pre.instantiate(&mut store).await?;
                             guard.instantiation = Some(started.elapsed());
-                            proxy
+                            guest
                         }
                     };
-                    proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, req, out)
-                        .await
+                    match (guest, call) {
+                        (Guest::Proxy(proxy), Call::Proxy(req, out)) => {
+                            proxy
+                                .wasi_http_incoming_handler()
+                                .call_handle(&mut store, req, out)
+                                .await
+                        }
+                        (
+                            Guest::Service(service),
+                            Call::Service {
+                                request,
+                                request_io,
+                                respond,
+                            },
+                        ) => serve(&mut store, service, request, request_io, respond).await,
+                        _ => Err(wasmtime::format_err!(
+                            "a warm instance of another world than its component's"
+                        )),
+                    }
                 };
                 let result = match tokio::time::timeout_at(deadline.into(), run).await {
                     Ok(result) => {
@@ -278,7 +313,7 @@ impl Engine {
         // response sender in it are dropped, so this wait needs no timer of its own.
         match receiver.await {
             Ok(Ok(response)) => limit_response_body(response, config.max_response_body_bytes),
-            Ok(Err(code)) => Err(InvokeError::Guest(describe_error_code(&code))),
+            Ok(Err(e)) => Err(e),
             Err(_no_response) => match task.await {
                 Ok(Ok(())) => Err(InvokeError::Guest(
                     "the handler returned without setting a response".into(),
@@ -326,7 +361,7 @@ impl Engine {
 /// so nothing one request leaves in memory is seen by the next.
 pub struct WarmInstance {
     store: Store<HostState>,
-    proxy: Proxy,
+    guest: Guest,
     output: GuestOutput,
     /// How long instantiating it took (off the request path).
     pub instantiation: Duration,
@@ -485,8 +520,85 @@ impl http_body::Body for CappedBody {
     }
 }
 
-fn describe_error_code(code: &ErrorCode) -> String {
-    format!("it answered with the wasi:http error {code:?}")
+/// An instance's handler, of either world.
+pub(super) enum Guest {
+    Proxy(Proxy),
+    Service(Service),
+}
+
+impl Pre {
+    /// A new instance in `store`.
+    pub(super) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Guest> {
+        Ok(match self {
+            Pre::Proxy(pre) => Guest::Proxy(pre.instantiate_async(store).await?),
+            Pre::Service(pre) => Guest::Service(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+/// A request made ready for the handler of the component's world.
+enum Call {
+    /// WASI 0.2: the request and the out-parameter whose callback answers.
+    Proxy(Resource<IncomingRequest>, Resource<ResponseOutparam>),
+    /// WASI 0.3: the request, the future that reports how its body was read, and where the
+    /// response goes.
+    Service {
+        request: wasmtime_wasi_http::p3::Request,
+        request_io:
+            std::pin::Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>,
+        respond: Respond,
+    },
+}
+
+/// Hands the response head (or why there is none) to the waiting request.
+struct Respond {
+    sender: tokio::sync::oneshot::Sender<Result<hyper::Response<GuestBody>, InvokeError>>,
+    /// Set once a head is sent, so a later failure is logged as one after responding.
+    responded: Arc<AtomicBool>,
+}
+
+impl Respond {
+    fn send(self, response: Result<hyper::Response<GuestBody>, InvokeError>) {
+        self.responded.store(true, Ordering::Release);
+        let _ = self.sender.send(response);
+    }
+}
+
+/// Serves one request through a WASI 0.3 `wasi:http/handler`. The guest returns the response
+/// head and keeps writing the body from tasks of its own, which run only inside the store's
+/// `run_concurrent` loop: so the loop keeps turning until every task of the instance has
+/// exited (the body is written), bounded by the caller's deadline like a 0.2 guest's body.
+async fn serve(
+    store: &mut Store<HostState>,
+    service: Service,
+    request: wasmtime_wasi_http::p3::Request,
+    request_io: impl Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send + 'static,
+    respond: Respond,
+) -> wasmtime::Result<()> {
+    store
+        .run_concurrent(async move |accessor| {
+            match service.handle(accessor, request).await? {
+                Ok(response) => {
+                    let response = accessor.with(|mut access| {
+                        response.into_http_with_getter(
+                            &mut access,
+                            request_io,
+                            <HostState as WasiHttpView>::http,
+                        )
+                    })?;
+                    respond.send(Ok(response));
+                }
+                Err(code) => respond.send(Err(InvokeError::Guest(format!(
+                    "it answered with the wasi:http error {code:?}"
+                )))),
+            }
+            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+            Ok(())
+        })
+        .await?
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! The WebAssembly engine: one `wasmtime::Engine` for the process, the linker that gives
-//! functions their WASI 0.2 + wasi:http imports, the compiled-code cache, and per-digest
-//! pre-instantiated components.
+//! functions their WASI 0.2 and 0.3 + wasi:http imports, the compiled-code cache, and
+//! per-digest pre-instantiated components.
 //!
 //! Compilation happens at upload (off the async runtime, one at a time), is cached on disk,
 //! and is loaded lazily after a restart. A request never compiles or links when the cache is
-//! warm: it only instantiates a `ProxyPre` in a fresh `Store`.
+//! warm: it only instantiates a `ProxyPre` (WASI 0.2) or `ServicePre` (WASI 0.3) in a fresh
+//! `Store`.
 
 mod compiled_cache;
 mod config;
@@ -29,6 +30,7 @@ use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 pub use guest_output::GUEST_OUTPUT_LIMIT;
 pub use host::HostState;
@@ -36,9 +38,9 @@ pub use invoke::{
     Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, RequestSecrets, WarmInstance,
 };
 pub use outbound::{IpRange, NetworkPolicy};
-pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIX, InvalidComponent, check_component};
+pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIXES, InvalidComponent, check_component};
 
-use crate::model::{Digest, EngineStatus};
+use crate::model::{Digest, EngineStatus, HttpWorld};
 use crate::store::ModuleStore;
 use compiled_cache::CompiledCache;
 
@@ -84,9 +86,26 @@ impl Default for EngineConfig {
 /// A component ready to instantiate: compiled, loaded and type-checked against the linker.
 pub struct LoadedComponent {
     pub digest: Digest,
-    pre: ProxyPre<HostState>,
+    pre: Pre,
     /// When it was loaded, so code loaded but never used can be unloaded when idle.
     loaded_at: Instant,
+}
+
+impl LoadedComponent {
+    /// The world the component serves HTTP in.
+    pub fn world(&self) -> HttpWorld {
+        match self.pre {
+            Pre::Proxy(_) => HttpWorld::Proxy,
+            Pre::Service(_) => HttpWorld::Service,
+        }
+    }
+}
+
+/// A component linked and type-checked against its world's exports.
+#[derive(Clone)]
+enum Pre {
+    Proxy(ProxyPre<HostState>),
+    Service(ServicePre<HostState>),
 }
 
 /// Why an upload cannot become a function. All but `Storage` are the uploader's to fix.
@@ -98,7 +117,8 @@ pub enum PrepareError {
     Compile(String),
     #[error(
         "the component cannot be linked: {0}. fnhost provides WASI 0.2 (cli, clocks, random, io, \
-         filesystem without directories, sockets denied) and wasi:http 0.2"
+         filesystem without directories, sockets denied) and wasi:http 0.2, and WASI 0.3 (cli, \
+         clocks, random) and wasi:http 0.3"
     )]
     Link(String),
     #[error("storing compiled code failed: {0:#}")]
@@ -163,6 +183,14 @@ impl Engine {
         // capabilities behind them are withheld in `HostState`.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // WASI 0.3 beside it, with the same capabilities: no filesystem and no sockets are
+        // linked at all (a component importing them is refused at upload), clocks, random,
+        // cli (environment from the config, output captured) and wasi:http through the same
+        // outbound policy (`WasiHttpHooks` serves both versions).
+        wasmtime_wasi::p3::clocks::add_to_linker(&mut linker)?;
+        wasmtime_wasi::p3::random::add_to_linker(&mut linker)?;
+        wasmtime_wasi::p3::cli::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         keyvalue::add_to_linker(&mut linker, HostState::kv)?;
         config::add_to_linker(&mut linker, HostState::config_values)?;
         let cache =
@@ -445,7 +473,14 @@ impl Engine {
             .linker
             .instantiate_pre(component)
             .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
-        let pre = ProxyPre::new(instance_pre).map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+        // A 0.3 component exports `wasi:http/handler`, a 0.2 one `incoming-handler`; the
+        // upload check already named which, this types it.
+        let pre = match ServicePre::new(instance_pre.clone()) {
+            Ok(service) => Pre::Service(service),
+            Err(_) => Pre::Proxy(
+                ProxyPre::new(instance_pre).map_err(|e| PrepareError::Link(format!("{e:#}")))?,
+            ),
+        };
         Ok(Arc::new(LoadedComponent {
             digest,
             pre,
@@ -465,6 +500,9 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool
     let mut wasm = wasmtime::Config::new();
     wasm.epoch_interruption(true);
     wasm.memory_init_cow(true);
+    // WASI 0.3 components use the component model's async ABI (streams, futures, async
+    // exports). Stackful async and threads stay off: no toolchain we serve emits them.
+    wasm.wasm_component_model_async(true);
     if config.memory_protection_keys == wasmtime::Enabled::Yes
         && (config.pool_instances == 0
             || !PoolingAllocationConfig::are_memory_protection_keys_available())

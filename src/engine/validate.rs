@@ -1,11 +1,17 @@
 //! Upload checks that run before any compilation: is this a component, and does it export
-//! `wasi:http/incoming-handler@0.2.x`? They take milliseconds even for a 20 MB component, so
-//! a wrong upload is refused at once with a message that says what was found and what to do.
+//! `wasi:http/incoming-handler@0.2.x` (WASI 0.2) or `wasi:http/handler@0.3.x` (WASI 0.3)?
+//! They take milliseconds even for a 20 MB component, so a wrong upload is refused at once
+//! with a message that says what was found and what to do.
 
 use wasmparser::{Encoding, Parser, Payload};
 
-/// The export every fnhost function must have.
-pub const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
+use crate::model::HttpWorld;
+
+/// The exports fnhost serves, one per world: every function has one of them.
+pub const HANDLER_EXPORT_PREFIXES: [(&str, HttpWorld); 2] = [
+    ("wasi:http/incoming-handler@0.2.", HttpWorld::Proxy),
+    ("wasi:http/handler@0.3.", HttpWorld::Service),
+];
 
 /// Why an upload is not a servable component. The text is shown to the user as is.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,6 +23,8 @@ pub struct InvalidComponent(pub String);
 pub struct ComponentSummary {
     /// The exact handler export, e.g. `wasi:http/incoming-handler@0.2.4`.
     pub handler_export: String,
+    /// Which world that export belongs to.
+    pub world: HttpWorld,
     pub imports: Vec<String>,
 }
 
@@ -107,12 +115,16 @@ pub fn check_component(bytes: &[u8]) -> Result<ComponentSummary, InvalidComponen
         }
     }
     totals.check()?;
-    match exports
-        .iter()
-        .find(|e| e.starts_with(HANDLER_EXPORT_PREFIX))
-    {
-        Some(handler) => Ok(ComponentSummary {
+    let handler = exports.iter().find_map(|e| {
+        HANDLER_EXPORT_PREFIXES
+            .iter()
+            .find(|(prefix, _)| e.starts_with(prefix))
+            .map(|(_, world)| (e, *world))
+    });
+    match handler {
+        Some((handler, world)) => Ok(ComponentSummary {
             handler_export: handler.clone(),
+            world,
             imports,
         }),
         None => {
@@ -122,9 +134,10 @@ pub fn check_component(bytes: &[u8]) -> Result<ComponentSummary, InvalidComponen
                 format!("it exports {}", exports.join(", "))
             };
             Err(InvalidComponent(format!(
-                "the component does not export {HANDLER_EXPORT_PREFIX}x ({found}), so it cannot \
-                 serve HTTP. fnhost runs components of the wasi:http/proxy world, such as those \
-                 built for `wasmtime serve` or Spin"
+                "the component exports neither wasi:http/incoming-handler@0.2.x nor \
+                 wasi:http/handler@0.3.x ({found}), so it cannot serve HTTP. fnhost runs \
+                 components of the wasi:http/proxy world (WASI 0.2) or the wasi:http/service \
+                 world (WASI 0.3), such as those built for `wasmtime serve` or Spin"
             )))
         }
     }
@@ -274,6 +287,30 @@ mod tests {
         .unwrap();
         let err = check_component(&component).unwrap_err();
         assert!(err.0.contains("it exports wasi:cli/run@0.2.0"), "{err}");
+    }
+
+    /// Both worlds' handler exports are accepted and named; a 0.1 or 0.4 one is not.
+    #[test]
+    fn accepts_either_worlds_handler() {
+        let exporting = |name: &str| {
+            wat::parse_str(format!(
+                r#"(component (instance $h) (export "{name}" (instance $h)))"#
+            ))
+            .unwrap()
+        };
+        let p2 = check_component(&exporting("wasi:http/incoming-handler@0.2.6")).unwrap();
+        assert_eq!(p2.world, HttpWorld::Proxy);
+        assert_eq!(p2.handler_export, "wasi:http/incoming-handler@0.2.6");
+        let p3 = check_component(&exporting("wasi:http/handler@0.3.2")).unwrap();
+        assert_eq!(p3.world, HttpWorld::Service);
+        for other in [
+            "wasi:http/handler@0.4.0",
+            "wasi:http/incoming-handler@0.1.0",
+        ] {
+            let err = check_component(&exporting(other)).unwrap_err();
+            assert!(err.0.contains(&format!("it exports {other}")), "{err}");
+            assert!(err.0.contains("wasi:http/handler@0.3.x"), "{err}");
+        }
     }
 
     #[test]

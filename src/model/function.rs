@@ -62,6 +62,26 @@ impl ScalingPolicy {
 }
 
 /// Configuration that travels with code into every published version.
+/// The WASI world a component serves HTTP in, found from its handler export at upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpWorld {
+    /// WASI 0.2 `wasi:http/proxy`: exports `wasi:http/incoming-handler@0.2.x`.
+    Proxy,
+    /// WASI 0.3 `wasi:http/service`: exports `wasi:http/handler@0.3.x` (async, streams and
+    /// futures in the component model).
+    Service,
+}
+
+impl fmt::Display for HttpWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Proxy => "wasi:http/proxy (WASI 0.2)",
+            Self::Service => "wasi:http/service (WASI 0.3)",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionConfig {
     /// Environment variables the function sees; the host's own environment is never passed.

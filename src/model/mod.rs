@@ -31,7 +31,7 @@ pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{
     CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
-    InvalidConfig, MAX_PROVISIONED, ScalingPolicy, SecretRow, VersionInfo, VersionLabel,
+    HttpWorld, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, SecretRow, VersionInfo, VersionLabel,
     check_secret_name, normalize_origin,
 };
 pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};

@@ -31,3 +31,4 @@ mod s3;
 mod scaling;
 mod shadow;
 mod teams;
+mod wasi_p3;

@@ -85,11 +85,12 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     }
     let latest = &result.function.latest;
     println!(
-        "deployed {} $LATEST: {} ({}), exports {}",
+        "deployed {} $LATEST: {} ({}), exports {}: {}",
         args.name,
         latest.digest,
         human_size(latest.size as usize),
         result.handler_export,
+        result.world,
     );
     if let Some(bp) = args.traffic {
         println!(
@@ -173,8 +174,12 @@ pub(super) async fn upload(
 fn describe(event: &UploadEvent) -> String {
     let seconds = |ms: u64| ms as f64 / 1000.0;
     match event {
-        UploadEvent::Validated { handler_export, .. } => {
-            format!("validated: component exporting {handler_export}")
+        UploadEvent::Validated {
+            handler_export,
+            world,
+            ..
+        } => {
+            format!("validated: component exporting {handler_export}, world {world}")
         }
         UploadEvent::Stage { elapsed_ms, detail } => match detail {
             StageView::WaitingForCompiler => {
@@ -186,7 +191,7 @@ fn describe(event: &UploadEvent) -> String {
             }
             StageView::CacheHit => "already compiled (cache hit)".into(),
             StageView::Linked => {
-                "linked against WASI 0.2 + wasi:http + wasi:keyvalue + wasi:config".into()
+                "linked: every import resolved (WASI 0.2 or 0.3, wasi:http, wasi:keyvalue, wasi:config)".into()
             }
         },
         UploadEvent::Working { elapsed_ms } => {

@@ -123,6 +123,7 @@ impl UploadJob {
         Ok(Uploaded {
             function: function.into(),
             handler_export: self.summary.handler_export,
+            world: self.summary.world,
             published: None,
         })
     }
@@ -135,6 +136,7 @@ impl UploadJob {
             digest: self.digest,
             size: self.wasm.len() as u64,
             handler_export: self.summary.handler_export.clone(),
+            world: self.summary.world,
             imports: self.summary.imports.len(),
         };
         let _ = lines.try_send(line(&received));

@@ -1,0 +1,215 @@
+//! WASI 0.3 components (`wasi:http/service`, built with the `wasip3` crate) beside WASI 0.2
+//! ones: they deploy, serve, stream bodies both ways, are versioned, split by an alias with a
+//! 0.2 version of the same function, rolled out and rolled back; limits, timeouts, logs,
+//! metering and warm pools hold for them; instance reuse keeps state only when asked.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{TestHost, eventually};
+use crate::rollout::{Load, default_routes, finished, start_rollout};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Sends `n` requests to `path`, 16 at a time; returns each body's count.
+async fn tally(host: &TestHost, path: &str, n: usize) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let calls = chunk.iter().map(|_| host.call_text(path));
+        for (status, _, body) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200, "{body}");
+            *counts.entry(body.trim().to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// A 0.3 component deploys (the upload names its world), serves, streams a 3 MiB request
+/// body back as it arrives and a 5 MiB response it writes in chunks, gets a fresh instance
+/// per request, reads its environment, and its output reaches the function's log.
+#[tokio::test]
+async fn a_wasip3_component_deploys_serves_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let uploaded = host.deploy("svc", "echo_p3", "env=COLOUR%3Dteal").await;
+    assert_eq!(uploaded["world"], "service", "{uploaded}");
+    let export = uploaded["handler_export"].as_str().unwrap();
+    assert!(export.starts_with("wasi:http/handler@0.3."), "{export}");
+
+    let (status, _, body) = host.call_text("/svc/hi").await;
+    assert_eq!((status, body.as_str()), (200, "echo-p3 Method::Get /hi\n"));
+    assert_eq!(host.call_text("/svc/env?name=COLOUR").await.2, "teal\n");
+
+    // Request body streamed in as 48 chunks and straight back out.
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        payload.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+    let response = host
+        .http
+        .post(format!("{}/svc/echo", host.data_url))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed = response.bytes().await.unwrap();
+    assert_eq!(echoed.len(), payload.len());
+    assert!(
+        echoed[..] == payload[..],
+        "the echo differs from what was sent"
+    );
+
+    let big = host.call("/svc/bytes?n=5000000").await;
+    assert_eq!(big.status(), 200);
+    assert_eq!(big.bytes().await.unwrap().len(), 5_000_000);
+
+    // A fresh instance per request, sequential or concurrent: the instance's counter is 1.
+    let counts = tally(&host, "/svc/count", 48).await;
+    assert_eq!(counts.get("1"), Some(&48), "{counts:?}");
+
+    host.http
+        .get(format!("{}/svc/log?sunrise", host.data_url))
+        .header("x-request-id", "p3-log")
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the guest's output in the log",
+        || async {
+            let (_, page) = host.get_json("/v1/functions/svc/logs").await;
+            let entries = page["entries"].as_array().cloned().unwrap_or_default();
+            let found = entries
+                .iter()
+                .any(|e| e["request_id"] == "p3-log" && e["text"] == "echo-p3 says sunrise");
+            (!found).then(|| page.to_string())
+        },
+    )
+    .await;
+
+    // Metered like any invocation.
+    let usage = host.get_json("/v1/usage?function=svc").await.1;
+    let invocations: u64 = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["invocations"].as_u64().unwrap())
+        .sum();
+    assert!(invocations >= 53, "{usage:#}");
+}
+
+/// The function's timeout stops a 0.3 guest spinning in wasm and one waiting on its clock;
+/// its memory limit stops an allocation; its response limit cuts a body off; the host and
+/// the function serve on afterwards.
+#[tokio::test]
+async fn limits_and_timeouts_hold_for_wasip3() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let config = json!({"timeout_ms": 500, "memory_mb": 64, "max_response_body_bytes": 1 << 20});
+    let query = format!("config={}", crate::common::urlencode(&config.to_string()));
+    host.deploy("svc", "echo_p3", &query).await;
+
+    for path in ["/svc/spin", "/svc/sleep?ms=5000"] {
+        let started = Instant::now();
+        let (status, _, body) = host.call_text(path).await;
+        let took = started.elapsed();
+        assert_eq!(status, 504, "{path}: {body}");
+        assert!(body.contains("500 ms timeout"), "{body}");
+        assert!(took < Duration::from_secs(3), "{path} took {took:?}");
+    }
+    let (status, _, body) = host.call_text("/svc/alloc?mib=100").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("memory limit of 64 MiB"), "{body}");
+    assert_eq!(host.call_text("/svc/alloc?mib=16").await.0, 200);
+
+    let cut = host.call("/svc/bytes?n=3000000").await;
+    assert_eq!(cut.status(), 200);
+    let read = cut.bytes().await;
+    assert!(
+        read.as_ref().map_or(true, |b| b.len() <= 1 << 20),
+        "a body over the limit must be cut off"
+    );
+    assert_eq!(host.call_text("/svc/sleep?ms=10").await.2, "slept 10 ms\n");
+}
+
+/// One function, a 0.2 version and a 0.3 `$LATEST`: `$DEFAULT` splits between them, rolls
+/// back to the 0.2 version, a rollout takes the 0.3 release through its steps under load to
+/// promotion, and provisioned concurrency keeps 0.3 instances warm.
+#[tokio::test]
+async fn wasip2_and_wasip3_versions_split_roll_out_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for every version's warm pool after the load (tests default to 16 warm).
+    let host = TestHost::start_with(&dir.path().join("data"), &["--max-warm", "48"]).await;
+    let v1 = host.deploy("shop", "hello", "env=GREETING%3Dtwo").await;
+    assert_eq!(v1["world"], "proxy");
+    assert_eq!(host.publish("shop").await.0, 201);
+    host.deploy("shop", "hello_p3", "env=GREETING%3Dthree&traffic=50")
+        .await;
+
+    let counts = tally(&host, "/shop/", 400).await;
+    let (two, three) = (
+        counts.get("two, world!").copied().unwrap_or(0),
+        counts.get("three, world!").copied().unwrap_or(0),
+    );
+    assert_eq!(two + three, 400, "{counts:?}");
+    assert!((140..=260).contains(&three), "50% split: {counts:?}");
+
+    let response = host
+        .admin(Method::PUT, "/v1/functions/shop/traffic")
+        .json(&json!({"latest_percent": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        tally(&host, "/shop/", 100).await.get("two, world!"),
+        Some(&100)
+    );
+
+    let load = Load::start(&host, "shop", 3);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    start_rollout(
+        &host,
+        json!({"to": "latest", "steps": [30, 100], "interval_ms": 1000,
+               "max_error_rate_percent": 1, "max_p99_ms": 2000, "min_requests": 10}),
+    )
+    .await;
+    let done = finished(&host, Duration::from_secs(30)).await;
+    let (ok, errors) = load.stop().await;
+    assert_eq!(done["phase"], "succeeded", "{done:#}");
+    assert_eq!(errors, 0, "{ok} ok");
+    let routes = default_routes(&host).await;
+    assert_eq!(
+        routes[0],
+        json!({"version": 2, "percent": 100.0}),
+        "{routes}"
+    );
+    assert_eq!(
+        tally(&host, "/shop/", 50).await.get("three, world!"),
+        Some(&50)
+    );
+    // The 0.2 version is still there by name.
+    assert_eq!(host.call_text("/shop@1/").await.2, "two, world!\n");
+
+    let response = host
+        .admin(Method::PUT, "/v1/functions/shop/scaling")
+        .json(&json!({"provisioned": 3, "version": "2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    eventually(
+        Duration::from_secs(5),
+        "0.3 instances provisioned",
+        || async {
+            let (_, body) = host.get_json("/v1/functions/shop/scaling").await;
+            let warm = body["pools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["version"] == 2)
+                .and_then(|p| p["warm"].as_u64());
+            (warm < Some(3)).then(|| body.to_string())
+        },
+    )
+    .await;
+}
