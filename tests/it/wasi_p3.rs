@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::{TestHost, eventually};
 use crate::rollout::{Load, default_routes, finished, start_rollout};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Sends `n` requests to `path`, 16 at a time; returns each body's count.
 async fn tally(host: &TestHost, path: &str, n: usize) -> std::collections::HashMap<String, usize> {
