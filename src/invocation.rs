@@ -331,6 +331,7 @@ impl Invoker {
         });
         let record = (call.caller != Caller::Shadow)
             .then(|| PendingRecord::new(&self.metering, meter, config, call.alias.cloned()));
+        let shared = self.scaler.shared(deployment, &component);
         let (warm, lease) = self.scaler.take(deployment);
         let on_finish = {
             let logs = self.logs.clone();
@@ -352,29 +353,38 @@ impl Invoker {
                 }
             })
         };
-        let outcome = self
-            .engine
-            .invoke(
-                &component,
-                &deployment.function,
-                self.open_secrets(deployment),
-                config,
-                warm,
-                request,
-                on_finish,
-                call.work,
-            )
-            .await
-            .map_err(|failure| InvocationError {
-                failure: if faults.exceeded.load(Ordering::Acquire) {
-                    Failure::TooLarge(config.max_request_body_bytes)
-                } else if faults.stalled.load(Ordering::Acquire) {
-                    Failure::BodyTimeout(self.body_timeout)
-                } else {
-                    Failure::Invoke(failure.error)
-                },
-                guest_output: failure.guest_output,
-            });
+        let secrets = self.open_secrets(deployment);
+        let outcome = match &shared {
+            Some(shared) => {
+                self.engine
+                    .invoke_shared(shared, secrets, request, on_finish, call.work)
+                    .await
+            }
+            None => {
+                self.engine
+                    .invoke(
+                        &component,
+                        &deployment.function,
+                        secrets,
+                        config,
+                        warm,
+                        request,
+                        on_finish,
+                        call.work,
+                    )
+                    .await
+            }
+        }
+        .map_err(|failure| InvocationError {
+            failure: if faults.exceeded.load(Ordering::Acquire) {
+                Failure::TooLarge(config.max_request_body_bytes)
+            } else if faults.stalled.load(Ordering::Acquire) {
+                Failure::BodyTimeout(self.body_timeout)
+            } else {
+                Failure::Invoke(failure.error)
+            },
+            guest_output: failure.guest_output,
+        });
         if let Some(record) = &record {
             record.status(match &outcome {
                 Ok(response) => response.status().as_u16(),

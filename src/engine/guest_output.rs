@@ -40,6 +40,14 @@ impl GuestOutput {
         Some(text)
     }
 
+    /// Like [`Self::text`], and empties the buffer: a reused instance's output is handed
+    /// out at the end of each request, with whatever it printed since the last one.
+    pub fn take_text(&self) -> Option<String> {
+        let text = self.text();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Captured::default();
+        text
+    }
+
     fn append(&self, data: &[u8]) {
         let mut captured = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let room = GUEST_OUTPUT_LIMIT.saturating_sub(captured.bytes.len());

@@ -25,7 +25,7 @@ pub type GuestBody = HyperOutgoingBody;
 
 /// How an invocation failed. `Display` is safe to show to the client: it names what happened
 /// to the function, never host paths or internals (details go to the log).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum InvokeError {
     #[error("the function did not respond within its {0} ms timeout")]
     Timeout(u64),
@@ -126,22 +126,7 @@ impl Engine {
         };
         // Granted per request, not per instance: a warm instance was made before it knew
         // which request (and which config's stores) it would serve.
-        store.data_mut().config_values = config
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(secrets.config)
-            .collect();
-        if !secrets.env.is_empty() {
-            store.data_mut().set_env(config, &secrets.env, &output);
-        }
-        store.data_mut().kv = super::keyvalue::KvAccess::new(
-            self.kv_db.get(),
-            &self.kv_meter,
-            crate::model::namespace_of(function),
-            &config.kv,
-            self.config.kv_limits,
-        );
+        self.grant(&mut store, function, config, secrets, &output);
         let guard = FinishGuard {
             output: output.clone(),
             instantiation: None,
@@ -324,9 +309,41 @@ impl Engine {
         }
     }
 
+    /// Gives `store` what a request of `function` may read: `config`'s `wasi:config` values
+    /// and key-value stores, and the secrets opened for it.
+    pub(super) fn grant(
+        &self,
+        store: &mut Store<HostState>,
+        function: &str,
+        config: &FunctionConfig,
+        secrets: RequestSecrets,
+        output: &GuestOutput,
+    ) {
+        store.data_mut().config_values = config
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(secrets.config)
+            .collect();
+        if !secrets.env.is_empty() {
+            store.data_mut().set_env(config, &secrets.env, output);
+        }
+        store.data_mut().kv = super::keyvalue::KvAccess::new(
+            self.kv_db.get(),
+            &self.kv_meter,
+            crate::model::namespace_of(function),
+            &config.kv,
+            self.config.kv_limits,
+        );
+    }
+
     /// A fresh store with the function's limits. The only place limits are set; deadlines
     /// are set by [`arm`].
-    fn new_store(&self, config: &FunctionConfig, output: &GuestOutput) -> Store<HostState> {
+    pub(super) fn new_store(
+        &self,
+        config: &FunctionConfig,
+        output: &GuestOutput,
+    ) -> Store<HostState> {
         let mut state = HostState::new(config, output, self.config.network.clone());
         state.budget_ticks = match config.cpu_budget_ms {
             0 => u64::MAX,
@@ -368,7 +385,7 @@ pub struct WarmInstance {
 }
 
 /// Starts a new deadline and CPU budget, for instantiation and again for the request.
-fn arm(store: &mut Store<HostState>, deadline: Instant) {
+pub(super) fn arm(store: &mut Store<HostState>, deadline: Instant) {
     let state = store.data_mut();
     state.deadline = deadline;
     state.ticks = 0;
@@ -376,14 +393,14 @@ fn arm(store: &mut Store<HostState>, deadline: Instant) {
 }
 
 /// The limits a failure is judged against.
-struct FailureContext {
-    timeout: Duration,
+pub(super) struct FailureContext {
+    pub(super) timeout: Duration,
     memory_mb: u32,
     cpu_budget_ms: u64,
 }
 
 impl FailureContext {
-    fn of(config: &FunctionConfig) -> Self {
+    pub(super) fn of(config: &FunctionConfig) -> Self {
         Self {
             timeout: Duration::from_millis(config.timeout_ms),
             memory_mb: config.memory_mb,
@@ -392,7 +409,11 @@ impl FailureContext {
     }
 }
 
-fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool) -> InvokeError {
+pub(super) fn classify(
+    error: wasmtime::Error,
+    limits: &FailureContext,
+    cpu_exhausted: bool,
+) -> InvokeError {
     let error: anyhow::Error = error.into();
     if error
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
@@ -448,7 +469,7 @@ fn classify(error: wasmtime::Error, limits: &FailureContext, cpu_exhausted: bool
 
 /// Enforces the function's response-body limit: a declared length over it fails at once;
 /// a streamed body is cut off (the client sees an aborted response) when it crosses it.
-fn limit_response_body(
+pub(super) fn limit_response_body(
     response: hyper::Response<GuestBody>,
     limit: u64,
 ) -> Result<hyper::Response<GuestBody>, InvokeError> {
@@ -547,21 +568,25 @@ enum Call {
     /// response goes.
     Service {
         request: wasmtime_wasi_http::p3::Request,
-        request_io:
-            std::pin::Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>,
+        request_io: RequestIo,
         respond: Respond,
     },
 }
 
+/// Reports how a WASI 0.3 request's body was read (an error the guest sees on its future).
+pub(super) type RequestIo =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>;
+
 /// Hands the response head (or why there is none) to the waiting request.
-struct Respond {
-    sender: tokio::sync::oneshot::Sender<Result<hyper::Response<GuestBody>, InvokeError>>,
+pub(super) struct Respond {
+    pub(super) sender:
+        tokio::sync::oneshot::Sender<Result<hyper::Response<GuestBody>, InvokeError>>,
     /// Set once a head is sent, so a later failure is logged as one after responding.
-    responded: Arc<AtomicBool>,
+    pub(super) responded: Arc<AtomicBool>,
 }
 
 impl Respond {
-    fn send(self, response: Result<hyper::Response<GuestBody>, InvokeError>) {
+    pub(super) fn send(self, response: Result<hyper::Response<GuestBody>, InvokeError>) {
         self.responded.store(true, Ordering::Release);
         let _ = self.sender.send(response);
     }

@@ -16,6 +16,7 @@ mod invoke;
 mod keyvalue;
 mod limits;
 mod outbound;
+mod reuse;
 mod validate;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub use invoke::{
     Finished, GuestBody, InvokeError, InvokeFailure, OnFinish, RequestSecrets, WarmInstance,
 };
 pub use outbound::{IpRange, NetworkPolicy};
+pub use reuse::{SharedInstances, shares_instances};
 pub use validate::{ComponentSummary, HANDLER_EXPORT_PREFIXES, InvalidComponent, check_component};
 
 use crate::model::{Digest, EngineStatus, HttpWorld};

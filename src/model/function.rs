@@ -135,6 +135,38 @@ pub struct FunctionConfig {
         skip_serializing_if = "super::AsyncPolicy::is_default"
     )]
     pub async_policy: super::AsyncPolicy,
+    /// Instance reuse, opted into per function (WASI 0.3 versions only): up to this many
+    /// requests share one instance, so its memory (globals, caches) persists between them;
+    /// never across versions or functions. 0, the default, gives every request a fresh
+    /// instance.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reuse_requests: u32,
+    /// With reuse: requests one instance serves at once (WASI 0.3 handlers are async).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub concurrency_per_instance: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// Most requests one reused instance may serve, and at once.
+pub const MAX_REUSE_REQUESTS: u32 = 1_000_000;
+pub const MAX_CONCURRENCY_PER_INSTANCE: u32 = 1_000;
+
+impl FunctionConfig {
+    /// Whether instances of this config's WASI 0.3 versions serve more than one request.
+    pub fn reuses_instances(&self) -> bool {
+        self.reuse_requests > 1
+    }
 }
 
 fn default_memory() -> u32 {
@@ -173,6 +205,8 @@ impl Default for FunctionConfig {
             secrets: Vec::new(),
             secret_env: Vec::new(),
             async_policy: super::AsyncPolicy::default(),
+            reuse_requests: 0,
+            concurrency_per_instance: 1,
         }
     }
 }
@@ -217,6 +251,11 @@ pub struct ConfigPatch {
         skip_serializing_if = "super::AsyncPatch::is_empty"
     )]
     pub async_policy: super::AsyncPatch,
+    /// Requests one instance may serve (0 or 1: a fresh instance per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_per_instance: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -280,6 +319,12 @@ impl ConfigPatch {
             config.kv = stores;
         }
         config.async_policy = self.async_policy.apply(&config.async_policy)?;
+        if let Some(n) = self.reuse_requests {
+            config.reuse_requests = n;
+        }
+        if let Some(n) = self.concurrency_per_instance {
+            config.concurrency_per_instance = n;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -317,6 +362,29 @@ impl FunctionConfig {
                     "{what} {value} bytes is out of range; use 1 byte to 1 GiB"
                 ));
             }
+        }
+        if self.reuse_requests > MAX_REUSE_REQUESTS {
+            return bad(format!(
+                "instance reuse of {} requests is out of range; use 0 (a fresh instance per \
+                 request) to {MAX_REUSE_REQUESTS}",
+                self.reuse_requests
+            ));
+        }
+        if self.concurrency_per_instance == 0
+            || self.concurrency_per_instance > MAX_CONCURRENCY_PER_INSTANCE
+        {
+            return bad(format!(
+                "concurrency per instance {} is out of range; use 1 to \
+                 {MAX_CONCURRENCY_PER_INSTANCE}",
+                self.concurrency_per_instance
+            ));
+        }
+        if self.concurrency_per_instance > 1 && self.reuse_requests < 2 {
+            return bad(format!(
+                "concurrency per instance {} needs instance reuse: an instance serving one \
+                 request serves it alone; set --reuse to at least {0}",
+                self.concurrency_per_instance
+            ));
         }
         if self.cpu_budget_ms > MAX_TIMEOUT_MS {
             return bad(format!(

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 
 pub use policy::{provisioned_floors, warm_target};
 
-use crate::engine::{Engine, WarmInstance};
+use crate::engine::{Engine, LoadedComponent, SharedInstances, WarmInstance, shares_instances};
 use crate::metering::Metering;
 use crate::model::{NodeShare, PoolStatus, ScalerStats, VersionLabel};
 use crate::routing::{Deployment, Router};
@@ -140,6 +140,30 @@ impl Scaler {
             clock: self.clock,
         };
         (instance, lease)
+    }
+
+    /// The reusable instances of `deployment` running `component`, if its config opts in to
+    /// instance reuse and the component is WASI 0.3; `None` means a fresh instance per
+    /// request. Idle instances go after the idle timeout, as warm pools do.
+    pub fn shared(
+        self: &Arc<Self>,
+        deployment: &Arc<Deployment>,
+        component: &Arc<LoadedComponent>,
+    ) -> Option<Arc<SharedInstances>> {
+        if !shares_instances(component, &deployment.config) {
+            return None;
+        }
+        let pool = self.pool_for(deployment, self.now_ms());
+        let (shared, stale) = pool.shared(deployment, || {
+            self.engine.shared_instances(
+                component,
+                &deployment.function,
+                &deployment.config,
+                self.options.idle_timeout,
+            )
+        });
+        self.discard(stale);
+        shared
     }
 
     /// Recomputes targets every tick until the task is dropped.
@@ -398,6 +422,9 @@ impl Scaler {
             let (deployment, generation) = pool.current();
             let digest = deployment.digest;
             let made = match self.engine.load(digest).await {
+                // Its requests share instances that stay up on their own: nothing to keep
+                // warm.
+                Ok(component) if shares_instances(&component, &deployment.config) => break,
                 Ok(component) => self
                     .engine
                     .instantiate(&component, &deployment.config)

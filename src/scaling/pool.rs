@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::engine::WarmInstance;
+use crate::engine::{SharedInstances, WarmInstance};
 use crate::routing::Deployment;
 
 pub struct VersionPool {
@@ -41,6 +41,8 @@ struct PoolInner {
     /// it never adds an instance of an old deployment.
     generation: u64,
     instances: Vec<WarmInstance>,
+    /// The deployment's reusable instances, when its config opts in (WASI 0.3 only).
+    shared: Option<Arc<SharedInstances>>,
 }
 
 /// Whether two deployments run the same code with the same config, so instances of one
@@ -56,6 +58,7 @@ impl VersionPool {
                 deployment,
                 generation: 0,
                 instances: Vec::new(),
+                shared: None,
             }),
             warm: AtomicU32::new(0),
             host_warm,
@@ -87,6 +90,22 @@ impl VersionPool {
         let instance = inner.instances.pop();
         self.count(&inner);
         (instance, stale)
+    }
+
+    /// The reusable instances of `deployment`, made by `make` the first time (or after a
+    /// new deployment), with the warm instances that became stale.
+    pub fn shared(
+        &self,
+        deployment: &Arc<Deployment>,
+        make: impl FnOnce() -> Option<Arc<SharedInstances>>,
+    ) -> (Option<Arc<SharedInstances>>, Vec<WarmInstance>) {
+        let mut inner = self.lock();
+        let stale = inner.adopt(deployment);
+        if inner.shared.is_none() {
+            inner.shared = make();
+        }
+        self.count(&inner);
+        (inner.shared.clone(), stale)
     }
 
     /// Marks the pool as used now without a request (a boost).
@@ -199,6 +218,9 @@ impl PoolInner {
             return Vec::new();
         }
         self.generation += 1;
+        // The old deployment's shared instances finish what they hold and go; the new one
+        // starts its own, so no state crosses versions.
+        self.shared = None;
         std::mem::take(&mut self.instances)
     }
 }

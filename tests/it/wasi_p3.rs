@@ -87,14 +87,8 @@ async fn a_wasip3_component_deploys_serves_and_streams() {
     .await;
 
     // Metered like any invocation.
-    let usage = host.get_json("/v1/usage?function=svc").await.1;
-    let invocations: u64 = usage["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["invocations"].as_u64().unwrap())
-        .sum();
-    assert!(invocations >= 53, "{usage:#}");
+    let invocations = invocations(&host, "svc").await;
+    assert!(invocations >= 53, "{invocations}");
 }
 
 /// The function's timeout stops a 0.3 guest spinning in wasm and one waiting on its clock;
@@ -211,5 +205,125 @@ async fn wasip2_and_wasip3_versions_split_roll_out_and_roll_back() {
             (warm < Some(3)).then(|| body.to_string())
         },
     )
+    .await;
+}
+
+/// Invocations of `function` metered so far, over all its versions.
+async fn invocations(host: &TestHost, function: &str) -> u64 {
+    let usage = host
+        .get_json(&format!("/v1/usage?function={function}"))
+        .await
+        .1;
+    usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["invocations"].as_u64().unwrap())
+        .sum()
+}
+
+async fn patch_config(host: &TestHost, function: &str, patch: serde_json::Value) {
+    let response = host
+        .admin(Method::PATCH, &format!("/v1/functions/{function}/config"))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 200, "{}", response.text().await.unwrap());
+}
+
+/// `GET path` `n` times in turn; the bodies.
+async fn in_turn(host: &TestHost, path: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for _ in 0..n {
+        let (status, _, body) = host.call_text(path).await;
+        assert_eq!(status, 200, "{body}");
+        bodies.push(body.trim().to_string());
+    }
+    bodies
+}
+
+/// Instance reuse is opt-in: by default every request of a 0.3 version sees a fresh
+/// instance; with `reuse_requests` an instance's state carries over for that many requests,
+/// then a new one starts; `concurrency_per_instance` lets one instance serve requests at
+/// once; state never crosses versions; a timeout retires the instance; 0.2 versions stay
+/// fresh whatever the config says; every request is metered.
+#[tokio::test]
+async fn instance_reuse_keeps_state_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("svc", "echo_p3", "").await;
+    assert_eq!(in_turn(&host, "/svc/count", 6).await, ["1"; 6]);
+
+    patch_config(
+        &host,
+        "svc",
+        json!({"reuse_requests": 4, "timeout_ms": 1000}),
+    )
+    .await;
+    assert_eq!(
+        in_turn(&host, "/svc/count", 10).await,
+        ["1", "2", "3", "4", "1", "2", "3", "4", "1", "2"]
+    );
+
+    // Four requests at once in one instance: each waits 400 ms on the clock, together.
+    patch_config(
+        &host,
+        "svc",
+        json!({"reuse_requests": 100, "concurrency_per_instance": 4}),
+    )
+    .await;
+    let started = Instant::now();
+    let sleeps = (0..4).map(|_| host.call_text("/svc/sleep?ms=400"));
+    for (status, _, body) in futures::future::join_all(sleeps).await {
+        assert_eq!((status, body.as_str()), (200, "slept 400 ms\n"));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1200),
+        "{took:?}: not concurrent"
+    );
+    assert_eq!(
+        in_turn(&host, "/svc/count", 1).await,
+        ["5"],
+        "one instance served all"
+    );
+
+    // A version keeps its own instances: $LATEST's counter and version 1's never mix.
+    assert_eq!(host.publish("svc").await.0, 201);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(host.call_text("/svc@1/count").await.2.trim().to_string());
+        seen.push(
+            host.call_text("/svc@latest/count")
+                .await
+                .2
+                .trim()
+                .to_string(),
+        );
+    }
+    let (v1, latest): (Vec<_>, Vec<_>) =
+        seen.chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
+    assert_eq!(v1, ["1", "2", "3"], "{seen:?}");
+    assert_eq!(latest, ["6", "7", "8"], "{seen:?}");
+
+    // A request past its deadline retires its instance: the next starts afresh.
+    let (status, _, body) = host.call_text("/svc/spin").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(in_turn(&host, "/svc/count", 2).await, ["1", "2"]);
+
+    // A 0.2 function asking for reuse still gets a fresh instance per request.
+    host.deploy("classic", "counter", "").await;
+    patch_config(&host, "classic", json!({"reuse_requests": 10})).await;
+    for _ in 0..4 {
+        assert_eq!(host.call_text("/classic").await.2, "1 1\n");
+    }
+
+    // 6 + 10 + 4 + 1 + 6 + 1 + 2 requests, each metered once.
+    eventually(Duration::from_secs(5), "every request metered", || async {
+        let n = invocations(&host, "svc").await;
+        (n != 30).then(|| format!("{n} metered"))
+    })
     .await;
 }

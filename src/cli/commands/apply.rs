@@ -493,6 +493,10 @@ fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
         }),
         max_concurrency: (config.max_concurrency != defaults.max_concurrency)
             .then_some(config.max_concurrency),
+        reuse: (config.reuse_requests != defaults.reuse_requests).then_some(config.reuse_requests),
+        concurrency_per_instance: (config.concurrency_per_instance
+            != defaults.concurrency_per_instance)
+            .then_some(config.concurrency_per_instance),
         max_request_body: unless_default(
             config.max_request_body_bytes,
             defaults.max_request_body_bytes,

@@ -147,6 +147,19 @@ pub struct LimitArgs {
         help_heading = "Asynchronous invocations"
     )]
     pub on_failure: Option<String>,
+    /// Opt in to instance reuse (WASI 0.3 versions): one instance serves up to N requests
+    /// in turn, instead of a fresh instance per request (the default; 0 or 1 restores it).
+    /// Faster, but NOT ISOLATED: whatever a request leaves in the instance's memory
+    /// (globals, caches, a previous user's data) is there for the next requests of that
+    /// version. Never shared across versions or functions. WASI 0.2 versions always get a
+    /// fresh instance.
+    #[arg(long = "reuse", value_name = "N", help_heading = "Instance reuse")]
+    pub reuse_requests: Option<u32>,
+    /// With --reuse: requests one instance serves at once (default 1). WASI 0.3 handlers
+    /// are async, so an instance waiting on I/O for one request can serve others; they
+    /// share its memory and its CPU budget.
+    #[arg(long, value_name = "M", help_heading = "Instance reuse")]
+    pub concurrency_per_instance: Option<u32>,
 }
 
 impl LimitArgs {
@@ -173,6 +186,8 @@ impl LimitArgs {
                 on_success: self.on_success.clone(),
                 on_failure: self.on_failure.clone(),
             },
+            reuse_requests: self.reuse_requests,
+            concurrency_per_instance: self.concurrency_per_instance,
         }
     }
 }

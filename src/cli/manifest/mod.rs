@@ -56,6 +56,13 @@ pub struct FunctionSpec {
     pub cpu_budget: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Instance reuse (WASI 0.3 versions): requests one instance serves; 0 or absent, a
+    /// fresh instance per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<u32>,
+    /// With `reuse`: requests one instance serves at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_per_instance: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +374,10 @@ fn function_config(spec: &FunctionSpec) -> Result<FunctionConfig, (&'static str,
     });
     one("max_request_body", &|p| {
         p.max_request_body_bytes = request_body
+    });
+    one("reuse", &|p| {
+        p.reuse_requests = spec.reuse;
+        p.concurrency_per_instance = spec.concurrency_per_instance;
     });
     one("max_response_body", &|p| {
         p.max_response_body_bytes = response_body

@@ -544,6 +544,8 @@ pub fn full_patch(config: &FunctionConfig) -> ConfigPatch {
             on_success: Some(destination(&async_policy.on_success)),
             on_failure: Some(destination(&async_policy.on_failure)),
         },
+        reuse_requests: Some(config.reuse_requests),
+        concurrency_per_instance: Some(config.concurrency_per_instance),
     }
 }
 

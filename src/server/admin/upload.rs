@@ -302,6 +302,8 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
         secrets,
         secret_env,
         async_policy,
+        reuse_requests,
+        concurrency_per_instance,
     } = given;
     patch.env = env.or(patch.env.take());
     patch.memory_mb = memory_mb.or(patch.memory_mb);
@@ -315,6 +317,8 @@ fn merge(patch: &mut ConfigPatch, given: ConfigPatch) {
     patch.config = config.or(patch.config.take());
     patch.secrets = secrets.or(patch.secrets.take());
     patch.secret_env = secret_env.or(patch.secret_env.take());
+    patch.reuse_requests = reuse_requests.or(patch.reuse_requests);
+    patch.concurrency_per_instance = concurrency_per_instance.or(patch.concurrency_per_instance);
     let base = &mut patch.async_policy;
     base.retries = async_policy.retries.or(base.retries);
     base.backoff_ms = async_policy.backoff_ms.or(base.backoff_ms);
