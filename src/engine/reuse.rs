@@ -21,14 +21,14 @@
 
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use http_body_util::BodyExt as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::Accessor;
 use wasmtime_wasi_http::WasiHttpView;
@@ -70,7 +70,7 @@ struct Handle {
     closed: bool,
     jobs: mpsc::UnboundedSender<Job>,
     /// Why the worker's instance stopped, for requests it held.
-    failure: Arc<OnceLock<InvokeError>>,
+    failure: Arc<watch::Sender<Option<InvokeError>>>,
 }
 
 /// One request, handed to a worker.
@@ -104,7 +104,7 @@ impl Drop for JobFinish {
 
 /// Where dispatch sent a request.
 enum Dispatch {
-    Sent(Arc<OnceLock<InvokeError>>),
+    Sent(u64, watch::Receiver<Option<InvokeError>>),
     /// No worker had room: start this one with the job.
     Start(Box<Job>, Recruit),
 }
@@ -113,7 +113,7 @@ enum Dispatch {
 struct Recruit {
     id: u64,
     jobs: mpsc::UnboundedReceiver<Job>,
-    failure: Arc<OnceLock<InvokeError>>,
+    failure: Arc<watch::Sender<Option<InvokeError>>>,
 }
 
 /// How a request ended, for its worker.
@@ -139,7 +139,7 @@ impl SharedInstances {
                 Ok(()) => {
                     handle.in_flight += 1;
                     handle.assigned += 1;
-                    return Dispatch::Sent(handle.failure.clone());
+                    return Dispatch::Sent(handle.id, handle.failure.subscribe());
                 }
                 Err(mpsc::error::SendError(back)) => {
                     // Its task is gone (it panicked): skip it from now on.
@@ -151,7 +151,7 @@ impl SharedInstances {
         workers.next_id += 1;
         let id = workers.next_id;
         let (sender, jobs) = mpsc::unbounded_channel();
-        let failure = Arc::new(OnceLock::new());
+        let failure = Arc::new(watch::Sender::new(None));
         workers.live.push(Handle {
             id,
             in_flight: 1,
@@ -176,6 +176,15 @@ impl SharedInstances {
                 // Dropping its sender lets the worker's queue end.
                 workers.live.swap_remove(index);
             }
+        }
+    }
+
+    /// Sends worker `id` no more requests: one of its requests failed in it or ran out of
+    /// time, so its instance may be stuck or broken. It goes once its requests are done.
+    fn close(&self, id: u64) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = workers.live.iter_mut().find(|h| h.id == id) {
+            handle.closed = true;
         }
     }
 
@@ -223,7 +232,7 @@ impl SharedInstances {
             Err(e) => {
                 let error = classify(e, &limits, store.data().cpu_budget_exhausted);
                 self.retire(id);
-                let _ = failure.set(error.clone());
+                failure.send_replace(Some(error.clone()));
                 first.respond.send(Err(error));
                 return; // queued requests read `failure`
             }
@@ -233,6 +242,8 @@ impl SharedInstances {
             ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),
         };
         let serving = Serving {
+            shared: &self,
+            id,
             service: &service,
             output: &output,
             limits: &limits,
@@ -276,13 +287,16 @@ impl SharedInstances {
         if let Err(e) = result {
             let error = classify(e, &limits, store.data().cpu_budget_exhausted);
             tracing::warn!(function = %self.function, error = %error, "a shared instance stopped");
-            let _ = failure.set(error);
+            failure.send_replace(Some(error));
         }
     }
 }
 
 /// What a worker's requests share.
 struct Serving<'a> {
+    shared: &'a SharedInstances,
+    /// The worker's.
+    id: u64,
     service: &'a Service,
     output: &'a GuestOutput,
     limits: &'a FailureContext,
@@ -369,11 +383,14 @@ impl Serving<'_> {
                 Outcome::Served
             }
             Ok(Err(trap)) => {
+                // Closed before answering, so the client's next request goes elsewhere.
+                self.shared.close(self.id);
                 let exhausted = accessor.with(|mut access| access.data_mut().cpu_budget_exhausted);
                 respond.send(Err(classify(trap, self.limits, exhausted)));
                 Outcome::Spoiled
             }
             Err(_elapsed) => {
+                self.shared.close(self.id);
                 respond.send(Err(InvokeError::Timeout(
                     self.limits.timeout.as_millis() as u64
                 )));
@@ -481,10 +498,10 @@ impl Engine {
             deadline,
             work,
         };
-        let failure = match shared.dispatch(job) {
-            Dispatch::Sent(failure) => failure,
+        let (worker, failure) = match shared.dispatch(job) {
+            Dispatch::Sent(worker, failure) => (worker, failure),
             Dispatch::Start(job, recruit) => {
-                let failure = recruit.failure.clone();
+                let started = (recruit.id, recruit.failure.subscribe());
                 let output = GuestOutput::default();
                 let mut store = self.new_store(config, &output);
                 self.grant(&mut store, &shared.function, config, secrets, &output);
@@ -492,22 +509,39 @@ impl Engine {
                     .long_after_ticks
                     .map(|ticks| (self.cpu_gate.clone(), ticks));
                 tokio::spawn(shared.clone().work(recruit, store, output, *job, fairness));
-                failure
+                started
             }
         };
         let failed = |error| InvokeFailure {
             error,
             guest_output: None,
         };
-        match tokio::time::timeout_at(deadline.into(), receiver).await {
-            Ok(Ok(Ok(response))) => {
+        let mut failure = failure;
+        let outcome = tokio::time::timeout_at(deadline.into(), async {
+            match receiver.await {
+                Ok(outcome) => outcome,
+                // The instance stopped with the request in it: the worker says why as soon
+                // as its loop has returned (the request's sender went first).
+                Err(_instance_gone) => Err(match failure.wait_for(Option::is_some).await {
+                    Ok(error) => error.clone().expect("waited for it"),
+                    Err(_worker_gone) => {
+                        InvokeError::Trap("the instance serving the request stopped".into())
+                    }
+                }),
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok(response)) => {
                 limit_response_body(response, config.max_response_body_bytes).map_err(failed)
             }
-            Ok(Ok(Err(error))) => Err(failed(error)),
-            Ok(Err(_instance_gone)) => Err(failed(failure.get().cloned().unwrap_or_else(|| {
-                InvokeError::Trap("the instance serving the request stopped".into())
-            }))),
-            Err(_elapsed) => Err(failed(InvokeError::Timeout(config.timeout_ms))),
+            Ok(Err(error)) => Err(failed(error)),
+            Err(_elapsed) => {
+                // The instance may be stuck in the guest (the worker has not seen the
+                // deadline yet): send it nothing more.
+                shared.close(worker);
+                Err(failed(InvokeError::Timeout(config.timeout_ms)))
+            }
         }
     }
 }
