@@ -17,7 +17,8 @@ use crate::cli::client::{AdminClient, ApiFailure};
 pub struct DeployArgs {
     /// The function's name: a lowercase DNS label (a-z, 0-9, '-').
     pub name: String,
-    /// The component to upload (a wasi:http/proxy component, e.g. built for wasm32-wasip2).
+    /// The component to upload: a wasi:http/proxy (WASI 0.2) or wasi:http/service (WASI 0.3)
+    /// component, e.g. built for wasm32-wasip2.
     pub file: PathBuf,
     /// Environment variables for the function; when given, they replace its whole
     /// environment (repeat for several).
