@@ -101,7 +101,7 @@ async fn invalid_uploads_are_refused_with_clear_text() {
             "wrong-world",
             wasm("wrong-world"),
             &[
-                "does not export wasi:http/incoming-handler@0.2.x",
+                "exports neither wasi:http/incoming-handler@0.2.x nor wasi:http/handler@0.3.x",
                 "wasi:cli/run@0.2",
             ],
         ),
