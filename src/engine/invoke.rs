@@ -592,6 +592,81 @@ impl Respond {
     }
 }
 
+/// How long a WASI 0.3 response head waits for its body to begin.
+const BODY_START_WAIT: Duration = Duration::from_millis(2);
+
+/// Waits briefly for a WASI 0.3 response's body to begin (and, for a small one, to end)
+/// before the head goes out. A 0.3 guest returns the head first and writes the body from a
+/// task of its own, so without this the server writes the head, then the body: two
+/// writes to the client, twice its wake-ups. Waiting while the instance's loop runs lets
+/// both go out in one write; a body that does not start within `BODY_START_WAIT` (a
+/// stream that sends headers first) gets its head on its own, as soon as the wait ends.
+pub(super) async fn with_body_started(
+    response: hyper::Response<GuestBody>,
+) -> hyper::Response<GuestBody> {
+    use http_body_util::BodyExt;
+    let (head, mut body) = response.into_parts();
+    let first = match tokio::time::timeout(BODY_START_WAIT, body.frame()).await {
+        Ok(first) => first,
+        Err(_not_yet) => return hyper::Response::from_parts(head, body),
+    };
+    let mut frames = Vec::new();
+    let mut buffered = 0;
+    let mut next = first;
+    // Whatever follows at once, up to one write's worth.
+    while let Some(frame) = next {
+        let is_error = frame.is_err();
+        buffered += frame
+            .as_ref()
+            .ok()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len());
+        frames.push(frame);
+        if is_error || buffered >= COALESCE_BYTES {
+            break;
+        }
+        match futures::FutureExt::now_or_never(body.frame()) {
+            Some(more) => next = more,
+            None => break,
+        }
+    }
+    let body = BodyStarted {
+        ahead: frames.into(),
+        rest: body,
+    };
+    hyper::Response::from_parts(head, body.boxed_unsync())
+}
+
+/// A body whose first frames were read ahead of its head.
+struct BodyStarted {
+    ahead: std::collections::VecDeque<
+        Result<http_body::Frame<bytes::Bytes>, wasmtime_wasi_http::Error>,
+    >,
+    rest: GuestBody,
+}
+
+impl http_body::Body for BodyStarted {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.ahead.pop_front() {
+            Some(frame) => std::task::Poll::Ready(Some(frame)),
+            None => std::pin::Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ahead.is_empty() && self.rest.is_end_stream()
+    }
+}
+
+/// Most body bytes gathered ahead of the head.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 /// Serves one request through a WASI 0.3 `wasi:http/handler`. The guest returns the response
 /// head and keeps writing the body from tasks of its own, which run only inside the store's
 /// `run_concurrent` loop: so the loop keeps turning until every task of the instance has
@@ -614,7 +689,7 @@ async fn serve(
                             <HostState as WasiHttpView>::http,
                         )
                     })?;
-                    respond.send(Ok(response));
+                    respond.send(Ok(with_body_started(response).await));
                 }
                 Err(code) => respond.send(Err(InvokeError::Guest(format!(
                     "it answered with the wasi:http error {code:?}"

@@ -38,7 +38,7 @@ use super::fairness::{CpuGate, Work};
 use super::guest_output::GuestOutput;
 use super::invoke::{
     FailureContext, Finished, Guest, GuestBody, InvokeError, InvokeFailure, OnFinish, Respond, arm,
-    classify, limit_response_body,
+    classify, limit_response_body, with_body_started,
 };
 use super::{EPOCH_TICK, Engine, HostState, LoadedComponent, RequestSecrets};
 use crate::model::{FunctionConfig, HttpWorld};
@@ -366,6 +366,7 @@ impl Serving<'_> {
         };
         match tokio::time::timeout_at(deadline.into(), handled).await {
             Ok(Ok(Ok(response))) => {
+                let response = with_body_started(response).await;
                 respond.send(Ok(response.map(|body| {
                     SharedBody {
                         inner: body,
