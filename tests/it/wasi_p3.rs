@@ -327,3 +327,91 @@ async fn instance_reuse_keeps_state_only_when_asked() {
     })
     .await;
 }
+
+/// The rest of the pipeline serves 0.3 as it serves 0.2: a timer trigger delivers to it, an
+/// asynchronous invocation runs in it with its body, and an alias mirrors requests to a 0.3
+/// version as shadow traffic, compared with the primary's answers.
+#[tokio::test]
+async fn wasip3_serves_timers_async_invocations_and_shadows() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(&dir.path().join("data")).await;
+    host.deploy("svc", "echo_p3", "").await;
+    assert_eq!(host.publish("svc").await.0, 201);
+    host.deploy("svc", "echo_p3", "env=SHADOW%3D1").await;
+    assert_eq!(host.publish("svc").await.0, 201);
+
+    let response = host
+        .admin(Method::POST, "/v1/functions/svc/triggers")
+        .json(&json!({"cron": "* * * * * *"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let response = host
+        .http
+        .post(format!("{}/svc/echo", host.data_url))
+        .header("fnhost-invocation", "async")
+        .body("queued body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the invocation delivered",
+        || async {
+            let (_, found) = host.get_json(&format!("/v1/invocations/{id}")).await;
+            (found["status"] != "delivered").then(|| found.to_string())
+        },
+    )
+    .await;
+    let (_, done) = host.get_json(&format!("/v1/invocations/{id}")).await;
+    assert_eq!(done["result"]["status"], 200, "{done}");
+    assert_eq!(
+        done["result"]["response_bytes"], 11,
+        "the body echoed: {done}"
+    );
+
+    let response = host
+        .admin(Method::PUT, "/v1/functions/svc/aliases/prod")
+        .json(&json!({"routes": [{"version": 1, "percent": 100}],
+                      "mirror": {"version": 2, "percent": 100}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for _ in 0..20 {
+        let (status, version, body) = host.call_text("/svc@prod/hi").await;
+        assert_eq!(
+            (status, version.as_str(), body.as_str()),
+            (200, "1", "echo-p3 Method::Get /hi\n")
+        );
+    }
+    eventually(Duration::from_secs(10), "shadows compared", || async {
+        let (_, health) = host.get_json("/v1/functions/svc/health").await;
+        let matches = health["shadow"]
+            .as_array()
+            .and_then(|s| s.iter().find(|r| r["version"] == 2))
+            .and_then(|r| r["matches"].as_u64());
+        (matches < Some(20)).then(|| health.to_string())
+    })
+    .await;
+
+    eventually(
+        Duration::from_secs(10),
+        "timer events delivered",
+        || async {
+            let (_, events) = host
+                .get_json("/v1/functions/svc/events?status=delivered")
+                .await;
+            let delivered = events["events"].as_array().map_or(0, Vec::len);
+            (delivered < 2).then(|| events.to_string())
+        },
+    )
+    .await;
+}
