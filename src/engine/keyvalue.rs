@@ -146,6 +146,17 @@ impl KvAccess {
         self.used.clone()
     }
 
+    /// A request starts in an instance that may have served others (instance reuse): alone,
+    /// it gets the per-invocation allowance afresh; beside other requests, the allowance of
+    /// those in flight is pooled (as their CPU budgets are).
+    pub(super) fn begin_request(&mut self, alone: bool) {
+        self.ops = if alone {
+            0
+        } else {
+            self.ops.saturating_sub(self.limits.ops_per_request)
+        };
+    }
+
     /// Counts `n` operations against the per-invocation limit.
     fn spend(&mut self, n: usize) -> Result<(), KvFailure> {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
@@ -558,5 +569,40 @@ mod spin {
             self.table.delete(bucket)?;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reused instance's requests each get the operation allowance: afresh when alone,
+    /// pooled when they overlap.
+    #[test]
+    fn each_request_of_a_reused_instance_gets_its_allowance() {
+        let limits = KvLimits {
+            ops_per_request: 2,
+            ..KvLimits::default()
+        };
+        let mut access = KvAccess::new(
+            None,
+            &Arc::default(),
+            "default",
+            &["cart".to_string()],
+            limits,
+        );
+        assert!(access.spend(2).is_ok());
+        assert!(
+            access.spend(1).is_err(),
+            "over the first request's allowance"
+        );
+        access.begin_request(true);
+        assert!(access.spend(2).is_ok());
+        access.begin_request(false);
+        assert!(
+            access.spend(2).is_ok(),
+            "a second request in flight adds its own"
+        );
+        assert!(access.spend(1).is_err());
     }
 }

@@ -20,7 +20,7 @@
 //! turns (reset as each starts alone) and pooled while they overlap.
 
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -87,6 +87,9 @@ struct JobFinish {
     on_finish: Option<OnFinish>,
     output: Option<GuestOutput>,
     instantiation: Option<Duration>,
+    /// The instance's count of key-value operations, and how many of them requests have
+    /// already been billed for.
+    kv: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
 }
 
 impl Drop for JobFinish {
@@ -96,7 +99,12 @@ impl Drop for JobFinish {
                 // What the instance printed since the last request finished.
                 output: self.output.as_ref().and_then(GuestOutput::take_text),
                 instantiation: self.instantiation,
-                kv_operations: 0,
+                // The operations made since the last request finished, as with output:
+                // exact while requests take turns, and never counted twice.
+                kv_operations: self.kv.as_ref().map_or(0, |(count, billed)| {
+                    let now = count.load(Ordering::Relaxed);
+                    now.saturating_sub(billed.swap(now, Ordering::Relaxed))
+                }),
             });
         }
     }
@@ -249,6 +257,7 @@ impl SharedInstances {
             limits: &limits,
             budget,
             fairness: &fairness,
+            kv_billed: Arc::default(),
         };
         let mut instantiation = Some(started.elapsed());
         let this = &self;
@@ -303,6 +312,8 @@ struct Serving<'a> {
     /// Each request's CPU budget, in epoch ticks.
     budget: u64,
     fairness: &'a Option<(Arc<CpuGate>, u64)>,
+    /// Key-value operations of the instance already billed to finished requests.
+    kv_billed: Arc<AtomicU64>,
 }
 
 impl Serving<'_> {
@@ -338,6 +349,8 @@ impl Serving<'_> {
             } else {
                 state.budget_ticks = state.budget_ticks.saturating_add(self.budget);
             }
+            state.kv.begin_request(alone);
+            finish.kv = state.kv.used().map(|count| (count, self.kv_billed.clone()));
             if let Some((gate, long_after)) = self.fairness {
                 match &work {
                     Work::Short(_) => state.fairness.begin(gate, *long_after),
@@ -495,6 +508,7 @@ impl Engine {
                 on_finish: Some(on_finish),
                 output: None,
                 instantiation: None,
+                kv: None,
             },
             deadline,
             work,
