@@ -22,15 +22,19 @@ fn config() -> ProptestConfig {
 proptest! {
     #![proptest_config(config())]
 
-    /// Accepted names are lowercase DNS labels; anything else is an error that says so.
+    /// Accepted names are a lowercase DNS label, or two (`NAME.NS`, a function outside the
+    /// default namespace); anything else is an error that says so.
     #[test]
     fn function_names(text in ".{0,80}") {
         match FunctionName::parse(&text) {
             Ok(name) => {
-                let name = name.as_str();
-                prop_assert!((1..=63).contains(&name.len()));
-                prop_assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
-                prop_assert!(!name.starts_with('-') && !name.ends_with('-'));
+                let labels: Vec<&str> = name.as_str().split('.').collect();
+                prop_assert!(labels.len() <= 2, "{:?}", labels);
+                for label in labels {
+                    prop_assert!((1..=63).contains(&label.len()));
+                    prop_assert!(label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                    prop_assert!(!label.starts_with('-') && !label.ends_with('-'));
+                }
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
