@@ -208,7 +208,7 @@ impl Engine {
         let responded = Arc::new(AtomicBool::new(false));
         let respond = Respond {
             sender,
-            responded: responded.clone(),
+            responded: Some(responded.clone()),
         };
         let call = match &component.pre {
             Pre::Proxy(_) => {
@@ -218,11 +218,7 @@ impl Engine {
                     .map_err(|e| InvokeError::BadRequest(format!("{e:#}")))?;
                 let out = http
                     .new_response_outparam_from_callback(move |response| {
-                        respond.send(response.map_err(|code| {
-                            InvokeError::Guest(format!(
-                                "it answered with the wasi:http error {code:?}"
-                            ))
-                        }))
+                        respond.send(response.map_err(|code| answered_with(&code)))
                     })
                     .map_err(|e| InvokeError::Trap(format!("{e:#}")))?;
                 Call::Proxy(req, out)
@@ -573,6 +569,11 @@ enum Call {
     },
 }
 
+/// The failure of a guest that answered with a wasi:http error code (of either world).
+pub(super) fn answered_with(code: &impl std::fmt::Debug) -> InvokeError {
+    InvokeError::Guest(format!("it answered with the wasi:http error {code:?}"))
+}
+
 /// Reports how a WASI 0.3 request's body was read (an error the guest sees on its future).
 pub(super) type RequestIo =
     std::pin::Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>>;
@@ -581,13 +582,16 @@ pub(super) type RequestIo =
 pub(super) struct Respond {
     pub(super) sender:
         tokio::sync::oneshot::Sender<Result<hyper::Response<GuestBody>, InvokeError>>,
-    /// Set once a head is sent, so a later failure is logged as one after responding.
-    pub(super) responded: Arc<AtomicBool>,
+    /// Set once a head is sent, so a later failure is logged as one after responding
+    /// (fresh instances; a shared instance's failures are its worker's to log).
+    pub(super) responded: Option<Arc<AtomicBool>>,
 }
 
 impl Respond {
     pub(super) fn send(self, response: Result<hyper::Response<GuestBody>, InvokeError>) {
-        self.responded.store(true, Ordering::Release);
+        if let Some(responded) = &self.responded {
+            responded.store(true, Ordering::Release);
+        }
         let _ = self.sender.send(response);
     }
 }
@@ -691,9 +695,7 @@ async fn serve(
                     })?;
                     respond.send(Ok(with_body_started(response).await));
                 }
-                Err(code) => respond.send(Err(InvokeError::Guest(format!(
-                    "it answered with the wasi:http error {code:?}"
-                )))),
+                Err(code) => respond.send(Err(answered_with(&code))),
             }
             std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
             Ok(())

@@ -20,7 +20,7 @@
 //! turns (reset as each starts alone) and pooled while they overlap.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,8 +37,8 @@ use wasmtime_wasi_http::p3::bindings::Service;
 use super::fairness::{CpuGate, Work};
 use super::guest_output::GuestOutput;
 use super::invoke::{
-    FailureContext, Finished, Guest, GuestBody, InvokeError, InvokeFailure, OnFinish, Respond, arm,
-    classify, limit_response_body, with_body_started,
+    FailureContext, Finished, Guest, GuestBody, InvokeError, InvokeFailure, OnFinish, Respond,
+    answered_with, arm, classify, limit_response_body, with_body_started,
 };
 use super::{EPOCH_TICK, Engine, HostState, LoadedComponent, RequestSecrets};
 use crate::model::{FunctionConfig, HttpWorld};
@@ -391,9 +391,7 @@ impl Serving<'_> {
                 Outcome::Served
             }
             Ok(Ok(Err(code))) => {
-                respond.send(Err(InvokeError::Guest(format!(
-                    "it answered with the wasi:http error {code:?}"
-                ))));
+                respond.send(Err(answered_with(&code)));
                 Outcome::Served
             }
             Ok(Err(trap)) => {
@@ -502,7 +500,7 @@ impl Engine {
             request: request.map(|body| body.map_err(Into::into).boxed_unsync()),
             respond: Respond {
                 sender,
-                responded: Arc::new(AtomicBool::new(false)),
+                responded: None,
             },
             finish: JobFinish {
                 on_finish: Some(on_finish),
