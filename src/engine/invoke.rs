@@ -18,7 +18,7 @@ use wasmtime_wasi_http::p3::bindings::Service;
 
 use super::guest_output::GuestOutput;
 use super::{EPOCH_TICK, Engine, HostState, LoadedComponent, Pre};
-use crate::model::FunctionConfig;
+use crate::model::{FunctionConfig, HttpWorld};
 
 /// The response body as the guest streams it.
 pub type GuestBody = HyperOutgoingBody;
@@ -121,7 +121,11 @@ impl Engine {
             Some(instance) => (instance.store, Some(instance.guest), instance.output),
             None => {
                 let output = GuestOutput::default();
-                (self.new_store(config, &output), None, output)
+                (
+                    self.new_store(component.world(), config, &output),
+                    None,
+                    output,
+                )
             }
         };
         // Granted per request, not per instance: a warm instance was made before it knew
@@ -150,7 +154,7 @@ impl Engine {
         config: &FunctionConfig,
     ) -> Result<WarmInstance, InvokeError> {
         let output = GuestOutput::default();
-        let mut store = self.new_store(config, &output);
+        let mut store = self.new_store(component.world(), config, &output);
         let timeout = Duration::from_millis(config.timeout_ms);
         arm(&mut store, Instant::now() + timeout);
         let started = Instant::now();
@@ -333,10 +337,11 @@ impl Engine {
         );
     }
 
-    /// A fresh store with the function's limits. The only place limits are set; deadlines
-    /// are set by [`arm`].
+    /// A fresh store for a component of `world`, with the function's limits. The only place
+    /// limits are set; deadlines are set by [`arm`].
     pub(super) fn new_store(
         &self,
+        world: HttpWorld,
         config: &FunctionConfig,
         output: &GuestOutput,
     ) -> Store<HostState> {
@@ -345,7 +350,7 @@ impl Engine {
             0 => u64::MAX,
             ms => ms.div_ceil(EPOCH_TICK.as_millis() as u64),
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.runtime(world).engine, state);
         store.limiter(|state| &mut state.limits);
         // Check at every epoch tick: past the deadline the guest traps; before it, it yields
         // so one busy function cannot monopolise a runtime thread.
@@ -734,24 +739,25 @@ mod tests {
                 modules,
             )
             .unwrap();
-            let linker = wasmtime::component::Linker::<HostState>::new(&engine.engine);
+            let wasm = &engine.proxy.engine;
+            let linker = wasmtime::component::Linker::<HostState>::new(wasm);
             for (copies, fits) in [(2, true), (3, false)] {
                 // The pooling allocator refuses it at compile time (so at upload, with the
                 // count in the message); on demand, the store's limits refuse to instantiate.
-                let error =
-                    match wasmtime::component::Component::new(&engine.engine, memories(copies)) {
-                        Err(e) => Some(e.to_string()),
-                        Ok(component) => {
-                            let output = GuestOutput::default();
-                            let mut store = engine.new_store(&FunctionConfig::default(), &output);
-                            arm(&mut store, Instant::now() + Duration::from_secs(5));
-                            linker
-                                .instantiate_async(&mut store, &component)
-                                .await
-                                .err()
-                                .map(|e| format!("{e:?}"))
-                        }
-                    };
+                let error = match wasmtime::component::Component::new(wasm, memories(copies)) {
+                    Err(e) => Some(e.to_string()),
+                    Ok(component) => {
+                        let output = GuestOutput::default();
+                        let mut store =
+                            engine.new_store(HttpWorld::Proxy, &FunctionConfig::default(), &output);
+                        arm(&mut store, Instant::now() + Duration::from_secs(5));
+                        linker
+                            .instantiate_async(&mut store, &component)
+                            .await
+                            .err()
+                            .map(|e| format!("{e:?}"))
+                    }
+                };
                 assert_eq!(
                     error.is_none(),
                     fits,

@@ -1,5 +1,5 @@
-//! The WebAssembly engine: one `wasmtime::Engine` for the process, the linker that gives
-//! functions their WASI 0.2 and 0.3 + wasi:http imports, the compiled-code cache, and
+//! The WebAssembly engine: a `wasmtime::Engine` and linker per world (WASI 0.2 components
+//! on one, WASI 0.3 components on the other, see [`Runtime`]), the compiled-code cache, and
 //! per-digest pre-instantiated components.
 //!
 //! Compilation happens at upload (off the async runtime, one at a time), is cached on disk,
@@ -85,6 +85,51 @@ impl Default for EngineConfig {
     }
 }
 
+/// A `wasmtime::Engine` with the linker for one world's components.
+///
+/// Two of them, not one: the component model's async ABI that WASI 0.3 needs makes every
+/// store of its engine carry wasmtime's concurrency state and every call run through its
+/// concurrent event loop, which cost WASI 0.2 requests a quarter of their throughput when
+/// both worlds shared an engine (BENCHMARKS.md). WASI 0.2 components run on an engine
+/// without that support, WASI 0.3 components on one with it. Code compiled for one engine
+/// never loads into the other (the compiled cache keys files by engine).
+struct Runtime {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    /// Whether instances come from the pooling allocator (else allocated on demand).
+    pooling: bool,
+}
+
+impl Runtime {
+    fn new(config: &EngineConfig, world: HttpWorld) -> anyhow::Result<Self> {
+        let (engine, pooling) = build_engine(config, world)?;
+        let mut linker = Linker::new(&engine);
+        // Full WASI 0.2, not just the proxy world, for both worlds: components from Rust std,
+        // componentize-js and componentize-py import wasi:cli, wasi:filesystem and
+        // wasi:sockets too, and a WASI 0.3 component built with Rust std still imports 0.2
+        // interfaces. The capabilities behind them are withheld in `HostState`.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        if world == HttpWorld::Service {
+            // WASI 0.3 with the same capabilities: no filesystem and no sockets are linked
+            // at all (a component importing them is refused at upload), clocks, random,
+            // cli (environment from the config, output captured) and wasi:http through the
+            // same outbound policy (`WasiHttpHooks` serves both versions).
+            wasmtime_wasi::p3::clocks::add_to_linker(&mut linker)?;
+            wasmtime_wasi::p3::random::add_to_linker(&mut linker)?;
+            wasmtime_wasi::p3::cli::add_to_linker(&mut linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        }
+        keyvalue::add_to_linker(&mut linker, HostState::kv)?;
+        config::add_to_linker(&mut linker, HostState::config_values)?;
+        Ok(Self {
+            engine,
+            linker,
+            pooling,
+        })
+    }
+}
+
 /// A component ready to instantiate: compiled, loaded and type-checked against the linker.
 pub struct LoadedComponent {
     pub digest: Digest,
@@ -149,8 +194,10 @@ struct EngineStats {
 }
 
 pub struct Engine {
-    engine: wasmtime::Engine,
-    linker: Linker<HostState>,
+    /// Runs WASI 0.2 components.
+    proxy: Runtime,
+    /// Runs WASI 0.3 components.
+    service: Runtime,
     cache: CompiledCache,
     /// Where uploaded modules live, read only when compiled code is missing from the cache.
     modules: Arc<ModuleStore>,
@@ -160,7 +207,6 @@ pub struct Engine {
     compile_gate: tokio::sync::Semaphore,
     stats: EngineStats,
     config: EngineConfig,
-    pooling: bool,
     /// Seats for long-running invocations, one per runtime thread.
     cpu_gate: Arc<fairness::CpuGate>,
     /// `config.long_running_after` in epoch ticks; `None` when the policy is off.
@@ -178,29 +224,14 @@ impl Engine {
         cache_dir: PathBuf,
         modules: Arc<ModuleStore>,
     ) -> anyhow::Result<Self> {
-        let (engine, pooling) = build_engine(&config)?;
-        let mut linker = Linker::new(&engine);
-        // Full WASI 0.2, not just the proxy world: components from Rust std, componentize-js
-        // and componentize-py import wasi:cli, wasi:filesystem and wasi:sockets too. The
-        // capabilities behind them are withheld in `HostState`.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        // WASI 0.3 beside it, with the same capabilities: no filesystem and no sockets are
-        // linked at all (a component importing them is refused at upload), clocks, random,
-        // cli (environment from the config, output captured) and wasi:http through the same
-        // outbound policy (`WasiHttpHooks` serves both versions).
-        wasmtime_wasi::p3::clocks::add_to_linker(&mut linker)?;
-        wasmtime_wasi::p3::random::add_to_linker(&mut linker)?;
-        wasmtime_wasi::p3::cli::add_to_linker(&mut linker)?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-        keyvalue::add_to_linker(&mut linker, HostState::kv)?;
-        config::add_to_linker(&mut linker, HostState::config_values)?;
-        let cache =
-            CompiledCache::open(cache_dir, &engine).context("opening the compiled-code cache")?;
+        let proxy = Runtime::new(&config, HttpWorld::Proxy)?;
+        let service = Runtime::new(&config, HttpWorld::Service)?;
+        let cache = CompiledCache::open(cache_dir, [&proxy.engine, &service.engine])
+            .context("opening the compiled-code cache")?;
         Ok(Self {
-            _ticker: EpochTicker::start(engine.clone()),
-            engine,
-            linker,
+            _ticker: EpochTicker::start([proxy.engine.clone(), service.engine.clone()]),
+            proxy,
+            service,
             cache,
             modules,
             loaded: DashMap::new(),
@@ -211,10 +242,17 @@ impl Engine {
                 .long_running_after
                 .map(|after| after.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64),
             config,
-            pooling,
             kv_db: std::sync::OnceLock::new(),
             kv_meter: Arc::default(),
         })
+    }
+
+    /// The engine and linker for `world`'s components.
+    fn runtime(&self, world: HttpWorld) -> &Runtime {
+        match world {
+            HttpWorld::Proxy => &self.proxy,
+            HttpWorld::Service => &self.service,
+        }
     }
 
     /// Gives `wasi:keyvalue` its store (the registry's metadata store). Until then, and
@@ -241,14 +279,14 @@ impl Engine {
             stage(Stage::CacheHit);
             return Ok(ready);
         }
-        let component = match self.load_compiled(digest).await {
-            Some(component) => {
+        let (component, world) = match self.load_compiled(digest).await {
+            Some(compiled) => {
                 stage(Stage::CacheHit);
-                component
+                compiled
             }
             None => self.compile(digest, wasm, stage).await?,
         };
-        let loaded = self.link(digest, &component)?;
+        let loaded = self.link(digest, &component, world)?;
         stage(Stage::Linked);
         let cell = self.loaded.entry(digest).or_default().clone();
         // A request may have loaded it meanwhile; either copy is equivalent.
@@ -264,8 +302,8 @@ impl Engine {
         }
         let cell = self.loaded.entry(digest).or_default().clone();
         cell.get_or_try_init(|| async {
-            let component = match self.load_compiled(digest).await {
-                Some(component) => component,
+            let (component, world) = match self.load_compiled(digest).await {
+                Some(compiled) => compiled,
                 None => {
                     tracing::info!(%digest, "compiled code missing from the cache; recompiling");
                     let wasm = self
@@ -276,7 +314,7 @@ impl Engine {
                     self.compile(digest, wasm, &|_| {}).await?
                 }
             };
-            self.link(digest, &component)
+            self.link(digest, &component, world)
         })
         .await
         .cloned()
@@ -337,21 +375,21 @@ impl Engine {
     }
 
     pub fn status(&self) -> EngineStatus {
+        // The WASI 0.2 engine's pool is the one the host gate sizes requests against (see
+        // `App::new`); the 0.3 engine has a pool of the same size when it could reserve one.
+        let pooling = self.proxy.pooling;
+        let pools = u64::from(self.proxy.pooling) + u64::from(self.service.pooling);
         EngineStatus {
-            pooling_allocator: self.pooling,
-            memory_protection_keys: self.pooling
+            pooling_allocator: pooling,
+            memory_protection_keys: pooling
                 && self.config.memory_protection_keys != wasmtime::Enabled::No
                 && PoolingAllocationConfig::are_memory_protection_keys_available(),
-            pool_instances: if self.pooling {
+            pool_instances: if pooling {
                 self.config.pool_instances
             } else {
                 0
             },
-            reserved_address_space_bytes: if self.pooling {
-                reserved_address_space(&self.config)
-            } else {
-                0
-            },
+            reserved_address_space_bytes: pools * reserved_address_space(&self.config),
             compiles: self.stats.compiles.load(Ordering::Relaxed),
             compile_ms_total: self.stats.compile_ms.load(Ordering::Relaxed),
             compiled_cache_loads: self.stats.cache_loads.load(Ordering::Relaxed),
@@ -365,30 +403,35 @@ impl Engine {
         }
     }
 
-    /// Compiled code from this node's cache, or else shared by another node of the fleet.
-    async fn load_compiled(&self, digest: Digest) -> Option<Component> {
-        if let Some(component) = self.load_cached(digest).await {
-            return Some(component);
+    /// Compiled code from this node's cache, or else shared by another node of the fleet,
+    /// with the world whose engine it was compiled for (the file says which).
+    async fn load_compiled(&self, digest: Digest) -> Option<(Component, HttpWorld)> {
+        for world in HttpWorld::ALL {
+            if let Some(component) = self.load_cached(digest, world).await {
+                return Some((component, world));
+            }
         }
-        let path = self.cache.path(&digest);
-        if !self
-            .modules
-            .fetch_compiled(&self.cache.file_name(&digest), &path)
-            .await
-        {
-            return None;
+        for world in HttpWorld::ALL {
+            let path = self.cache.path(&digest, world);
+            if self
+                .modules
+                .fetch_compiled(&self.cache.file_name(&digest, world), &path)
+                .await
+            {
+                self.stats.shared_loads.fetch_add(1, Ordering::Relaxed);
+                return Some((self.load_cached(digest, world).await?, world));
+            }
         }
-        self.stats.shared_loads.fetch_add(1, Ordering::Relaxed);
-        self.load_cached(digest).await
+        None
     }
 
     /// Loads a compiled artifact; a missing, stale or corrupt file is a miss, never an error.
-    async fn load_cached(&self, digest: Digest) -> Option<Component> {
-        let path = self.cache.path(&digest);
+    async fn load_cached(&self, digest: Digest, world: HttpWorld) -> Option<Component> {
+        let path = self.cache.path(&digest, world);
         if !path.exists() {
             return None;
         }
-        let engine = self.engine.clone();
+        let engine = self.runtime(world).engine.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             // SAFETY: the file was written by `compile` below through an atomic rename into
             // fnhost's own data directory and is never modified in place; its name carries the
@@ -407,18 +450,23 @@ impl Engine {
                     .cache_load_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%digest, error = %e, "compiled artifact unusable; recompiling");
-                self.cache.evict(&digest);
+                self.cache.evict(&digest, world);
                 None
             }
         }
     }
 
+    /// Compiles `wasm` for the engine of the world it exports, caches the code, and
+    /// returns it with that world.
     async fn compile(
         &self,
         digest: Digest,
         wasm: Bytes,
         stage: &(dyn Fn(Stage) + Send + Sync),
-    ) -> Result<Component, PrepareError> {
+    ) -> Result<(Component, HttpWorld), PrepareError> {
+        // Uploads were checked already; a module compiled again after a restart is checked
+        // here too, as it is what picks the engine.
+        let world = check_component(&wasm)?.world;
         if self.compile_gate.available_permits() == 0 {
             stage(Stage::WaitingForCompiler);
         }
@@ -429,8 +477,8 @@ impl Engine {
             .expect("gate never closes");
         stage(Stage::Compiling);
         let started = Instant::now();
-        let engine = self.engine.clone();
-        let path = self.cache.path(&digest);
+        let engine = self.runtime(world).engine.clone();
+        let path = self.cache.path(&digest, world);
         let compiled = tokio::task::spawn_blocking(move || {
             let component = Component::new(&engine, &wasm)
                 .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
@@ -451,7 +499,7 @@ impl Engine {
         if self.modules.is_shared() {
             // Other nodes load this instead of compiling; requests need not wait for it.
             let modules = self.modules.clone();
-            let name = self.cache.file_name(&digest);
+            let name = self.cache.file_name(&digest, world);
             tokio::spawn(async move {
                 if let Err(e) = modules.share_compiled(&name, &serialized).await {
                     tracing::warn!(%digest, error = %e, "could not share compiled code with the fleet");
@@ -463,25 +511,25 @@ impl Engine {
         self.stats.compile_ms.fetch_add(ms, Ordering::Relaxed);
         tracing::info!(%digest, compile_ms = ms, "compiled component");
         stage(Stage::Compiled { compile_ms: ms });
-        Ok(compiled)
+        Ok((compiled, world))
     }
 
+    /// Links `component` (compiled for `world`'s engine) and types it against that world.
     fn link(
         &self,
         digest: Digest,
         component: &Component,
+        world: HttpWorld,
     ) -> Result<Arc<LoadedComponent>, PrepareError> {
+        let link_error = |e: wasmtime::Error| PrepareError::Link(format!("{e:#}"));
         let instance_pre = self
+            .runtime(world)
             .linker
             .instantiate_pre(component)
-            .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
-        // A 0.3 component exports `wasi:http/handler`, a 0.2 one `incoming-handler`; the
-        // upload check already named which, this types it.
-        let pre = match ServicePre::new(instance_pre.clone()) {
-            Ok(service) => Pre::Service(service),
-            Err(_) => Pre::Proxy(
-                ProxyPre::new(instance_pre).map_err(|e| PrepareError::Link(format!("{e:#}")))?,
-            ),
+            .map_err(link_error)?;
+        let pre = match world {
+            HttpWorld::Proxy => Pre::Proxy(ProxyPre::new(instance_pre).map_err(link_error)?),
+            HttpWorld::Service => Pre::Service(ServicePre::new(instance_pre).map_err(link_error)?),
         };
         Ok(Arc::new(LoadedComponent {
             digest,
@@ -496,15 +544,23 @@ fn runtime_threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-/// Builds the process's one engine: epoch interruption for timeouts, and the pooling
-/// allocator with copy-on-write memory images when the machine can reserve its address space.
-fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool)> {
+/// Builds the engine for `world`'s components: epoch interruption for timeouts, and the
+/// pooling allocator with copy-on-write memory images when the machine can reserve its
+/// address space.
+fn build_engine(
+    config: &EngineConfig,
+    world: HttpWorld,
+) -> anyhow::Result<(wasmtime::Engine, bool)> {
     let mut wasm = wasmtime::Config::new();
     wasm.epoch_interruption(true);
     wasm.memory_init_cow(true);
-    // WASI 0.3 components use the component model's async ABI (streams, futures, async
-    // exports). Stackful async and threads stay off: no toolchain we serve emits them.
-    wasm.wasm_component_model_async(true);
+    match world {
+        // No concurrency state in stores, and calls take wasmtime's direct path.
+        HttpWorld::Proxy => wasm.concurrency_support(false),
+        // WASI 0.3 components use the component model's async ABI (streams, futures, async
+        // exports). Stackful async and threads stay off: no toolchain we serve emits them.
+        HttpWorld::Service => wasm.wasm_component_model_async(true),
+    };
     if config.memory_protection_keys == wasmtime::Enabled::Yes
         && (config.pool_instances == 0
             || !PoolingAllocationConfig::are_memory_protection_keys_available())
@@ -526,6 +582,7 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(wasmtime::Engine, bool
             Ok(engine) => return Ok((engine, true)),
             Err(e) => tracing::warn!(
                 error = %e,
+                world = %world,
                 "pooling allocator unavailable (address space limits?); allocating instances on demand"
             ),
         }
@@ -589,7 +646,7 @@ const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 const STACK_KEEP_RESIDENT: usize = 64 << 10;
 
-/// Advances the engine's epoch every `EPOCH_TICK` on a plain thread (not a tokio task, so a
+/// Advances the engines' epochs every `EPOCH_TICK` on a plain thread (not a tokio task, so a
 /// busy runtime cannot delay timeouts). Stops and joins on drop.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -597,7 +654,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: wasmtime::Engine) -> Self {
+    fn start(engines: [wasmtime::Engine; 2]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -605,7 +662,7 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    engines.iter().for_each(wasmtime::Engine::increment_epoch);
                 }
             })
             .expect("spawning the epoch thread");

@@ -516,7 +516,7 @@ impl Engine {
             Dispatch::Start(job, recruit) => {
                 let started = (recruit.id, recruit.failure.subscribe());
                 let output = GuestOutput::default();
-                let mut store = self.new_store(config, &output);
+                let mut store = self.new_store(HttpWorld::Service, config, &output);
                 self.grant(&mut store, &shared.function, config, secrets, &output);
                 let fairness = self
                     .long_after_ticks

@@ -61,7 +61,6 @@ impl ScalingPolicy {
     }
 }
 
-/// Configuration that travels with code into every published version.
 /// The WASI world a component serves HTTP in, found from its handler export at upload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -73,6 +72,10 @@ pub enum HttpWorld {
     Service,
 }
 
+impl HttpWorld {
+    pub const ALL: [HttpWorld; 2] = [HttpWorld::Proxy, HttpWorld::Service];
+}
+
 impl fmt::Display for HttpWorld {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -82,6 +85,7 @@ impl fmt::Display for HttpWorld {
     }
 }
 
+/// Configuration that travels with code into every published version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionConfig {
     /// Environment variables the function sees; the host's own environment is never passed.

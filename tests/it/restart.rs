@@ -8,7 +8,8 @@ use crate::common::TestHost;
 use serde_json::Value;
 
 /// After a clean restart the same versions answer with the same digests and configs, and
-/// their code is loaded from the compiled cache instead of being compiled again.
+/// their code is loaded from the compiled cache instead of being compiled again, WASI 0.3
+/// code into its own engine as 0.2 code into its.
 #[tokio::test]
 async fn restart_serves_the_same_versions_without_recompiling() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,6 +19,7 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     host.publish("hello").await;
     host.deploy("echo", "echo", "").await;
     host.publish("echo").await;
+    host.deploy("svc", "echo_p3", "").await;
     host.deploy("hello", "hello", "env=GREETING%3Dtwo").await;
     let (_, hello_before) = host.get_json("/v1/functions/hello").await;
     let (_, echo_before) = host.get_json("/v1/functions/echo").await;
@@ -47,6 +49,10 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     );
     assert_eq!(host.call_text("/hello@latest").await.2, "two, world!\n");
     assert_eq!(host.call("/echo/x").await.headers()["echo-path"], "/x");
+    assert_eq!(
+        host.call_text("/svc/hi").await.2,
+        "echo-p3 Method::Get /hi\n"
+    );
 
     assert!(
         !compiled.join(&orphan).exists(),
@@ -55,8 +61,8 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     let (_, status) = host.get_json("/v1/status").await;
     let engine = &status["engine"];
     assert_eq!(engine["compiles"], 0, "{status}");
-    // hello's two versions share one digest; echo has another.
-    assert_eq!(engine["compiled_cache_loads"], 2, "{status}");
+    // hello's two versions share one digest; echo and svc have one each.
+    assert_eq!(engine["compiled_cache_loads"], 3, "{status}");
 }
 
 /// SIGTERM stops new connections but lets a request that is still uploading finish.
