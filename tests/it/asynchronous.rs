@@ -10,49 +10,12 @@ use crate::common::{TestHost, eventually, urlencode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// Queues `path` of `function` on the data plane; returns the 202's body.
-async fn queue(host: &TestHost, function_path: &str, body: Vec<u8>) -> Value {
-    let response = host
-        .http
-        .post(format!("{}{function_path}", host.data_url))
-        .header("fnhost-invocation", "async")
-        .header("x-order", "42")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let id = response
-        .headers()
-        .get("fnhost-invocation-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(id.as_deref(), body["id"].as_str());
-    body
-}
-
-async fn invocation(host: &TestHost, id: &str) -> Value {
-    let (code, body) = host.get_json(&format!("/v1/invocations/{id}")).await;
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-/// Waits until invocation `id` is `status`, and returns it.
-async fn settled(host: &TestHost, id: &str, status: &str, limit: Duration) -> Value {
-    eventually(limit, &format!("{id} {status}"), || async {
-        let found = invocation(host, id).await;
-        (found["status"] != status).then(|| found.to_string())
-    })
-    .await;
-    invocation(host, id).await
-}
-
 /// Queues a call and waits (up to 30 s) until it is `status`.
 async fn queue_until(host: &TestHost, function_path: &str, body: Vec<u8>, status: &str) -> Value {
-    let accepted = queue(host, function_path, body).await;
+    let accepted = host.queue_invocation(function_path, body).await;
     let id = accepted["id"].as_str().unwrap();
-    settled(host, id, status, Duration::from_secs(30)).await
+    host.invocation_settled(id, status, Duration::from_secs(30))
+        .await
 }
 
 async fn object(host: &TestHost, bucket: &str, key: &str) -> (u16, Vec<u8>) {
@@ -93,12 +56,16 @@ async fn async_invocations_answer_at_once_and_results_land_in_their_destinations
 
     // 202 with an id at once; the job runs later and its response becomes an object.
     let started = Instant::now();
-    let accepted = queue(&host, "/echo/orders?id=7", b"hello, later".to_vec()).await;
+    let accepted = host
+        .queue_invocation("/echo/orders?id=7", b"hello, later".to_vec())
+        .await;
     println!("202 after {:?}", started.elapsed());
     let id = accepted["id"].as_str().unwrap().to_string();
     assert_eq!(accepted["function"], "echo");
     assert_eq!(accepted["location"], format!("/v1/invocations/{id}"));
-    let done = settled(&host, &id, "delivered", Duration::from_secs(20)).await;
+    let done = host
+        .invocation_settled(&id, "delivered", Duration::from_secs(20))
+        .await;
     assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(done["method"], "POST");
     assert_eq!(done["path"], "/orders?id=7");
@@ -120,9 +87,10 @@ async fn async_invocations_answer_at_once_and_results_land_in_their_destinations
         &config(json!({"async": {"on_success": "bucket:seen"}})),
     )
     .await;
-    let seen = queue(&host, "/headers/x", Vec::new()).await;
+    let seen = host.queue_invocation("/headers/x", Vec::new()).await;
     let seen_id = seen["id"].as_str().unwrap();
-    settled(&host, seen_id, "delivered", Duration::from_secs(20)).await;
+    host.invocation_settled(seen_id, "delivered", Duration::from_secs(20))
+        .await;
     let (_, list) = host.get_json("/v1/functions/headers/invocations").await;
     assert_eq!(list["invocations"][0]["id"], seen_id, "{list}");
 
@@ -142,7 +110,9 @@ async fn async_invocations_answer_at_once_and_results_land_in_their_destinations
         .as_str()
         .unwrap()
         .to_string();
-    let done = settled(&host, &admin_id, "delivered", Duration::from_secs(20)).await;
+    let done = host
+        .invocation_settled(&admin_id, "delivered", Duration::from_secs(20))
+        .await;
     assert_eq!(done["path"], "/from-admin");
     assert_eq!(
         object(&host, "results", &admin_id).await.1,
@@ -163,9 +133,13 @@ async fn async_invocations_answer_at_once_and_results_land_in_their_destinations
         &config(json!({"async": {"on_success": "function:sink"}})),
     )
     .await;
-    let produced = queue(&host, "/producer/", b"made for sink".to_vec()).await;
+    let produced = host
+        .queue_invocation("/producer/", b"made for sink".to_vec())
+        .await;
     let produced_id = produced["id"].as_str().unwrap();
-    let done = settled(&host, produced_id, "delivered", Duration::from_secs(20)).await;
+    let done = host
+        .invocation_settled(produced_id, "delivered", Duration::from_secs(20))
+        .await;
     let destination = done["result"]["destination"].as_str().unwrap().to_string();
     assert!(
         destination.starts_with("function:sink (inv-"),
@@ -174,7 +148,9 @@ async fn async_invocations_answer_at_once_and_results_land_in_their_destinations
     let sink_id = destination
         .trim_start_matches("function:sink (")
         .trim_end_matches(')');
-    let sunk = settled(&host, sink_id, "delivered", Duration::from_secs(20)).await;
+    let sunk = host
+        .invocation_settled(sink_id, "delivered", Duration::from_secs(20))
+        .await;
     assert_eq!(sunk["hops"], 1);
     assert_eq!(object(&host, "sunk", sink_id).await.1, b"made for sink");
 
@@ -267,9 +243,13 @@ async fn failing_invocations_are_retried_then_dead_lettered_and_retry_works() {
         }),
     )
     .await;
-    let broken = queue(&host, "/broken/job", b"payload".to_vec()).await;
+    let broken = host
+        .queue_invocation("/broken/job", b"payload".to_vec())
+        .await;
     let id = broken["id"].as_str().unwrap().to_string();
-    let failed = settled(&host, &id, "failed", Duration::from_secs(20)).await;
+    let failed = host
+        .invocation_settled(&id, "failed", Duration::from_secs(20))
+        .await;
     assert_eq!(failed["attempts"], 2, "{failed}");
     let error = failed["last_error"].as_str().unwrap();
     assert!(error.contains("gave up after 2 attempts"), "{error}");
@@ -304,7 +284,9 @@ async fn failing_invocations_are_retried_then_dead_lettered_and_retry_works() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let done = settled(&host, &id, "delivered", Duration::from_secs(20)).await;
+    let done = host
+        .invocation_settled(&id, "delivered", Duration::from_secs(20))
+        .await;
     assert_eq!(done["attempts"], 1, "{done}");
     // Retrying what is not dead-lettered is refused.
     let again = host
@@ -327,7 +309,9 @@ async fn acknowledged_invocations_survive_kill9() {
     .await;
     let mut acknowledged = Vec::new();
     for i in 0..40 {
-        let accepted = queue(&host, &format!("/slow/job-{i}"), vec![b'x'; 100]).await;
+        let accepted = host
+            .queue_invocation(&format!("/slow/job-{i}"), vec![b'x'; 100])
+            .await;
         acknowledged.push(accepted["id"].as_str().unwrap().to_string());
     }
     // Let some run, then kill mid-batch.
@@ -382,7 +366,9 @@ async fn a_full_async_lane_leaves_http_requests_their_slots() {
     // Eight CPU-bound jobs of a second or more each: the lane (2 host-wide) stays full.
     let mut jobs = Vec::new();
     for _ in 0..8 {
-        let accepted = queue(&host, "/crunch/crunch?n=1500000000", Vec::new()).await;
+        let accepted = host
+            .queue_invocation("/crunch/crunch?n=1500000000", Vec::new())
+            .await;
         jobs.push(accepted["id"].as_str().unwrap().to_string());
     }
     eventually(Duration::from_secs(10), "the lane full", || async {
@@ -413,7 +399,8 @@ async fn a_full_async_lane_leaves_http_requests_their_slots() {
     );
     // The queued jobs all finish in the lane.
     for id in &jobs {
-        settled(&host, id, "delivered", Duration::from_secs(120)).await;
+        host.invocation_settled(id, "delivered", Duration::from_secs(120))
+            .await;
     }
 }
 
@@ -539,9 +526,13 @@ async fn video_is_transcoded_to_av1_from_a_bucket_trigger_and_an_async_invocatio
     assert!(ivf.len() < input.len() / 10, "{} bytes of AV1", ivf.len());
 
     // As an asynchronous invocation with a bucket destination.
-    let accepted = queue(&host, "/transcode/?key=match-2.ivf", input.clone()).await;
+    let accepted = host
+        .queue_invocation("/transcode/?key=match-2.ivf", input.clone())
+        .await;
     let id = accepted["id"].as_str().unwrap();
-    let done = settled(&host, id, "delivered", Duration::from_secs(120)).await;
+    let done = host
+        .invocation_settled(id, "delivered", Duration::from_secs(120))
+        .await;
     assert_eq!(
         done["result"]["destination"], "bucket:replays-av1/match-2.ivf",
         "{done}"
@@ -586,7 +577,7 @@ async fn bodies_no_invocation_needs_are_swept_and_dead_letters_keep_theirs() {
     )
     .await;
     for _ in 0..3 {
-        queue(&host, "/slow/", b"orphan".to_vec()).await;
+        host.queue_invocation("/slow/", b"orphan".to_vec()).await;
     }
     let deleted = host
         .admin(Method::DELETE, "/v1/functions/slow")

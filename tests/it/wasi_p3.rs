@@ -348,29 +348,13 @@ async fn wasip3_serves_timers_async_invocations_and_shadows() {
         .unwrap();
     assert_eq!(response.status(), 201);
 
-    let response = host
-        .http
-        .post(format!("{}/svc/echo", host.data_url))
-        .header("fnhost-invocation", "async")
-        .body("queued body")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    eventually(
-        Duration::from_secs(10),
-        "the invocation delivered",
-        || async {
-            let (_, found) = host.get_json(&format!("/v1/invocations/{id}")).await;
-            (found["status"] != "delivered").then(|| found.to_string())
-        },
-    )
-    .await;
-    let (_, done) = host.get_json(&format!("/v1/invocations/{id}")).await;
+    let queued = host
+        .queue_invocation("/svc/echo", b"queued body".to_vec())
+        .await;
+    let id = queued["id"].as_str().unwrap();
+    let done = host
+        .invocation_settled(id, "delivered", Duration::from_secs(10))
+        .await;
     assert_eq!(done["result"]["status"], 200, "{done}");
     assert_eq!(
         done["result"]["response_bytes"], 11,

@@ -50,6 +50,46 @@ pub struct TestHost {
 }
 
 impl TestHost {
+    /// Queues `function_path` (a data-plane path) as an asynchronous invocation, with an
+    /// `x-order: 42` header the function sees; returns the 202's body.
+    pub async fn queue_invocation(&self, function_path: &str, body: Vec<u8>) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{function_path}", self.data_url))
+            .header("fnhost-invocation", "async")
+            .header("x-order", "42")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let id = response
+            .headers()
+            .get("fnhost-invocation-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(id.as_deref(), body["id"].as_str());
+        body
+    }
+
+    /// Asynchronous invocation `id` as the admin API shows it.
+    pub async fn invocation(&self, id: &str) -> Value {
+        let (code, body) = self.get_json(&format!("/v1/invocations/{id}")).await;
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// Waits (up to `limit`) until invocation `id` is `status`, and returns it.
+    pub async fn invocation_settled(&self, id: &str, status: &str, limit: Duration) -> Value {
+        eventually(limit, &format!("{id} {status}"), || async {
+            let found = self.invocation(id).await;
+            (found["status"] != status).then(|| found.to_string())
+        })
+        .await;
+        self.invocation(id).await
+    }
+
     pub async fn start(data_dir: &Path) -> TestHost {
         Self::start_with(data_dir, &[]).await
     }
