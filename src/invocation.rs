@@ -353,9 +353,9 @@ impl Invoker {
                 }
             })
         };
-        let secrets = self.open_secrets(deployment);
         let outcome = match &shared {
             Some(shared) => {
+                let secrets = || self.open_secrets(deployment);
                 self.engine
                     .invoke_shared(shared, secrets, request, on_finish, call.work)
                     .await
@@ -365,7 +365,7 @@ impl Invoker {
                     .invoke(
                         &component,
                         &deployment.function,
-                        secrets,
+                        self.open_secrets(deployment),
                         config,
                         warm,
                         request,

@@ -479,12 +479,13 @@ impl Engine {
 
     /// Runs `request` in one of `shared`'s instances (starting one if none has room), with
     /// the same contract as [`Engine::invoke`]: the response head once the guest returns it,
-    /// `on_finish` once the body is done. `secrets` reach a new instance only: a reused one
-    /// keeps what it started with.
+    /// `on_finish` once the body is done. `secrets` opens the function's secrets for a new
+    /// instance, the only one that reads them (a reused one keeps what it started with), so
+    /// a request served by a running instance opens none.
     pub async fn invoke_shared<B>(
         &self,
         shared: &Arc<SharedInstances>,
-        secrets: RequestSecrets,
+        secrets: impl FnOnce() -> RequestSecrets,
         request: hyper::Request<B>,
         on_finish: OnFinish,
         work: Work,
@@ -517,7 +518,7 @@ impl Engine {
                 let started = (recruit.id, recruit.failure.subscribe());
                 let output = GuestOutput::default();
                 let mut store = self.new_store(HttpWorld::Service, config, &output);
-                self.grant(&mut store, &shared.function, config, secrets, &output);
+                self.grant(&mut store, &shared.function, config, secrets(), &output);
                 let fairness = self
                     .long_after_ticks
                     .map(|ticks| (self.cpu_gate.clone(), ticks));

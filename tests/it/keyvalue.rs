@@ -444,31 +444,7 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
     let host = TestHost::start(&data).await;
     let query = format!("config={}", urlencode(r#"{"secrets": ["API_KEY"]}"#));
     host.deploy("sale", "flash_sale", &query).await;
-    let set_secret = |function: &str, name: &str, value: &str| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .args(["secret", "set", function, name])
-            .env("FNHOST_ADMIN_URL", &host.admin_url)
-            .env("FNHOST_DATA_DIR", &host.data_dir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{value}\n").as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let set = |value: &str| set_secret("sale", "API_KEY", value);
+    let set = |value: &str| host.set_secret("sale", "API_KEY", value);
     let first = "plaintext-sekrit-4711";
     set(first);
     assert_eq!(
@@ -505,7 +481,7 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
     };
     greet("Hello".to_string()).await;
     let env_first = "env-sekrit-1234";
-    set_secret("greeter", "GREETING", env_first);
+    host.set_secret("greeter", "GREETING", env_first);
     greet(env_first.to_string()).await;
     let provisioned = host
         .admin(Method::PUT, "/v1/functions/greeter/scaling")
@@ -524,7 +500,7 @@ async fn secrets_reach_the_function_and_appear_nowhere_else() {
     let before = cold_starts().await;
     assert!(before >= 1.0, "the first requests were cold starts");
     let env_rotated = "env-rotated-5678";
-    set_secret("greeter", "GREETING", env_rotated);
+    host.set_secret("greeter", "GREETING", env_rotated);
     greet(env_rotated.to_string()).await;
     assert_eq!(cold_starts().await, before, "served by a warm instance");
 

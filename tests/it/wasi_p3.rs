@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{TestHost, eventually};
+use crate::common::{TestHost, eventually, urlencode};
 use crate::rollout::{Load, default_routes, finished, start_rollout};
 use reqwest::Method;
 use serde_json::json;
@@ -319,6 +319,27 @@ async fn instance_reuse_keeps_state_only_when_asked() {
     for _ in 0..4 {
         assert_eq!(host.call_text("/classic").await.2, "1 1\n");
     }
+
+    // Secrets reach a reusing version's instance when it starts; it keeps them for the
+    // requests it serves, and the next instance reads the rotated value.
+    let query = format!("config={}", urlencode(r#"{"secret_env": ["COLOUR"]}"#));
+    host.deploy("sealed", "echo_p3", &query).await;
+    patch_config(&host, "sealed", json!({"reuse_requests": 3})).await;
+    host.set_secret("sealed", "COLOUR", "teal");
+    let colour = || async { host.call_text("/sealed/env?name=COLOUR").await.2 };
+    assert_eq!(colour().await, "teal\n", "a new instance opens the secret");
+    host.set_secret("sealed", "COLOUR", "plum");
+    assert_eq!(
+        colour().await,
+        "teal\n",
+        "the instance keeps what it started with"
+    );
+    assert_eq!(colour().await, "teal\n");
+    assert_eq!(
+        colour().await,
+        "plum\n",
+        "its successor opens the rotated secret"
+    );
 
     // 6 + 10 + 4 + 1 + 6 + 1 + 2 requests, each metered once.
     eventually(Duration::from_secs(5), "every request metered", || async {

@@ -73,6 +73,33 @@ impl TestHost {
         body
     }
 
+    /// Sets secret `name` of `function` to `value` with `fnhost secret set` (the value on
+    /// stdin, as an operator types it).
+    pub fn set_secret(&self, function: &str, name: &str, value: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .args(["secret", "set", function, name])
+            .env("FNHOST_ADMIN_URL", &self.admin_url)
+            .env("FNHOST_DATA_DIR", &self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Asynchronous invocation `id` as the admin API shows it.
     pub async fn invocation(&self, id: &str) -> Value {
         let (code, body) = self.get_json(&format!("/v1/invocations/{id}")).await;
