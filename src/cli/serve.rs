@@ -145,7 +145,8 @@ pub struct ServeArgs {
     /// deleted; younger ones may belong to a request being accepted.
     #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub async_orphan_age: Duration,
-    /// Instance slots of the pooling allocator (0: allocate instances on demand). Each slot
+    /// Instance slots of the pooling allocator (0: allocate instances on demand), in each of
+    /// its two pools: WASI 0.2 and WASI 0.3 components run on engines of their own. Each slot
     /// reserves about 8 GiB of virtual address space (two 4 GiB memory slots plus guards),
     /// not memory; the amount is printed at start.
     #[arg(long, default_value_t = 1000, value_name = "N")]
@@ -370,7 +371,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine_status = host.engine.status();
     if engine_status.pooling_allocator {
         println!(
-            "  instance pool: {} slots, about {:.1} TiB of address space reserved (not memory){}",
+            "  instance pools: {} slots each for WASI 0.2 and 0.3, about {:.1} TiB of address space reserved (not memory){}",
             engine_status.pool_instances,
             engine_status.reserved_address_space_bytes as f64 / (1u64 << 40) as f64,
             if engine_status.memory_protection_keys {

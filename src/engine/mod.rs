@@ -603,9 +603,10 @@ const MEMORY_GUARD_BYTES: u64 = 32 << 20;
 /// Wasmtime's default reservation per 64-bit linear memory; a slot is at least this big.
 const MEMORY_RESERVATION_BYTES: u64 = 4 << 30;
 
-/// Address space the pool reserves: every memory slot is max(reservation, max memory) plus
-/// its guard. 1,000 instance slots (2,000 memories) reserve about 8 TiB of the 128 TiB a
-/// 64-bit process may map; none of it is memory until touched.
+/// Address space one pool reserves (each engine has one): every memory slot is
+/// max(reservation, max memory) plus its guard. 1,000 instance slots (2,000 memories)
+/// reserve about 8 TiB of the 128 TiB a 64-bit process may map; none of it is memory until
+/// touched.
 pub fn reserved_address_space(config: &EngineConfig) -> u64 {
     let slot =
         MEMORY_RESERVATION_BYTES.max(u64::from(config.max_memory_mb) << 20) + MEMORY_GUARD_BYTES;

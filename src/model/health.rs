@@ -95,12 +95,15 @@ pub struct ShadowReport {
 /// The engine: its instance pool and compile work so far.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStatus {
+    /// Whether the WASI 0.2 engine's instances come from a pool (the WASI 0.3 engine has one
+    /// of the same size when the address space allowed it).
     pub pooling_allocator: bool,
     /// Memory protection keys guard the pool's slots (asked for and available).
     pub memory_protection_keys: bool,
+    /// Slots in each pool.
     pub pool_instances: u32,
-    /// Virtual address space the pool reserves up front (not memory: pages are committed
-    /// only as instances touch them).
+    /// Virtual address space the pools reserve up front, together (not memory: pages are
+    /// committed only as instances touch them).
     pub reserved_address_space_bytes: u64,
     pub compiles: u64,
     pub compile_ms_total: u64,
