@@ -145,6 +145,7 @@ impl Registry {
         latest_bp: Option<BasisPoints>,
         why: Why,
     ) -> Result<FunctionInfo, StoreError> {
+        self.see_namespace_of(name.as_str()).await?;
         let _write = self.writes.lock().await;
         self.check_deploy(name, &patch)?;
         let modules = self.modules.clone();
@@ -168,6 +169,7 @@ impl Registry {
         name: &str,
         patch: ConfigPatch,
     ) -> Result<FunctionInfo, StoreError> {
+        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
         self.check_config(name, &patch)?;
         let fname = name.to_string();
@@ -189,6 +191,7 @@ impl Registry {
             ))
             .into());
         }
+        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
         self.check_provisioned(name, version, count)?;
         let fname = name.to_string();
@@ -208,6 +211,7 @@ impl Registry {
         promote: bool,
         why: Why,
     ) -> Result<Published, StoreError> {
+        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
         self.check_versions_quota(name)?;
         let fname = name.to_string();

@@ -25,6 +25,17 @@ impl Registry {
         self.namespaces.load().values().cloned().collect()
     }
 
+    /// Reads namespaces again if function `name`'s namespace is not among them: another
+    /// node may have just created it, and its change may not have reached this one (an
+    /// operator behind a load balancer creates a namespace, then deploys into it). Called
+    /// before a write is checked against the namespace's quotas.
+    pub async fn see_namespace_of(&self, name: &str) -> Result<(), StoreError> {
+        if self.namespace(namespace_of(name)).is_none() {
+            self.reload_namespaces().await?;
+        }
+        Ok(())
+    }
+
     /// Re-reads namespaces and quotas (after a change here, or another node's).
     pub async fn reload_namespaces(&self) -> Result<(), StoreError> {
         let all = self.blocking(|db| db.namespaces()).await?;
