@@ -34,7 +34,7 @@ impl Rig {
     /// Validates and compiles `wasm` once. `pool_instances` 0 allocates instances on demand
     /// instead of from the pooling allocator.
     pub async fn new(wasm: Vec<u8>, pool_instances: u32) -> anyhow::Result<Self> {
-        check_component(&wasm)?;
+        let world = check_component(&wasm)?.world;
         let dir = tempfile::tempdir()?;
         let modules = Arc::new(ModuleStore::open(dir.path().join("modules"), None)?);
         let digest = Digest::of(&wasm);
@@ -48,7 +48,7 @@ impl Rig {
             modules,
         )?;
         let wasm = Bytes::from(wasm);
-        let component = engine.prepare(digest, wasm.clone(), &|_| {}).await?;
+        let component = engine.prepare(digest, wasm.clone(), world, &|_| {}).await?;
         Ok(Self {
             engine,
             digest,
@@ -65,7 +65,12 @@ impl Rig {
         let started = Instant::now();
         self.component = self
             .engine
-            .prepare(self.digest, self.wasm.clone(), &|_| {})
+            .prepare(
+                self.digest,
+                self.wasm.clone(),
+                self.component.world(),
+                &|_| {},
+            )
             .await?;
         Ok(started.elapsed())
     }

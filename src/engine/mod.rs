@@ -164,8 +164,9 @@ pub enum PrepareError {
     Compile(String),
     #[error(
         "the component cannot be linked: {0}. fnhost provides WASI 0.2 (cli, clocks, random, io, \
-         filesystem without directories, sockets denied) and wasi:http 0.2, and WASI 0.3 (cli, \
-         clocks, random) and wasi:http 0.3"
+         filesystem without directories, sockets denied) and wasi:http 0.2 to every component, \
+         and WASI 0.3 (cli, clocks, random) and wasi:http 0.3 to components that export the \
+         WASI 0.3 handler (wasi:http/handler@0.3.x)"
     )]
     Link(String),
     #[error("storing compiled code failed: {0:#}")]
@@ -268,11 +269,13 @@ impl Engine {
     }
 
     /// Compiles (or finds in the cache), caches and links an uploaded component, so that the
-    /// upload is acknowledged only once the function can serve. `stage` reports progress.
+    /// upload is acknowledged only once the function can serve. `world` is what the upload
+    /// check found (`check_component`); `stage` reports progress.
     pub async fn prepare(
         &self,
         digest: Digest,
         wasm: Bytes,
+        world: HttpWorld,
         stage: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<Arc<LoadedComponent>, PrepareError> {
         if let Some(ready) = self.loaded_now(&digest) {
@@ -284,7 +287,7 @@ impl Engine {
                 stage(Stage::CacheHit);
                 compiled
             }
-            None => self.compile(digest, wasm, stage).await?,
+            None => (self.compile(digest, wasm, world, stage).await?, world),
         };
         let loaded = self.link(digest, &component, world)?;
         stage(Stage::Linked);
@@ -311,7 +314,13 @@ impl Engine {
                         .fetch(&digest)
                         .await
                         .map_err(|e| PrepareError::Storage(e.into()))?;
-                    self.compile(digest, wasm, &|_| {}).await?
+                    // The world picks the engine; checked off the runtime, as at upload.
+                    let checked = wasm.clone();
+                    let world = tokio::task::spawn_blocking(move || check_component(&checked))
+                        .await
+                        .expect("validation task panicked")?
+                        .world;
+                    (self.compile(digest, wasm, world, &|_| {}).await?, world)
                 }
             };
             self.link(digest, &component, world)
@@ -456,17 +465,14 @@ impl Engine {
         }
     }
 
-    /// Compiles `wasm` for the engine of the world it exports, caches the code, and
-    /// returns it with that world.
+    /// Compiles `wasm` for the engine of `world` (the world it exports) and caches the code.
     async fn compile(
         &self,
         digest: Digest,
         wasm: Bytes,
+        world: HttpWorld,
         stage: &(dyn Fn(Stage) + Send + Sync),
-    ) -> Result<(Component, HttpWorld), PrepareError> {
-        // Uploads were checked already; a module compiled again after a restart is checked
-        // here too, as it is what picks the engine.
-        let world = check_component(&wasm)?.world;
+    ) -> Result<Component, PrepareError> {
         if self.compile_gate.available_permits() == 0 {
             stage(Stage::WaitingForCompiler);
         }
@@ -511,7 +517,7 @@ impl Engine {
         self.stats.compile_ms.fetch_add(ms, Ordering::Relaxed);
         tracing::info!(%digest, compile_ms = ms, "compiled component");
         stage(Stage::Compiled { compile_ms: ms });
-        Ok((compiled, world))
+        Ok(compiled)
     }
 
     /// Links `component` (compiled for `world`'s engine) and types it against that world.

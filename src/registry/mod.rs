@@ -145,9 +145,8 @@ impl Registry {
         latest_bp: Option<BasisPoints>,
         why: Why,
     ) -> Result<FunctionInfo, StoreError> {
-        self.see_namespace_of(name.as_str()).await?;
         let _write = self.writes.lock().await;
-        self.check_deploy(name, &patch)?;
+        self.check_deploy(name, &patch).await?;
         let modules = self.modules.clone();
         let size = wasm.len() as u64;
         let local = wasm.clone();
@@ -169,9 +168,8 @@ impl Registry {
         name: &str,
         patch: ConfigPatch,
     ) -> Result<FunctionInfo, StoreError> {
-        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
-        self.check_config(name, &patch)?;
+        self.check_config(name, &patch).await?;
         let fname = name.to_string();
         self.blocking(move |db| db.set_latest_config(&fname, &patch, now_ms()))
             .await?;
@@ -191,9 +189,8 @@ impl Registry {
             ))
             .into());
         }
-        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
-        self.check_provisioned(name, version, count)?;
+        self.check_provisioned(name, version, count).await?;
         let fname = name.to_string();
         let policy = self
             .blocking(move |db| db.set_provisioned(&fname, version, count))
@@ -211,9 +208,8 @@ impl Registry {
         promote: bool,
         why: Why,
     ) -> Result<Published, StoreError> {
-        self.see_namespace_of(name).await?;
         let _write = self.writes.lock().await;
-        self.check_versions_quota(name)?;
+        self.check_versions_quota(name).await?;
         let fname = name.to_string();
         let published = self
             .blocking(move |db| db.publish(&fname, &description, promote, now_ms(), &why))

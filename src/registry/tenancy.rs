@@ -25,17 +25,6 @@ impl Registry {
         self.namespaces.load().values().cloned().collect()
     }
 
-    /// Reads namespaces again if function `name`'s namespace is not among them: another
-    /// node may have just created it, and its change may not have reached this one (an
-    /// operator behind a load balancer creates a namespace, then deploys into it). Called
-    /// before a write is checked against the namespace's quotas.
-    pub async fn see_namespace_of(&self, name: &str) -> Result<(), StoreError> {
-        if self.namespace(namespace_of(name)).is_none() {
-            self.reload_namespaces().await?;
-        }
-        Ok(())
-    }
-
     /// Re-reads namespaces and quotas (after a change here, or another node's).
     pub async fn reload_namespaces(&self) -> Result<(), StoreError> {
         let all = self.blocking(|db| db.namespaces()).await?;
@@ -134,13 +123,13 @@ impl Registry {
 
     /// A deploy of `name`: its namespace must exist; a new function counts against
     /// `functions`, its config against `memory_mb`.
-    pub(super) fn check_deploy(
+    pub(super) async fn check_deploy(
         &self,
         name: &FunctionName,
         patch: &ConfigPatch,
     ) -> Result<(), StoreError> {
         let namespace = name.namespace();
-        let quotas = self.quotas(namespace)?;
+        let quotas = self.quotas(namespace).await?;
         let table = self.router.snapshot();
         let existing = table.function(name.as_str());
         if existing.is_none() {
@@ -155,9 +144,13 @@ impl Registry {
     }
 
     /// A config change of `$LATEST`: its memory against `memory_mb`.
-    pub(super) fn check_config(&self, name: &str, patch: &ConfigPatch) -> Result<(), StoreError> {
+    pub(super) async fn check_config(
+        &self,
+        name: &str,
+        patch: &ConfigPatch,
+    ) -> Result<(), StoreError> {
         let namespace = namespace_of(name);
-        let quotas = self.quotas(namespace)?;
+        let quotas = self.quotas(namespace).await?;
         let table = self.router.snapshot();
         let Some(function) = table.function(name) else {
             return Ok(()); // the store answers "not found"
@@ -168,9 +161,9 @@ impl Registry {
     /// A publish: one more version kept against `versions`, unless `$LATEST` equals the
     /// newest version (then nothing is created). Also run before a rollout of `$LATEST`
     /// starts, since its promotion publishes.
-    pub fn check_versions_quota(&self, name: &str) -> Result<(), StoreError> {
+    pub async fn check_versions_quota(&self, name: &str) -> Result<(), StoreError> {
         let namespace = namespace_of(name);
-        let quotas = self.quotas(namespace)?;
+        let quotas = self.quotas(namespace).await?;
         if quotas.versions.is_none() {
             return Ok(());
         }
@@ -197,14 +190,14 @@ impl Registry {
 
     /// Provisioned concurrency: the namespace's total after the change against
     /// `provisioned`.
-    pub(super) fn check_provisioned(
+    pub(super) async fn check_provisioned(
         &self,
         name: &str,
         version: Option<VersionLabel>,
         count: u32,
     ) -> Result<(), StoreError> {
         let namespace = namespace_of(name);
-        let quotas = self.quotas(namespace)?;
+        let quotas = self.quotas(namespace).await?;
         if quotas.provisioned.is_none() {
             return Ok(());
         }
@@ -222,7 +215,14 @@ impl Registry {
         Ok(())
     }
 
-    fn quotas(&self, namespace: &str) -> Result<Quotas, StoreError> {
+    /// The quotas of `namespace`, which must exist. One this node has not heard of is read
+    /// again from the store before it is refused: another node may have just created it and
+    /// its change not reached this one yet (an operator behind a load balancer creates a
+    /// namespace, then deploys into it).
+    async fn quotas(&self, namespace: &str) -> Result<Quotas, StoreError> {
+        if self.namespace(namespace).is_none() {
+            self.reload_namespaces().await?;
+        }
         self.namespace(namespace)
             .map(|ns| ns.quotas)
             .ok_or_else(|| StoreError::unknown_namespace(namespace))

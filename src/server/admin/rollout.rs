@@ -54,8 +54,7 @@ pub async fn start(
     if start.to == VersionLabel::Latest {
         // The rollout ends by publishing $LATEST: the versions quota is checked now, while
         // it can still refuse, not at the last step.
-        host.registry.see_namespace_of(function).await?;
-        host.registry.check_versions_quota(function)?;
+        host.registry.check_versions_quota(function).await?;
     }
     let status = host.rollouts.start(function, start).await?;
     Ok(json(StatusCode::CREATED, &view(status)))

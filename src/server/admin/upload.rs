@@ -98,7 +98,7 @@ impl UploadJob {
         stage: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<Uploaded, ApiError> {
         host.engine
-            .prepare(self.digest, self.wasm.clone(), stage)
+            .prepare(self.digest, self.wasm.clone(), self.summary.world, stage)
             .await?;
         let function = host
             .registry
