@@ -33,6 +33,8 @@
 //!   events as CloudEvents, and cron timers.
 //! - [`function_logs`]: bounded per-function buffers of what functions print.
 //! - [`metering`]: usage records (billed per ms), per-version health, Prometheus metrics.
+//! - [`dependencies`]: whether the database, the object store and the disk are up, as
+//!   calls to them last found; each outage logged once.
 //! - `drain`: reading and dropping unread request bodies within a bound (early answers).
 //! - `durable_file`: crash-safe file writes shared by the registry, engine and server.
 //! - [`secrets`]: sealing and opening function secrets with the host's secrets key.
@@ -45,6 +47,7 @@ pub mod async_lane;
 pub mod auth;
 pub mod cli;
 pub mod cold_start;
+pub mod dependencies;
 mod drain;
 mod durable_file;
 pub mod engine;

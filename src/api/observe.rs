@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model::ScalerStats as ScalerCounters;
 pub use crate::model::{
-    EngineStatus as EngineView, ShadowReport as ShadowView, VersionHealth as VersionHealthView,
+    DependencyReport as DependencyView, EngineStatus as EngineView, ShadowReport as ShadowView,
+    VersionHealth as VersionHealthView,
 };
 
 /// How usage rows are grouped: within a function, or per namespace.
@@ -122,6 +123,9 @@ pub struct Status {
     pub limits: LimitsView,
     pub engine: EngineView,
     pub scaling: ScalingStatus,
+    /// The database and the disk: up, or down since when and why.
+    #[serde(default)]
+    pub dependencies: Vec<DependencyView>,
 }
 
 /// Limits clients should check before sending (the CLI does, before a large upload).

@@ -36,7 +36,9 @@ pub(super) async fn heartbeat(app: Arc<App>, mut node: NodeRecord, mut stop: Sto
             }
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "could not write this node's heartbeat");
+                if e.outage().is_none() {
+                    tracing::warn!(error = %e, "could not write this node's heartbeat");
+                }
             }
             Err(_) => {}
         }
@@ -99,6 +101,7 @@ async fn backstop(app: &App) {
             resynced(app, gone).await;
             app.events.timers_changed.notify_one();
         }
+        Err(e) if e.outage().is_some() => {}
         Err(e) => tracing::warn!(error = %e, "could not resync with the registry"),
     }
 }

@@ -9,6 +9,7 @@
 //! scaler, and last the usage flush, so the final usage includes everything that ran.
 
 mod fleet;
+mod probes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -217,12 +218,18 @@ impl App {
         Ok(())
     }
 
-    /// Writes usage recorded since the last flush to the database.
+    /// Writes usage recorded since the last flush to the database; what it cannot write is
+    /// kept for the next flush (`Metering::restore`).
     pub async fn flush_usage(&self) {
         let rows = self.metering.take_pending();
         let count = rows.len();
-        if let Err(e) = self.registry.add_usage(rows).await {
-            tracing::error!(error = %e, rows = count, "could not persist usage; these records are lost");
+        if let Err(e) = self.registry.add_usage(rows.clone()).await {
+            // One transaction: nothing of the batch was written (a cut at the commit itself
+            // could count it twice, the price of never losing it). Kept for the next flush.
+            self.metering.restore(rows);
+            if e.outage().is_none() {
+                tracing::error!(error = %e, rows = count, "could not persist usage; kept for the next flush");
+            }
         }
     }
 
@@ -296,6 +303,10 @@ impl App {
         });
         let app = self.clone();
         tasks.spawn("scaler", move |stop| app.scaler.clone().run(stop));
+        let app = self.clone();
+        tasks.spawn("dependency probes", move |stop| {
+            probes::run(app.clone(), stop)
+        });
         let app = self.clone();
         tasks.spawn("usage flush", move |stop| {
             app.clone().flush_usage_every(usage_flush_interval, stop)

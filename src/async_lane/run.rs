@@ -65,6 +65,7 @@ pub async fn run(lane: Arc<AsyncLane>, mut stop: Stop) {
                 .await
             {
                 Ok(events) => claimed = events,
+                Err(e) if e.outage().is_some() => {}
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the invocation queue; retrying")
                 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use super::units::{parse_bytes, parse_duration, parse_mebibytes};
 use crate::app::{App, AppOptions};
 use crate::async_lane::LaneOptions;
+use crate::dependencies::Dependencies;
 use crate::engine::{Engine, EngineConfig, IpRange, NetworkPolicy};
 use crate::events::buckets::Buckets;
 use crate::model::{KvLimits, NodeRecord, now_ms};
@@ -239,11 +240,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::default());
     let location = MetadataLocation::parse(args.registry.as_deref(), &args.data_dir)?;
+    let dependencies = Arc::new(Dependencies::new(
+        location.to_string(),
+        args.data_dir.display().to_string(),
+    ));
     let buckets = Buckets::open(
         args.object_store.as_deref(),
         &args.data_dir,
         args.max_object,
-    )?;
+    )?
+    .reporting_to(dependencies.clone());
     // In a fleet, modules (and compiled code) live in the object store too, so every node
     // can serve every version.
     let shared_blobs = match (location.is_shared(), &args.object_store) {
@@ -259,9 +265,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let registry = {
         let (router, at, data_dir) = (router.clone(), location.clone(), args.data_dir.clone());
-        tokio::task::spawn_blocking(move || Registry::open(&at, &data_dir, shared_blobs, router))
-            .await?
-            .with_context(|| format!("opening the registry ({location})"))?
+        let dependencies = dependencies.clone();
+        tokio::task::spawn_blocking(move || {
+            Registry::open(&at, &data_dir, shared_blobs, router, dependencies)
+        })
+        .await?
+        .with_context(|| format!("opening the registry ({location})"))?
     };
     let engine = Engine::new(
         EngineConfig {
@@ -288,7 +297,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.join("compiled"),
         registry.modules().clone(),
     )?;
-    engine.set_kv_store(registry.db());
+    engine.set_kv_store(registry.db(), dependencies.clone());
     let known = registry.known_modules().await?;
     engine.retain_compiled(&known);
     if registry.modules().is_shared() {
@@ -546,6 +555,7 @@ fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating data directory {}", dir.display()))?;
+        ensure_writable(dir)?;
         let tighten = |path: &std::path::Path, mode: u32| -> anyhow::Result<()> {
             match std::fs::metadata(path) {
                 Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
@@ -575,6 +585,32 @@ fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache
 /// routes the other changes; refuse the second one clearly instead.
+/// Refuses a data directory fnhost cannot write (a read-only mount, a directory owned by
+/// someone else) at start, with the fix, rather than at the first upload.
+fn ensure_writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    let probe = dir.join(".write-probe");
+    let written = std::fs::write(&probe, b"fnhost");
+    let _ = std::fs::remove_file(&probe);
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if crate::store::is_disk_full(&e) => {
+            // Deployed functions can still be served; writes are refused until space is freed.
+            tracing::warn!(
+                data_dir = %dir.display(),
+                "the disk holding the data directory is full: uploads, object puts and key-value \
+                 writes will be refused until space is freed"
+            );
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "the data directory {} is not writable ({e}); fnhost keeps its metadata, modules and \
+             compiled code there: mount it read-write, give this user write access, or pass \
+             another --data-dir",
+            dir.display()
+        ),
+    }
+}
+
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("lock");
     let file = std::fs::OpenOptions::new()

@@ -103,10 +103,17 @@ impl KvMeter {
     }
 }
 
+/// Where key-value values live: the metadata store, and the record of its outages (a call
+/// that meets one reports it there instead of logging per call).
+pub struct KvBackend {
+    pub db: Arc<dyn MetadataStore>,
+    pub dependencies: Arc<crate::dependencies::Dependencies>,
+}
+
 /// What one invocation may do with key-value stores.
 #[derive(Clone, Default)]
 pub struct KvAccess {
-    db: Option<Arc<dyn MetadataStore>>,
+    db: Option<Arc<KvBackend>>,
     meter: Arc<KvMeter>,
     namespace: String,
     allowed: Vec<String>,
@@ -120,7 +127,7 @@ pub struct KvAccess {
 
 impl KvAccess {
     pub fn new(
-        db: Option<&Arc<dyn MetadataStore>>,
+        db: Option<&Arc<KvBackend>>,
         meter: &Arc<KvMeter>,
         namespace: &str,
         allowed: &[String],
@@ -184,9 +191,23 @@ impl KvAccess {
             used.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
         }
         let limits = self.limits;
-        match tokio::task::spawn_blocking(move || f(&*db, &limits)).await {
+        let backend = db.clone();
+        let result = tokio::task::spawn_blocking(move || f(&*backend.db, &limits)).await;
+        if let Ok(out) = &result {
+            crate::store::observe(&db.dependencies, out);
+        }
+        match result {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(StoreError::Limit(message))) => Err(KvFailure::Other(message)),
+            // Logged once per outage by `dependencies`; the guest hears what is wrong.
+            Ok(Err(e)) if e.outage().is_some() => Err(KvFailure::Other(match e {
+                StoreError::DiskFull(_) => {
+                    "the key-value store is out of disk space; nothing was written".into()
+                }
+                _ => {
+                    "the key-value store is unavailable (its database is down); retry later".into()
+                }
+            })),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "a key-value operation failed in the store");
                 Err(KvFailure::Other(

@@ -155,7 +155,8 @@ enum Pre {
     Service(ServicePre<HostState>),
 }
 
-/// Why an upload cannot become a function. All but `Storage` are the uploader's to fix.
+/// Why an upload cannot become a function. All but `Storage` and `DiskFull` are the
+/// uploader's to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     #[error(transparent)]
@@ -171,6 +172,9 @@ pub enum PrepareError {
     Link(String),
     #[error("storing compiled code failed: {0:#}")]
     Storage(anyhow::Error),
+    /// The compiled code did not fit on the disk; nothing was kept.
+    #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
+    DiskFull(String),
 }
 
 /// Deploy stages, reported to the uploader as progress.
@@ -213,7 +217,7 @@ pub struct Engine {
     /// `config.long_running_after` in epoch ticks; `None` when the policy is off.
     long_after_ticks: Option<u64>,
     /// Where `wasi:keyvalue` keeps values: the metadata store, set once it is open.
-    kv_db: std::sync::OnceLock<Arc<dyn crate::store::MetadataStore>>,
+    kv_db: std::sync::OnceLock<Arc<keyvalue::KvBackend>>,
     /// Key-value operations per store, for `/metrics`.
     kv_meter: Arc<keyvalue::KvMeter>,
     _ticker: EpochTicker,
@@ -256,10 +260,17 @@ impl Engine {
         }
     }
 
-    /// Gives `wasi:keyvalue` its store (the registry's metadata store). Until then, and
-    /// without it, every store a function opens is `no-such-store`.
-    pub fn set_kv_store(&self, db: Arc<dyn crate::store::MetadataStore>) {
-        let _ = self.kv_db.set(db);
+    /// Gives `wasi:keyvalue` its store (the registry's metadata store) and where its
+    /// outages are recorded. Until then, and without it, every store a function opens is
+    /// `no-such-store`.
+    pub fn set_kv_store(
+        &self,
+        db: Arc<dyn crate::store::MetadataStore>,
+        dependencies: Arc<crate::dependencies::Dependencies>,
+    ) {
+        let _ = self
+            .kv_db
+            .set(Arc::new(keyvalue::KvBackend { db, dependencies }));
     }
 
     /// Counts a live request as short work from now (see `fairness`); hand it to the
@@ -491,8 +502,13 @@ impl Engine {
             let serialized = component
                 .serialize()
                 .map_err(|e| PrepareError::Storage(e.into()))?;
-            crate::durable_file::write(&path, &serialized, 0o644)
-                .map_err(|e| PrepareError::Storage(e.into()))?;
+            crate::durable_file::write(&path, &serialized, 0o644).map_err(|e| {
+                if crate::store::is_disk_full(&e) {
+                    PrepareError::DiskFull(format!("writing compiled code: {e}"))
+                } else {
+                    PrepareError::Storage(e.into())
+                }
+            })?;
             // Load back from the file: the mmapped artifact is what every later start uses,
             // and it lets the kernel share and page out code.
             let loaded = unsafe { Component::deserialize_file(&engine, &path) }

@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, WriteMultipart};
 
+use crate::dependencies::{Dependencies, Part};
 use crate::model::check_bucket;
 use crate::store::SharedStore;
 
@@ -32,9 +33,29 @@ pub enum ObjectError {
     #[error("reading the upload failed: {0}")]
     Upload(String),
     #[error("object store: {0}")]
-    Store(#[from] object_store::Error),
+    Store(object_store::Error),
+    /// The local store's filesystem is full; nothing was kept of the object.
+    #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
+    DiskFull(String),
     #[error(transparent)]
     Quota(#[from] crate::model::QuotaExceeded),
+}
+
+/// A full disk under a local store is told apart from other store failures: the fix is the
+/// operator's, and the client should hear it.
+impl From<object_store::Error> for ObjectError {
+    fn from(e: object_store::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && crate::store::is_disk_full(io)
+            {
+                return ObjectError::DiskFull(io.to_string());
+            }
+            source = cause.source();
+        }
+        ObjectError::Store(e)
+    }
 }
 
 /// What a namespace's `bucket_bytes` quota leaves for one object: its other objects use
@@ -78,6 +99,8 @@ pub struct Buckets {
     pub description: String,
     /// Largest object accepted by `put`.
     pub max_object_bytes: u64,
+    /// Where a full disk under a local store is reported.
+    dependencies: Option<Arc<Dependencies>>,
 }
 
 impl Buckets {
@@ -127,7 +150,23 @@ impl Buckets {
             local_root,
             description,
             max_object_bytes,
+            dependencies: None,
         })
+    }
+
+    /// Reports a full disk met by writes to `dependencies`.
+    pub fn reporting_to(mut self, dependencies: Arc<Dependencies>) -> Self {
+        self.dependencies = Some(dependencies);
+        self
+    }
+
+    /// Passes `out` on, telling `dependencies` of a full disk it met.
+    fn noted<T>(&self, out: Result<T, ObjectError>) -> Result<T, ObjectError> {
+        if let (Err(e @ ObjectError::DiskFull(_)), Some(dependencies)) = (&out, &self.dependencies)
+        {
+            dependencies.failed(Part::Disk, e);
+        }
+        out
     }
 
     /// The object store behind the buckets (for fnhost's own objects under `_fnhost/`).
@@ -159,7 +198,8 @@ impl Buckets {
     {
         let path = location(bucket, key)?;
         self.check_place(bucket, key).await?;
-        self.write(&path, body, self.max_object_bytes, room).await
+        let written = self.write(&path, body, self.max_object_bytes, room).await;
+        self.noted(written)
     }
 
     /// Streams `body` to `path`, refusing it past `limit` bytes or the `room` left, and makes
@@ -217,7 +257,8 @@ impl Buckets {
         E: std::fmt::Display,
     {
         let path = payload_path(id)?;
-        let size = self.write(&path, body, limit, None).await?;
+        let written = self.write(&path, body, limit, None).await;
+        let size = self.noted(written)?;
         Ok((path.to_string(), size))
     }
 
@@ -290,8 +331,11 @@ impl Buckets {
         Room::check(room, bytes.len() as u64)?;
         let path = location(bucket, key)?;
         self.check_place(bucket, key).await?;
-        self.store.put(&path, bytes.into()).await?;
-        self.sync(&path).await
+        let written = match self.store.put(&path, bytes.into()).await {
+            Ok(_) => self.sync(&path).await,
+            Err(e) => Err(e.into()),
+        };
+        self.noted(written)
     }
 
     /// On a local store, a key cannot lie below another object (`a/b` below `a`) nor be a
@@ -343,10 +387,11 @@ impl Buckets {
             .await
             .expect("fsync task panicked")
             .map_err(|e| {
-                ObjectError::Store(object_store::Error::Generic {
+                object_store::Error::Generic {
                     store: "local",
                     source: Box::new(e),
-                })
+                }
+                .into()
             })
     }
 

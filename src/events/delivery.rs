@@ -49,7 +49,9 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
         {
             Ok(claimed) => claimed,
             Err(e) => {
-                tracing::error!(error = %e, "could not read the event outbox; retrying");
+                if e.outage().is_none() {
+                    tracing::error!(error = %e, "could not read the event outbox; retrying");
+                }
                 tokio::time::sleep(POLL).await;
                 continue;
             }
@@ -96,6 +98,7 @@ pub async fn renew_leases(events: Arc<Events>, mut stop: Stop) {
             .registry
             .renew_event_leases(ids, events.lease_ms())
             .await
+            && e.outage().is_none()
         {
             tracing::warn!(error = %e, "could not renew event leases; other nodes may deliver them again");
         }
@@ -115,6 +118,7 @@ pub async fn prune(events: Arc<Events>, retention: Duration, mut stop: Stop) {
                 events = pruned,
                 "deleted delivered events past their retention"
             ),
+            Err(e) if e.outage().is_some() => {}
             Err(e) => tracing::warn!(error = %e, "could not prune delivered events"),
         }
         tokio::select! {

@@ -34,6 +34,7 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
         if reload {
             match events.registry.triggers(None).await {
                 Ok(triggers) => timers = refreshed(triggers, std::mem::take(&mut timers)),
+                Err(e) if e.outage().is_some() => {}
                 Err(e) => tracing::error!(error = %e, "could not read timer triggers"),
             }
         }
@@ -58,7 +59,9 @@ pub async fn run(events: Arc<Events>, mut stop: Stop) {
                 ),
                 Err(e) => {
                     // Its function may be gone: read the triggers afresh next time.
-                    tracing::warn!(trigger = timer.trigger.id, error = %e, "could not queue a timer event");
+                    if e.outage().is_none() {
+                        tracing::warn!(trigger = timer.trigger.id, error = %e, "could not queue a timer event");
+                    }
                     reload = true;
                 }
             }

@@ -52,6 +52,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabels {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabels {
     function: String,
 }
@@ -87,6 +92,8 @@ pub struct HostGauges {
     pub warm_pools: Vec<crate::model::PoolStatus>,
     pub scaler: crate::model::ScalerStats,
     pub async_lane: crate::model::LaneStats,
+    pub dependencies: Vec<crate::model::DependencyReport>,
+    pub usage: super::PendingUsage,
 }
 
 /// One version's series, resolved once per version (see [`Metrics::version`]). Counters that
@@ -471,6 +478,35 @@ impl Metrics {
             "async_attempts",
             "Attempts of asynchronous invocations since this host started, by how they ended",
             attempts,
+        );
+        let up = Family::<NameLabels, Gauge>::default();
+        let outages = Family::<NameLabels, Counter>::default();
+        for dependency in &gauges.dependencies {
+            let labels = NameLabels {
+                name: dependency.name.clone(),
+            };
+            up.get_or_create(&labels).set(i64::from(dependency.up));
+            outages.get_or_create(&labels).inc_by(dependency.outages);
+        }
+        host.register(
+            "dependency_up",
+            "Whether each part the host depends on (database, disk) answered its last call",
+            up,
+        );
+        host.register(
+            "dependency_outages",
+            "Outages of each part the host depends on since this host started",
+            outages,
+        );
+        host.register(
+            "usage_pending_rows",
+            "Usage rows recorded and not yet written to the database (they pile up while it is down)",
+            ConstGauge::new(gauges.usage.rows as i64),
+        );
+        host.register(
+            "usage_dropped_rows",
+            "Usage rows dropped because the database stayed down past what memory keeps",
+            ConstCounter::new(gauges.usage.dropped),
         );
         let mut text = String::new();
         encode_registry(&mut text, &self.registry).expect("writing to a String");

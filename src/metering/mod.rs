@@ -45,6 +45,19 @@ pub struct InvocationRecord<'a> {
     pub kv_operations: u64,
 }
 
+/// Usage rows kept in memory while the database cannot take them: one row per function,
+/// version, alias and minute, about 1.2 KiB each (mostly the latency histogram), so at most
+/// some 120 MiB: a thousand functions busy every minute keep 100 minutes of usage through an
+/// outage, a hundred keep 16 hours.
+pub const MAX_PENDING_ROWS: usize = 100_000;
+
+/// How much usage waits for the database.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingUsage {
+    pub rows: u64,
+    pub dropped: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct UsageKey {
     function: Arc<str>,
@@ -79,6 +92,8 @@ impl std::fmt::Debug for VersionMeter {
 pub struct Metering {
     meters: DashMap<(Arc<str>, VersionLabel), Arc<VersionMeter>>,
     pending: DashMap<UsageKey, UsageRow>,
+    /// Rows [`Metering::restore`] had no room for.
+    dropped_rows: std::sync::atomic::AtomicU64,
     health: HealthWindows,
     shadow: shadow::ShadowStats,
     metrics: Metrics,
@@ -89,6 +104,7 @@ impl Default for Metering {
         Self {
             meters: DashMap::new(),
             pending: DashMap::new(),
+            dropped_rows: std::sync::atomic::AtomicU64::new(0),
             health: HealthWindows::default(),
             shadow: shadow::ShadowStats::default(),
             metrics: Metrics::new(),
@@ -194,6 +210,54 @@ impl Metering {
             .filter_map(|key| self.pending.remove(&key))
             .map(|(key, row)| with_key(row, &key))
             .collect()
+    }
+
+    /// Puts back rows a flush could not write (the database is down), merged with what was
+    /// recorded since, to be written by a later flush. Past [`MAX_PENDING_ROWS`] the oldest
+    /// minutes go first, counted in `fnhost_usage_dropped_rows`.
+    pub fn restore(&self, rows: Vec<UsageRow>) {
+        self.restore_within(rows, MAX_PENDING_ROWS)
+    }
+
+    fn restore_within(&self, rows: Vec<UsageRow>, max_rows: usize) {
+        for row in rows {
+            let Some(version) = VersionLabel::parse(&row.version) else {
+                continue;
+            };
+            let key = UsageKey {
+                function: Arc::from(row.function.as_str()),
+                version,
+                alias: (!row.alias.is_empty()).then(|| Arc::from(row.alias.as_str())),
+                minute: row.minute,
+            };
+            self.pending.entry(key).or_default().add(&row);
+        }
+        let excess = self.pending.len().saturating_sub(max_rows);
+        if excess > 0 {
+            let mut keys: Vec<UsageKey> = self.pending.iter().map(|e| e.key().clone()).collect();
+            keys.sort_by_key(|k| k.minute);
+            for key in keys.into_iter().take(excess) {
+                self.pending.remove(&key);
+            }
+            let dropped = self
+                .dropped_rows
+                .fetch_add(excess as u64, std::sync::atomic::Ordering::Relaxed);
+            if dropped == 0 {
+                tracing::error!(
+                    rows = excess,
+                    limit = max_rows,
+                    "usage not written for so long that the oldest rows are being dropped"
+                );
+            }
+        }
+    }
+
+    /// Rows waiting for a flush, and rows dropped since start.
+    pub fn pending_stats(&self) -> PendingUsage {
+        PendingUsage {
+            rows: self.pending.len() as u64,
+            dropped: self.dropped_rows.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// What has been recorded but not flushed yet (so queries are current).
@@ -377,5 +441,40 @@ mod tests {
             &meter,
             &metering.meter(&f, VersionLabel::Number(1))
         ));
+    }
+
+    /// Rows a flush could not write come back merged with what was recorded since, and past
+    /// the bound the oldest minutes go first, counted.
+    #[test]
+    fn usage_a_flush_could_not_write_is_kept_merged_and_bounded() {
+        let metering = Metering::default();
+        let f: Arc<str> = Arc::from("f");
+        record(&metering, &f, 1, 200, 1500);
+        let failed = metering.take_pending();
+        assert_eq!(failed.len(), 1);
+        record(&metering, &f, 1, 500, 1500);
+        metering.restore(failed);
+        let rows = metering.take_pending();
+        assert_eq!(
+            rows.len(),
+            1,
+            "same function, version, alias and minute: one row"
+        );
+        assert_eq!((rows[0].invocations, rows[0].errors), (2, 1));
+        assert_eq!(rows[0].alias, "prod");
+
+        let old = |minute| UsageRow {
+            function: "f".into(),
+            version: "1".into(),
+            alias: String::new(),
+            minute,
+            invocations: 1,
+            ..UsageRow::default()
+        };
+        metering.restore_within((0..5).map(old).collect(), 3);
+        let mut kept: Vec<i64> = metering.take_pending().iter().map(|r| r.minute).collect();
+        kept.sort();
+        assert_eq!(kept, [2, 3, 4], "the oldest minutes are dropped first");
+        assert_eq!(metering.pending_stats().dropped, 2);
     }
 }

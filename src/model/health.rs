@@ -92,6 +92,27 @@ pub struct ShadowReport {
     pub p99_ms: Option<f64>,
 }
 
+/// One part the host depends on (the database, the disk) as the host last saw it: up, or
+/// down since when and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyReport {
+    /// `database` or `disk`.
+    pub name: String,
+    /// What it is: "PostgreSQL postgres://fnhost:***@db/fnhost", the data directory.
+    pub what: String,
+    pub up: bool,
+    /// When the current outage began (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since_ms: Option<i64>,
+    /// The last failure seen during the current outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Failed calls during the current outage.
+    pub failures: u64,
+    /// Outages since the host started.
+    pub outages: u64,
+}
+
 /// The engine: its instance pool and compile work so far.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStatus {

@@ -34,7 +34,9 @@ pub use function::{
     HttpWorld, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, SecretRow, VersionInfo, VersionLabel,
     check_secret_name, normalize_origin,
 };
-pub use health::{EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize};
+pub use health::{
+    DependencyReport, EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize,
+};
 pub use http_routes::{
     HttpRoute, InvalidRoute, RouteMatch, RouteTable, RoutesChange, check_routes,
 };

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::dependencies::Dependencies;
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
     HealthSample, HistoryEntry, HttpRoute, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS,
@@ -26,6 +27,9 @@ use crate::store::{
 
 pub struct Registry {
     db: Arc<dyn MetadataStore>,
+    /// Told of every call's outcome, so an outage of the database or the disk is known (and
+    /// logged once) however it is met.
+    dependencies: Arc<Dependencies>,
     /// Whether other nodes write to `db` too.
     shared: bool,
     modules: Arc<ModuleStore>,
@@ -48,6 +52,7 @@ impl Registry {
         data_dir: &Path,
         shared_blobs: Option<SharedStore>,
         router: Arc<Router>,
+        dependencies: Arc<Dependencies>,
     ) -> Result<Self, StoreError> {
         let db = location.open()?;
         let shared = location.is_shared();
@@ -79,6 +84,7 @@ impl Registry {
         tracing::info!(functions = all.len(), "registry loaded");
         Ok(Self {
             db,
+            dependencies,
             shared,
             modules: Arc::new(modules),
             router,
@@ -150,9 +156,12 @@ impl Registry {
         let modules = self.modules.clone();
         let size = wasm.len() as u64;
         let local = wasm.clone();
-        tokio::task::spawn_blocking(move || modules.put(&digest, &local))
+        let written = tokio::task::spawn_blocking(move || modules.put(&digest, &local))
             .await
-            .expect("module write task panicked")?;
+            .expect("module write task panicked")
+            .map_err(StoreError::from);
+        crate::store::observe_failure(&self.dependencies, &written);
+        written?;
         self.modules.publish(&digest, wasm).await?;
         let fname = name.to_string();
         self.blocking(move |db| {
@@ -581,9 +590,16 @@ impl Registry {
         op: impl FnOnce(&dyn MetadataStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || op(&*db))
+        let out = tokio::task::spawn_blocking(move || op(&*db))
             .await
-            .expect("database task panicked")
+            .expect("database task panicked");
+        crate::store::observe(&self.dependencies, &out);
+        out
+    }
+
+    /// The parts the registry reports to.
+    pub fn dependencies(&self) -> &Arc<Dependencies> {
+        &self.dependencies
     }
 }
 

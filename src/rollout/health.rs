@@ -122,7 +122,9 @@ impl HealthSource {
                 }
                 Err(e) if !failing => {
                     failing = true;
-                    tracing::warn!(error = %e, "could not publish health samples; retrying");
+                    if e.outage().is_none() {
+                        tracing::warn!(error = %e, "could not publish health samples; retrying");
+                    }
                 }
                 Err(_) => {}
             }
@@ -132,7 +134,9 @@ impl HealthSource {
     /// Deletes the fleet's samples too old for any window (the driver's job, once a minute).
     pub async fn prune(&self) {
         let before = now_ms().div_euclid(1000) - KEEP_SECONDS;
-        if let Err(e) = self.registry.prune_health(before).await {
+        if let Err(e) = self.registry.prune_health(before).await
+            && e.outage().is_none()
+        {
             tracing::warn!(error = %e, "could not prune old health samples");
         }
     }

@@ -66,6 +66,7 @@ impl Lease {
                     self.held_until = Some(asked + TTL);
                 }
                 Ok(false) => self.held_until = None,
+                Err(e) if e.outage().is_some() => {}
                 Err(e) => tracing::warn!(error = %e, "could not renew the rollout lease"),
             }
         }

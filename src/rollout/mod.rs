@@ -66,6 +66,16 @@ pub enum RolloutError {
     Registry(#[from] StoreError),
 }
 
+impl RolloutError {
+    /// The dependency outage behind this error, if that is what it is.
+    pub fn outage(&self) -> Option<crate::dependencies::Part> {
+        match self {
+            RolloutError::Registry(e) => e.outage(),
+            _ => None,
+        }
+    }
+}
+
 /// What `POST .../rollout` asks for.
 #[derive(Clone, Debug)]
 pub struct StartRequest {
@@ -366,10 +376,14 @@ impl Rollouts {
                 continue;
             }
             if newly && let Err(e) = self.reload().await {
-                tracing::error!(error = %e, "could not read the rollouts to drive; retrying");
+                if e.outage().is_none() {
+                    tracing::error!(error = %e, "could not read the rollouts to drive; retrying");
+                }
                 continue;
             }
-            if let Err(e) = self.tick().await {
+            if let Err(e) = self.tick().await
+                && e.outage().is_none()
+            {
                 tracing::error!(error = %e, "rollout step failed; retrying at the next tick");
             }
             if self.registry.is_shared() && pruned.elapsed() >= PRUNE_EVERY {

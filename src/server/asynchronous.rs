@@ -69,9 +69,13 @@ fn accept_error(error: AcceptError) -> ApiError {
             error.retry_after_secs = Some(5);
             error
         }
+        AcceptError::Enqueue(EnqueueError::Payload(e @ ObjectError::DiskFull(_))) => {
+            ApiError::from(e)
+        }
         AcceptError::Enqueue(EnqueueError::Store(e)) => {
+            let outage = e.outage().is_some();
             let error = ApiError::from(e);
-            if error.status.is_server_error() {
+            if error.status.is_server_error() && !outage {
                 tracing::error!(message = %error.message, "could not queue an asynchronous invocation");
             }
             error

@@ -141,6 +141,19 @@ impl From<StoreError> for ApiError {
             StoreError::Limit(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "limit", e.to_string())
             }
+            // The outage is logged once by `dependencies`, not here per call.
+            StoreError::Unavailable(_) => {
+                let mut error = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    e.to_string(),
+                );
+                error.retry_after_secs = Some(5);
+                error
+            }
+            StoreError::DiskFull(_) => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
+            }
             other => {
                 let error = Self::internal("the registry failed to store or read metadata");
                 tracing::error!(error_id = ?error.error_id, error = %other, "registry failure");
@@ -185,6 +198,9 @@ impl From<PrepareError> for ApiError {
             PrepareError::Link(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "link_failed", e.to_string())
             }
+            PrepareError::DiskFull(_) => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
+            }
             PrepareError::Storage(_) => {
                 let error = Self::internal("the host could not store compiled code");
                 tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
@@ -209,6 +225,9 @@ impl From<ObjectError> for ApiError {
             ObjectError::Upload(_) => Self::bad_request(e.to_string()),
             ObjectError::Quota(_) => {
                 Self::new(StatusCode::FORBIDDEN, "quota_bucket_bytes", e.to_string())
+            }
+            ObjectError::DiskFull(_) => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
             }
             ObjectError::Store(_) => {
                 let error = Self::internal("the object store failed");

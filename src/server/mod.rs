@@ -146,6 +146,11 @@ pub struct ServeOptions {
 
 /// The probes both planes answer without a token: `/healthz` (alive: 200 until the process
 /// ends) and `/readyz` (ready for traffic: 503 once shutdown has started).
+///
+/// A dependency that is down is named in `/readyz`'s body but does not fail it: the data
+/// plane serves what is deployed without the database, and failing readiness on every node
+/// of a fleet at once (they share the database) would turn a control-plane outage into a
+/// full one.
 fn probe(host: &App, path: &str) -> Option<http::Response<body::Body>> {
     use std::sync::atomic::Ordering;
     match path {
@@ -154,7 +159,20 @@ fn probe(host: &App, path: &str) -> Option<http::Response<body::Body>> {
             http::StatusCode::SERVICE_UNAVAILABLE,
             "draining\n",
         )),
-        "/readyz" => Some(body::text(http::StatusCode::OK, "ready\n")),
+        "/readyz" => {
+            let mut text = String::from("ready\n");
+            for dependency in host.registry.dependencies().report() {
+                if !dependency.up {
+                    text.push_str(&format!(
+                        "degraded: {} ({}) is down: {}\n",
+                        dependency.name,
+                        dependency.what,
+                        dependency.error.as_deref().unwrap_or("unknown error")
+                    ));
+                }
+            }
+            Some(body::text(http::StatusCode::OK, text))
+        }
         _ => None,
     }
 }

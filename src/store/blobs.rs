@@ -36,6 +36,9 @@ const COMPILED_PREFIX: &str = "_fnhost/compiled";
 /// A shared blob no row names is deleted only once it is this old: another node may have
 /// written it for an upload it has not committed yet.
 const SHARED_ORPHAN_AGE: Duration = Duration::from_secs(3600);
+/// The file [`ModuleStore::probe_space`] writes, and how much: a small upload's worth.
+const SPACE_PROBE: &str = ".space-probe";
+const SPACE_PROBE_BYTES: usize = 64 * 1024;
 /// Length of the MAC appended to shared compiled code.
 const MAC_LEN: usize = 32;
 
@@ -245,6 +248,15 @@ impl ModuleStore {
             return Ok(());
         }
         durable_file::write(&path, bytes, 0o644)
+    }
+
+    /// Whether the module directory's filesystem has room again after it was full: writes
+    /// (and fsyncs) [`SPACE_PROBE_BYTES`] and removes them.
+    pub fn probe_space(&self) -> io::Result<()> {
+        let probe = self.dir.join(SPACE_PROBE);
+        let written = durable_file::write(&probe, &[0u8; SPACE_PROBE_BYTES], 0o600);
+        let _ = fs::remove_file(&probe);
+        written
     }
 
     pub fn remove(&self, digest: &Digest) -> io::Result<()> {

@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::dependencies::{Dependencies, Part};
 pub use blobs::{ModuleStore, SharedBlobs, SharedStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -103,7 +104,7 @@ fn redact(dsn: &str) -> String {
 }
 
 /// Store failures. The admin API maps the not-found cases to 404, `VersionInUse` to 409, the
-/// invalid ones to 400 and the rest to 500.
+/// invalid ones to 400, `Unavailable` to 503, `DiskFull` to 507 and the rest to 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("function {0:?} not found")]
@@ -138,13 +139,72 @@ pub enum StoreError {
     Quota(#[from] crate::model::QuotaExceeded),
     #[error("metadata database: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached (refused, cut off, timed out, shutting down): nothing
+    /// this call would have changed was committed, unless the cut came at the commit itself.
+    #[error(
+        "the metadata database is unreachable ({0}); functions already deployed keep serving; \
+         retry this once it is back (fnhost reconnects by itself)"
+    )]
+    Unavailable(String),
+    /// The disk holding the data is full; nothing was written.
+    #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
+    DiskFull(String),
     #[error("module storage: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A compare-and-swap lost: the row changed since it was read. Read it again.
     #[error("{0}")]
     Conflict(String),
     #[error("metadata is corrupt: {0}; restore the data directory from a backup")]
     Corrupt(String),
+}
+
+/// A full disk (or quota) is told apart from other I/O failures: the fix is the operator's.
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if is_disk_full(&e) {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// The dependency this failure is an outage of, if it is one: callers log nothing more
+    /// (the outage is logged once by `dependencies`).
+    pub fn outage(&self) -> Option<Part> {
+        match self {
+            StoreError::Unavailable(_) => Some(Part::Database),
+            StoreError::DiskFull(_) => Some(Part::Disk),
+            _ => None,
+        }
+    }
+}
+
+/// Tells `dependencies` what a database call found: an outage of the database or the disk,
+/// or (any answer from it) that the database is up.
+pub fn observe<T>(dependencies: &Dependencies, out: &Result<T, StoreError>) {
+    if !observe_failure(dependencies, out) {
+        dependencies.ok(Part::Database);
+    }
+}
+
+/// Tells `dependencies` of an outage `out` met, if any (for calls that are not the
+/// database's, such as writing a module file); returns whether there was one.
+pub fn observe_failure<T>(dependencies: &Dependencies, out: &Result<T, StoreError>) -> bool {
+    match out.as_ref().err().and_then(|e| Some((e, e.outage()?))) {
+        Some((e, part)) => {
+            dependencies.failed(part, e);
+            true
+        }
+        None => false,
+    }
+}
+
+/// ENOSPC or EDQUOT: no room left on the filesystem, or in the user's quota.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl StoreError {

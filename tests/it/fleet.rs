@@ -251,7 +251,7 @@ async fn keyed_status_everywhere(nodes: &[&TestHost], secret: &str, want: u16, w
 }
 
 /// Waits until `node` answers `path` with `body` (a change made on another node arrived).
-async fn answers_eventually(node: &TestHost, path: &str, body: &str) {
+pub(crate) async fn answers_eventually(node: &TestHost, path: &str, body: &str) {
     eventually(Duration::from_secs(10), path, || async {
         let answer = node.call_text(path).await;
         (answer.2 != body).then(|| format!("{answer:?}"))
@@ -488,15 +488,19 @@ async fn answers_eventually_status(node: &TestHost, path: &str, status: u16) {
     .await;
 }
 
-/// Three nodes on one registry and object store, each started with `extra` flags too.
-struct Fleet {
+/// Nodes on one registry and object store, each started with `extra` flags too.
+pub(crate) struct Fleet {
     dir: tempfile::TempDir,
     flags: Vec<String>,
 }
 
 impl Fleet {
     async fn new(extra: &[&str]) -> Fleet {
-        let dsn = fresh_database().await;
+        Fleet::on(fresh_database().await, extra)
+    }
+
+    /// Nodes on the database `dsn` (of a server a test may stop).
+    pub(crate) fn on(dsn: String, extra: &[&str]) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("shared");
         std::fs::create_dir_all(&shared).unwrap();
@@ -510,7 +514,7 @@ impl Fleet {
         Fleet { dir, flags }
     }
 
-    async fn node(&self, name: &str) -> TestHost {
+    pub(crate) async fn node(&self, name: &str) -> TestHost {
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
         TestHost::start_with(&self.dir.path().join(name), &flags).await
     }
@@ -528,7 +532,7 @@ impl Fleet {
 /// half with POST (which a balancer may not send twice, so it cannot hide a node that drops
 /// one): every answer must be a 200 whose body is one of `bodies`; anything else is a
 /// failure, kept for the report.
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failures: Arc<std::sync::Mutex<Vec<String>>>,
@@ -536,7 +540,7 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn start(url: String, clients: usize, bodies: &'static [&'static str]) -> Traffic {
+    pub(crate) fn start(url: String, clients: usize, bodies: &'static [&'static str]) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -580,7 +584,7 @@ impl Traffic {
     }
 
     /// Stops the clients; (answers that were right, failures).
-    async fn stop(self) -> (u64, Vec<String>) {
+    pub(crate) async fn stop(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await.unwrap();
@@ -604,7 +608,7 @@ async fn invocations(node: &TestHost, function: &str) -> u64 {
 }
 
 /// The invocations recorded once every node has flushed what it served so far.
-async fn settled_invocations(node: &TestHost, function: &str) -> u64 {
+pub(crate) async fn settled_invocations(node: &TestHost, function: &str) -> u64 {
     let mut last = invocations(node, function).await;
     loop {
         tokio::time::sleep(Duration::from_millis(600)).await;

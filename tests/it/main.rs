@@ -15,6 +15,7 @@ mod cli;
 mod console;
 mod crash;
 mod events;
+mod faults;
 mod fleet;
 mod hardening;
 mod invoke;

@@ -507,7 +507,9 @@ async fn audit(
         action: format!("{method} {path}"),
         status: status.as_u16(),
     };
-    if let Err(e) = host.registry.add_audit(entry).await {
+    if let Err(e) = host.registry.add_audit(entry).await
+        && e.outage().is_none()
+    {
         tracing::error!(error = %e, %method, path, "could not record an admin action in the audit log");
     }
 }
@@ -666,6 +668,7 @@ fn status(host: &App) -> Response<Body> {
                 idle_timeout_ms: host.scaler.options().idle_timeout.as_millis() as u64,
                 counters: host.scaler.stats(),
             },
+            dependencies: host.registry.dependencies().report(),
         },
     )
 }

@@ -99,7 +99,14 @@ impl UploadJob {
     ) -> Result<Uploaded, ApiError> {
         host.engine
             .prepare(self.digest, self.wasm.clone(), self.summary.world, stage)
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if let crate::engine::PrepareError::DiskFull(_) = e {
+                    host.registry
+                        .dependencies()
+                        .failed(crate::dependencies::Part::Disk, e);
+                }
+            })?;
         let function = host
             .registry
             .set_latest(

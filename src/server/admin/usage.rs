@@ -129,10 +129,13 @@ pub async fn usage(
 /// The Prometheus exposition (OpenMetrics text); key-value stores' sizes are read from the
 /// store (one query, off the runtime).
 pub async fn metrics(host: &App) -> Result<Response<Body>, ApiError> {
-    let db = host.registry.db();
-    let sizes = tokio::task::spawn_blocking(move || db.kv_stores())
+    // Metrics matter most during an outage: without the database they go out without the
+    // stores' sizes rather than not at all.
+    let sizes = host
+        .registry
+        .blocking(|db| db.kv_stores())
         .await
-        .expect("metrics task panicked")?;
+        .unwrap_or_default();
     let operations: std::collections::HashMap<_, _> =
         host.engine.kv_operations().into_iter().collect();
     let mut kv_stores: Vec<KvStoreGauge> = sizes
@@ -172,6 +175,8 @@ pub async fn metrics(host: &App) -> Result<Response<Body>, ApiError> {
         warm_pools: host.scaler.status(),
         scaler: host.scaler.stats(),
         async_lane: host.lane.stats(),
+        dependencies: host.registry.dependencies().report(),
+        usage: host.metering.pending_stats(),
     };
     let mut response = Response::new(full(host.metering.encode_metrics(&gauges)));
     response.headers_mut().insert(

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use postgres::NoTls;
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
 
 use super::CHANNEL;
 use crate::store::Change;
@@ -17,10 +17,14 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs until the receiving end is dropped.
-pub(super) fn run(dsn: &str, own_node: &str, sender: &tokio::sync::mpsc::UnboundedSender<Change>) {
+pub(super) fn run(
+    config: &postgres::Config,
+    own_node: &str,
+    sender: &tokio::sync::mpsc::UnboundedSender<Change>,
+) {
     let mut failures = 0u32;
     while !sender.is_closed() {
-        match listen(dsn, own_node, sender) {
+        match listen(config, own_node, sender) {
             Ok(()) => return,
             Err(e) => {
                 failures += 1;
@@ -37,11 +41,11 @@ pub(super) fn run(dsn: &str, own_node: &str, sender: &tokio::sync::mpsc::Unbound
 /// Listens on one connection; returns `Ok` when the receiver is gone, `Err` when the
 /// connection failed.
 fn listen(
-    dsn: &str,
+    config: &postgres::Config,
     own_node: &str,
     sender: &tokio::sync::mpsc::UnboundedSender<Change>,
 ) -> Result<(), postgres::Error> {
-    let mut client = Client::connect(dsn, NoTls)?;
+    let mut client = config.connect(NoTls)?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     if sender.send(Change::Resync).is_err() {
         return Ok(());

@@ -21,6 +21,7 @@ mod usage;
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use postgres::{Client, NoTls, Transaction};
 
@@ -52,9 +53,19 @@ const POOL_SIZE: usize = 4;
 /// a lock held by a hung node becomes an error the caller reports, not a node that hangs.
 const SESSION_LIMITS: &str = "SET statement_timeout = '15s'; SET lock_timeout = '10s'; \
      SET idle_in_transaction_session_timeout = '60s'";
+/// Connecting gives up after this unless the connection string sets `connect_timeout`: a
+/// server that is down answers at once, but a network path that drops packets never does.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unacknowledged data on a connection for this long means the path is gone (Linux's
+/// `TCP_USER_TIMEOUT`): a query on a silently dead connection fails instead of hanging
+/// until the kernel's retransmissions give up after some fifteen minutes.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for one of the [`POOL_SIZE`] connections: past the statement
+/// timeout, so only connections stuck beyond every server-side limit make it fail.
+const TAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct PostgresStore {
-    dsn: String,
+    config: postgres::Config,
     /// Idle connections; a caller takes one (waiting while all are busy) and gives it back.
     idle: Mutex<Vec<Client>>,
     returned: Condvar,
@@ -68,10 +79,11 @@ impl PostgresStore {
     /// Connects to `dsn` (`postgres://user:password@host:port/database`) and brings the schema
     /// up to date.
     pub fn connect(dsn: &str) -> Result<Self, StoreError> {
-        let mut client = open_client(dsn)?;
+        let config = connection_config(dsn)?;
+        let mut client = open_client(&config)?;
         schema::migrate(&mut client)?;
         Ok(Self {
-            dsn: dsn.to_string(),
+            config,
             idle: Mutex::new(vec![client]),
             returned: Condvar::new(),
             open: Mutex::new(1),
@@ -80,8 +92,9 @@ impl PostgresStore {
     }
 
     /// An idle connection, a new one while fewer than [`POOL_SIZE`] exist, or the next one
-    /// given back.
+    /// given back (within [`TAKE_TIMEOUT`]).
     fn take(&self) -> Result<Client, StoreError> {
+        let deadline = std::time::Instant::now() + TAKE_TIMEOUT;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(client) = idle.pop() {
@@ -93,10 +106,22 @@ impl PostgresStore {
                     *open += 1;
                     drop(open);
                     drop(idle);
-                    return open_client(&self.dsn).inspect_err(|_| self.closed());
+                    return open_client(&self.config).inspect_err(|_| self.closed());
                 }
             }
-            idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable(format!(
+                    "PostgreSQL: all {POOL_SIZE} of this node's connections stayed busy for \
+                     {} s",
+                    TAKE_TIMEOUT.as_secs()
+                )));
+            }
+            idle = self
+                .returned
+                .wait_timeout(idle, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -104,15 +129,20 @@ impl PostgresStore {
     /// new one: a database restart costs the calls in flight, not the node).
     fn give_back(&self, client: Client) {
         if client.is_closed() {
-            self.closed();
-            drop_outside_runtime(vec![client]);
+            self.discard(client);
         } else {
             self.idle
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(client);
+            self.returned.notify_one();
         }
-        self.returned.notify_one();
+    }
+
+    /// Closes a connection that broke and counts it gone.
+    fn discard(&self, client: Client) {
+        self.closed();
+        drop_outside_runtime(vec![client]);
     }
 
     fn closed(&self) {
@@ -138,25 +168,63 @@ impl PostgresStore {
         })
     }
 
+    /// Runs `f` in one transaction. A pooled connection the server dropped (a restart, a
+    /// terminated backend) is only found out when used: when `BEGIN` fails that way nothing
+    /// has run, so the call moves to another connection (a new one once the stale ones are
+    /// used up) instead of failing.
     fn with_tx<T>(
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let mut f = Some(f);
         let mut client = self.take()?;
-        let out = (|| {
-            let mut tx = client.transaction().map_err(database)?;
-            let out = f(&mut tx)?;
-            tx.commit().map_err(database)?;
-            Ok(out)
-        })();
+        let mut retries = POOL_SIZE;
+        let out = loop {
+            let outcome = match client.transaction() {
+                Ok(mut tx) => {
+                    let f = f.take().expect("run once");
+                    Some(f(&mut tx).and_then(|out| tx.commit().map_err(database).map(|()| out)))
+                }
+                Err(e) if retries > 0 && schema::is_connection_failure(&e) => None,
+                Err(e) => Some(Err(database(e))),
+            };
+            match outcome {
+                Some(out) => break out,
+                None => {
+                    retries -= 1;
+                    self.discard(client);
+                    client = self.take()?;
+                }
+            }
+        };
         self.give_back(client);
         out
     }
 }
 
+/// `dsn` with fnhost's defaults for what it does not set: a connect timeout, TCP
+/// keepalives and a TCP user timeout, so a dead server or path is found out in seconds.
+fn connection_config(dsn: &str) -> Result<postgres::Config, StoreError> {
+    let mut config: postgres::Config = dsn.parse().map_err(|e| {
+        StoreError::Database(format!("the PostgreSQL connection string is not valid: {e}").into())
+    })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    Ok(config)
+}
+
 /// A connection with the session limits set.
-fn open_client(dsn: &str) -> Result<Client, StoreError> {
-    let mut client = Client::connect(dsn, NoTls).map_err(database)?;
+fn open_client(config: &postgres::Config) -> Result<Client, StoreError> {
+    let mut client = config.connect(NoTls).map_err(database)?;
     client.batch_execute(SESSION_LIMITS).map_err(database)?;
     Ok(client)
 }
@@ -716,10 +784,10 @@ impl MetadataStore for PostgresStore {
 
     fn watch(&self) -> Option<ChangeFeed> {
         let (sender, feed) = tokio::sync::mpsc::unbounded_channel();
-        let (dsn, node) = (self.dsn.clone(), self.node.clone());
+        let (config, node) = (self.config.clone(), self.node.clone());
         std::thread::Builder::new()
             .name("fnhost-pg-listen".into())
-            .spawn(move || listen::run(&dsn, &node, &sender))
+            .spawn(move || listen::run(&config, &node, &sender))
             .expect("spawning the change listener");
         Some(feed)
     }
@@ -754,6 +822,49 @@ mod tests {
         db.load_all().unwrap();
         db.setting_or_init("x", "y").unwrap();
         assert_eq!(db.change_serial().unwrap().unwrap(), after_upload + 1);
+    }
+
+    /// While the server is down a call fails at once as `Unavailable`, naming PostgreSQL
+    /// and the cause; once it is back, the pooled connections it cut are found dead at
+    /// `BEGIN` and replaced, so the first calls after the restart already succeed.
+    #[test]
+    fn a_restarted_server_costs_the_calls_made_while_it_was_down_and_no_others() {
+        let server = TestPostgres::dedicated().unwrap();
+        let db = PostgresStore::connect(&server.fresh_database()).unwrap();
+        // Fill the pool: four connections open and idle.
+        std::thread::scope(|scope| {
+            for _ in 0..POOL_SIZE {
+                scope.spawn(|| {
+                    db.with_tx(|tx| {
+                        tx.execute("SELECT pg_sleep(0.2)", &[]).map_err(database)?;
+                        Ok(())
+                    })
+                    .unwrap()
+                });
+            }
+        });
+        assert_eq!(db.idle.lock().unwrap().len(), POOL_SIZE);
+        db.setting_or_init("x", "1").unwrap();
+
+        server.stop_immediately().unwrap();
+        let started = std::time::Instant::now();
+        let down = db.setting_or_init("x", "2").unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "failed after {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(down, StoreError::Unavailable(_)), "{down:?}");
+        let text = down.to_string();
+        assert!(
+            text.contains("PostgreSQL") && text.contains("unreachable"),
+            "{text}"
+        );
+
+        server.restart().unwrap();
+        for _ in 0..2 * POOL_SIZE {
+            assert_eq!(db.setting_or_init("x", "3").unwrap(), "1");
+        }
     }
 
     /// A migrated database holding function `name` (with a module and default config), for

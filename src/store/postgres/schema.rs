@@ -307,7 +307,44 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 pub(super) fn database(e: postgres::Error) -> StoreError {
-    StoreError::Database(Box::new(e))
+    if is_connection_failure(&e) {
+        StoreError::Unavailable(format!("PostgreSQL: {}", describe(&e)))
+    } else {
+        StoreError::Database(Box::new(e))
+    }
+}
+
+/// Whether `e` says the server cannot be reached or the session was cut (so a retry on a new
+/// connection may succeed), rather than that the statement itself failed.
+pub(super) fn is_connection_failure(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Class 08: connection exceptions; 57P01-57P03: the server is shutting down, was
+        // terminated (`pg_terminate_backend`), crashed, or is starting up.
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // No SQLSTATE: an I/O error, a connect failure or a timeout, not the server's answer.
+        None => e.as_db_error().is_none(),
+    }
+}
+
+/// The error and its causes on one line ("error connecting to server: Connection refused").
+fn describe(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

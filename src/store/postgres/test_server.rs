@@ -14,6 +14,7 @@ pub struct TestPostgres {
     server: std::sync::Mutex<Child>,
     port: u16,
     next_database: AtomicU32,
+    bin: PathBuf,
 }
 
 impl TestPostgres {
@@ -28,6 +29,34 @@ impl TestPostgres {
             unsafe { libc::atexit(stop_server) };
             server
         })
+    }
+
+    /// A server of its own, for a test that stops and restarts it (the shared one serves
+    /// every other test at once); stopped when dropped.
+    pub fn dedicated() -> anyhow::Result<TestPostgres> {
+        TestPostgres::start()
+    }
+
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, every
+    /// connection cut at once), and waits until it is gone.
+    pub fn stop_immediately(&self) -> anyhow::Result<()> {
+        let status = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("stop")
+            .arg("-D")
+            .arg(self._dir.path().join("data"))
+            .args(["-m", "immediate", "-w"])
+            .status()?;
+        anyhow::ensure!(status.success(), "pg_ctl stop failed");
+        let _ = self.server.lock().unwrap().wait();
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and data directory (it recovers from its
+    /// WAL, as after a crash), once it accepts connections.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let child = spawn_server(&self.bin, self._dir.path(), self.port)?;
+        *self.server.lock().unwrap() = child;
+        wait_until_accepting(self.port, &self.dsn("postgres"))
     }
 
     /// A new, empty database; its connection string.
@@ -52,8 +81,7 @@ impl TestPostgres {
     fn start() -> anyhow::Result<TestPostgres> {
         let bin = server_binaries()?;
         let dir = tempfile::Builder::new().prefix("fnhost-pg").tempdir()?;
-        let as_root = unsafe { libc::geteuid() } == 0;
-        if as_root {
+        if unsafe { libc::geteuid() } == 0 {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())
@@ -63,64 +91,87 @@ impl TestPostgres {
                 "chown of the test database directory failed"
             );
         }
-        let data = dir.path().join("data");
-        let run = |program: &Path| {
-            let mut command = if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(program);
-                c
-            } else {
-                Command::new(program)
-            };
-            command.stdout(Stdio::null()).stderr(Stdio::null());
-            command
-        };
-        let status = run(&bin.join("initdb"))
+        let status = as_postgres(&bin.join("initdb"))
             .arg("-D")
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .args(["-A", "trust", "-U", "fnhost", "--no-sync"])
             .status()?;
         anyhow::ensure!(status.success(), "initdb failed");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let server = run(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "max_connections=200"])
-            .spawn()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "the test PostgreSQL server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let server = spawn_server(&bin, dir.path(), port)?;
         let server = TestPostgres {
             _dir: dir,
             server: std::sync::Mutex::new(server),
             port,
             next_database: AtomicU32::new(0),
+            bin,
         };
-        // Accepting connections may lag the port by a moment.
-        while postgres::Client::connect(&server.dsn("postgres"), postgres::NoTls).is_err() {
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "the test PostgreSQL server does not accept connections"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_accepting(port, &server.dsn("postgres"))?;
         Ok(server)
     }
 }
 
+/// `program` run as the `postgres` user when this process is root (the server refuses to
+/// run as root), else as this user.
+fn as_postgres(program: &Path) -> Command {
+    let mut command = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}
+
+/// The server on `port` with its data in `dir/data` and its socket in `dir`.
+fn spawn_server(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    Ok(as_postgres(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "max_connections=200"])
+        .spawn()?)
+}
+
+/// Waits (30 s at most) for the port to open and the server to accept connections, which
+/// may lag the port by a moment.
+fn wait_until_accepting(port: u16, dsn: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the test PostgreSQL server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while postgres::Client::connect(dsn, postgres::NoTls).is_err() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the test PostgreSQL server does not accept connections"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        if let Ok(mut server) = self.server.lock() {
+        // A signal to runuser would not reach the server; pg_ctl does (when it still runs).
+        if let Ok(mut server) = self.server.lock()
+            && matches!(server.try_wait(), Ok(None))
+        {
+            let _ = as_postgres(&self.bin.join("pg_ctl"))
+                .arg("stop")
+                .arg("-D")
+                .arg(self._dir.path().join("data"))
+                .args(["-m", "immediate", "-w"])
+                .status();
             let _ = server.kill();
             let _ = server.wait();
         }

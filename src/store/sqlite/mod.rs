@@ -37,7 +37,14 @@ use functions::*;
 /// Wraps SQLite's errors; a store error keeps the cause for the log.
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(e))
+        match e.sqlite_error_code() {
+            // SQLITE_FULL: the write needed a page the filesystem could not give; SQLite
+            // rolled the transaction back.
+            Some(rusqlite::ErrorCode::DiskFull) => {
+                StoreError::DiskFull(format!("SQLite could not grow its file: {e}"))
+            }
+            _ => StoreError::Database(Box::new(e)),
+        }
     }
 }
 
