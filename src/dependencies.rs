@@ -1,5 +1,5 @@
-//! The parts fnhost depends on (the metadata database, the data directory's disk) and
-//! whether each is up, as the host last saw it.
+//! The parts fnhost depends on (the metadata database, the data directory's disk, the
+//! object store) and whether each is up, as the host last saw it.
 //!
 //! Every caller that meets a dependency's failure reports it here, and every success clears
 //! it, so the state follows real traffic without probes of its own (the heartbeat touches
@@ -20,16 +20,20 @@ pub enum Part {
     Database,
     /// The filesystem holding the data directory (modules, compiled code, SQLite).
     Disk,
+    /// The object store: buckets, asynchronous invocation bodies and, in a fleet, the
+    /// modules and compiled code every node fetches.
+    ObjectStore,
 }
 
 impl Part {
-    pub const ALL: [Part; 2] = [Part::Database, Part::Disk];
+    pub const ALL: [Part; 3] = [Part::Database, Part::Disk, Part::ObjectStore];
 
     /// The name in reports and the metric's `name` label.
     pub fn name(self) -> &'static str {
         match self {
             Part::Database => "database",
             Part::Disk => "disk",
+            Part::ObjectStore => "object_store",
         }
     }
 
@@ -40,7 +44,7 @@ impl Part {
 
 /// The state of every [`Part`]; shared by everything that talks to one.
 pub struct Dependencies {
-    parts: [PartState; 2],
+    parts: [PartState; 3],
 }
 
 struct PartState {
@@ -65,14 +69,14 @@ struct Outage {
 
 impl Dependencies {
     /// Every part up; `what` describes each part, in [`Part::ALL`] order.
-    pub fn new(database: String, disk: String) -> Self {
+    pub fn new(database: String, disk: String, object_store: String) -> Self {
         let state = |what| PartState {
             what,
             up: AtomicBool::new(true),
             outage: Mutex::new(Outage::default()),
         };
         Self {
-            parts: [state(database), state(disk)],
+            parts: [state(database), state(disk), state(object_store)],
         }
     }
 
@@ -173,6 +177,11 @@ fn consequence(part: Part) -> &'static str {
             "uploads, object puts and key-value writes that need space are refused with 507 \
              until space is freed"
         }
+        Part::ObjectStore => {
+            "object puts and reads, asynchronous invocations with a body and (in a fleet) \
+             uploads fail with 503; deliveries that need an object wait without spending an \
+             attempt"
+        }
     }
 }
 
@@ -181,7 +190,7 @@ mod tests {
     use super::*;
 
     fn deps() -> Dependencies {
-        Dependencies::new("db".into(), "/data".into())
+        Dependencies::new("db".into(), "/data".into(), "s3://bucket".into())
     }
 
     #[test]
@@ -219,7 +228,7 @@ mod tests {
         assert!(report.iter().all(|r| r.up && r.outages == 0));
         assert_eq!(
             report.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["database", "disk"]
+            ["database", "disk", "object_store"]
         );
     }
 }

@@ -126,6 +126,13 @@ pub enum Failure {
     /// Details are logged; clients only learn that the code could not be loaded.
     #[error("the function's code could not be loaded")]
     Load(PrepareError),
+    /// This node has not fetched the version's code yet and the object store is down (the
+    /// outage is logged once, by the dependencies).
+    #[error(
+        "this node has not fetched the function's code yet and the object store is \
+         unreachable; retry shortly"
+    )]
+    CodeUnavailable,
     #[error(transparent)]
     Invoke(InvokeError),
 }
@@ -143,6 +150,7 @@ impl Failure {
             Self::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => S::REQUEST_TIMEOUT,
             Self::Load(_) => S::INTERNAL_SERVER_ERROR,
+            Self::CodeUnavailable => S::SERVICE_UNAVAILABLE,
             Self::Invoke(InvokeError::Timeout(_)) => S::GATEWAY_TIMEOUT,
             Self::Invoke(InvokeError::BadRequest(_)) => S::BAD_REQUEST,
             Self::Invoke(
@@ -164,6 +172,7 @@ impl Failure {
             Self::TooLarge(_) => "too_large",
             Self::BodyTimeout(_) => "request_timeout",
             Self::Load(_) => "internal",
+            Self::CodeUnavailable => "object_store_unavailable",
             Self::Invoke(InvokeError::Timeout(_)) => "timeout",
             Self::Invoke(InvokeError::MemoryLimit(_)) => "memory_limit",
             Self::Invoke(InvokeError::CpuBudget(_)) => "cpu_budget",
@@ -315,6 +324,7 @@ impl Invoker {
         let slot = Slot::new(meter.clone(), permit);
         let component = match self.engine.load(deployment.digest).await {
             Ok(component) => component,
+            Err(PrepareError::Unavailable(_)) => return Err(refused(Failure::CodeUnavailable)),
             Err(e) => {
                 tracing::error!(function = %deployment.function, version = %deployment.label, error = %e, "the function's code could not be loaded");
                 return Err(refused(Failure::Load(e)));

@@ -119,11 +119,12 @@ async fn resynced(app: &App, gone: Vec<String>) {
     }
 }
 
-async fn apply(app: &App, change: Change) {
+async fn apply(app: &Arc<App>, change: Change) {
     match change {
         Change::Function(name) => match app.registry.refresh(&name).await {
             // Routes first, then the rollout, whose warm-up needs the candidate routed.
             Ok(true) => {
+                prefetch(app, &name);
                 if let Err(e) = app.rollouts.refresh(&name).await {
                     tracing::warn!(function = %name, error = %e, "could not read another node's rollout change; resyncing later");
                 }
@@ -152,4 +153,48 @@ async fn apply(app: &App, change: Change) {
     }
     // Triggers may have changed with the function.
     app.events.timers_changed.notify_one();
+}
+
+/// The longest wait between two tries of a prefetch while the object store is down.
+const PREFETCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Fetches (and loads) the code of every version `function` now routes to that this node
+/// has not loaded, ahead of its requests: otherwise a version another node deployed is
+/// fetched from the object store by its first request here, and an outage of the store
+/// then would fail that request. While the store is down, each fetch is retried with
+/// backoff for as long as the version stays routed.
+fn prefetch(app: &Arc<App>, function: &str) {
+    let Some(routes) = app.router.snapshot().function(function).cloned() else {
+        return;
+    };
+    for digest in routes.routed_digests() {
+        if app.engine.loaded_now(&digest).is_some() {
+            continue;
+        }
+        let (app, function) = (app.clone(), function.to_string());
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match app.engine.load(digest).await {
+                    Ok(_) => return,
+                    Err(crate::engine::PrepareError::Unavailable(_)) => {}
+                    // The first request will meet (and report) it again.
+                    Err(e) => {
+                        tracing::warn!(%function, %digest, error = %e, "could not fetch another node's version ahead of its requests");
+                        return;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(PREFETCH_BACKOFF_MAX);
+                let still_routed = app
+                    .router
+                    .snapshot()
+                    .function(&function)
+                    .is_some_and(|routes| routes.routed_digests().contains(&digest));
+                if !still_routed {
+                    return;
+                }
+            }
+        });
+    }
 }

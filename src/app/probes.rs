@@ -1,8 +1,10 @@
 //! Finding out that a part is back when nothing else would. The database needs no probe:
 //! the heartbeat writes to it every second, alone or in a fleet, and its answer clears the
-//! outage. A full disk is only met by writes that need space (uploads, object puts), which
-//! stop once they are refused, so while the disk is down this writes a small file to it
-//! every [`DISK_PROBE_EVERY`] and clears the outage once that succeeds.
+//! outage. A full disk is only met by writes that need space (uploads, object puts), and an
+//! object store outage by calls that need it, which stop once they are refused or put off;
+//! so while either is down this asks it every [`PROBE_EVERY`] (a small file written to the
+//! disk, a lookup of a key that never exists in the store) and clears the outage once it
+//! answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +14,10 @@ use crate::dependencies::Part;
 use crate::shutdown::Stop;
 use crate::store::StoreError;
 
-const DISK_PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 pub(super) async fn run(app: Arc<App>, mut stop: Stop) {
-    let mut ticker = tokio::time::interval(DISK_PROBE_EVERY);
+    let mut ticker = tokio::time::interval(PROBE_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -23,19 +25,22 @@ pub(super) async fn run(app: Arc<App>, mut stop: Stop) {
             () = stop.stopped() => return,
         }
         let dependencies = app.registry.dependencies();
-        if dependencies.is_up(Part::Disk) {
-            continue;
-        }
-        let modules = app.registry.modules().clone();
-        let probed = tokio::task::spawn_blocking(move || modules.probe_space())
-            .await
-            .expect("disk probe panicked")
-            .map_err(StoreError::from);
-        match probed {
-            Ok(()) => dependencies.ok(Part::Disk),
-            Err(e) => {
-                crate::store::observe_failure(dependencies, &Err::<(), _>(e));
+        if !dependencies.is_up(Part::Disk) {
+            let modules = app.registry.modules().clone();
+            let probed = tokio::task::spawn_blocking(move || modules.probe_space())
+                .await
+                .expect("disk probe panicked")
+                .map_err(StoreError::from);
+            match probed {
+                Ok(()) => dependencies.ok(Part::Disk),
+                Err(e) => {
+                    crate::store::observe_failure(dependencies, &Err::<(), _>(e));
+                }
             }
+        }
+        if !dependencies.is_up(Part::ObjectStore) {
+            // Reports its own answer (or outage) to the dependencies.
+            let _ = app.events.buckets.probe().await;
         }
     }
 }

@@ -30,6 +30,9 @@ const BATCH: u32 = 32;
 /// How soon an invocation whose function had no free lane slot is tried again (not counted
 /// as an attempt).
 const BUSY_DELAY_MS: i64 = 250;
+/// How soon an invocation whose stored body cannot be read (the object store is down) is
+/// tried again (not counted as an attempt: an outage must not dead-letter invocations).
+const OUTAGE_DELAY_MS: i64 = 2_000;
 /// How often the outbox is polled when nothing wakes the lane (retries coming due).
 const POLL: Duration = Duration::from_millis(250);
 /// How long shutdown waits for running invocations; the rest are stopped and run again
@@ -128,6 +131,9 @@ enum Outcome {
     Succeeded(InvocationResult),
     /// No free lane slot for the function; try again soon, without counting an attempt.
     Busy,
+    /// A part the run needs is down; try again once it may be back, without counting an
+    /// attempt.
+    Waiting(String),
     /// Worth retrying (5xx, 408, 429, timeout, store trouble).
     Retry {
         reason: String,
@@ -156,6 +162,13 @@ async fn attempt(lane: &Arc<AsyncLane>, event: EventRecord) {
                 event.attempts,
                 now + BUSY_DELAY_MS,
                 None,
+                None,
+            ),
+            Outcome::Waiting(reason) => (
+                EventStatus::Pending,
+                event.attempts,
+                now + OUTAGE_DELAY_MS,
+                Some(reason),
                 None,
             ),
             Outcome::Succeeded(result) => {
@@ -203,7 +216,7 @@ async fn attempt(lane: &Arc<AsyncLane>, event: EventRecord) {
         };
     let outcome = match status {
         EventStatus::Delivered => Some(0),
-        EventStatus::Pending if error.is_some() => Some(1),
+        EventStatus::Pending if error.is_some() && attempts == attempt => Some(1),
         EventStatus::Failed => Some(2),
         _ => None,
     };
@@ -217,7 +230,8 @@ async fn attempt(lane: &Arc<AsyncLane>, event: EventRecord) {
             error = error.as_deref().unwrap_or(""),
             "asynchronous invocation dead-lettered"
         ),
-        EventStatus::Pending if error.is_some() => tracing::info!(
+        // Waiting on an outage is logged once, by the dependencies.
+        EventStatus::Pending if error.is_some() && attempts == attempt => tracing::info!(
             invocation = %event.id,
             function = %event.function,
             attempt,
@@ -343,6 +357,9 @@ async fn run_once(
                     result: None,
                     policy: Some(policy),
                 };
+            }
+            Err(e @ crate::events::buckets::ObjectError::Unavailable(_)) => {
+                return Outcome::Waiting(format!("waiting to read the request body: {e}"));
             }
             Err(e) => return retry(format!("reading the request body: {e}"), None),
         },

@@ -240,16 +240,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let router = Arc::new(Router::default());
     let location = MetadataLocation::parse(args.registry.as_deref(), &args.data_dir)?;
-    let dependencies = Arc::new(Dependencies::new(
-        location.to_string(),
-        args.data_dir.display().to_string(),
-    ));
     let buckets = Buckets::open(
         args.object_store.as_deref(),
         &args.data_dir,
         args.max_object,
-    )?
-    .reporting_to(dependencies.clone());
+    )?;
+    let dependencies = Arc::new(Dependencies::new(
+        location.to_string(),
+        args.data_dir.display().to_string(),
+        buckets.description.clone(),
+    ));
+    let buckets = buckets.reporting_to(dependencies.clone());
     // In a fleet, modules (and compiled code) live in the object store too, so every node
     // can serve every version.
     let shared_blobs = match (location.is_shared(), &args.object_store) {

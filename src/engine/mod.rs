@@ -175,6 +175,9 @@ pub enum PrepareError {
     /// The compiled code did not fit on the disk; nothing was kept.
     #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
     DiskFull(String),
+    /// The module is not on this node and the fleet's object store, which has it, is down.
+    #[error("the module is not on this node and the object store is unreachable ({0})")]
+    Unavailable(String),
 }
 
 /// Deploy stages, reported to the uploader as progress.
@@ -320,11 +323,12 @@ impl Engine {
                 Some(compiled) => compiled,
                 None => {
                     tracing::info!(%digest, "compiled code missing from the cache; recompiling");
-                    let wasm = self
-                        .modules
-                        .fetch(&digest)
-                        .await
-                        .map_err(|e| PrepareError::Storage(e.into()))?;
+                    let wasm = self.modules.fetch(&digest).await.map_err(|e| {
+                        match crate::store::ObjectStoreDown::of(&e) {
+                            Some(down) => PrepareError::Unavailable(down.0.clone()),
+                            None => PrepareError::Storage(e.into()),
+                        }
+                    })?;
                     // The world picks the engine; checked off the runtime, as at upload.
                     let checked = wasm.clone();
                     let world = tokio::task::spawn_blocking(move || check_component(&checked))
@@ -523,7 +527,10 @@ impl Engine {
             let modules = self.modules.clone();
             let name = self.cache.file_name(&digest, world);
             tokio::spawn(async move {
-                if let Err(e) = modules.share_compiled(&name, &serialized).await {
+                // An object store outage is logged once, where it is met by an upload.
+                if let Err(e) = modules.share_compiled(&name, &serialized).await
+                    && crate::store::ObjectStoreDown::of(&e).is_none()
+                {
                     tracing::warn!(%digest, error = %e, "could not share compiled code with the fleet");
                 }
             });

@@ -37,14 +37,23 @@ pub enum ObjectError {
     /// The local store's filesystem is full; nothing was kept of the object.
     #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
     DiskFull(String),
+    /// The store could not be reached or answered as broken; nothing was kept of a write.
+    #[error(
+        "the object store is unreachable ({0}); nothing was stored; functions already deployed \
+         keep serving; retry once it is back"
+    )]
+    Unavailable(String),
     #[error(transparent)]
     Quota(#[from] crate::model::QuotaExceeded),
 }
 
-/// A full disk under a local store is told apart from other store failures: the fix is the
-/// operator's, and the client should hear it.
+/// A full disk under a local store and an unreachable store are told apart from other
+/// store failures: the fix is the operator's, and the client should hear it.
 impl From<object_store::Error> for ObjectError {
     fn from(e: object_store::Error) -> Self {
+        if crate::store::object_store_unreachable(&e) {
+            return ObjectError::Unavailable(e.to_string());
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(cause) = source {
             if let Some(io) = cause.downcast_ref::<std::io::Error>()
@@ -125,12 +134,7 @@ impl Buckets {
                                 "--object-store {spec:?}: name the S3 bucket, s3://BUCKET"
                             )
                         })?;
-                        let mut builder =
-                            object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-                        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT") {
-                            builder = builder.with_allow_http(endpoint.starts_with("http://"));
-                        }
-                        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+                        let s3: Arc<dyn ObjectStore> = Arc::new(s3_client(bucket).build()?);
                         let prefix = url.path().trim_matches('/');
                         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
                             s3
@@ -154,19 +158,37 @@ impl Buckets {
         })
     }
 
-    /// Reports a full disk met by writes to `dependencies`.
+    /// Reports outages met by calls (the store unreachable, its disk full) to
+    /// `dependencies`, and the store's answers as it being up.
     pub fn reporting_to(mut self, dependencies: Arc<Dependencies>) -> Self {
         self.dependencies = Some(dependencies);
         self
     }
 
-    /// Passes `out` on, telling `dependencies` of a full disk it met.
+    /// Passes `out` on, telling `dependencies` what it says of the store.
     fn noted<T>(&self, out: Result<T, ObjectError>) -> Result<T, ObjectError> {
-        if let (Err(e @ ObjectError::DiskFull(_)), Some(dependencies)) = (&out, &self.dependencies)
-        {
-            dependencies.failed(Part::Disk, e);
+        if let Some(dependencies) = &self.dependencies {
+            match &out {
+                Err(e @ ObjectError::DiskFull(_)) => {
+                    dependencies.failed(Part::Disk, e);
+                }
+                Err(e @ ObjectError::Unavailable(_)) => {
+                    dependencies.failed(Part::ObjectStore, e);
+                }
+                // Anything else is an answer from the store.
+                _ => dependencies.ok(Part::ObjectStore),
+            }
         }
         out
+    }
+
+    /// Whether the store answers (a missing object is an answer): the outage probe.
+    pub async fn probe(&self) -> Result<(), ObjectError> {
+        let answer = match self.store.head(&Path::from(PROBE_KEY)).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        self.noted(answer)
     }
 
     /// The object store behind the buckets (for fnhost's own objects under `_fnhost/`).
@@ -236,7 +258,12 @@ impl Buckets {
                 let _ = writer.abort().await;
                 return Err(e);
             }
-            writer.wait_for_capacity(4).await?;
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                // Best effort (the store may be the thing that failed): an unfinished
+                // upload is never visible as an object, on S3 nor on a local store.
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
             writer.put(chunk);
         }
         writer.finish().await?;
@@ -276,12 +303,12 @@ impl Buckets {
         ObjectError,
     > {
         let path = payload_location(location)?;
-        let found = self.store.get(&path).await.map_err(|e| match e {
+        let found = self.noted(self.store.get(&path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {
                 ObjectError::Invalid(format!("the stored request body {location} is missing"))
             }
             other => other.into(),
-        })?;
+        }))?;
         if found.meta.size > limit {
             return Err(ObjectError::TooLarge(limit));
         }
@@ -407,7 +434,7 @@ impl Buckets {
         ),
         ObjectError,
     > {
-        let found = self.fetch(bucket, key).await?;
+        let found = self.noted(self.fetch(bucket, key).await)?;
         Ok((found.meta.size, found.into_stream()))
     }
 
@@ -418,11 +445,11 @@ impl Buckets {
         key: &str,
         limit: u64,
     ) -> Result<Bytes, ObjectError> {
-        let found = self.fetch(bucket, key).await?;
+        let found = self.noted(self.fetch(bucket, key).await)?;
         if found.meta.size > limit {
             return Err(ObjectError::TooLarge(limit));
         }
-        Ok(found.bytes().await?)
+        self.noted(found.bytes().await.map_err(ObjectError::from))
     }
 
     async fn fetch(&self, bucket: &str, key: &str) -> Result<object_store::GetResult, ObjectError> {
@@ -435,12 +462,13 @@ impl Buckets {
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
         let path = location(bucket, key)?;
-        self.store
-            .head(&path)
-            .await
-            .map_err(|e| not_found(e, bucket, key))?;
-        self.store.delete(&path).await?;
-        Ok(())
+        self.noted(
+            self.store
+                .head(&path)
+                .await
+                .map_err(|e| not_found(e, bucket, key)),
+        )?;
+        self.noted(self.store.delete(&path).await.map_err(ObjectError::from))
     }
 
     /// Bytes stored in every bucket of `namespace`. A listing: exact, and as slow as the
@@ -488,7 +516,7 @@ impl Buckets {
     ) -> Result<Vec<ObjectInfo>, ObjectError> {
         check_bucket(bucket).map_err(|e| ObjectError::Invalid(e.0))?;
         let root = Path::from(bucket);
-        let mut objects: Vec<ObjectInfo> = self
+        let objects: Result<Vec<ObjectInfo>, _> = self
             .store
             .list(Some(&root))
             .try_filter_map(|meta| {
@@ -505,7 +533,9 @@ impl Buckets {
                 async move { Ok(info) }
             })
             .try_collect()
-            .await?;
+            .await
+            .map_err(ObjectError::from);
+        let mut objects = self.noted(objects)?;
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         objects.truncate(limit);
         Ok(objects)
@@ -513,6 +543,49 @@ impl Buckets {
 }
 
 type Opened = (Arc<dyn ObjectStore>, String, Option<std::path::PathBuf>);
+
+/// How long an S3 call may take before it counts as failed, unless `AWS_CONNECT_TIMEOUT` /
+/// `AWS_TIMEOUT` say otherwise. A write that waits on a hung store fails within seconds, as
+/// an admin write must; a large object is sent in parts of a few MiB, each its own request.
+const S3_CONNECT_TIMEOUT: &str = "2s";
+const S3_REQUEST_TIMEOUT: &str = "8s";
+/// Retries of a failed S3 call (connection errors, 5xx; PUTs are not retried on timeout):
+/// a brief blip is absorbed, an outage is reported within seconds rather than the client
+/// library's default three minutes.
+const S3_RETRY: object_store::RetryConfig = object_store::RetryConfig {
+    backoff: object_store::BackoffConfig {
+        init_backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_secs(1),
+        base: 2.0,
+    },
+    max_retries: 3,
+    retry_timeout: std::time::Duration::from_secs(4),
+};
+
+/// An S3 client for `bucket` from the `AWS_*` variables, with fnhost's timeouts and retries.
+fn s3_client(bucket: &str) -> object_store::aws::AmazonS3Builder {
+    use object_store::ClientConfigKey;
+    use object_store::aws::AmazonS3ConfigKey;
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(S3_RETRY);
+    for (variable, key, default) in [
+        (
+            "AWS_CONNECT_TIMEOUT",
+            ClientConfigKey::ConnectTimeout,
+            S3_CONNECT_TIMEOUT,
+        ),
+        ("AWS_TIMEOUT", ClientConfigKey::Timeout, S3_REQUEST_TIMEOUT),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            builder = builder.with_config(AmazonS3ConfigKey::Client(key), default);
+        }
+    }
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT") {
+        builder = builder.with_allow_http(endpoint.starts_with("http://"));
+    }
+    builder
+}
 
 fn local(dir: &FsPath) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(dir)
@@ -566,6 +639,8 @@ fn not_found(error: object_store::Error, bucket: &str, key: &str) -> ObjectError
 /// Where asynchronous invocations' bodies lie: beside the buckets (`_` is no bucket's first
 /// character), like fnhost's other objects under `_fnhost/`.
 const PAYLOADS: &str = "_fnhost/invocations";
+/// The key the outage probe asks for; it never exists.
+const PROBE_KEY: &str = "_fnhost/probe";
 
 fn payload_path(id: &str) -> Result<Path, ObjectError> {
     check_key(id)?;

@@ -34,6 +34,9 @@ const BACKOFF_BASE_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 60_000;
 /// How soon an event whose function was busy is tried again (not counted as an attempt).
 const BUSY_DELAY_MS: i64 = 200;
+/// How long an event whose object cannot be read (the object store is down) waits before
+/// it is tried again, without counting an attempt.
+const OUTAGE_DELAY_MS: i64 = 2_000;
 /// How often the outbox is polled when nothing wakes the loop (retries coming due).
 const POLL: Duration = Duration::from_millis(200);
 
@@ -133,6 +136,9 @@ enum Outcome {
     Delivered,
     /// The function had no free slot; try again soon, without counting an attempt.
     Busy,
+    /// A part the delivery needs is down; try again once it may be back, without counting
+    /// an attempt (an outage must not dead-letter events).
+    Waiting(String),
     /// Worth retrying (5xx, timeout, store trouble).
     Retry(String),
     /// Retrying cannot help (the function refused the event, or it can no longer be sent).
@@ -149,6 +155,12 @@ async fn deliver(events: &Arc<Events>, event: EventRecord) {
             event.attempts,
             now + BUSY_DELAY_MS,
             None,
+        ),
+        Outcome::Waiting(reason) => (
+            EventStatus::Pending,
+            event.attempts,
+            now + OUTAGE_DELAY_MS,
+            Some(reason),
         ),
         Outcome::Refused(reason) => (EventStatus::Failed, attempt, now, Some(reason)),
         Outcome::Retry(reason) if attempt >= MAX_ATTEMPTS => (
@@ -173,7 +185,8 @@ async fn deliver(events: &Arc<Events>, event: EventRecord) {
             error = error.as_deref().unwrap_or(""),
             "event dead-lettered"
         ),
-        EventStatus::Pending if error.is_some() => tracing::info!(
+        // Waiting on an outage is logged once, by the dependencies.
+        EventStatus::Pending if error.is_some() && attempts == attempt => tracing::info!(
             event = %event.id,
             function = %event.function,
             attempt,
@@ -233,6 +246,9 @@ async fn attempt_delivery(events: &Arc<Events>, event: &EventRecord, attempt: u3
                 Ok(bytes) => bytes,
                 Err(e @ (ObjectError::NotFound { .. } | ObjectError::TooLarge(_))) => {
                     return Outcome::Refused(format!("the object cannot be delivered: {e}"));
+                }
+                Err(e @ ObjectError::Unavailable(_)) => {
+                    return Outcome::Waiting(format!("waiting to read the object: {e}"));
                 }
                 Err(e) => return Outcome::Retry(format!("reading the object: {e}")),
             }

@@ -61,6 +61,7 @@ impl Registry {
             Some(store) => Some(SharedBlobs {
                 store,
                 artifact_key: artifact_key(&*db)?,
+                dependencies: Some(dependencies.clone()),
             }),
         };
         let modules = ModuleStore::open(data_dir.join("modules"), shared_blobs)?;

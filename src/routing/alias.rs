@@ -37,6 +37,16 @@ impl AliasRoutes {
         (*bp >= FULL.get() || fastrand::u32(0..FULL.get()) < *bp).then_some(target)
     }
 
+    /// Every deployment this alias can send a request to: its rules' targets, its weighted
+    /// targets and its mirror.
+    pub fn reachable(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.rules
+            .iter()
+            .map(|rule| &rule.target)
+            .chain(self.targets.iter().map(|(d, _)| d))
+            .chain(self.mirror.iter().map(|(d, _)| d))
+    }
+
     /// The deployments weights send traffic to, with their weights in basis points.
     pub fn weighted_targets(&self) -> &[(Arc<Deployment>, u32)] {
         &self.targets

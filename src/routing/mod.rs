@@ -144,6 +144,16 @@ impl FunctionRoutes {
         }
     }
 
+    /// The modules requests can reach now: `$LATEST`'s and those of every alias's
+    /// targets (what a node fetches ahead of requests, in a fleet).
+    pub fn routed_digests(&self) -> std::collections::BTreeSet<Digest> {
+        std::iter::once(&self.latest)
+            .chain(self.default.reachable())
+            .chain(self.aliases.values().flat_map(|alias| alias.reachable()))
+            .map(|deployment| deployment.digest)
+            .collect()
+    }
+
     /// The deployment of one version label, if it exists.
     pub fn deployment(&self, label: VersionLabel) -> Option<&Arc<Deployment>> {
         match label {

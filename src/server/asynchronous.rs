@@ -69,9 +69,9 @@ fn accept_error(error: AcceptError) -> ApiError {
             error.retry_after_secs = Some(5);
             error
         }
-        AcceptError::Enqueue(EnqueueError::Payload(e @ ObjectError::DiskFull(_))) => {
-            ApiError::from(e)
-        }
+        AcceptError::Enqueue(EnqueueError::Payload(
+            e @ (ObjectError::DiskFull(_) | ObjectError::Unavailable(_)),
+        )) => ApiError::from(e),
         AcceptError::Enqueue(EnqueueError::Store(e)) => {
             let outage = e.outage().is_some();
             let error = ApiError::from(e);

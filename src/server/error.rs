@@ -27,6 +27,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 503 for an object store that is down; the outage is logged once by `dependencies`.
+    fn object_store_unavailable(e: impl std::fmt::Display) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "object_store_unavailable",
+            e.to_string(),
+        );
+        error.retry_after_secs = Some(5);
+        error
+    }
+
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -154,6 +165,7 @@ impl From<StoreError> for ApiError {
             StoreError::DiskFull(_) => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
             }
+            StoreError::ObjectStoreUnavailable(_) => Self::object_store_unavailable(e),
             other => {
                 let error = Self::internal("the registry failed to store or read metadata");
                 tracing::error!(error_id = ?error.error_id, error = %other, "registry failure");
@@ -201,6 +213,7 @@ impl From<PrepareError> for ApiError {
             PrepareError::DiskFull(_) => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
             }
+            PrepareError::Unavailable(_) => Self::object_store_unavailable(e),
             PrepareError::Storage(_) => {
                 let error = Self::internal("the host could not store compiled code");
                 tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
@@ -229,6 +242,7 @@ impl From<ObjectError> for ApiError {
             ObjectError::DiskFull(_) => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
             }
+            ObjectError::Unavailable(_) => Self::object_store_unavailable(e),
             ObjectError::Store(_) => {
                 let error = Self::internal("the object store failed");
                 tracing::error!(error_id = ?error.error_id, error = %e, "object store failure");
@@ -261,6 +275,7 @@ impl From<Failure> for ApiError {
             Failure::Overloaded(_) | Failure::Invoke(InvokeError::Capacity) => {
                 error.retry_after_secs = Some(1)
             }
+            Failure::CodeUnavailable => error.retry_after_secs = Some(5),
             // The client may still be sending the rest (or nothing): stop reading it.
             Failure::TooLarge(_) | Failure::BodyTimeout(_) => error.close_connection = true,
             Failure::Load(e) => {

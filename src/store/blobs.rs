@@ -26,6 +26,7 @@ use hmac::{Hmac, Mac};
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
 
+use crate::dependencies::{Dependencies, Part};
 use crate::durable_file;
 use crate::model::Digest;
 
@@ -52,6 +53,23 @@ pub struct ModuleStore {
 pub struct SharedBlobs {
     pub store: SharedStore,
     pub artifact_key: Vec<u8>,
+    /// Told of the store's outages, and of its answers.
+    pub dependencies: Option<Arc<Dependencies>>,
+}
+
+impl SharedBlobs {
+    /// Passes `out` on, telling the dependencies whether the store answered.
+    fn noted<T>(&self, out: io::Result<T>) -> io::Result<T> {
+        if let Some(dependencies) = &self.dependencies {
+            match out.as_ref().err().and_then(ObjectStoreDown::of) {
+                Some(down) => {
+                    dependencies.failed(Part::ObjectStore, down);
+                }
+                None => dependencies.ok(Part::ObjectStore),
+            }
+        }
+        out
+    }
 }
 
 /// The fleet's object store, and its directory when it is a local one (`file://`, a shared
@@ -97,7 +115,7 @@ impl ModuleStore {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
-        shared.store.put(&module_key(digest), bytes).await
+        shared.noted(shared.store.put(&module_key(digest), bytes).await)
     }
 
     /// A module's bytes: from this node's copy, or else from the shared store (checked
@@ -115,15 +133,16 @@ impl ModuleStore {
             Err(_) => {}
         }
         let shared = self.shared.as_ref().expect("checked above");
-        let bytes = shared
-            .store
-            .store
-            .get(&module_key(digest))
-            .await
-            .map_err(shared_error)?
-            .bytes()
-            .await
-            .map_err(shared_error)?;
+        let got = async {
+            shared
+                .store
+                .store
+                .get(&module_key(digest))
+                .await?
+                .bytes()
+                .await
+        };
+        let bytes = shared.noted(got.await.map_err(shared_error))?;
         if Digest::of(&bytes) != *digest {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -151,10 +170,12 @@ impl ModuleStore {
                 .finalize()
                 .into_bytes(),
         );
-        shared
-            .store
-            .put(&compiled_key(name), Bytes::from(signed))
-            .await
+        shared.noted(
+            shared
+                .store
+                .put(&compiled_key(name), Bytes::from(signed))
+                .await,
+        )
     }
 
     /// Compiled code another node shared under `name`, written to `dest` if found and
@@ -163,17 +184,29 @@ impl ModuleStore {
         let Some(shared) = &self.shared else {
             return false;
         };
-        let signed = match shared.store.store.get(&compiled_key(name)).await {
-            Ok(found) => match found.bytes().await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    tracing::warn!(name, error = %e, "could not read shared compiled code");
-                    return false;
-                }
-            },
-            Err(object_store::Error::NotFound { .. }) => return false,
+        let got = async {
+            shared
+                .store
+                .store
+                .get(&compiled_key(name))
+                .await?
+                .bytes()
+                .await
+        };
+        let signed = match got.await {
+            Ok(bytes) => shared.noted(Ok(bytes)).expect("ok"),
+            Err(object_store::Error::NotFound { .. }) => {
+                let _ = shared.noted(Ok(()));
+                return false;
+            }
+            // Compiling from the module is the fallback; an outage is logged once, by
+            // the dependencies.
             Err(e) => {
-                tracing::warn!(name, error = %e, "could not read shared compiled code");
+                let e = shared_error(e);
+                if ObjectStoreDown::of(&e).is_none() {
+                    tracing::warn!(name, error = %e, "could not read shared compiled code");
+                }
+                let _ = shared.noted(Err::<(), _>(e));
                 return false;
             }
         };
@@ -298,8 +331,62 @@ fn mac(key: &[u8], name: &str, code: &[u8]) -> Hmac<sha2::Sha256> {
     mac
 }
 
+/// An object store error as an I/O error; an unreachable store is carried as
+/// [`ObjectStoreDown`], which the registry's errors tell apart.
 fn shared_error(e: object_store::Error) -> io::Error {
-    io::Error::other(format!("shared object store: {e}"))
+    if is_unreachable(&e) {
+        io::Error::other(ObjectStoreDown(e.to_string()))
+    } else {
+        io::Error::other(format!("shared object store: {e}"))
+    }
+}
+
+/// The object store could not be reached, or answered as broken; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ObjectStoreDown(pub String);
+
+impl ObjectStoreDown {
+    /// The outage `e` carries, if it is one.
+    pub fn of(e: &io::Error) -> Option<&ObjectStoreDown> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
+/// Whether `e` means the object store itself is out (a connection refused, reset or timed
+/// out; a 5xx answer after the client's retries) rather than a refusal of this request.
+/// `object_store` keeps its status-bearing error private, so a 5xx is recognised by the
+/// message it formats (pinned by the tests below, against a real server); a network failure
+/// by the HTTP client's error kind.
+pub fn is_unreachable(e: &object_store::Error) -> bool {
+    use object_store::client::HttpErrorKind;
+    let object_store::Error::Generic { source, .. } = e else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(error) = cause {
+        if let Some(http) = error.downcast_ref::<object_store::client::HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        // The client's own error is what the chain shows (its wrapper is transparent).
+        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
+            return http.is_connect() || http.is_timeout() || http.is_request() || http.is_body();
+        }
+        let text = error.to_string();
+        if text.starts_with("Server returned non-2xx status code: 5")
+            || text.starts_with("Server returned error response")
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -346,6 +433,7 @@ mod shared_tests {
                     local_root: Some(shared.to_path_buf()),
                 },
                 artifact_key: key.to_vec(),
+                dependencies: None,
             }),
         )
         .unwrap()
@@ -427,5 +515,82 @@ mod shared_tests {
         );
         assert!(!old.exists());
         assert!(a.fetch(&kept).await.is_ok());
+    }
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An S3 client for a server on `port`, without retries (the classification is what is
+    /// tested, not the retry loop).
+    fn s3(port: u16) -> Arc<dyn ObjectStore> {
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_region("us-east-1")
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_allow_http(true)
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        Arc::new(store)
+    }
+
+    /// A server that answers every request with `status` and no body.
+    async fn answering(status: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = conn.read(&mut buf).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    async fn get_error(port: u16) -> object_store::Error {
+        s3(port)
+            .get(&StorePath::from("a/b"))
+            .await
+            .expect_err("the server refuses")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_and_5xx_answers_are_outages() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = get_error(closed).await;
+        assert!(is_unreachable(&e), "{e}");
+        for status in ["503 Service Unavailable", "500 Internal Server Error"] {
+            let e = get_error(answering(status).await).await;
+            assert!(is_unreachable(&e), "{status}: {e}");
+            let io = shared_error(e);
+            assert!(ObjectStoreDown::of(&io).is_some(), "{status}: {io}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_of_the_request_are_not_outages() {
+        for status in ["404 Not Found", "403 Forbidden", "400 Bad Request"] {
+            let e = get_error(answering(status).await).await;
+            assert!(!is_unreachable(&e), "{status}: {e}");
+            assert!(ObjectStoreDown::of(&shared_error(e)).is_none());
+        }
     }
 }

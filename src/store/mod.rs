@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::dependencies::{Dependencies, Part};
-pub use blobs::{ModuleStore, SharedBlobs, SharedStore};
+pub use blobs::{
+    ModuleStore, ObjectStoreDown, SharedBlobs, SharedStore,
+    is_unreachable as object_store_unreachable,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -149,6 +152,13 @@ pub enum StoreError {
     /// The disk holding the data is full; nothing was written.
     #[error("the disk is full ({0}); nothing was written; free space on it and retry")]
     DiskFull(String),
+    /// The fleet's object store could not be reached; nothing was stored and no metadata
+    /// names what was not.
+    #[error(
+        "the object store is unreachable ({0}); nothing was stored; functions already \
+         deployed keep serving; retry once it is back"
+    )]
+    ObjectStoreUnavailable(String),
     #[error("module storage: {0}")]
     Io(std::io::Error),
     /// A compare-and-swap lost: the row changed since it was read. Read it again.
@@ -158,10 +168,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A full disk (or quota) is told apart from other I/O failures: the fix is the operator's.
+/// A full disk (or quota) and an unreachable object store are told apart from other I/O
+/// failures: the fix is the operator's.
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        if is_disk_full(&e) {
+        if let Some(down) = ObjectStoreDown::of(&e) {
+            StoreError::ObjectStoreUnavailable(down.0.clone())
+        } else if is_disk_full(&e) {
             StoreError::DiskFull(e.to_string())
         } else {
             StoreError::Io(e)
@@ -176,6 +189,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => Some(Part::Database),
             StoreError::DiskFull(_) => Some(Part::Disk),
+            StoreError::ObjectStoreUnavailable(_) => Some(Part::ObjectStore),
             _ => None,
         }
     }

@@ -469,3 +469,240 @@ async fn a_read_only_data_directory_is_refused_at_start() {
     );
     assert!(stderr.contains("--data-dir"), "{stderr}");
 }
+
+/// Two nodes on PostgreSQL and an S3 store (s3s-fs) under load while the S3 server is
+/// killed for several seconds and started again on the same storage: no data-plane request
+/// fails, including to a version node b fetched ahead of its first request; object puts,
+/// asynchronous invocations with a body and uploads are answered within seconds with a 503
+/// naming the object store, and nothing of them is registered; a publish (database only)
+/// still works; the status and `/readyz` name the object store; once it is back, writes work
+/// again by themselves, an event put just before the kill is delivered, and every
+/// acknowledged object is there.
+#[tokio::test]
+async fn two_nodes_keep_serving_through_an_object_store_outage_and_recover_by_themselves() {
+    let Some(binary) = crate::common::tool("FNHOST_S3FS", "object store faults") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s3_root = dir.path().join("s3");
+    let s3 = crate::s3::start_s3(&binary, &s3_root);
+    let endpoint = format!("http://127.0.0.1:{}", s3.port);
+    let dsn = crate::fleet::fresh_database().await;
+    let flags = [
+        "--registry",
+        &dsn,
+        "--object-store",
+        "s3://fnhost-test/fleet",
+    ];
+    let env = crate::s3::s3_env(&endpoint);
+    let a = TestHost::start_with_env(&dir.path().join("a"), &flags, &env).await;
+    let b = TestHost::start_with_env(&dir.path().join("b"), &flags, &env).await;
+    a.deploy("hello", "hello", "env=GREETING%3Done").await;
+    assert_eq!(a.publish("hello").await.0, 201);
+    answers_eventually(&b, "/hello", ONE).await;
+    a.deploy("copy", "hostile", "env=VARIANT%3Ds3").await;
+    let trigger = a
+        .admin(reqwest::Method::POST, "/v1/functions/copy/triggers")
+        .json(&serde_json::json!({"bucket": "inbox", "output_bucket": "outbox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trigger.status(), 201);
+    // Deployed on a and never requested on b: b fetches it ahead of its requests.
+    a.deploy("greeter", "echo", "").await;
+    eventually(
+        Duration::from_secs(20),
+        "b fetching greeter ahead of its requests",
+        || async {
+            let (_, status) = b.get_json("/v1/status").await;
+            (status["engine"]["loaded_components"] != 3).then(|| format!("{status}"))
+        },
+    )
+    .await;
+
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let key = format!("orders/{i}.json");
+        let put = a
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/v1/buckets/inbox/objects/{key}"),
+            )
+            .body(format!("{{\"order\": {i}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+        acknowledged.push(key);
+    }
+    let traffic: Vec<Traffic> = [&a, &b]
+        .iter()
+        .map(|node| Traffic::start(format!("{}/hello", node.data_url), 4, &[ONE, TWO]))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // An event whose object is read while the store is down (or just before): delivered.
+    let last = a
+        .admin(
+            reqwest::Method::PUT,
+            "/v1/buckets/inbox/objects/orders/last.json",
+        )
+        .body("{\"order\": \"last\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 201);
+    acknowledged.push("orders/last.json".to_string());
+    let port = s3.kill();
+    let outage = Instant::now();
+
+    // b serves the version it fetched ahead, with the store gone.
+    let (code, _, _) = b.call_text("/greeter").await;
+    assert_eq!(code, 200, "b serves what it fetched ahead");
+    for node in [&a, &b] {
+        let started = Instant::now();
+        let put = node
+            .admin(reqwest::Method::PUT, "/v1/buckets/inbox/objects/lost.json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let status = put.status();
+        let retry_after = put.headers().get("retry-after").cloned();
+        let body: serde_json::Value = put.json().await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+        assert_eq!(body["error"]["code"], "object_store_unavailable", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("object store is unreachable"),
+            "{body}"
+        );
+        assert!(retry_after.is_some());
+
+        let started = Instant::now();
+        let upload = node
+            .upload("hello", crate::common::wasm("hello"), "env=GREETING%3Dlost")
+            .await;
+        let took = started.elapsed();
+        assert_eq!(upload.status(), 503);
+        assert!(
+            took < Duration::from_secs(10),
+            "upload answered after {took:?}"
+        );
+        let body: serde_json::Value = upload.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "object_store_unavailable", "{body}");
+
+        let queued = node
+            .http
+            .post(format!("{}/hello", node.data_url))
+            .header("fnhost-invocation", "async")
+            .body("a body that must be stored first")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(queued.status(), 503, "{}", queued.text().await.unwrap());
+
+        let ready = node
+            .http
+            .get(format!("{}/readyz", node.data_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
+        let text = ready.text().await.unwrap();
+        assert!(text.contains("degraded: object_store"), "{text}");
+        assert_eq!(
+            node.metric("fnhost_dependency_up", &[("name", "object_store")])
+                .await,
+            0.0
+        );
+    }
+    // Nothing of the refused upload was registered; what needs only the database works.
+    let (_, versions) = a.get_json("/v1/functions/hello/versions").await;
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+    assert_eq!(b.publish("greeter").await.0, 201);
+
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
+    let s3 = crate::s3::start_s3_on(&binary, &s3_root, port);
+    let down_for = outage.elapsed();
+    let restarted = Instant::now();
+    for node in [&a, &b] {
+        eventually(
+            Duration::from_secs(15),
+            "the node seeing the object store back",
+            || async {
+                let (_, status) = node.get_json("/v1/status").await;
+                let store = &status["dependencies"][2];
+                (store["name"] != "object_store" || store["up"] != true)
+                    .then(|| format!("{status}"))
+            },
+        )
+        .await;
+    }
+    let recovered = restarted.elapsed();
+    let put = b
+        .admin(reqwest::Method::PUT, "/v1/buckets/inbox/objects/after.json")
+        .body("{\"order\": \"after\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    acknowledged.push("after.json".to_string());
+    a.deploy("hello", "hello", "env=GREETING%3Dtwo").await;
+    assert_eq!(a.publish("hello").await.0, 201);
+    answers_eventually(&b, "/hello", TWO).await;
+
+    // Every event was delivered, none dead-lettered, every acknowledged object is there.
+    eventually(Duration::from_secs(30), "every event delivered", || async {
+        let (_, events) = a
+            .get_json("/v1/functions/copy/events?status=delivered")
+            .await;
+        let delivered = events["events"].as_array().map_or(0, Vec::len);
+        (delivered != acknowledged.len()).then(|| format!("{events}"))
+    })
+    .await;
+    let (_, failed) = a.get_json("/v1/functions/copy/events?status=failed").await;
+    assert_eq!(failed["events"].as_array().unwrap().len(), 0, "{failed}");
+    for key in &acknowledged {
+        let stored = s3_root.join("fnhost-test/fleet/inbox").join(key);
+        assert!(stored.exists(), "{key} acknowledged but missing");
+        let copied = s3_root.join("fnhost-test/fleet/outbox").join(key);
+        assert!(copied.exists(), "{key}'s trigger output missing");
+    }
+    assert!(!s3_root.join("fnhost-test/fleet/inbox/lost.json").exists());
+
+    let mut served = 0;
+    for traffic in traffic {
+        let (ok, failures) = traffic.stop().await;
+        assert!(
+            failures.is_empty(),
+            "{} data-plane requests failed during the outage, first: {}",
+            failures.len(),
+            failures[0]
+        );
+        served += ok;
+    }
+    assert!(served > 100, "only {served} requests served");
+    for node in [&a, &b] {
+        let log = node.log();
+        assert_eq!(
+            log.matches("object_store is down").count(),
+            1,
+            "the outage is logged once per node:\n{log}"
+        );
+        assert!(log.contains("object_store is back"), "{log}");
+    }
+    drop(s3);
+    eprintln!(
+        "object store outage of {down_for:?}: {served} requests served, 0 failed; \
+         writes refused with 503 within seconds; back on both nodes {recovered:?} after the \
+         restart"
+    );
+}

@@ -76,7 +76,7 @@ async fn unusable_registries_are_refused_clearly() {
 }
 
 /// A new database on the shared test server (its client blocks, so off the test's runtime).
-async fn fresh_database() -> String {
+pub(crate) async fn fresh_database() -> String {
     tokio::task::spawn_blocking(|| TestPostgres::shared().fresh_database())
         .await
         .unwrap()

@@ -11,9 +11,18 @@ use crate::common::TestHost;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
+}
+
+impl S3Server {
+    /// Kills the server as a crash would (SIGKILL), keeping its storage.
+    pub(crate) fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
 }
 
 impl Drop for S3Server {
@@ -23,12 +32,18 @@ impl Drop for S3Server {
     }
 }
 
-fn start_s3(binary: &PathBuf, root: &std::path::Path) -> S3Server {
+pub(crate) fn start_s3(binary: &PathBuf, root: &std::path::Path) -> S3Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    start_s3_on(binary, root, port)
+}
+
+/// Starts s3s-fs on `port` (a restart of a killed server), serving the bucket `fnhost-test`
+/// from `root`; the AWS_* values of [`s3_env`] reach it.
+pub(crate) fn start_s3_on(binary: &PathBuf, root: &std::path::Path, port: u16) -> S3Server {
     std::fs::create_dir_all(root.join("fnhost-test")).unwrap();
     let child = Command::new(binary)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -49,6 +64,16 @@ fn start_s3(binary: &PathBuf, root: &std::path::Path) -> S3Server {
     S3Server { child, port }
 }
 
+/// What fnhost needs to reach the server on `port`: (name, value) pairs for its environment.
+pub(crate) fn s3_env(endpoint: &str) -> [(&'static str, &str); 4] {
+    [
+        ("AWS_ACCESS_KEY_ID", "fnhost"),
+        ("AWS_SECRET_ACCESS_KEY", "fnhost-secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT", endpoint),
+    ]
+}
+
 #[tokio::test]
 async fn buckets_and_triggers_work_on_s3() {
     let Some(binary) = common::tool("FNHOST_S3FS", "buckets on S3") else {
@@ -61,12 +86,7 @@ async fn buckets_and_triggers_work_on_s3() {
     let host = TestHost::start_with_env(
         &dir.path().join("data"),
         &["--object-store", "s3://fnhost-test/prod"],
-        &[
-            ("AWS_ACCESS_KEY_ID", "fnhost"),
-            ("AWS_SECRET_ACCESS_KEY", "fnhost-secret"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT", &endpoint),
-        ],
+        &s3_env(&endpoint),
     )
     .await;
     host.deploy("copy", "hostile", "env=VARIANT%3Ds3").await;
