@@ -135,18 +135,7 @@ async fn two_nodes_keep_serving_through_a_database_outage_and_recover_by_themsel
     }
     let propagated = published.elapsed();
 
-    let mut served = 0;
-    for traffic in traffic {
-        let (ok, failures) = traffic.stop().await;
-        assert!(
-            failures.is_empty(),
-            "{} data-plane requests failed during the outage, first: {}",
-            failures.len(),
-            failures[0]
-        );
-        served += ok;
-    }
-    assert!(served > 100, "only {served} requests served");
+    let served = served_without_failures(traffic).await;
     // Usage recorded while the database was down was kept and written once it was back.
     let recorded = settled_invocations(&a, "hello").await;
     assert!(
@@ -154,13 +143,7 @@ async fn two_nodes_keep_serving_through_a_database_outage_and_recover_by_themsel
         "usage of {served} requests served, {recorded} recorded: some was lost"
     );
     for node in [&a, &b] {
-        let log = node.log();
-        assert_eq!(
-            log.matches("database is down").count(),
-            1,
-            "the outage is logged once per node:\n{log}"
-        );
-        assert!(log.contains("database is back"), "{log}");
+        let log = logged_once(node, "database");
         assert!(!log.contains("registry failure"), "{log}");
         // Background loops that meet the outage stay quiet: only the outage's line names it.
         assert_eq!(
@@ -678,6 +661,20 @@ async fn two_nodes_keep_serving_through_an_object_store_outage_and_recover_by_th
     }
     assert!(!s3_root.join("fnhost-test/fleet/inbox/lost.json").exists());
 
+    let served = served_without_failures(traffic).await;
+    for node in [&a, &b] {
+        logged_once(node, "object_store");
+    }
+    drop(s3);
+    eprintln!(
+        "object store outage of {down_for:?}: {served} requests served, 0 failed; \
+         writes refused with 503 within seconds; back on both nodes {recovered:?} after the \
+         restart"
+    );
+}
+
+/// Stops `traffic`, asserting no request failed and enough were served; returns how many.
+async fn served_without_failures(traffic: Vec<Traffic>) -> u64 {
     let mut served = 0;
     for traffic in traffic {
         let (ok, failures) = traffic.stop().await;
@@ -690,19 +687,17 @@ async fn two_nodes_keep_serving_through_an_object_store_outage_and_recover_by_th
         served += ok;
     }
     assert!(served > 100, "only {served} requests served");
-    for node in [&a, &b] {
-        let log = node.log();
-        assert_eq!(
-            log.matches("object_store is down").count(),
-            1,
-            "the outage is logged once per node:\n{log}"
-        );
-        assert!(log.contains("object_store is back"), "{log}");
-    }
-    drop(s3);
-    eprintln!(
-        "object store outage of {down_for:?}: {served} requests served, 0 failed; \
-         writes refused with 503 within seconds; back on both nodes {recovered:?} after the \
-         restart"
+    served
+}
+
+/// Asserts `node` logged the outage of `part` once and its end; returns the log.
+fn logged_once(node: &TestHost, part: &str) -> String {
+    let log = node.log();
+    assert_eq!(
+        log.matches(&format!("{part} is down")).count(),
+        1,
+        "the outage is logged once per node:\n{log}"
     );
+    assert!(log.contains(&format!("{part} is back")), "{log}");
+    log
 }
