@@ -123,7 +123,7 @@ pub struct Status {
     pub limits: LimitsView,
     pub engine: EngineView,
     pub scaling: ScalingStatus,
-    /// The database and the disk: up, or down since when and why.
+    /// The database, the disk and the object store: up, or down since when and why.
     #[serde(default)]
     pub dependencies: Vec<DependencyView>,
 }

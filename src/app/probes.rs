@@ -31,11 +31,10 @@ pub(super) async fn run(app: Arc<App>, mut stop: Stop) {
                 .await
                 .expect("disk probe panicked")
                 .map_err(StoreError::from);
-            match probed {
-                Ok(()) => dependencies.ok(Part::Disk),
-                Err(e) => {
-                    crate::store::observe_failure(dependencies, &Err::<(), _>(e));
-                }
+            if probed.is_ok() {
+                dependencies.ok(Part::Disk);
+            } else {
+                crate::store::observe_failure(dependencies, &probed);
             }
         }
         if !dependencies.is_up(Part::ObjectStore) {

@@ -584,8 +584,6 @@ fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache
-/// routes the other changes; refuse the second one clearly instead.
 /// Refuses a data directory fnhost cannot write (a read-only mount, a directory owned by
 /// someone else) at start, with the fix, rather than at the first upload.
 fn ensure_writable(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -612,6 +610,8 @@ fn ensure_writable(dir: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
+/// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache
+/// routes the other changes; refuse the second one clearly instead.
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join("lock");
     let file = std::fs::OpenOptions::new()

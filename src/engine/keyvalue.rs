@@ -191,9 +191,8 @@ impl KvAccess {
             used.fetch_add(ops as u64, std::sync::atomic::Ordering::Relaxed);
         }
         let limits = self.limits;
-        let backend = db.clone();
-        let result = tokio::task::spawn_blocking(move || f(&*backend.db, &limits)).await;
-        if let Ok(out) = &result {
+        let result = tokio::task::spawn_blocking(move || f(&*db.db, &limits)).await;
+        if let (Ok(out), Some(db)) = (&result, &self.db) {
             crate::store::observe(&db.dependencies, out);
         }
         match result {

@@ -180,6 +180,18 @@ pub enum PrepareError {
     Unavailable(String),
 }
 
+impl PrepareError {
+    /// The part whose outage caused this failure, if any, for `dependencies`.
+    pub fn outage(&self) -> Option<crate::dependencies::Part> {
+        use crate::dependencies::Part;
+        match self {
+            Self::DiskFull(_) => Some(Part::Disk),
+            Self::Unavailable(_) => Some(Part::ObjectStore),
+            _ => None,
+        }
+    }
+}
+
 /// Deploy stages, reported to the uploader as progress.
 #[derive(Clone, Debug)]
 pub enum Stage {

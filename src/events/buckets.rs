@@ -108,7 +108,7 @@ pub struct Buckets {
     pub description: String,
     /// Largest object accepted by `put`.
     pub max_object_bytes: u64,
-    /// Where a full disk under a local store is reported.
+    /// Where an unreachable store, or a full disk under a local one, is reported.
     dependencies: Option<Arc<Dependencies>>,
 }
 

@@ -490,7 +490,7 @@ impl Metrics {
         }
         host.register(
             "dependency_up",
-            "Whether each part the host depends on (database, disk) answered its last call",
+            "Whether each part the host depends on (database, disk, object_store) answered its last call",
             up,
         );
         host.register(

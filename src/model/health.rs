@@ -92,11 +92,11 @@ pub struct ShadowReport {
     pub p99_ms: Option<f64>,
 }
 
-/// One part the host depends on (the database, the disk) as the host last saw it: up, or
+/// One part the host depends on (the database, the disk, the object store) as the host last saw it: up, or
 /// down since when and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DependencyReport {
-    /// `database` or `disk`.
+    /// `database`, `disk` or `object_store`.
     pub name: String,
     /// What it is: "PostgreSQL postgres://fnhost:***@db/fnhost", the data directory.
     pub what: String,

@@ -614,7 +614,9 @@ impl Rollouts {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let ready = self.scaler.warm_of(function, candidate);
+        // The pool may already hold more than this step needs (an earlier step's boost, or
+        // instances idle since): what matters is how many of the wanted ones were ready.
+        let ready = self.scaler.warm_of(function, candidate).min(warm);
         format!(" (warmed {ready} of {warm} instances first)")
     }
 

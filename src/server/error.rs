@@ -27,15 +27,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// 503 for an object store that is down; the outage is logged once by `dependencies`.
-    fn object_store_unavailable(e: impl std::fmt::Display) -> Self {
-        let mut error = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "object_store_unavailable",
-            e.to_string(),
-        );
+    /// 503 for a part that is down (`database_unavailable`, `object_store_unavailable`):
+    /// worth retrying shortly. The outage itself is logged once by `dependencies`, not here.
+    fn unavailable(code: &'static str, e: impl std::fmt::Display) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string());
         error.retry_after_secs = Some(5);
         error
+    }
+
+    /// 507: the data directory's filesystem is full; retrying will not help until space is freed.
+    fn disk_full(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
     }
 
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -152,20 +154,11 @@ impl From<StoreError> for ApiError {
             StoreError::Limit(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "limit", e.to_string())
             }
-            // The outage is logged once by `dependencies`, not here per call.
-            StoreError::Unavailable(_) => {
-                let mut error = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    e.to_string(),
-                );
-                error.retry_after_secs = Some(5);
-                error
+            StoreError::Unavailable(_) => Self::unavailable("database_unavailable", e),
+            StoreError::DiskFull(_) => Self::disk_full(e),
+            StoreError::ObjectStoreUnavailable(_) => {
+                Self::unavailable("object_store_unavailable", e)
             }
-            StoreError::DiskFull(_) => {
-                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
-            }
-            StoreError::ObjectStoreUnavailable(_) => Self::object_store_unavailable(e),
             other => {
                 let error = Self::internal("the registry failed to store or read metadata");
                 tracing::error!(error_id = ?error.error_id, error = %other, "registry failure");
@@ -210,10 +203,8 @@ impl From<PrepareError> for ApiError {
             PrepareError::Link(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "link_failed", e.to_string())
             }
-            PrepareError::DiskFull(_) => {
-                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
-            }
-            PrepareError::Unavailable(_) => Self::object_store_unavailable(e),
+            PrepareError::DiskFull(_) => Self::disk_full(e),
+            PrepareError::Unavailable(_) => Self::unavailable("object_store_unavailable", e),
             PrepareError::Storage(_) => {
                 let error = Self::internal("the host could not store compiled code");
                 tracing::error!(error_id = ?error.error_id, error = %e, "compiled cache failure");
@@ -239,10 +230,8 @@ impl From<ObjectError> for ApiError {
             ObjectError::Quota(_) => {
                 Self::new(StatusCode::FORBIDDEN, "quota_bucket_bytes", e.to_string())
             }
-            ObjectError::DiskFull(_) => {
-                Self::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
-            }
-            ObjectError::Unavailable(_) => Self::object_store_unavailable(e),
+            ObjectError::DiskFull(_) => Self::disk_full(e),
+            ObjectError::Unavailable(_) => Self::unavailable("object_store_unavailable", e),
             ObjectError::Store(_) => {
                 let error = Self::internal("the object store failed");
                 tracing::error!(error_id = ?error.error_id, error = %e, "object store failure");

@@ -107,7 +107,8 @@ fn redact(dsn: &str) -> String {
 }
 
 /// Store failures. The admin API maps the not-found cases to 404, `VersionInUse` to 409, the
-/// invalid ones to 400, `Unavailable` to 503, `DiskFull` to 507 and the rest to 500.
+/// invalid ones to 400, `Unavailable` and `ObjectStoreUnavailable` to 503, `DiskFull` to
+/// 507 and the rest to 500.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("function {0:?} not found")]

@@ -52,23 +52,16 @@ async fn two_nodes_keep_serving_through_a_database_outage_and_recover_by_themsel
     // Admin writes fail fast, naming the database and saying what to do.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for node in [&a, &b] {
-        let started = Instant::now();
-        let answer = node
-            .upload("hello", crate::common::wasm("hello"), "env=GREETING%3Dlost")
-            .await;
-        let took = started.elapsed();
-        let status = answer.status();
-        let retry_after = answer.headers().get("retry-after").cloned();
-        let body: serde_json::Value = answer.json().await.unwrap();
-        assert_eq!(status, 503, "{body}");
-        assert!(took < Duration::from_secs(10), "answered after {took:?}");
-        assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
-        let message = body["error"]["message"].as_str().unwrap();
+        let message = refused_fast(
+            node.upload("hello", crate::common::wasm("hello"), "env=GREETING%3Dlost"),
+            503,
+            "database_unavailable",
+        )
+        .await;
         assert!(
             message.contains("metadata database is unreachable") && message.contains("retry"),
             "{message}"
         );
-        assert!(retry_after.is_some(), "a 503 says when to retry");
     }
     // What is answered from memory still is; the probes say what is down.
     for node in [&a, &b] {
@@ -83,20 +76,7 @@ async fn two_nodes_keep_serving_through_a_database_outage_and_recover_by_themsel
             },
         )
         .await;
-        let ready = node
-            .http
-            .get(format!("{}/readyz", node.data_url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ready.status(), 200, "the data plane still serves");
-        let text = ready.text().await.unwrap();
-        assert!(text.contains("degraded: database"), "{text}");
-        assert_eq!(
-            node.metric("fnhost_dependency_up", &[("name", "database")])
-                .await,
-            0.0
-        );
+        reported_down(node, "database").await;
     }
     // Down for several seconds, under load all along.
     tokio::time::sleep(Duration::from_secs(5).saturating_sub(outage.elapsed())).await;
@@ -317,23 +297,19 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_and_recovers() {
     .unwrap();
 
     // A new module (other bytes than any stored) does not fit.
-    let upload = host.upload("other", crate::common::wasm("echo"), "").await;
-    let status = upload.status();
-    let body: serde_json::Value = upload.json().await.unwrap();
-    assert_eq!(status, 507, "{body}");
-    assert_eq!(body["error"]["code"], "disk_full", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("disk is full"),
-        "{body}"
-    );
-    let object = put_object("during", 1 << 20).await.unwrap();
-    let status = object.status();
-    let body: serde_json::Value = object.json().await.unwrap();
-    assert_eq!(status, 507, "{body}");
-    assert_eq!(body["error"]["code"], "disk_full", "{body}");
+    let message = refused_fast(
+        host.upload("other", crate::common::wasm("echo"), ""),
+        507,
+        "disk_full",
+    )
+    .await;
+    assert!(message.contains("disk is full"), "{message}");
+    refused_fast(
+        async { put_object("during", 1 << 20).await.unwrap() },
+        507,
+        "disk_full",
+    )
+    .await;
     let value = put_kv("during", 256 * 1024).await.unwrap();
     assert_eq!(value.status(), 500);
     let text = value.text().await.unwrap();
@@ -351,19 +327,7 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_and_recovers() {
         .cloned()
         .unwrap();
     assert_eq!(disk_report["up"], false, "{status}");
-    let ready = host
-        .http
-        .get(format!("{}/readyz", host.data_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
-    assert!(ready.text().await.unwrap().contains("degraded: disk"));
-    assert_eq!(
-        host.metric("fnhost_dependency_up", &[("name", "disk")])
-            .await,
-        0.0
-    );
+    reported_down(&host, "disk").await;
 
     // Space freed: the host notices by itself and takes the same writes.
     std::fs::remove_file(&filler).unwrap();
@@ -542,41 +506,23 @@ async fn two_nodes_keep_serving_through_an_object_store_outage_and_recover_by_th
     let (code, _, _) = b.call_text("/greeter").await;
     assert_eq!(code, 200, "b serves what it fetched ahead");
     for node in [&a, &b] {
-        let started = Instant::now();
         let put = node
             .admin(reqwest::Method::PUT, "/v1/buckets/inbox/objects/lost.json")
             .body("{}")
-            .send()
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        let status = put.status();
-        let retry_after = put.headers().get("retry-after").cloned();
-        let body: serde_json::Value = put.json().await.unwrap();
-        assert_eq!(status, 503, "{body}");
-        assert!(took < Duration::from_secs(10), "answered after {took:?}");
-        assert_eq!(body["error"]["code"], "object_store_unavailable", "{body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("object store is unreachable"),
-            "{body}"
-        );
-        assert!(retry_after.is_some());
-
-        let started = Instant::now();
-        let upload = node
-            .upload("hello", crate::common::wasm("hello"), "env=GREETING%3Dlost")
-            .await;
-        let took = started.elapsed();
-        assert_eq!(upload.status(), 503);
-        assert!(
-            took < Duration::from_secs(10),
-            "upload answered after {took:?}"
-        );
-        let body: serde_json::Value = upload.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "object_store_unavailable", "{body}");
+            .send();
+        let message = refused_fast(
+            async { put.await.unwrap() },
+            503,
+            "object_store_unavailable",
+        )
+        .await;
+        assert!(message.contains("object store is unreachable"), "{message}");
+        refused_fast(
+            node.upload("hello", crate::common::wasm("hello"), "env=GREETING%3Dlost"),
+            503,
+            "object_store_unavailable",
+        )
+        .await;
 
         let queued = node
             .http
@@ -588,20 +534,7 @@ async fn two_nodes_keep_serving_through_an_object_store_outage_and_recover_by_th
             .unwrap();
         assert_eq!(queued.status(), 503, "{}", queued.text().await.unwrap());
 
-        let ready = node
-            .http
-            .get(format!("{}/readyz", node.data_url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ready.status(), 200);
-        let text = ready.text().await.unwrap();
-        assert!(text.contains("degraded: object_store"), "{text}");
-        assert_eq!(
-            node.metric("fnhost_dependency_up", &[("name", "object_store")])
-                .await,
-            0.0
-        );
+        reported_down(node, "object_store").await;
     }
     // Nothing of the refused upload was registered; what needs only the database works.
     let (_, versions) = a.get_json("/v1/functions/hello/versions").await;
@@ -688,6 +621,46 @@ async fn served_without_failures(traffic: Vec<Traffic>) -> u64 {
     }
     assert!(served > 100, "only {served} requests served");
     served
+}
+
+/// Awaits `answer`, asserting it came within seconds (never a hang) as `status` with the
+/// error `code`, and for a 503 with a Retry-After; returns the error's message.
+async fn refused_fast(
+    answer: impl std::future::Future<Output = reqwest::Response>,
+    status: u16,
+    code: &str,
+) -> String {
+    let started = Instant::now();
+    let answer = answer.await;
+    let took = started.elapsed();
+    let got = answer.status();
+    let retry_after = answer.headers().get("retry-after").cloned();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    if status == 503 {
+        assert!(retry_after.is_some(), "a 503 says when to retry");
+    }
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// Asserts `node` names `part` as down in `/readyz` (still 200: the data plane serves) and
+/// in `fnhost_dependency_up`.
+async fn reported_down(node: &TestHost, part: &str) {
+    let ready = node
+        .http
+        .get(format!("{}/readyz", node.data_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "the data plane still serves");
+    let text = ready.text().await.unwrap();
+    assert!(text.contains(&format!("degraded: {part}")), "{text}");
+    assert_eq!(
+        node.metric("fnhost_dependency_up", &[("name", part)]).await,
+        0.0
+    );
 }
 
 /// Asserts `node` logged the outage of `part` once and its end; returns the log.

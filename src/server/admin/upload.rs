@@ -101,10 +101,8 @@ impl UploadJob {
             .prepare(self.digest, self.wasm.clone(), self.summary.world, stage)
             .await
             .inspect_err(|e| {
-                if let crate::engine::PrepareError::DiskFull(_) = e {
-                    host.registry
-                        .dependencies()
-                        .failed(crate::dependencies::Part::Disk, e);
+                if let Some(part) = e.outage() {
+                    host.registry.dependencies().failed(part, e);
                 }
             })?;
         let function = host

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct TestPostgres {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     server: std::sync::Mutex<Child>,
     port: u16,
     next_database: AtomicU32,
@@ -25,7 +25,7 @@ impl TestPostgres {
             let server = TestPostgres::start().expect("starting a test PostgreSQL server");
             // Statics are never dropped: stop the server when the test process exits.
             SERVER_PID.store(server.server.lock().unwrap().id(), Ordering::Relaxed);
-            let _ = SERVER_DIR.set(server._dir.path().to_path_buf());
+            let _ = SERVER_DIR.set(server.dir.path().to_path_buf());
             unsafe { libc::atexit(stop_server) };
             server
         })
@@ -40,21 +40,25 @@ impl TestPostgres {
     /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, every
     /// connection cut at once), and waits until it is gone.
     pub fn stop_immediately(&self) -> anyhow::Result<()> {
-        let status = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("stop")
-            .arg("-D")
-            .arg(self._dir.path().join("data"))
-            .args(["-m", "immediate", "-w"])
-            .status()?;
+        let status = self.pg_ctl_stop_immediate()?;
         anyhow::ensure!(status.success(), "pg_ctl stop failed");
         let _ = self.server.lock().unwrap().wait();
         Ok(())
     }
 
+    fn pg_ctl_stop_immediate(&self) -> std::io::Result<std::process::ExitStatus> {
+        as_postgres(&self.bin.join("pg_ctl"))
+            .arg("stop")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w"])
+            .status()
+    }
+
     /// Starts the server again on the same port and data directory (it recovers from its
     /// WAL, as after a crash), once it accepts connections.
     pub fn restart(&self) -> anyhow::Result<()> {
-        let child = spawn_server(&self.bin, self._dir.path(), self.port)?;
+        let child = spawn_server(&self.bin, self.dir.path(), self.port)?;
         *self.server.lock().unwrap() = child;
         wait_until_accepting(self.port, &self.dsn("postgres"))
     }
@@ -102,7 +106,7 @@ impl TestPostgres {
             .port();
         let server = spawn_server(&bin, dir.path(), port)?;
         let server = TestPostgres {
-            _dir: dir,
+            dir,
             server: std::sync::Mutex::new(server),
             port,
             next_database: AtomicU32::new(0),
@@ -166,12 +170,7 @@ impl Drop for TestPostgres {
         if let Ok(mut server) = self.server.lock()
             && matches!(server.try_wait(), Ok(None))
         {
-            let _ = as_postgres(&self.bin.join("pg_ctl"))
-                .arg("stop")
-                .arg("-D")
-                .arg(self._dir.path().join("data"))
-                .args(["-m", "immediate", "-w"])
-                .status();
+            let _ = self.pg_ctl_stop_immediate();
             let _ = server.kill();
             let _ = server.wait();
         }
