@@ -7,7 +7,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fnhost::model::{
-    ConfigPatch, Digest, EventRecord, EventStatus, InvocationDetail, Lane, NewObject, Settlement,
+    ConfigPatch, EventRecord, EventStatus, InvocationDetail, Lane, NewCode, NewObject, Settlement,
     StoredRequest, TriggerSource, Why,
 };
 use fnhost::store::{MetadataStore, SqliteStore};
@@ -37,8 +37,7 @@ fn benches(c: &mut Criterion) {
     for name in ["transcode", "thumbnail"] {
         db.set_latest(
             name,
-            &Digest::of(name.as_bytes()),
-            1,
+            &NewCode::of(name.as_bytes()),
             &ConfigPatch::default(),
             None,
             1,

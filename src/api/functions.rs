@@ -25,6 +25,10 @@ pub struct FunctionView {
 pub struct CodeView {
     pub digest: Digest,
     pub size: u64,
+    /// The registry artifact the code was pulled from, pinned by its manifest's digest
+    /// (`oci://REGISTRY/REPO:TAG@sha256:...`); absent for an uploaded file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub config: FunctionConfig,
     pub updated_at_ms: i64,
 }
@@ -36,6 +40,10 @@ pub struct VersionView {
     pub version: u32,
     pub digest: Digest,
     pub size: u64,
+    /// The registry artifact the code was pulled from, pinned by its manifest's digest
+    /// (`oci://REGISTRY/REPO:TAG@sha256:...`); absent for an uploaded file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub config: FunctionConfig,
     pub description: String,
     pub created_at_ms: i64,
@@ -137,6 +145,7 @@ impl From<CodeInfo> for CodeView {
         Self {
             digest: code.digest,
             size: code.size,
+            source: code.source,
             config: code.config,
             updated_at_ms: code.updated_at_ms,
         }
@@ -163,6 +172,7 @@ impl From<VersionInfo> for VersionView {
             version: version.version,
             digest: version.digest,
             size: version.size,
+            source: version.source,
             config: version.config,
             description: version.description,
             created_at_ms: version.created_at_ms,

@@ -572,8 +572,31 @@ pub struct FunctionInfo {
 pub struct CodeInfo {
     pub digest: Digest,
     pub size: u64,
+    /// Where the code came from, when pulled from a registry (see [`NewCode::source`]).
+    pub source: Option<String>,
     pub config: FunctionConfig,
     pub updated_at_ms: i64,
+}
+
+/// New code for `$LATEST`: the module's identity and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCode {
+    pub digest: Digest,
+    pub size: u64,
+    /// `oci://REGISTRY/REPO:TAG@sha256:...` for a component pulled from a registry (pinned
+    /// by the manifest's digest); `None` for an upload of a file.
+    pub source: Option<String>,
+}
+
+impl NewCode {
+    /// `wasm` uploaded as a file.
+    pub fn of(wasm: &[u8]) -> Self {
+        Self {
+            digest: Digest::of(wasm),
+            size: wasm.len() as u64,
+            source: None,
+        }
+    }
 }
 
 /// A published, immutable version.
@@ -583,6 +606,8 @@ pub struct VersionInfo {
     pub version: u32,
     pub digest: Digest,
     pub size: u64,
+    /// Where the code came from, when pulled from a registry.
+    pub source: Option<String>,
     pub config: FunctionConfig,
     pub description: String,
     pub created_at_ms: i64,

@@ -13,6 +13,7 @@ mod http_routes;
 mod invocations;
 pub mod kv;
 mod names;
+pub mod oci;
 mod percent;
 mod tenancy;
 pub mod usage;
@@ -31,8 +32,8 @@ pub use fleet::{HEARTBEAT_MS, NODE_EXPIRY_MS, NodeRecord};
 pub use function::{
     CodeInfo, ConfigPatch, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_REQUEST_BODY,
     DEFAULT_MAX_RESPONSE_BODY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, FunctionInfo,
-    HttpWorld, InvalidConfig, MAX_PROVISIONED, ScalingPolicy, SecretRow, VersionInfo, VersionLabel,
-    check_secret_name, normalize_origin,
+    HttpWorld, InvalidConfig, MAX_PROVISIONED, NewCode, ScalingPolicy, SecretRow, VersionInfo,
+    VersionLabel, check_secret_name, normalize_origin,
 };
 pub use health::{
     DependencyReport, EngineStatus, HealthSample, ShadowReport, VersionHealth, summarize,
@@ -46,6 +47,7 @@ pub use invocations::{
 };
 pub use kv::{KvEntry, KvLimits, KvStoreId};
 pub use names::{FunctionName, InvalidName, NAME_RULE, Qualifier};
+pub use oci::{InvalidReference, OciReference};
 pub use percent::{BasisPoints, FULL};
 pub use tenancy::{
     Access, Action, AuditEntry, DEFAULT_NAMESPACE, Denied, InvalidNamespace, KeyRecord,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::dependencies::Dependencies;
 use crate::model::{
     AliasSpec, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest, FunctionInfo, FunctionName,
-    HealthSample, HistoryEntry, HttpRoute, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS,
+    HealthSample, HistoryEntry, HttpRoute, InvalidConfig, MAX_PROVISIONED, NODE_EXPIRY_MS, NewCode,
     NodeRecord, RouteTable, RoutesChange, ScalingPolicy, TrafficChange, VersionLabel, Why,
     check_alias_name, now_ms,
 };
@@ -142,20 +142,21 @@ impl Registry {
     /// Makes `wasm` the function's `$LATEST` (creating the function on first upload) with
     /// `patch` applied to its config. The bytes are durable before the metadata names them.
     /// With `latest_bp`, `$DEFAULT`'s share to `$LATEST` is set in the same commit
-    /// (`deploy --traffic`).
+    /// (`deploy --traffic`). `code` describes `wasm` (its digest and size) and its source.
     pub async fn set_latest(
         &self,
         name: &FunctionName,
-        digest: Digest,
         wasm: Bytes,
+        code: NewCode,
         patch: ConfigPatch,
         latest_bp: Option<BasisPoints>,
         why: Why,
     ) -> Result<FunctionInfo, StoreError> {
+        debug_assert_eq!(code.size, wasm.len() as u64);
         let _write = self.writes.lock().await;
         self.check_deploy(name, &patch).await?;
         let modules = self.modules.clone();
-        let size = wasm.len() as u64;
+        let digest = code.digest;
         let local = wasm.clone();
         let written = tokio::task::spawn_blocking(move || modules.put(&digest, &local))
             .await
@@ -165,10 +166,8 @@ impl Registry {
         written?;
         self.modules.publish(&digest, wasm).await?;
         let fname = name.to_string();
-        self.blocking(move |db| {
-            db.set_latest(&fname, &digest, size, &patch, latest_bp, now_ms(), &why)
-        })
-        .await?;
+        self.blocking(move |db| db.set_latest(&fname, &code, &patch, latest_bp, now_ms(), &why))
+            .await?;
         Ok(self.refresh_routes(name.as_str()).await?.info)
     }
 

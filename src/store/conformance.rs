@@ -10,7 +10,7 @@ use crate::model::{
     TriggerSource, UsageRow, VersionLabel, WeightedRoute, Why,
 };
 use crate::model::{
-    EventRecord, HttpRoute, InvocationDetail, InvocationResult, KvLimits, KvStoreId, Lane,
+    EventRecord, HttpRoute, InvocationDetail, InvocationResult, KvLimits, KvStoreId, Lane, NewCode,
     RouteMatch, RoutesChange, Settlement, StoredRequest,
 };
 
@@ -19,6 +19,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::store::conformance::conformance_tests!(@each $make;
             publish_numbers_versions_and_dedupes_identical_latest,
+            a_version_keeps_the_source_its_latest_had,
             version_numbers_are_never_reused,
             deleting_returns_only_unreferenced_modules,
             aliases_name_existing_versions_and_pin_them,
@@ -78,16 +79,8 @@ fn deploy(db: &dyn MetadataStore, name: &str, code: &[u8], greeting: &str) {
         env: Some([("GREETING".to_string(), greeting.to_string())].into()),
         ..ConfigPatch::default()
     };
-    db.set_latest(
-        name,
-        &Digest::of(code),
-        code.len() as u64,
-        &patch,
-        None,
-        1,
-        &why(),
-    )
-    .unwrap();
+    db.set_latest(name, &NewCode::of(code), &patch, None, 1, &why())
+        .unwrap();
 }
 
 fn why() -> Why {
@@ -118,6 +111,31 @@ pub fn publish_numbers_versions_and_dedupes_identical_latest(db: &dyn MetadataSt
             .version,
         2
     );
+}
+
+pub fn a_version_keeps_the_source_its_latest_had(db: &dyn MetadataStore) {
+    let pulled = NewCode {
+        source: Some(format!(
+            "oci://127.0.0.1:5000/shop/cart:v1@sha256:{}",
+            "c".repeat(64)
+        )),
+        ..NewCode::of(b"pulled")
+    };
+    let patch = ConfigPatch::default();
+    db.set_latest("f", &pulled, &patch, None, 1, &why())
+        .unwrap();
+    let v1 = db.publish("f", "", false, 2, &why()).unwrap().version;
+    assert_eq!(v1.source, pulled.source);
+    let rows = db.function("f").unwrap();
+    assert_eq!(rows.info.latest.source, pulled.source);
+    // An uploaded file has no source, and replacing $LATEST clears the pulled one.
+    db.set_latest("f", &NewCode::of(b"file"), &patch, None, 3, &why())
+        .unwrap();
+    assert_eq!(db.function("f").unwrap().info.latest.source, None);
+    let v2 = db.publish("f", "", false, 4, &why()).unwrap().version;
+    assert_eq!(v2.source, None);
+    let versions = db.function("f").unwrap().versions;
+    assert_eq!(versions[0].source, pulled.source, "version 1 is unchanged");
 }
 
 pub fn version_numbers_are_never_reused(db: &dyn MetadataStore) {

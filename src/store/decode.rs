@@ -22,6 +22,11 @@ pub(crate) fn parse_digest(text: &str) -> Result<Digest, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("stored digest {text:?} is not sha256 hex")))
 }
 
+/// A text column where '' means "none" (the column's default, for rows older than it).
+pub(crate) fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
 /// A stored health sample's columns as a sample.
 pub(crate) fn health_sample(
     function: String,

@@ -33,8 +33,8 @@ use crate::model::{
     Access, AliasRecord, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicy,
     DefaultPolicyPatch, Digest, EventRecord, EventStatus, FunctionInfo, HealthSample, HistoryEntry,
     HttpRoute, InvalidAlias, InvalidConfig, KeyRecord, KvEntry, KvLimits, KvStoreId, Lane,
-    NamespaceRecord, NewObject, NodeRecord, Quotas, RoutesChange, ScalingPolicy, SecretRow,
-    Settlement, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
+    NamespaceRecord, NewCode, NewObject, NodeRecord, Quotas, RoutesChange, ScalingPolicy,
+    SecretRow, Settlement, TimerTick, TrafficChange, Trigger, TriggerSource, UsageRow, VersionInfo,
     VersionLabel, Why,
 };
 
@@ -278,12 +278,10 @@ pub trait MetadataStore: Send + Sync {
     /// Points `$LATEST` at new code (creating the function on first upload) with `patch`
     /// applied to its config. The module blob must already be durable. With `latest_bp`,
     /// also sets `$DEFAULT`'s share to `$LATEST`.
-    #[allow(clippy::too_many_arguments)] // one commit of everything an upload changes
     fn set_latest(
         &self,
         name: &str,
-        digest: &Digest,
-        size: u64,
+        code: &NewCode,
         patch: &ConfigPatch,
         latest_bp: Option<BasisPoints>,
         now_ms: i64,

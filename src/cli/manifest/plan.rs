@@ -602,6 +602,7 @@ target = "web"
             version: 1,
             digest,
             size: 1,
+            source: None,
             config: want.config.clone(),
             description: String::new(),
             created_at_ms: 0,
@@ -613,6 +614,7 @@ target = "web"
                 latest: CodeView {
                     digest,
                     size: 1,
+                    source: None,
                     config: want.config.clone(),
                     updated_at_ms: 0,
                 },

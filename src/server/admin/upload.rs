@@ -23,7 +23,9 @@ use crate::api::{StageView, UploadEvent, Uploaded};
 use crate::app::App;
 use crate::drain::discard;
 use crate::engine::{ComponentSummary, Stage, check_component};
-use crate::model::{BasisPoints, ConfigPatch, Digest, FunctionConfig, FunctionName, Why};
+use crate::model::{
+    BasisPoints, ConfigPatch, Digest, FunctionConfig, FunctionName, NewCode, OciReference, Why,
+};
 use crate::server::body::{Body, BoxError, json};
 use crate::server::error::ApiError;
 
@@ -39,11 +41,11 @@ pub async fn upload(
 ) -> Result<Response<Body>, ApiError> {
     // Check name and config first, so a mistake is refused before a large body is read.
     let checked = function_name(name).and_then(|name| {
-        let (patch, latest_bp) = config_from_query(request.uri().query())?;
-        patch.apply(&FunctionConfig::default())?;
-        Ok((name, patch, latest_bp))
+        let query = upload_query(request.uri().query())?;
+        query.patch.apply(&FunctionConfig::default())?;
+        Ok((name, query))
     });
-    let (name, patch, latest_bp) = match checked {
+    let (name, query) = match checked {
         Ok(checked) => checked,
         Err(error) => {
             discard(request.into_body()).await;
@@ -65,10 +67,14 @@ pub async fn upload(
     let summary = summary.map_err(crate::engine::PrepareError::from)?;
     let job = UploadJob {
         name,
-        digest,
+        code: NewCode {
+            digest,
+            size: wasm.len() as u64,
+            source: query.source,
+        },
         wasm,
-        patch,
-        latest_bp,
+        patch: query.patch,
+        latest_bp: query.latest_bp,
         summary,
         actor: actor.to_string(),
     };
@@ -81,7 +87,7 @@ pub async fn upload(
 
 struct UploadJob {
     name: FunctionName,
-    digest: Digest,
+    code: NewCode,
     wasm: Bytes,
     patch: ConfigPatch,
     /// `traffic=P`: `$DEFAULT`'s new share to `$LATEST`, set in the same commit.
@@ -98,7 +104,12 @@ impl UploadJob {
         stage: &(dyn Fn(Stage) + Send + Sync),
     ) -> Result<Uploaded, ApiError> {
         host.engine
-            .prepare(self.digest, self.wasm.clone(), self.summary.world, stage)
+            .prepare(
+                self.code.digest,
+                self.wasm.clone(),
+                self.summary.world,
+                stage,
+            )
             .await
             .inspect_err(|e| {
                 if let Some(part) = e.outage() {
@@ -109,22 +120,25 @@ impl UploadJob {
             .registry
             .set_latest(
                 &self.name,
-                self.digest,
                 self.wasm,
+                self.code.clone(),
                 self.patch,
                 self.latest_bp,
                 Why::by(
                     self.actor.clone(),
                     match self.latest_bp {
                         Some(bp) => {
-                            format!("deployed {} with traffic: $LATEST at {}%", self.digest, bp)
+                            format!(
+                                "deployed {} with traffic: $LATEST at {}%",
+                                self.code.digest, bp
+                            )
                         }
-                        None => format!("deployed {}", self.digest),
+                        None => format!("deployed {}", self.code.digest),
                     },
                 ),
             )
             .await?;
-        tracing::info!(function = %self.name, digest = %self.digest, "deployed new $LATEST");
+        tracing::info!(function = %self.name, digest = %self.code.digest, "deployed new $LATEST");
         Ok(Uploaded {
             function: function.into(),
             handler_export: self.summary.handler_export,
@@ -138,7 +152,7 @@ impl UploadJob {
     fn stream(self, host: Arc<App>) -> Response<Body> {
         let (lines, receiver) = mpsc::channel::<Bytes>(64);
         let received = UploadEvent::Validated {
-            digest: self.digest,
+            digest: self.code.digest,
             size: self.wasm.len() as u64,
             handler_export: self.summary.handler_export.clone(),
             world: self.summary.world,
@@ -247,11 +261,23 @@ async fn read_limited(limit: u64, request: Request<Incoming>) -> Result<Bytes, A
     Ok(wasm.freeze())
 }
 
-/// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`, and `traffic=P`
-/// (`$DEFAULT`'s percentage to `$LATEST`).
-fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<BasisPoints>), ApiError> {
+/// What an upload's query says besides the code.
+#[derive(Debug)]
+struct UploadQuery {
+    patch: ConfigPatch,
+    /// `traffic=P`: `$DEFAULT`'s new share to `$LATEST`.
+    latest_bp: Option<BasisPoints>,
+    /// `source=oci://...@sha256:...`: the registry artifact the code was pulled from.
+    source: Option<String>,
+}
+
+/// Parses `env=KEY=VALUE` (repeatable), `memory_mb=N`, `timeout_ms=N`, `config=JSON`,
+/// `traffic=P` (`$DEFAULT`'s percentage to `$LATEST`) and `source=oci://...` (where the
+/// client pulled the code from, pinned by digest).
+fn upload_query(query: Option<&str>) -> Result<UploadQuery, ApiError> {
     let mut patch = ConfigPatch::default();
     let mut latest_bp = None;
+    let mut source = None;
     let mut env = BTreeMap::new();
     let mut saw_env = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -277,10 +303,21 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<BasisPo
                         .map_err(|e| ApiError::bad_request(format!("traffic: {e}")))?,
                 )
             }
+            "source" => {
+                let reference = OciReference::parse(&value)
+                    .map_err(|e| ApiError::bad_request(format!("source: {e}")))?;
+                if reference.digest.is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "source {value:?} names no digest: a version's source is pinned, \
+                         oci://REGISTRY/REPO:TAG@sha256:..."
+                    )));
+                }
+                source = Some(reference.to_string());
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown upload parameter {other:?}; use config, env, memory_mb, timeout_ms \
-                     or traffic"
+                    "unknown upload parameter {other:?}; use config, env, memory_mb, timeout_ms, \
+                     traffic or source"
                 )));
             }
         }
@@ -288,7 +325,11 @@ fn config_from_query(query: Option<&str>) -> Result<(ConfigPatch, Option<BasisPo
     if saw_env {
         patch.env = Some(env);
     }
-    Ok((patch, latest_bp))
+    Ok(UploadQuery {
+        patch,
+        latest_bp,
+        source,
+    })
 }
 
 /// Fields set in `given` override `patch`.
@@ -344,20 +385,38 @@ mod tests {
 
     #[test]
     fn query_config_parses_env_and_limits() {
-        let (patch, latest_bp) = config_from_query(Some(
+        let query = upload_query(Some(
             "env=GREETING%3DHi%20there&env=B%3D&memory_mb=64&traffic=12.5",
         ))
         .unwrap();
-        assert_eq!(latest_bp, Some(BasisPoints::new(1250)));
+        assert_eq!(query.latest_bp, Some(BasisPoints::new(1250)));
+        assert_eq!(query.source, None);
+        let patch = query.patch;
         let env = patch.env.unwrap();
         assert_eq!(env["GREETING"], "Hi there");
         assert_eq!(env["B"], "");
         assert_eq!(patch.memory_mb, Some(64));
         assert_eq!(patch.timeout_ms, None);
-        assert!(config_from_query(Some("env=NOEQUALS")).is_err());
-        assert!(config_from_query(Some("memory_mb=lots")).is_err());
-        assert!(config_from_query(Some("colour=blue")).is_err());
-        assert!(config_from_query(Some("traffic=101")).is_err());
-        assert!(config_from_query(None).unwrap().0.is_empty());
+        assert!(upload_query(Some("env=NOEQUALS")).is_err());
+        assert!(upload_query(Some("memory_mb=lots")).is_err());
+        assert!(upload_query(Some("colour=blue")).is_err());
+        assert!(upload_query(Some("traffic=101")).is_err());
+        assert!(upload_query(None).unwrap().patch.is_empty());
+    }
+
+    #[test]
+    fn a_source_must_be_a_pinned_oci_reference() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let pinned = format!("oci://127.0.0.1:5000/shop/cart:v1@{digest}");
+        let query = upload_query(Some(&format!("source={}", urlencode(&pinned)))).unwrap();
+        assert_eq!(query.source.as_deref(), Some(pinned.as_str()));
+        let e = upload_query(Some("source=oci%3A%2F%2Fghcr.io%2Fcart%3Av1")).unwrap_err();
+        assert!(e.message.contains("no digest"), "{}", e.message);
+        let e = upload_query(Some("source=cart.wasm")).unwrap_err();
+        assert!(e.message.contains("oci://"), "{}", e.message);
+    }
+
+    fn urlencode(text: &str) -> String {
+        form_urlencoded::byte_serialize(text.as_bytes()).collect()
     }
 }

@@ -8,7 +8,7 @@ use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, CodeInfo, DefaultPolicy, Digest, FunctionConfig,
     FunctionInfo, ScalingPolicy, VersionInfo, VersionLabel,
 };
-use crate::store::decode::{parse_config, parse_digest, parse_json};
+use crate::store::decode::{non_empty, parse_config, parse_digest, parse_json};
 use crate::store::{FunctionRows, Published, StoreError};
 
 type Tx<'a, 'b> = &'a mut Transaction<'b>;
@@ -44,8 +44,9 @@ pub(super) fn publish(
         });
     }
     tx.execute(
-        "INSERT INTO versions (function, number, digest, config, description, created_at)
-         SELECT name, next_version, latest_digest, latest_config, $2, $3
+        "INSERT INTO versions (function, number, digest, config, description, created_at,
+                               source)
+         SELECT name, next_version, latest_digest, latest_config, $2, $3, latest_source
          FROM functions WHERE name = $1",
         &[&name, &description, &now_ms],
     )
@@ -106,7 +107,8 @@ pub(super) fn function_info(tx: Tx, name: &str) -> Result<FunctionInfo, StoreErr
         .query_opt(
             "SELECT f.latest_digest, m.size, f.latest_config, f.latest_updated_at, f.created_at,
                     (SELECT MAX(number) FROM versions v WHERE v.function = f.name),
-                    (SELECT COUNT(*) FROM versions v WHERE v.function = f.name)
+                    (SELECT COUNT(*) FROM versions v WHERE v.function = f.name),
+                    f.latest_source
              FROM functions f JOIN modules m ON m.digest = f.latest_digest
              WHERE f.name = $1",
             &[&name],
@@ -118,6 +120,7 @@ pub(super) fn function_info(tx: Tx, name: &str) -> Result<FunctionInfo, StoreErr
         latest: CodeInfo {
             digest: parse_digest(row.get(0))?,
             size: row.get::<_, i64>(1) as u64,
+            source: non_empty(row.get(7)),
             config: parse_config(row.get(2))?,
             updated_at_ms: row.get(3),
         },
@@ -127,7 +130,8 @@ pub(super) fn function_info(tx: Tx, name: &str) -> Result<FunctionInfo, StoreErr
     })
 }
 
-const VERSION_COLUMNS: &str = "v.number, v.digest, m.size, v.config, v.description, v.created_at";
+const VERSION_COLUMNS: &str =
+    "v.number, v.digest, m.size, v.config, v.description, v.created_at, v.source";
 
 fn version_from_row(name: &str, row: &postgres::Row) -> Result<VersionInfo, StoreError> {
     Ok(VersionInfo {
@@ -135,6 +139,7 @@ fn version_from_row(name: &str, row: &postgres::Row) -> Result<VersionInfo, Stor
         version: row.get::<_, i64>(0) as u32,
         digest: parse_digest(row.get(1))?,
         size: row.get::<_, i64>(2) as u64,
+        source: non_empty(row.get(6)),
         config: parse_config(row.get(3))?,
         description: row.get(4),
         created_at_ms: row.get(5),

@@ -29,7 +29,7 @@ use super::{ChangeFeed, FunctionRows, MetadataStore, Published, StoreError, Stor
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
     EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, HttpRoute, KeyRecord,
-    KvEntry, KvLimits, KvStoreId, Lane, NamespaceRecord, NewObject, NodeRecord, Quotas,
+    KvEntry, KvLimits, KvStoreId, Lane, NamespaceRecord, NewCode, NewObject, NodeRecord, Quotas,
     RoutesChange, ScalingPolicy, Settlement, TimerTick, TrafficChange, Trigger, TriggerSource,
     UsageRow, VersionLabel, Why,
 };
@@ -267,8 +267,7 @@ impl MetadataStore for PostgresStore {
     fn set_latest(
         &self,
         name: &str,
-        digest: &Digest,
-        size: u64,
+        code: &NewCode,
         patch: &ConfigPatch,
         latest_bp: Option<BasisPoints>,
         now_ms: i64,
@@ -279,7 +278,7 @@ impl MetadataStore for PostgresStore {
                 tx.execute(
                     "INSERT INTO modules (digest, size, created_at) VALUES ($1, $2, $3)
                      ON CONFLICT DO NOTHING",
-                    &[&digest.to_hex(), &(size as i64), &now_ms],
+                    &[&code.digest.to_hex(), &(code.size as i64), &now_ms],
                 )
                 .map_err(database)?;
                 let current = latest_config(tx, name)?;
@@ -287,11 +286,17 @@ impl MetadataStore for PostgresStore {
                 let config = serde_json::to_string(&config).expect("config serializes");
                 tx.execute(
                     "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at,
-                            created_at)
-                     VALUES ($1, $2, $3, $4, $4)
+                            created_at, latest_source)
+                     VALUES ($1, $2, $3, $4, $4, $5)
                      ON CONFLICT (name) DO UPDATE SET latest_digest = $2, latest_config = $3,
-                                                      latest_updated_at = $4",
-                    &[&name, &digest.to_hex(), &config, &now_ms],
+                                                      latest_updated_at = $4, latest_source = $5",
+                    &[
+                        &name,
+                        &code.digest.to_hex(),
+                        &config,
+                        &now_ms,
+                        &code.source.as_deref().unwrap_or(""),
+                    ],
                 )
                 .map_err(database)?;
                 if let Some(bp) = latest_bp {
@@ -812,7 +817,7 @@ mod tests {
         let before = db.change_serial().unwrap().unwrap();
         let patch = crate::model::ConfigPatch::default();
         let why = Why::admin("test");
-        db.set_latest("f", &Digest::of(b"f"), 1, &patch, None, 1, &why)
+        db.set_latest("f", &NewCode::of(b"f"), &patch, None, 1, &why)
             .unwrap();
         let after_upload = db.change_serial().unwrap().unwrap();
         assert_eq!(after_upload, before + 1);

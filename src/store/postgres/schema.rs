@@ -251,6 +251,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_queued ON events (function, status) WHERE invocation IS NOT NULL;
     CREATE INDEX events_lane_due ON events ((invocation IS NOT NULL), status, next_attempt_ms);
     "#,
+    // 10: where code came from: `oci://REGISTRY/REPO:TAG@sha256:...` for a component pulled
+    // from a registry, '' for an upload. A version keeps its $LATEST's at publish.
+    r#"
+    ALTER TABLE functions ADD COLUMN latest_source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE versions ADD COLUMN source TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// Migrations after which fnhost releases that do not know them must stop (none yet). Ship

@@ -6,7 +6,7 @@ use crate::model::{
     AliasRecord, AliasSpec, BasisPoints, CodeInfo, DefaultPolicy, Digest, FunctionConfig,
     FunctionInfo, ScalingPolicy, VersionInfo,
 };
-pub(super) use crate::store::decode::{parse_config, parse_digest, parse_json};
+pub(super) use crate::store::decode::{non_empty, parse_config, parse_digest, parse_json};
 use crate::store::{FunctionRows, Published, StoreError};
 
 pub(super) fn publish(
@@ -39,8 +39,9 @@ pub(super) fn publish(
         });
     }
     tx.execute(
-        "INSERT INTO versions (function, number, digest, config, description, created_at)
-         SELECT name, next_version, latest_digest, latest_config, ?2, ?3
+        "INSERT INTO versions (function, number, digest, config, description, created_at,
+                               source)
+         SELECT name, next_version, latest_digest, latest_config, ?2, ?3, latest_source
          FROM functions WHERE name = ?1",
         params![name, description, now_ms],
     )?;
@@ -105,7 +106,8 @@ pub(super) fn function_info(tx: &Transaction<'_>, name: &str) -> Result<Function
         .query_row(
             "SELECT f.latest_digest, m.size, f.latest_config, f.latest_updated_at, f.created_at,
                     (SELECT MAX(number) FROM versions v WHERE v.function = f.name),
-                    (SELECT COUNT(*) FROM versions v WHERE v.function = f.name)
+                    (SELECT COUNT(*) FROM versions v WHERE v.function = f.name),
+                    f.latest_source
              FROM functions f JOIN modules m ON m.digest = f.latest_digest
              WHERE f.name = ?1",
             [name],
@@ -118,17 +120,19 @@ pub(super) fn function_info(tx: &Transaction<'_>, name: &str) -> Result<Function
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<u32>>(5)?,
                     r.get::<_, u32>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             },
         )
         .optional()?
         .ok_or_else(|| StoreError::UnknownFunction(name.to_string()))?;
-    let (digest, size, config, updated, created, newest, count) = row;
+    let (digest, size, config, updated, created, newest, count, source) = row;
     Ok(FunctionInfo {
         name: name.to_string(),
         latest: CodeInfo {
             digest: parse_digest(&digest)?,
             size: size as u64,
+            source: non_empty(source),
             config: parse_config(&config)?,
             updated_at_ms: updated,
         },
@@ -138,7 +142,8 @@ pub(super) fn function_info(tx: &Transaction<'_>, name: &str) -> Result<Function
     })
 }
 
-const VERSION_COLUMNS: &str = "v.number, v.digest, m.size, v.config, v.description, v.created_at";
+const VERSION_COLUMNS: &str =
+    "v.number, v.digest, m.size, v.config, v.description, v.created_at, v.source";
 
 fn version_from_row(name: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RawVersion> {
     Ok(RawVersion {
@@ -149,6 +154,7 @@ fn version_from_row(name: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RawVe
         config: r.get(3)?,
         description: r.get(4)?,
         created_at: r.get(5)?,
+        source: r.get(6)?,
     })
 }
 
@@ -161,6 +167,7 @@ struct RawVersion {
     config: String,
     description: String,
     created_at: i64,
+    source: String,
 }
 
 impl RawVersion {
@@ -170,6 +177,7 @@ impl RawVersion {
             version: self.number,
             digest: parse_digest(&self.digest)?,
             size: self.size as u64,
+            source: non_empty(self.source),
             config: parse_config(&self.config)?,
             description: self.description,
             created_at_ms: self.created_at,

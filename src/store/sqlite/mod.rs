@@ -27,7 +27,7 @@ use super::{FunctionRows, MetadataStore, Published, StoreError, StoredRollout};
 use crate::model::{
     Access, AliasSpec, AuditEntry, BasisPoints, ConfigPatch, DefaultPolicyPatch, Digest,
     EventRecord, EventStatus, FunctionConfig, HealthSample, HistoryEntry, HttpRoute, KeyRecord,
-    KvEntry, KvLimits, KvStoreId, Lane, NamespaceRecord, NewObject, NodeRecord, Quotas,
+    KvEntry, KvLimits, KvStoreId, Lane, NamespaceRecord, NewCode, NewObject, NodeRecord, Quotas,
     RoutesChange, ScalingPolicy, Settlement, TimerTick, TrafficChange, Trigger, TriggerSource,
     UsageRow, VersionLabel, Why,
 };
@@ -139,33 +139,41 @@ impl MetadataStore for SqliteStore {
     fn set_latest(
         &self,
         name: &str,
-        digest: &Digest,
-        size: u64,
+        code: &NewCode,
         patch: &ConfigPatch,
         latest_bp: Option<BasisPoints>,
         now_ms: i64,
         why: &Why,
     ) -> Result<(), StoreError> {
-        self.with_tx(|tx| audited(tx, name, why, |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO modules (digest, size, created_at) VALUES (?1, ?2, ?3)",
-                params![digest.to_hex(), size as i64, now_ms],
-            )?;
-            let current = latest_config(tx, name)?;
-            let config = patch.apply(current.as_ref().unwrap_or(&FunctionConfig::default()))?;
-            let config_json = serde_json::to_string(&config).expect("config serializes");
-            tx.execute(
-                "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
+        self.with_tx(|tx| {
+            audited(tx, name, why, |tx| {
+                tx.execute(
+                    "INSERT OR IGNORE INTO modules (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                    params![code.digest.to_hex(), code.size as i64, now_ms],
+                )?;
+                let current = latest_config(tx, name)?;
+                let config = patch.apply(current.as_ref().unwrap_or(&FunctionConfig::default()))?;
+                let config_json = serde_json::to_string(&config).expect("config serializes");
+                tx.execute(
+                    "INSERT INTO functions (name, latest_digest, latest_config, latest_updated_at,
+                                        created_at, latest_source)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
                  ON CONFLICT(name) DO UPDATE SET latest_digest = ?2, latest_config = ?3,
-                                                 latest_updated_at = ?4",
-                params![name, digest.to_hex(), config_json, now_ms],
-            )?;
-            if let Some(bp) = latest_bp {
-                update_default_policy(tx, name, |policy| policy.latest_bp = bp)?;
-            }
-            Ok(())
-        }))
+                                                 latest_updated_at = ?4, latest_source = ?5",
+                    params![
+                        name,
+                        code.digest.to_hex(),
+                        config_json,
+                        now_ms,
+                        code.source.as_deref().unwrap_or("")
+                    ],
+                )?;
+                if let Some(bp) = latest_bp {
+                    update_default_policy(tx, name, |policy| policy.latest_bp = bp)?;
+                }
+                Ok(())
+            })
+        })
     }
 
     /// Replaces `$LATEST`'s config, keeping its code.
@@ -663,8 +671,7 @@ mod tests {
     fn deploy(db: &SqliteStore, name: &str, code: &[u8]) {
         db.set_latest(
             name,
-            &Digest::of(code),
-            1,
+            &NewCode::of(code),
             &ConfigPatch::default(),
             None,
             1,
