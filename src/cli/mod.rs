@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod manifest;
+mod oci;
 mod serve;
 mod table;
 pub mod units;
@@ -45,8 +46,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the host: the data plane and the admin API.
     Serve(ServeArgs),
-    /// Upload a component as a function's $LATEST (creating the function if needed).
+    /// Upload a component as a function's $LATEST (creating the function if needed), from
+    /// a file or pulled from an OCI registry (`deploy NAME oci://REGISTRY/REPO:TAG`).
     Deploy(commands::DeployArgs),
+    /// Push a component to an OCI registry as a wasm artifact (the CNCF layout `wkg oci
+    /// push` makes), for CI pipelines: `push FILE.wasm oci://REGISTRY/REPO:TAG`. Prints the
+    /// reference pinned by digest, which `deploy` takes.
+    Push(commands::PushArgs),
     /// Freeze $LATEST (code and config) as the next immutable version.
     Publish(commands::PublishArgs),
     /// List a function's published versions.

@@ -78,6 +78,15 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} must be KEY=VALUE"))
 }
 
+/// A size for people: `74.1 KiB`, `3.2 MiB`.
+pub fn human_size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

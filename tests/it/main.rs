@@ -25,6 +25,7 @@ mod languages;
 mod manifest;
 mod metering;
 mod properties;
+mod registry;
 mod restart;
 mod rollout;
 mod routes;

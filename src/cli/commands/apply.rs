@@ -9,7 +9,8 @@ use clap::Args;
 use http::Method;
 use serde::de::IgnoredAny;
 
-use super::{print_json, read_file};
+use super::print_json;
+use super::registry::{Planned, RegistryArgs, fetch_planned, plan_component};
 use crate::api::{
     AddTrigger, AliasRequest, FunctionDetail, FunctionList, HttpRouteList, PromoteRequest,
     RolloutPhase, RolloutView, ScalingView, SetAccess, SetProvisioned, TrafficRequest, TriggerList,
@@ -18,9 +19,7 @@ use crate::cli::ClientArgs;
 use crate::cli::client::{AdminClient, ApiFailure};
 use crate::cli::manifest::plan::{self, Action, Current, CurrentFunction, LocalCode, full_patch};
 use crate::cli::manifest::{self, AsyncSpec, FunctionSpec, Manifest, ReleaseSpec, Strategy};
-use crate::model::{
-    AsyncPolicy, DEFAULT_ALIAS, DEFAULT_NAMESPACE, Digest, FunctionConfig, namespace_of,
-};
+use crate::model::{AsyncPolicy, DEFAULT_ALIAS, DEFAULT_NAMESPACE, FunctionConfig, namespace_of};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -43,6 +42,8 @@ pub struct ApplyArgs {
     /// Wait for the rollouts this apply starts to end; fail if one is rolled back.
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -74,20 +75,17 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let mut code = BTreeMap::new();
     let mut wasm = BTreeMap::new();
     for (id, function) in &desired.functions {
-        let bytes = read_file(&function.component).with_context(|| {
-            format!(
-                "{}: functions.{}.component",
-                args.file.display(),
-                function.name
-            )
-        })?;
-        code.insert(
-            id.clone(),
-            LocalCode {
-                digest: Digest::of(&bytes),
-            },
-        );
-        wasm.insert(id.clone(), bytes);
+        let (digest, planned) = plan_component(&function.component, &args.registry)
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: functions.{}.component",
+                    args.file.display(),
+                    function.name
+                )
+            })?;
+        code.insert(id.clone(), LocalCode { digest });
+        wasm.insert(id.clone(), planned);
     }
     let client = AdminClient::new(&ClientArgs {
         namespace: Some(desired.namespace.clone()),
@@ -125,7 +123,15 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     }
     let mut rollouts = Vec::new();
     for action in &plan.actions {
-        if let Some(started) = run(&client, action, &mut wasm, !args.client.json).await? {
+        if let Some(started) = run(
+            &client,
+            action,
+            &mut wasm,
+            &args.registry,
+            !args.client.json,
+        )
+        .await?
+        {
             rollouts.push(started);
         }
     }
@@ -236,7 +242,8 @@ fn optional<T>(answer: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
 async fn run(
     client: &AdminClient,
     action: &Action,
-    wasm: &mut BTreeMap<String, Vec<u8>>,
+    wasm: &mut BTreeMap<String, Planned>,
+    registry: &RegistryArgs,
     show: bool,
 ) -> anyhow::Result<Option<RolloutView>> {
     let fail = |what: String| move |e: anyhow::Error| e.context(what);
@@ -246,10 +253,23 @@ async fn run(
         } => {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("config", &serde_json::to_string(&full_patch(config))?);
-            let bytes = wasm.remove(function).unwrap_or_default();
-            super::deploy::upload(client, function, function, bytes, &query.finish(), show)
-                .await
-                .map_err(fail(format!("uploading {function}")))?;
+            let planned = wasm
+                .remove(function)
+                .with_context(|| format!("no component read for {function}"))?;
+            let component = fetch_planned(planned, registry).await?;
+            if let Some(source) = &component.source {
+                query.append_pair("source", source);
+            }
+            super::deploy::upload(
+                client,
+                function,
+                &component.what,
+                component.wasm,
+                &query.finish(),
+                show,
+            )
+            .await
+            .map_err(fail(format!("uploading {function}")))?;
         }
         Action::Config {
             function, config, ..
@@ -407,6 +427,11 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let mut functions = BTreeMap::new();
     for (id, function) in &current.functions {
         let name = id.split('.').next().unwrap_or(id).to_string();
+        // Code pulled from a registry is written as the reference it was pinned to.
+        if let Some(source) = &function.detail.function.latest.source {
+            functions.insert(name, spec_of(function, source));
+            continue;
+        }
         let response = client
             .send(
                 Method::GET,
@@ -422,7 +447,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         let file = args.code_dir.join(format!("{name}.wasm"));
         std::fs::write(base.join(&file), &bytes)
             .with_context(|| format!("cannot write {}", base.join(&file).display()))?;
-        functions.insert(name, spec_of(function, &file));
+        functions.insert(name, spec_of(function, &file.display().to_string()));
     }
     let manifest = Manifest {
         namespace: (namespace != DEFAULT_NAMESPACE).then_some(namespace),
@@ -455,7 +480,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// A function as the manifest writes it: only what differs from the defaults.
-fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
+fn spec_of(function: &CurrentFunction, component: &str) -> FunctionSpec {
     let config = &function.detail.function.latest.config;
     let defaults = FunctionConfig::default();
     // A field the manifest writes only when it is not the default, in the manifest's units.
@@ -482,7 +507,7 @@ fn spec_of(function: &CurrentFunction, component: &Path) -> FunctionSpec {
         .and_then(|a| a.latest_percent)
         .unwrap_or_default();
     FunctionSpec {
-        component: component.display().to_string(),
+        component: component.to_string(),
         build: None,
         memory: unless_default(config.memory_mb, defaults.memory_mb, |mb| format!("{mb}Mi")),
         timeout: unless_default(config.timeout_ms, defaults.timeout_ms, |ms| {

@@ -1,25 +1,30 @@
 //! `fnhost deploy NAME FILE.wasm`: upload with live progress while the host compiles.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Context as _;
 use clap::Args;
 use http::{Method, header};
 use http_body_util::BodyExt;
 
-use super::{LimitArgs, parse_key_value, print_json, read_file};
+use super::registry::{RegistryArgs, read_component};
+use super::{LimitArgs, parse_key_value, print_json};
 use crate::api::{StageView, Status, UploadEvent, Uploaded};
 use crate::cli::ClientArgs;
 use crate::cli::client::{AdminClient, ApiFailure};
+use crate::cli::units::human_size;
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// The function's name: a lowercase DNS label (a-z, 0-9, '-').
     pub name: String,
-    /// The component to upload: a wasi:http/proxy (WASI 0.2) or wasi:http/service (WASI 0.3)
-    /// component, e.g. built for wasm32-wasip2.
-    pub file: PathBuf,
+    /// The component: a file holding a wasi:http/proxy (WASI 0.2) or wasi:http/service
+    /// (WASI 0.3) component, e.g. built for wasm32-wasip2; or an OCI artifact,
+    /// oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:DIGEST, pulled here, checked
+    /// against its digests and kept with the version as its source, pinned by digest.
+    #[arg(value_name = "FILE|oci://...")]
+    pub component: String,
     /// Environment variables for the function; when given, they replace its whole
     /// environment (repeat for several).
     #[arg(long, value_parser = parse_key_value, value_name = "KEY=VALUE")]
@@ -37,23 +42,26 @@ pub struct DeployArgs {
     #[arg(long, default_value = "", requires = "publish")]
     pub description: String,
     #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
 pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.client)?;
-    let wasm = read_file(&args.file)?;
     // The host would refuse a too-large upload mid-transfer, which a client sees as a reset
     // connection; ask for the limit first and say it plainly.
-    if let Ok(status) = client.get::<Status>("/v1/status").await
-        && wasm.len() as u64 > status.limits.max_upload_bytes
-    {
-        let limit = status.limits.max_upload_bytes;
+    let limit = client
+        .get::<Status>("/v1/status")
+        .await
+        .map_or(u64::MAX, |status| status.limits.max_upload_bytes);
+    let component = read_component(&args.component, Path::new(""), &args.registry, limit).await?;
+    if component.wasm.len() as u64 > limit {
         anyhow::bail!(
             "{} is {}, larger than the host's upload limit of {}; strip it \
              (`wasm-tools strip`) or raise `fnhost serve --max-upload`",
-            args.file.display(),
-            human_size(wasm.len()),
+            component.what,
+            human_size(component.wasm.len()),
             human_size(limit as usize)
         );
     }
@@ -66,12 +74,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(bp) = args.traffic {
         query.append_pair("traffic", &bp.to_string());
     }
+    if let Some(source) = &component.source {
+        query.append_pair("source", source);
+    }
     let query = query.finish();
     let mut result = upload(
         &client,
         &args.name,
-        &args.file.display().to_string(),
-        wasm,
+        &component.what,
+        component.wasm,
         &query,
         !args.client.json,
     )
@@ -246,13 +257,5 @@ impl Progress {
         if self.enabled && self.terminal {
             let _ = writeln!(std::io::stderr());
         }
-    }
-}
-
-fn human_size(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1 << 10) as f64),
-        b => format!("{b} B"),
     }
 }

@@ -68,6 +68,8 @@ pub async fn versions(args: NameArgs) -> anyhow::Result<()> {
                 format!("{}Mi", v.config.memory_mb),
                 format!("{}ms", v.config.timeout_ms),
                 v.config.env.len().to_string(),
+                // The registry artifact as pushed (tag, or the digest when there is none).
+                v.source.as_deref().map_or("-".into(), short_source),
                 v.description.clone(),
             ]
         })
@@ -81,12 +83,22 @@ pub async fn versions(args: NameArgs) -> anyhow::Result<()> {
                 "MEMORY",
                 "TIMEOUT",
                 "ENV",
+                "SOURCE",
                 "DESCRIPTION"
             ],
             &rows
         )
     );
     Ok(())
+}
+
+/// `oci://r/repo:tag@sha256:...` as `oci://r/repo:tag@sha256:0123456789ab`: enough to
+/// tell versions apart in a table; `--json` has the whole digest.
+fn short_source(source: &str) -> String {
+    match source.split_once("@sha256:") {
+        Some((name, hex)) => format!("{name}@sha256:{}", &hex[..hex.len().min(12)]),
+        None => source.to_string(),
+    }
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ mod kv;
 mod logs;
 mod manage;
 mod objects;
+mod registry;
 mod rollout;
 mod routes;
 mod secrets;
@@ -31,6 +32,7 @@ pub use invoke::InvokeArgs;
 pub use kv::KvCommand;
 pub use logs::LogsArgs;
 pub use objects::ObjectCommand;
+pub use registry::PushArgs;
 pub use rollout::RolloutArgs;
 pub use routes::RouteCommand;
 pub use secrets::SecretCommand;
@@ -241,6 +243,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(_) => unreachable!("serve runs its own runtime"),
         Command::Deploy(args) => deploy::run(args).await,
+        Command::Push(args) => registry::push(args).await,
         Command::Publish(args) => manage::publish(args).await,
         Command::Versions(args) => manage::versions(args).await,
         Command::Functions(args) => manage::functions(args).await,

@@ -43,7 +43,8 @@ pub struct Manifest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
-    /// The component, relative to the manifest's directory.
+    /// The component: a file relative to the manifest's directory, or an OCI artifact,
+    /// `oci://REGISTRY/REPO:TAG` (or `@sha256:...`), resolved at each apply.
     pub component: String,
     /// A command run (by `sh -c`, in the manifest's directory) before the component is read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,13 +172,22 @@ pub struct Desired {
     pub has_routes: bool,
 }
 
+/// Where a function's component comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ComponentRef {
+    /// A file, relative to the manifest's directory.
+    File(PathBuf),
+    /// An artifact in an OCI registry (`component = "oci://REGISTRY/REPO:TAG"`).
+    Oci(crate::model::OciReference),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredFunction {
     /// The function's id (`NAME.NS` outside the default namespace).
     pub id: String,
     /// The name as written.
     pub name: String,
-    pub component: PathBuf,
+    pub component: ComponentRef,
     pub build: Option<String>,
     pub config: FunctionConfig,
     pub access: Access,
@@ -279,6 +289,20 @@ fn check(
         if spec.component.is_empty() {
             return Err(fail(&["component"], "the component's path is empty".into()));
         }
+        let component = if crate::model::OciReference::is_oci(&spec.component) {
+            let reference = crate::model::OciReference::parse(&spec.component)
+                .map_err(|e| fail(&["component"], e.to_string()))?;
+            if spec.build.is_some() {
+                return Err(fail(
+                    &["build"],
+                    "a component pulled from a registry is built before it is pushed, not here"
+                        .into(),
+                ));
+            }
+            ComponentRef::Oci(reference)
+        } else {
+            ComponentRef::File(base.join(&spec.component))
+        };
         let config = function_config(spec).map_err(|(field, message)| fail(&[field], message))?;
         for (alias, request) in &spec.aliases {
             check_alias_name(alias).map_err(|e| fail(&["aliases", alias], e.to_string()))?;
@@ -311,7 +335,7 @@ fn check(
             DesiredFunction {
                 id,
                 name: name.clone(),
-                component: base.join(&spec.component),
+                component,
                 build: spec.build.clone(),
                 config,
                 access: spec.access,
@@ -637,7 +661,10 @@ strip_prefix = true
         let desired = parse_text(SHOP).unwrap();
         assert_eq!(desired.namespace, "shop");
         let cart = &desired.functions["cart.shop"];
-        assert_eq!(cart.component, Path::new("deploy/target/cart.wasm"));
+        assert_eq!(
+            cart.component,
+            ComponentRef::File("deploy/target/cart.wasm".into())
+        );
         assert_eq!(cart.config.memory_mb, 64);
         assert_eq!(cart.config.timeout_ms, 3000);
         assert_eq!(
@@ -676,6 +703,24 @@ strip_prefix = true
 
     fn error_of(text: &str) -> ManifestError {
         parse_text(text).unwrap_err()
+    }
+
+    #[test]
+    fn an_oci_component_is_a_reference_not_a_path() {
+        let desired =
+            parse_text("[functions.cart]\ncomponent = \"oci://127.0.0.1:5000/shop/cart:v3\"\n")
+                .unwrap();
+        let ComponentRef::Oci(reference) = &desired.functions["cart"].component else {
+            panic!("not a reference: {:?}", desired.functions["cart"].component)
+        };
+        assert_eq!(reference.repository, "shop/cart");
+        assert_eq!(reference.tag.as_deref(), Some("v3"));
+        let e = error_of("[functions.cart]\ncomponent = \"oci://ghcr.io/Shop:v3\"\n");
+        assert_eq!(e.field, "functions.cart.component", "{e}");
+        assert!(e.message.contains("lowercase"), "{e}");
+        let e =
+            error_of("[functions.cart]\ncomponent = \"oci://ghcr.io/shop:v3\"\nbuild = \"make\"\n");
+        assert_eq!(e.field, "functions.cart.build", "{e}");
     }
 
     #[test]
