@@ -40,7 +40,20 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
     let host = TestHost::start(&dir.path().join("data")).await;
     host.deploy("shop", "hostile", "env=VARIANT%3Dold").await;
     assert_eq!(host.publish("shop").await.0, 201);
-    host.deploy("shop", "hostile", "env=VARIANT%3Dnew").await;
+    // $LATEST as if pulled from a registry: the page shows where it came from.
+    let source = format!(
+        "oci://registry.example.com/shop:v2@sha256:{}",
+        "e".repeat(64)
+    );
+    host.deploy(
+        "shop",
+        "hostile",
+        &format!(
+            "env=VARIANT%3Dnew&source={}",
+            crate::common::urlencode(&source)
+        ),
+    )
+    .await;
     let console = format!("{}/console/", host.admin_url);
 
     // The files are served with a strict policy; a wrong token is refused on the page.
@@ -95,6 +108,11 @@ async fn the_console_shows_functions_and_steers_traffic_in_a_real_browser() {
     browser
         .wait_for("#latest-percent", Duration::from_secs(10))
         .await;
+    let shown = browser.text("td.source").await;
+    assert_eq!(
+        shown, "oci://registry.example.com/shop:v2@sha256:eeeeeeeeeeee",
+        "$LATEST's source in the versions table"
+    );
     assert_eq!(split(&host, 20).await, (20, 0));
     browser
         .script(

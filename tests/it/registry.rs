@@ -1,5 +1,6 @@
 //! Components in OCI registries, on a real one: Debian's `docker-registry` (distribution
-//! 2.8) on a loopback port, anonymous or behind basic auth. `fnhost push` and a third-party
+//! 2.8) on a loopback port, anonymous, behind basic auth, or behind token auth (the Docker
+//! registry token flow, with a token service here that signs what the registry verifies). `fnhost push` and a third-party
 //! client (oras-py, from PyPI) push; `fnhost deploy oci://...` and `apply` pull, check the
 //! digests and keep the pinned reference with the version.
 
@@ -18,9 +19,20 @@ struct Registry {
     root: PathBuf,
 }
 
+/// How the registry authenticates clients.
+enum Auth<'a> {
+    Anonymous,
+    /// htpasswd: `user` with `password`.
+    Basic(&'a str, &'a str),
+    /// Bearer tokens from `realm`, signed by the key of the certificate `cert`.
+    Token {
+        realm: String,
+        cert: PathBuf,
+    },
+}
+
 impl Registry {
-    /// Anonymous, or behind basic auth for `user` with `password`.
-    fn start(dir: &Path, basic: Option<(&str, &str)>) -> Registry {
+    fn start(dir: &Path, auth: Auth<'_>) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,14 +45,22 @@ impl Registry {
              http:\n  addr: 127.0.0.1:{port}\n",
             root.display()
         );
-        if let Some((user, password)) = basic {
-            let hash = bcrypt::hash(password, 4).unwrap();
-            let htpasswd = dir.join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: fnhost-test\n    path: {}\n",
-                htpasswd.display()
-            ));
+        match auth {
+            Auth::Anonymous => {}
+            Auth::Basic(user, password) => {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                let htpasswd = dir.join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: fnhost-test\n    path: {}\n",
+                    htpasswd.display()
+                ));
+            }
+            Auth::Token { realm, cert } => config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                cert.display()
+            )),
         }
         let config_path = dir.join("registry.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -134,7 +154,7 @@ async fn refused(host: &TestHost, args: &[&str], function: &str, expected: &str)
 #[tokio::test]
 async fn components_are_pushed_deployed_and_pinned_by_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(dir.path(), None);
+    let registry = Registry::start(dir.path(), Auth::Anonymous);
     let host = TestHost::start(&dir.path().join("data")).await;
     let tag = format!("{}:v1", registry.reference("shop/hello"));
     let pushed = push(&host, "hello", &tag, &[("SOURCE_DATE_EPOCH", "1700000000")]);
@@ -215,7 +235,7 @@ async fn artifacts_of_other_clients_deploy_and_ours_pull_with_them() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(dir.path(), None);
+    let registry = Registry::start(dir.path(), Auth::Anonymous);
     let host = TestHost::start(&dir.path().join("data")).await;
     let wasm_dir = wasm_path("echo").parent().unwrap().to_path_buf();
     let address = format!("127.0.0.1:{}", registry.port);
@@ -301,7 +321,7 @@ async fn artifacts_of_other_clients_deploy_and_ours_pull_with_them() {
 #[tokio::test]
 async fn a_registry_behind_basic_auth_takes_flags_or_the_docker_config() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(dir.path(), Some(("ci", "s3cret")));
+    let registry = Registry::start(dir.path(), Auth::Basic("ci", "s3cret"));
     let host = TestHost::start(&dir.path().join("data")).await;
     let tag = format!("{}:v1", registry.reference("private/hello"));
     let file = wasm_path("hello");
@@ -372,7 +392,7 @@ async fn a_registry_behind_basic_auth_takes_flags_or_the_docker_config() {
 #[tokio::test]
 async fn bad_references_and_bad_registries_deploy_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(dir.path(), None);
+    let registry = Registry::start(dir.path(), Auth::Anonymous);
     let host = TestHost::start(&dir.path().join("data")).await;
     let repo = registry.reference("shop/cart");
     let pushed = push(&host, "hello", &format!("{repo}:v1"), &[]);
@@ -434,6 +454,204 @@ async fn bad_references_and_bad_registries_deploy_nothing() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(hung);
+}
+
+/// The token flow: the registry answers `401 Bearer realm=...,scope=...`; fnhost asks the
+/// token service with the credentials for that scope and retries with the token. Without
+/// credentials the token service refuses, and the error says how to give them.
+#[tokio::test]
+async fn a_registry_with_token_auth_is_answered_with_its_token_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenService::start(dir.path(), "ci", "t0ken");
+    let registry = Registry::start(
+        dir.path(),
+        Auth::Token {
+            realm: format!("http://127.0.0.1:{}/token", tokens.port),
+            cert: tokens.cert.clone(),
+        },
+    );
+    let host = TestHost::start(&dir.path().join("data")).await;
+    let tag = format!("{}:v1", registry.reference("team/hello"));
+    let creds = [
+        ("FNHOST_REGISTRY_USERNAME", "ci"),
+        ("FNHOST_REGISTRY_PASSWORD", "t0ken"),
+    ];
+    let file = wasm_path("hello");
+    let (ok, _, err) = cli(&host, &["push", file.to_str().unwrap(), &tag], &[]);
+    assert!(!ok);
+    assert!(err.contains("needs credentials"), "{err}");
+    let pushed = push(&host, "hello", &tag, &creds);
+    let (ok, _, err) = cli(&host, &["deploy", "hello", &tag], &creds);
+    assert!(ok, "{err}");
+    let (code, _, body) = host.call_text("/hello").await;
+    assert_eq!((code, body.as_str()), (200, "Hello, world!\n"));
+    let (_, function) = host.get_json("/v1/functions/hello").await;
+    assert_eq!(function["latest"]["source"], pushed["reference"]);
+    let scopes = tokens.scopes.lock().unwrap().clone();
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s == "repository:team/hello:pull,push"),
+        "push asked for a push token: {scopes:?}"
+    );
+    assert!(
+        scopes.iter().any(|s| s == "repository:team/hello:pull"),
+        "deploy asked for a pull token: {scopes:?}"
+    );
+}
+
+const TOKEN_SERVICE: &str = "fnhost-test-registry";
+const TOKEN_ISSUER: &str = "fnhost-test-issuer";
+
+/// A registry token service (what Docker Hub's auth.docker.io or Harbor's core does): checks
+/// Basic credentials and answers a JWT, signed RS256 with a key whose certificate the
+/// registry trusts, granting the scope asked for. Signing is openssl's.
+struct TokenService {
+    port: u16,
+    cert: PathBuf,
+    /// Every scope a token was issued for.
+    scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenService {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenService {
+        let key = dir.join("token-key.pem");
+        let cert = dir.join("token-cert.pem");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            key.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            "/CN=fnhost-test-token",
+            "-days",
+            "2",
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        let der = openssl(&["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"]);
+        let x5c = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let scopes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let expected = format!("Basic {}", base64_of(&format!("{user}:{password}")));
+        let (seen, stopped) = (scopes.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let head = read_head(&mut stream);
+                let authorized = head.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:")
+                        && l[14..].trim() == expected
+                });
+                let answer = if authorized {
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+                    let scope = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "scope")
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                    seen.lock().unwrap().push(scope.clone());
+                    let token = sign_token(&key, &x5c, &scope);
+                    let body = format!("{{\"token\": \"{token}\", \"expires_in\": 300}}");
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                use std::io::Write as _;
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        TokenService {
+            port,
+            cert,
+            scopes,
+            stop,
+        }
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A JWT granting `scope` (`repository:NAME:ACTIONS`), signed RS256 by `key`, its
+/// certificate in `x5c` so the registry can check it against its root bundle.
+fn sign_token(key: &Path, x5c: &str, scope: &str) -> String {
+    use base64::Engine as _;
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let mut parts = scope.splitn(3, ':');
+    let (kind, name, actions) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": "ci", "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{name}"),
+        "access": [{"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}],
+    });
+    let signed = format!(
+        "{}.{}",
+        url(header.to_string().as_bytes()),
+        url(claims.to_string().as_bytes())
+    );
+    let signature = crate::common::run_with_stdin(
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(key),
+        signed.as_bytes(),
+    )
+    .stdout;
+    format!("{signed}.{}", url(&signature))
 }
 
 fn sha_hex(bytes: &[u8]) -> String {

@@ -307,6 +307,14 @@ function observed(o) {
   return `${o.requests} / ${o.errors} / ${p99}`;
 }
 
+// Where a version's code came from: the registry artifact (its digest shortened; the whole
+// reference on hover), or an uploaded file.
+function sourceCell(source) {
+  if (!source) return el("td", { class: "wide" }, "upload");
+  const [name, hex] = source.split("@sha256:");
+  return el("td", { class: "wide source", title: source }, hex ? `${name}@sha256:${hex.slice(0, 12)}` : source);
+}
+
 /// Dead letters of the function's triggers and asynchronous invocations, each with a retry.
 function deadLetters(name, events, invocations, act) {
   const rows = [
@@ -405,12 +413,15 @@ async function functionPage(name) {
     el("table", {},
       el("thead", {}, el("tr", {},
         el("th", { scope: "col" }, "Version"), el("th", { scope: "col", class: "wide" }, "Digest"),
+        el("th", { scope: "col", class: "wide" }, "Source"),
         el("th", { scope: "col" }, "Description"), el("th", { scope: "col", class: "wide" }, "Published"))),
       el("tbody", {},
         el("tr", {}, el("td", {}, "$LATEST"), el("td", { class: "wide" }, f.latest.digest.slice(0, 19)),
+          sourceCell(f.latest.source),
           el("td", {}, ""), el("td", { class: "wide" }, when(f.latest.updated_at_ms))),
         ...f.versions.slice().reverse().map((v) => el("tr", {},
           el("td", {}, `v${v.version}`), el("td", { class: "wide" }, v.digest.slice(0, 19)),
+          sourceCell(v.source),
           el("td", {}, v.description), el("td", { class: "wide" }, when(v.created_at_ms)))))),
     el("h2", {}, "$LATEST config and limits"),
     configTable(config, f.access));

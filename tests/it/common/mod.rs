@@ -76,23 +76,13 @@ impl TestHost {
     /// Sets secret `name` of `function` to `value` with `fnhost secret set` (the value on
     /// stdin, as an operator types it).
     pub fn set_secret(&self, function: &str, name: &str, value: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .args(["secret", "set", function, name])
-            .env("FNHOST_ADMIN_URL", &self.admin_url)
-            .env("FNHOST_DATA_DIR", &self.data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{value}\n").as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+        let output = run_with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_fnhost"))
+                .args(["secret", "set", function, name])
+                .env("FNHOST_ADMIN_URL", &self.admin_url)
+                .env("FNHOST_DATA_DIR", &self.data_dir),
+            format!("{value}\n").as_bytes(),
+        );
         assert!(
             output.status.success(),
             "{}",
@@ -427,6 +417,19 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs `command` with `input` on its stdin; its output (stdout and stderr captured).
+pub fn run_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The outside tool `scripts/install-tools` provides through `variable`. A test that needs
