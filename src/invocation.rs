@@ -30,6 +30,7 @@ use crate::function_logs::FunctionLogs;
 use crate::metering::{InvocationRecord, Metering, VersionMeter};
 use crate::routing::Deployment;
 use crate::scaling::Scaler;
+use crate::telemetry::{self, RequestTrace};
 
 /// The request body a function reads: streamed from the client, a copy held in memory (an
 /// event's payload), or another body (a mirrored request's, as it streams).
@@ -272,6 +273,7 @@ impl Invoker {
     {
         let deployment = call.deployment;
         let config = &deployment.config;
+        let trace = request.extensions().get::<Arc<RequestTrace>>().cloned();
         let meter = deployment
             .meter
             .get_or_init(|| self.metering.meter(&deployment.function, deployment.label));
@@ -307,6 +309,7 @@ impl Invoker {
             Err(failure) => return Err(refused(failure)),
         };
         let request = Request::from_parts(parts, body);
+        let queued_at = telemetry::now_ns();
         let permit = match call.admit {
             Admit::Held(permit) => permit,
             Admit::Queue => match self
@@ -321,6 +324,19 @@ impl Invoker {
         if permit.waited {
             self.metering.queue_waited(meter);
         }
+        if let Some(trace) = &trace {
+            let span = telemetry::new_span_id();
+            trace.child(
+                span,
+                trace.span_id,
+                "admission",
+                telemetry::Kind::Internal,
+                queued_at,
+                telemetry::now_ns(),
+                vec![("fnhost.queued", permit.waited.into())],
+                None,
+            );
+        }
         let slot = Slot::new(meter.clone(), permit);
         let component = match self.engine.load(deployment.digest).await {
             Ok(component) => component,
@@ -331,7 +347,7 @@ impl Invoker {
             }
         };
         let faults = Arc::new(BodyFaults::default());
-        let request = request.map(|body| CappedBody {
+        let mut request = request.map(|body| CappedBody {
             inner: body,
             remaining: config.max_request_body_bytes,
             stall: self.body_timeout,
@@ -343,7 +359,14 @@ impl Invoker {
             .then(|| PendingRecord::new(&self.metering, meter, config, call.alias.cloned()));
         let shared = self.scaler.shared(deployment, &component);
         let (warm, lease) = self.scaler.take(deployment);
+        let guest_started = telemetry::now_ns();
+        if let Some(trace) = &trace {
+            // The function sees its own span as the parent, and passes it on.
+            trace.inject(request.headers_mut(), trace.guest_span);
+            trace.hold();
+        }
         let on_finish = {
+            let trace = trace.clone();
             let logs = self.logs.clone();
             let record = record.clone();
             let (function, version) = (deployment.function.clone(), deployment.label);
@@ -354,6 +377,9 @@ impl Invoker {
             Box::new(move |finished: Finished| {
                 drop(lease);
                 drop(slot);
+                if let Some(trace) = &trace {
+                    guest_spans(trace, guest_started, &finished);
+                }
                 if let Some(record) = &record {
                     record.finished(finished.instantiation, finished.kv_operations);
                 }
@@ -403,6 +429,43 @@ impl Invoker {
         }
         outcome
     }
+}
+
+/// The guest's run (and its cold start, if it had one) as spans under the request's, which
+/// this ends (the instance is gone).
+fn guest_spans(trace: &RequestTrace, started_ns: u64, finished: &Finished) {
+    let ended = telemetry::now_ns();
+    let cold = finished.instantiation.is_some();
+    trace.set("faas.coldstart", cold);
+    if let Some(took) = finished.instantiation {
+        trace.child(
+            telemetry::new_span_id(),
+            trace.guest_span,
+            "instantiate",
+            telemetry::Kind::Internal,
+            started_ns,
+            started_ns + took.as_nanos() as u64,
+            vec![("faas.coldstart", true.into())],
+            None,
+        );
+    }
+    trace.child(
+        trace.guest_span,
+        trace.span_id,
+        "guest",
+        telemetry::Kind::Internal,
+        started_ns,
+        ended,
+        vec![
+            ("faas.coldstart", cold.into()),
+            (
+                "fnhost.kv_operations",
+                (finished.kv_operations as i64).into(),
+            ),
+        ],
+        None,
+    );
+    trace.finish(None);
 }
 
 /// A concurrency slot, counted in the version's in-flight gauge while held.

@@ -65,3 +65,4 @@ pub mod secrets;
 pub mod server;
 mod shutdown;
 pub mod store;
+pub mod telemetry;

@@ -58,6 +58,8 @@ pub struct App {
     /// Set when shutdown starts: `/readyz` fails so load balancers move traffic away while
     /// the host still serves (`--drain-delay`), before it stops accepting.
     pub draining: std::sync::atomic::AtomicBool,
+    /// OpenTelemetry traces, when exported (`--otlp-endpoint`).
+    pub tracing: Option<Arc<crate::telemetry::Tracing>>,
 }
 
 /// The settings an app starts with.
@@ -76,6 +78,8 @@ pub struct AppOptions {
     pub secrets: Option<crate::secrets::SecretsKey>,
     /// The asynchronous lane's limits.
     pub lane: LaneOptions,
+    /// OpenTelemetry traces, when exported.
+    pub tracing: Option<Arc<crate::telemetry::Tracing>>,
 }
 
 impl App {
@@ -95,6 +99,7 @@ impl App {
             event_lease,
             secrets,
             lane,
+            tracing,
         } = options;
         let engine = Arc::new(engine);
         // Requests may use every instance slot that warm pools cannot hold.
@@ -156,6 +161,7 @@ impl App {
             max_upload_bytes,
             started: Instant::now(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            tracing,
         }
     }
 

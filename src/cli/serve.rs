@@ -173,6 +173,19 @@ pub struct ServeArgs {
     /// inside (Linux x86_64 and aarch64). `off` for debugging (e.g. under strace -f).
     #[arg(long, value_enum, default_value_t = OnOff::On, value_name = "ON|OFF")]
     pub seccomp: OnOff,
+    /// Export OpenTelemetry traces over OTLP/HTTP (protobuf) to this collector, e.g.
+    /// http://127.0.0.1:4318 (spans go to URL/v1/traces; OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    /// names the full URL instead). Off when unset. A span per request with children for
+    /// the queue wait, a cold start, the guest's run and its outbound calls; `traceparent`
+    /// is honoured and passed on. OTEL_SERVICE_NAME names the service (default fnhost);
+    /// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG set the share of new traces kept
+    /// (e.g. parentbased_traceidratio and 0.01); a sampled parent is always followed.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Finished spans waiting for export, at most; a slow or dead collector makes the
+    /// host drop spans past this (counted in fnhost_trace_spans_dropped), never wait.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub trace_queue: usize,
     /// A version with no requests for this long releases its warm instances (keeping only
     /// provisioned ones); after twice this its compiled code leaves memory too.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -331,6 +344,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let secrets = secrets_key(&args, &registry).await?;
+    let tracing = tracing_from(&args)?;
     let host = Arc::new(App::new(
         registry,
         router,
@@ -348,6 +362,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             body_timeout: args.body_timeout,
             event_lease: args.event_lease,
             secrets,
+            tracing,
             lane: LaneOptions {
                 concurrency: args
                     .async_concurrency
@@ -608,6 +623,32 @@ fn ensure_writable(dir: &std::path::Path) -> anyhow::Result<()> {
             dir.display()
         ),
     }
+}
+
+/// The tracer `--otlp-endpoint` and the OTEL_* variables ask for, if any.
+fn tracing_from(args: &ServeArgs) -> anyhow::Result<Option<Arc<crate::telemetry::Tracing>>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let Some(url) = crate::telemetry::TracingConfig::traces_url(
+        args.otlp_endpoint.as_deref(),
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let ratio = crate::telemetry::TracingConfig::ratio_from(
+        env("OTEL_TRACES_SAMPLER").as_deref(),
+        env("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let config = crate::telemetry::TracingConfig {
+        url,
+        service_name: env("OTEL_SERVICE_NAME")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "fnhost".into()),
+        ratio,
+        queue: args.trace_queue.max(1),
+    };
+    tracing::info!(url = %config.url, ratio = config.ratio, "exporting traces over OTLP");
+    crate::telemetry::Tracing::start(config).map(Some)
 }
 
 /// Two hosts on one data directory would corrupt nothing (SQLite locks) but would each cache

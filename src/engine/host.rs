@@ -73,6 +73,14 @@ impl HostState {
         }
     }
 
+    /// The trace the current request's outbound calls belong to (see `OutboundPolicy`).
+    pub(super) fn set_trace(
+        &mut self,
+        trace: Option<std::sync::Arc<crate::telemetry::RequestTrace>>,
+    ) {
+        self.hooks.trace = trace;
+    }
+
     /// Gives the guest `config`'s environment plus `secrets` from now on: per request, so a
     /// warm instance made before a secret rotated still sees the current value.
     pub(super) fn set_env(

@@ -131,6 +131,12 @@ impl Engine {
         // Granted per request, not per instance: a warm instance was made before it knew
         // which request (and which config's stores) it would serve.
         self.grant(&mut store, function, config, secrets, &output);
+        store.data_mut().set_trace(
+            request
+                .extensions()
+                .get::<Arc<crate::telemetry::RequestTrace>>()
+                .cloned(),
+        );
         let guard = FinishGuard {
             output: output.clone(),
             instantiation: None,

@@ -169,11 +169,18 @@ pub struct OutboundPolicy {
     /// Normalized origins (see `model::normalize_origin`).
     allowed: Vec<String>,
     network: Arc<NetworkPolicy>,
+    /// The current request's trace: each outbound call carries it (`traceparent`) and is a
+    /// client span of it. Set per request, as a warm instance serves whichever comes.
+    pub(super) trace: Option<Arc<crate::telemetry::RequestTrace>>,
 }
 
 impl OutboundPolicy {
     pub fn new(allowed: Vec<String>, network: Arc<NetworkPolicy>) -> Self {
-        Self { allowed, network }
+        Self {
+            allowed,
+            network,
+            trace: None,
+        }
     }
 
     fn allows(&self, uri: &http::Uri) -> bool {
@@ -211,7 +218,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -223,8 +230,40 @@ impl WasiHttpHooks for OutboundPolicy {
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         let network = self.network.clone();
+        let client = self.trace.clone().map(|trace| {
+            let span = crate::telemetry::new_span_id();
+            trace.inject(request.headers_mut(), span);
+            let method = request.method().to_string();
+            let attributes = vec![
+                ("http.request.method", method.clone().into()),
+                ("url.full", request.uri().to_string().into()),
+                ("server.address", request.uri().host().unwrap_or("").into()),
+            ];
+            (trace, span, method, crate::telemetry::now_ns(), attributes)
+        });
         Box::new(async move {
-            let (response, connection) = send(request, options, &network).await?;
+            let sent = send(request, options, &network).await;
+            if let Some((trace, span, method, started, mut attributes)) = client {
+                let error = match &sent {
+                    Ok((response, _)) => {
+                        let status = response.status().as_u16();
+                        attributes.push(("http.response.status_code", i64::from(status).into()));
+                        (status >= 500).then(|| status.to_string())
+                    }
+                    Err(e) => Some(e.to_string()),
+                };
+                trace.child(
+                    span,
+                    trace.guest_span,
+                    method,
+                    crate::telemetry::Kind::Client,
+                    started,
+                    crate::telemetry::now_ns(),
+                    attributes,
+                    error,
+                );
+            }
+            let (response, connection) = sent?;
             Ok((
                 response,
                 Box::new(connection) as Box<dyn Future<Output = _> + Send>,

@@ -94,6 +94,18 @@ pub struct HostGauges {
     pub async_lane: crate::model::LaneStats,
     pub dependencies: Vec<crate::model::DependencyReport>,
     pub usage: super::PendingUsage,
+    /// Span export counts, when traces are exported.
+    pub trace_spans: Option<TraceSpans>,
+}
+
+/// What became of the spans the host made (see `telemetry::export`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceSpans {
+    pub exported: u64,
+    /// Dropped at once: the export queue was full.
+    pub dropped: u64,
+    /// Lost: the collector refused an export or did not answer it.
+    pub failed: u64,
 }
 
 /// One version's series, resolved once per version (see [`Metrics::version`]). Counters that
@@ -508,6 +520,27 @@ impl Metrics {
             "Usage rows dropped because the database stayed down past what memory keeps",
             ConstCounter::new(gauges.usage.dropped),
         );
+        if let Some(spans) = gauges.trace_spans {
+            for (name, help, value) in [
+                (
+                    "trace_spans_exported",
+                    "Spans the collector accepted",
+                    spans.exported,
+                ),
+                (
+                    "trace_spans_dropped",
+                    "Spans dropped because the export queue was full (a slow or dead collector)",
+                    spans.dropped,
+                ),
+                (
+                    "trace_spans_failed",
+                    "Spans lost because the collector refused or did not answer their export",
+                    spans.failed,
+                ),
+            ] {
+                host.register(name, help, ConstCounter::new(value));
+            }
+        }
         let mut text = String::new();
         encode_registry(&mut text, &self.registry).expect("writing to a String");
         encode_registry(&mut text, &host).expect("writing to a String");

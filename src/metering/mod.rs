@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-pub use metrics::{HostGauges, KvStoreGauge};
+pub use metrics::{HostGauges, KvStoreGauge, TraceSpans};
 pub use shadow::ShadowOutcome;
 
 use crate::model::{

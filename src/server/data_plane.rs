@@ -31,10 +31,42 @@ const ALIAS_HEADER: HeaderName = HeaderName::from_static("fnhost-alias");
 const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("fnhost-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(host: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
     if let Some(response) = super::probe(host, request.uri().path()) {
         return response;
     }
+    let Some(tracing) = &host.tracing else {
+        return serve(host, request, None).await;
+    };
+    let trace = tracing.request(request.headers(), request.method().to_string());
+    trace.set("http.request.method", request.method().as_str());
+    trace.set("url.path", request.uri().path());
+    trace.set("url.scheme", "http");
+    if let Some(address) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        trace.set("server.address", address);
+    }
+    let response = serve(host, request, Some(&trace)).await;
+    let status = response.status();
+    trace.set("http.response.status_code", i64::from(status.as_u16()));
+    // The span ends when the last of this and the guest's instance is done (a streamed
+    // response's last byte).
+    trace.finish(
+        status
+            .is_server_error()
+            .then(|| status.as_u16().to_string()),
+    );
+    response
+}
+
+async fn serve(
+    host: &Arc<App>,
+    mut request: Request<Incoming>,
+    trace: Option<&Arc<crate::telemetry::RequestTrace>>,
+) -> Response<Body> {
     // Short work from now: CPU hogs leave this request a thread on its whole path.
     let short = host.engine.short_work();
     let request_id = request_id(&request);
@@ -85,6 +117,24 @@ pub async fn handle(host: &Arc<App>, mut request: Request<Incoming>) -> Response
         Ok(mirrored) => mirrored,
         Err(error) => return with_request_id(error.into_response(), &request_id),
     };
+    if let Some(trace) = trace {
+        trace.rename(format!("{} /{}", request.method(), deployment.function));
+        trace.set("http.route", format!("/{}", deployment.function));
+        trace.set("faas.name", deployment.function.to_string());
+        trace.set(
+            "fnhost.namespace",
+            crate::model::namespace_of(&deployment.function),
+        );
+        trace.set("faas.version", deployment.label.to_string());
+        if let Some(alias) = &alias {
+            trace.set("fnhost.alias", alias.name.to_string());
+        }
+    }
+    let mut request = request;
+    if let Some(trace) = trace {
+        // The invocation writes the guest's spans under it.
+        request.extensions_mut().insert(trace.clone());
+    }
     let span = tracing::info_span!(
         "invoke",
         function = %deployment.function,

@@ -33,4 +33,5 @@ mod s3;
 mod scaling;
 mod shadow;
 mod teams;
+mod traces;
 mod wasi_p3;

@@ -231,7 +231,7 @@ async fn components_are_pushed_deployed_and_pinned_by_digest() {
 /// oras byte for byte; an artifact whose layer is not wasm is refused, naming what it is.
 #[tokio::test]
 async fn artifacts_of_other_clients_deploy_and_ours_pull_with_them() {
-    let Some(python) = crate::common::tool("FNHOST_ORAS_PYTHON", "OCI artifacts of oras") else {
+    let Some(python) = crate::common::tool("FNHOST_PYTHON", "OCI artifacts of oras") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

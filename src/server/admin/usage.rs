@@ -177,6 +177,15 @@ pub async fn metrics(host: &App) -> Result<Response<Body>, ApiError> {
         async_lane: host.lane.stats(),
         dependencies: host.registry.dependencies().report(),
         usage: host.metering.pending_stats(),
+        trace_spans: host.tracing.as_ref().map(|tracing| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = tracing.stats();
+            crate::metering::TraceSpans {
+                exported: stats.exported.load(Relaxed),
+                dropped: stats.dropped.load(Relaxed),
+                failed: stats.failed.load(Relaxed),
+            }
+        }),
     };
     let mut response = Response::new(full(host.metering.encode_metrics(&gauges)));
     response.headers_mut().insert(
