@@ -1,7 +1,8 @@
 """An OTLP/HTTP trace receiver for the tests, built on the official protobuf definitions
 (opentelemetry-proto from PyPI): decodes each ExportTraceServiceRequest fnhost posts to
-/v1/traces and appends one JSON line per span to the file named on the command line.
-Prints the port it listens on (127.0.0.1, ephemeral), then serves until killed."""
+/v1/traces and appends one JSON line per span to the file named on the command line (`-`:
+accept and discard, a collector that costs the benchmark nothing). Prints the port it
+listens on (127.0.0.1, ephemeral), then serves until killed."""
 
 import json
 import sys
@@ -27,6 +28,9 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(415)
             self.end_headers()
             return
+        if OUT == "-":
+            self.answer()
+            return
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
         with open(OUT, "a") as out:
@@ -48,6 +52,9 @@ class Receiver(BaseHTTPRequestHandler):
                             "links": [[l.trace_id.hex(), l.span_id.hex()] for l in span.links],
                             "error": span.status.code == 2,
                         }) + "\n")
+        self.answer()
+
+    def answer(self):
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
